@@ -14,7 +14,9 @@ pub const SYMBOL_LEN: usize = 16;
 ///
 /// A longer symbol is an error, never silently cut.
 #[repr(transparent)]
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Pod, Zeroable)]
+#[derive(
+    rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Pod, Zeroable,
+)]
 pub struct InstrumentId(pub [u8; SYMBOL_LEN]);
 
 impl InstrumentId {

@@ -13,7 +13,21 @@ pub type Qty = i64;
 /// A price in fixed point: 1 unit = 1e-9 of the quote currency (as Databento
 /// DBN does). [`Price::NULL`] (`i64::MAX`) means "no price".
 #[repr(transparent)]
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Pod, Zeroable)]
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Pod,
+    Zeroable,
+)]
 pub struct Price(pub i64);
 
 /// Units of [`Price`] per 1.0 of the quote currency.

@@ -8,6 +8,8 @@
 use std::mem::{align_of, offset_of, size_of};
 
 use bytemuck::{Pod, Zeroable};
+#[cfg(feature = "iceoryx2")]
+use iceoryx2::prelude::ZeroCopySend;
 
 use crate::error::{Error, Result};
 use crate::instrument::InstrumentId;
@@ -80,7 +82,9 @@ impl Kind {
 
 /// The common 32-byte header of every record.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Pod, Zeroable)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Pod, Zeroable, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct RecordHeader {
     /// Per feed, starts at 1, +1 per record, no holes.
     pub seq: u64,
@@ -132,7 +136,7 @@ const _: () = {
 
 /// A trade with the top of book after it (104 bytes, kind 1).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Tick {
     /// Header, kind 1.
     pub header: RecordHeader,
@@ -170,7 +174,7 @@ const _: () = {
 
 /// One price level of a book side (16 bytes).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Level {
     /// Level price, 1e-9 units; `Price::NULL` for an empty level.
     pub price: Price,
@@ -194,7 +198,7 @@ const _: () = {
 
 /// Top 10 levels of both sides (376 bytes, kind 2).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct BookSnapshot {
     /// Header, kind 2.
     pub header: RecordHeader,
@@ -279,7 +283,7 @@ impl Side {
 
 /// One level change of the top-10 view (72 bytes, kind 3).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct BookDelta {
     /// Header, kind 3.
     pub header: RecordHeader,
@@ -323,7 +327,7 @@ impl BookDelta {
 /// Sent when a feed is quiet so that gaps are seen without traffic
 /// (32 bytes, kind 4); also closes a snapshot set.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct Heartbeat {
     /// Header, kind 4.
     pub header: RecordHeader,
@@ -342,7 +346,7 @@ const SAMPLE_WORDS: usize = SAMPLE_SIZE / 8;
 /// (`header.kind` says which), the tail zeroed. 376 bytes, align 8.
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
-#[cfg_attr(feature = "iceoryx2", derive(iceoryx2::prelude::ZeroCopySend))]
+#[cfg_attr(feature = "iceoryx2", derive(ZeroCopySend))]
 #[cfg_attr(feature = "iceoryx2", type_name("mdbus::v1::MdSample"))]
 pub struct MdSample {
     /// The record's bytes as little-endian words.
@@ -680,3 +684,18 @@ mod tests {
         assert!(RecordRef::from_bytes(&bytes[..16]).is_err());
     }
 }
+
+// The rkyv archive of each record is its plain bytes (DESIGN.md's WAL
+// frames hold it): same size and alignment, no relative pointers.
+const _: () = {
+    assert!(size_of::<ArchivedRecordHeader>() == 32);
+    assert!(size_of::<ArchivedTick>() == 104);
+    assert!(size_of::<ArchivedLevel>() == 16);
+    assert!(size_of::<ArchivedBookSnapshot>() == 376);
+    assert!(size_of::<ArchivedBookDelta>() == 72);
+    assert!(size_of::<ArchivedHeartbeat>() == 32);
+    assert!(align_of::<ArchivedTick>() == 8);
+    assert!(align_of::<ArchivedBookSnapshot>() == 8);
+    assert!(offset_of!(ArchivedBookSnapshot, bids) == 56);
+    assert!(offset_of!(ArchivedBookDelta, side) == 64);
+};
