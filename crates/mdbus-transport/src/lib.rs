@@ -1,0 +1,56 @@
+//! Transports of mdbus: the traits a transport implements, and the
+//! in-process broadcast bus on crossbeam that builds without iceoryx2.
+//!
+//! Every transport keeps the same slow-consumer policy as the shared-memory
+//! path (iceoryx2 with safe overflow): the sender never blocks; a receiver
+//! that falls behind loses its *oldest* samples and sees the hole in `seq`.
+//!
+//! # Quick start
+//!
+//! ```
+//! use mdbus_transport::{InProcBus, MdReceiver, MdSender};
+//! use mdbus_types::{Heartbeat, Kind, MdSample, RecordHeader};
+//!
+//! let bus = InProcBus::new(1024);
+//! let mut rx = bus.subscribe();
+//! let mut tx = bus.sender();
+//! let mut sample = MdSample::from(Heartbeat { header: RecordHeader::new(Kind::Heartbeat, 0) });
+//! sample.header_mut().seq = 1;
+//! tx.send(&sample)?;
+//! tx.end_batch()?;
+//! assert_eq!(rx.try_recv()?.unwrap().header().seq, 1);
+//! # Ok::<(), mdbus_transport::Error>(())
+//! ```
+
+mod error;
+mod inproc;
+
+use std::time::Duration;
+
+pub use error::{Error, Result};
+pub use inproc::{InProcBus, InProcReceiver, InProcSender};
+use mdbus_types::MdSample;
+
+/// The sending side of a feed's transport. Never blocks on a slow receiver.
+pub trait MdSender {
+    /// Sends one sample (its header already stamped by the publisher).
+    fn send(&mut self, sample: &MdSample) -> Result<()>;
+
+    /// Marks the end of a send batch: wakes receivers that wait (the
+    /// iceoryx2 transport notifies its event service here).
+    fn end_batch(&mut self) -> Result<()>;
+}
+
+/// The receiving side of a feed's transport.
+pub trait MdReceiver {
+    /// The next sample if one is there, without waiting.
+    fn try_recv(&mut self) -> Result<Option<MdSample>>;
+
+    /// The next sample, waiting up to `timeout`; `Ok(None)` on timeout.
+    /// `Err(Error::Disconnected)` once every sender is gone and the queue
+    /// is drained.
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<MdSample>>;
+
+    /// Samples this receiver lost because it fell behind (oldest first).
+    fn dropped(&self) -> u64;
+}
