@@ -251,10 +251,18 @@ impl SyntheticFeed {
 
 fn add_liquidity(rng: &mut Pcg64Mcg, inst: &mut Instrument, side: Side, ts: i64, out: &mut Vec<MdSample>) {
     let tick = inst.tick;
-    // Depth from the best in ticks: mostly near the top, sometimes inside
-    // the spread (-1).
-    let depth = rng.random_range(0..4) + rng.random_range(0..4) + rng.random_range(0..4) - 1;
     let (best_bid, best_ask) = (inst.best(Side::Bid), inst.best(Side::Ask));
+    let spread_ticks = match (best_bid, best_ask) {
+        (Some((b, _)), Some((a, _))) => (a - b) / tick,
+        _ => 1,
+    };
+    // Depth from the best in ticks: a wide spread mostly fills in (a
+    // negative depth is inside the spread), otherwise mostly near the top.
+    let depth = if spread_ticks > 1 && rng.random_bool(0.8) {
+        -rng.random_range(1..spread_ticks)
+    } else {
+        rng.random_range(0..4) + rng.random_range(0..4) + rng.random_range(0..4)
+    };
     let price = match (side, best_bid, best_ask) {
         (Side::Bid, Some((b, _)), _) => b - depth * tick,
         (Side::Bid, None, Some((a, _))) => a - (depth + 2) * tick,
@@ -422,6 +430,7 @@ mod tests {
             }
         }
         assert!(ticks > 1_000 && deltas > 10_000, "ticks {ticks} deltas {deltas}");
+        let mut spread_ticks: Vec<i64> = Vec::new();
         for (index, id) in feed.instruments().enumerate() {
             let mut view = feed.view(index).unwrap();
             let mut ours = books[&id].to_snapshot();

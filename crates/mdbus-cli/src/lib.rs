@@ -1,0 +1,43 @@
+//! The `mdbus` command line (clap derive).
+//!
+//! Every subcommand has `--help`; bad arguments get a clear message and
+//! exit code 2.
+
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// mdbus: a zero-copy shared-memory market-data bus.
+#[derive(Debug, Parser)]
+#[command(name = "mdbus", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One process: synthetic publisher -> in-process bus -> a subscriber
+    /// keeping a latest-value cache; a status line per second.
+    Demo(demo::DemoArgs),
+}
+
+/// Parses the process arguments and runs the subcommand; the exit code is
+/// 0 on success, 1 on a runtime error, 2 on bad arguments.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            return ExitCode::from(code.clamp(0, 255) as u8);
+        }
+    };
+    match cli.command {
+        Command::Demo(args) => demo::run(&args),
+    }
+}
