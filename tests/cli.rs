@@ -16,15 +16,28 @@ fn demo_runs_and_its_subscriber_sees_every_record() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let summary = stdout.lines().find(|l| l.starts_with("summary:")).expect("a summary line");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .expect("a summary line");
     // "summary: N records in ... N received, 0 holes ..., last seq N, 0 book errors"
     let words: Vec<&str> = summary.split_whitespace().collect();
     let records: u64 = words[1].parse().unwrap();
     assert!(records > 10_000, "{summary}");
     assert!(summary.contains(&format!("{records} received, 0 holes")), "{summary}");
-    assert!(summary.contains(&format!("last seq {records}, 0 book errors")), "{summary}");
-    assert!(stdout.lines().any(|l| l.starts_with("t=") && l.contains("IF2501")), "{stdout}");
+    assert!(
+        summary.contains(&format!("last seq {records}, 0 book errors")),
+        "{summary}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("t=") && l.contains("IF2501")),
+        "{stdout}"
+    );
 }
 
 #[test]

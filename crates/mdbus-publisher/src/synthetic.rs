@@ -405,6 +405,7 @@ mod tests {
         let records = run(&mut feed, 50_000);
         let mut books: HashMap<InstrumentId, Book> = HashMap::new();
         let (mut ticks, mut deltas) = (0, 0);
+        let mut spread_ticks: Vec<i64> = Vec::new();
         for sample in &records {
             match sample.record().unwrap() {
                 RecordRef::BookSnapshot(s) => {
@@ -425,12 +426,13 @@ mod tests {
                     assert_eq!(book.best_bid().map(|l| (l.price, l.qty)), Some((t.bid_px, t.bid_qty)));
                     assert_eq!(book.best_ask().map(|l| (l.price, l.qty)), Some((t.ask_px, t.ask_qty)));
                     ticks += 1;
+                    let tick_size = feed.instruments.iter().find(|i| i.id == t.instrument).unwrap().tick;
+                    spread_ticks.push((t.ask_px.raw() - t.bid_px.raw()) / tick_size);
                 }
                 RecordRef::Heartbeat(_) => unreachable!(),
             }
         }
         assert!(ticks > 1_000 && deltas > 10_000, "ticks {ticks} deltas {deltas}");
-        let mut spread_ticks: Vec<i64> = Vec::new();
         for (index, id) in feed.instruments().enumerate() {
             let mut view = feed.view(index).unwrap();
             let mut ours = books[&id].to_snapshot();
@@ -443,5 +445,9 @@ mod tests {
                 "{id}: spread must stay positive"
             );
         }
+        // A realistic market keeps a tight spread, not one that drifts open.
+        spread_ticks.sort_unstable();
+        let p95 = spread_ticks[spread_ticks.len() * 95 / 100];
+        assert!(spread_ticks[0] >= 1 && p95 <= 10, "spread p95 {p95} ticks");
     }
 }

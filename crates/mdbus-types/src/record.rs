@@ -626,6 +626,21 @@ pub fn layout_table_markdown() -> String {
     out
 }
 
+// The rkyv archive of each record is its plain bytes (DESIGN.md's WAL
+// frames hold it): same size and alignment, no relative pointers.
+const _: () = {
+    assert!(size_of::<ArchivedRecordHeader>() == 32);
+    assert!(size_of::<ArchivedTick>() == 104);
+    assert!(size_of::<ArchivedLevel>() == 16);
+    assert!(size_of::<ArchivedBookSnapshot>() == 376);
+    assert!(size_of::<ArchivedBookDelta>() == 72);
+    assert!(size_of::<ArchivedHeartbeat>() == 32);
+    assert!(align_of::<ArchivedTick>() == 8);
+    assert!(align_of::<ArchivedBookSnapshot>() == 8);
+    assert!(offset_of!(ArchivedBookSnapshot, bids) == 56);
+    assert!(offset_of!(ArchivedBookDelta, side) == 64);
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -684,18 +699,3 @@ mod tests {
         assert!(RecordRef::from_bytes(&bytes[..16]).is_err());
     }
 }
-
-// The rkyv archive of each record is its plain bytes (DESIGN.md's WAL
-// frames hold it): same size and alignment, no relative pointers.
-const _: () = {
-    assert!(size_of::<ArchivedRecordHeader>() == 32);
-    assert!(size_of::<ArchivedTick>() == 104);
-    assert!(size_of::<ArchivedLevel>() == 16);
-    assert!(size_of::<ArchivedBookSnapshot>() == 376);
-    assert!(size_of::<ArchivedBookDelta>() == 72);
-    assert!(size_of::<ArchivedHeartbeat>() == 32);
-    assert!(align_of::<ArchivedTick>() == 8);
-    assert!(align_of::<ArchivedBookSnapshot>() == 8);
-    assert!(offset_of!(ArchivedBookSnapshot, bids) == 56);
-    assert!(offset_of!(ArchivedBookDelta, side) == 64);
-};

@@ -1,8 +1,8 @@
 //! proptest: every kind of record survives MdSample and JSON round trips.
 
 use mdbus_types::{
-    BookDelta, BookSnapshot, Heartbeat, InstrumentId, Kind, Level, MdSample, Price, RecordHeader, RecordRef, Side, Tick,
-    json,
+    BookDelta, BookSnapshot, Heartbeat, InstrumentId, Kind, Level, MdSample, Price, RecordHeader, RecordRef, Side,
+    Tick, json,
 };
 use proptest::prelude::*;
 
@@ -24,14 +24,39 @@ fn symbol() -> impl Strategy<Value = InstrumentId> {
 }
 
 fn price() -> impl Strategy<Value = Price> {
-    prop_oneof![Just(Price::NULL), any::<i64>().prop_filter("not NULL", |p| *p != i64::MAX).prop_map(Price)]
+    prop_oneof![
+        Just(Price::NULL),
+        any::<i64>().prop_filter("not NULL", |p| *p != i64::MAX).prop_map(Price)
+    ]
 }
 
 fn tick() -> impl Strategy<Value = MdSample> {
-    (header(Kind::Tick), symbol(), price(), any::<i64>(), price(), any::<i64>(), price(), any::<i64>(), any::<i64>())
-        .prop_map(|(header, instrument, last_px, last_qty, bid_px, bid_qty, ask_px, ask_qty, volume)| {
-            MdSample::from(Tick { header, instrument, last_px, last_qty, bid_px, bid_qty, ask_px, ask_qty, volume })
-        })
+    (
+        header(Kind::Tick),
+        symbol(),
+        price(),
+        any::<i64>(),
+        price(),
+        any::<i64>(),
+        price(),
+        any::<i64>(),
+        any::<i64>(),
+    )
+        .prop_map(
+            |(header, instrument, last_px, last_qty, bid_px, bid_qty, ask_px, ask_qty, volume)| {
+                MdSample::from(Tick {
+                    header,
+                    instrument,
+                    last_px,
+                    last_qty,
+                    bid_px,
+                    bid_qty,
+                    ask_px,
+                    ask_qty,
+                    volume,
+                })
+            },
+        )
 }
 
 fn snapshot() -> impl Strategy<Value = MdSample> {
@@ -42,10 +67,16 @@ fn snapshot() -> impl Strategy<Value = MdSample> {
         s.bid_count = bids.len() as u16;
         s.ask_count = asks.len() as u16;
         for (slot, (p, q)) in s.bids.iter_mut().zip(bids.iter().rev()) {
-            *slot = Level { price: Price(*p), qty: *q };
+            *slot = Level {
+                price: Price(*p),
+                qty: *q,
+            };
         }
         for (slot, (p, q)) in s.asks.iter_mut().zip(asks.iter()) {
-            *slot = Level { price: Price(*p), qty: *q };
+            *slot = Level {
+                price: Price(*p),
+                qty: *q,
+            };
         }
         MdSample::from(s)
     })
