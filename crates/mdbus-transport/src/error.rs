@@ -1,13 +1,77 @@
 //! The error type of `mdbus-transport`.
 
-/// What went wrong in a transport.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+use std::path::PathBuf;
+
+/// What went wrong in a transport or the snapshot board. Every variant
+/// names the feed, service or file concerned.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Every sender of the bus is gone and nothing is left to receive.
     #[error("transport disconnected: every sender of the feed is gone")]
     Disconnected,
+    /// A feed name outside `[A-Za-z0-9_-]{1,32}`.
+    #[error("invalid feed name {feed:?}: expected 1 to 32 characters of [A-Za-z0-9_-]")]
+    FeedName {
+        /// The name given.
+        feed: String,
+    },
+    /// A shared-memory service that cannot be created or opened, or that
+    /// is incompatible (other payload type, other settings).
+    #[error("service {service}: {reason}")]
+    Service {
+        /// The service name, e.g. `mdbus/<feed>/md`.
+        service: String,
+        /// What failed or differs.
+        reason: String,
+    },
+    /// A snapshot board file that is invalid, full, or held by another writer.
+    #[error("snapshot board {}: {reason}", path.display())]
+    Board {
+        /// The board file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An I/O error on a file.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Checks a feed name: 1 to 32 characters of `[A-Za-z0-9_-]`.
+pub fn validate_feed_name(feed: &str) -> Result<()> {
+    let ok = (1..=32).contains(&feed.len())
+        && feed
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::FeedName { feed: feed.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feed_names() {
+        for ok in ["golden", "a", "A-b_9", &"x".repeat(32)] {
+            validate_feed_name(ok).unwrap();
+        }
+        for bad in ["", "a/b", "a b", "ü", &"x".repeat(33), "feed.1"] {
+            let err = validate_feed_name(bad).unwrap_err();
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+    }
+}

@@ -310,6 +310,7 @@ mod tests {
                     }
                     Ok(None) => panic!("watchdog: nothing for 30 s"),
                     Err(Error::Disconnected) => return (seen, slow.dropped()),
+                    Err(e) => panic!("{e}"),
                 }
             }
         });
@@ -326,6 +327,7 @@ mod tests {
                 }
                 Ok(None) => panic!("watchdog: nothing for 30 s"),
                 Err(Error::Disconnected) => break,
+                Err(e) => panic!("{e}"),
             }
         }
         producer.join().unwrap();
@@ -352,7 +354,7 @@ mod tests {
         let bus = InProcBus::new(8);
         let mut rx = bus.subscribe();
         let mut tx = bus.sender();
-        assert_eq!(rx.recv_timeout(Duration::from_millis(10)).unwrap(), None);
+        assert!(rx.recv_timeout(Duration::from_millis(10)).unwrap().is_none());
         let t = thread::spawn(move || {
             thread::sleep(Duration::from_millis(20));
             tx.send(&hb(7)).unwrap();
@@ -360,7 +362,10 @@ mod tests {
         let got = rx.recv_timeout(Duration::from_secs(30)).unwrap().expect("watchdog");
         assert_eq!(got.header().seq, 7);
         t.join().unwrap();
-        assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Err(Error::Disconnected));
+        assert!(matches!(
+            rx.recv_timeout(Duration::from_secs(30)),
+            Err(Error::Disconnected)
+        ));
     }
 
     #[test]

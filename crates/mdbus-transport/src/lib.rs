@@ -23,11 +23,13 @@
 //! ```
 
 mod error;
+#[cfg(feature = "iceoryx2")]
+pub mod iceoryx;
 mod inproc;
 
 use std::time::Duration;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, validate_feed_name};
 pub use inproc::{InProcBus, InProcReceiver, InProcSender};
 use mdbus_types::MdSample;
 

@@ -1,0 +1,1 @@
+//! The iceoryx2 shared-memory transport.
