@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use bytemuck::Pod;
-use memmap2::{Mmap, MmapMut};
 use mdbus_types::{BookSnapshot, InstrumentId, Kind, Record, Tick, clock};
+use memmap2::{Mmap, MmapMut};
 
 use crate::error::{Error, Result, validate_feed_name};
 
@@ -247,33 +247,56 @@ fn board_err(path: &Path, reason: impl Into<String>) -> Error {
 /// Checks a mapped header and returns its layout.
 fn check_header(words: &Words, path: &Path, file_len: usize) -> Result<Layout> {
     if file_len < HEADER_LEN {
-        return Err(board_err(path, format!("{file_len} bytes, shorter than the 128-byte header")));
+        return Err(board_err(
+            path,
+            format!("{file_len} bytes, shorter than the 128-byte header"),
+        ));
     }
     let magic: [u8; 8] = words.read_bytes(H_MAGIC);
     if magic != BOARD_MAGIC {
         return Err(board_err(path, format!("bad magic {magic:?}, expected MDBUSBRD")));
     }
     let field = |off| words.u32(off).load(Ordering::Relaxed);
-    let (version, header_len, capacity, index_len, slot_len) =
-        (field(H_VERSION), field(H_HEADER_LEN), field(H_CAPACITY), field(H_INDEX_LEN), field(H_SLOT_LEN));
+    let (version, header_len, capacity, index_len, slot_len) = (
+        field(H_VERSION),
+        field(H_HEADER_LEN),
+        field(H_CAPACITY),
+        field(H_INDEX_LEN),
+        field(H_SLOT_LEN),
+    );
     if version != BOARD_VERSION {
-        return Err(board_err(path, format!("version {version}, this build reads version 1")));
+        return Err(board_err(
+            path,
+            format!("version {version}, this build reads version 1"),
+        ));
     }
     if header_len as usize != HEADER_LEN || slot_len as usize != SLOT_LEN {
-        return Err(board_err(path, format!("header_len {header_len} / slot_len {slot_len}, expected 128 / 1024")));
+        return Err(board_err(
+            path,
+            format!("header_len {header_len} / slot_len {slot_len}, expected 128 / 1024"),
+        ));
     }
     if capacity == 0 || capacity > MAX_BOARD_CAPACITY {
-        return Err(board_err(path, format!("capacity {capacity} out of 1..={MAX_BOARD_CAPACITY}")));
+        return Err(board_err(
+            path,
+            format!("capacity {capacity} out of 1..={MAX_BOARD_CAPACITY}"),
+        ));
     }
     if !index_len.is_power_of_two() || (index_len as usize) < 2 * capacity as usize {
-        return Err(board_err(path, format!("index_len {index_len} is not a power of two >= 2 x {capacity}")));
+        return Err(board_err(
+            path,
+            format!("index_len {index_len} is not a power of two >= 2 x {capacity}"),
+        ));
     }
     let mut layout = Layout::new(capacity);
     layout.index_len = index_len as usize;
     layout.slots_offset = (HEADER_LEN + layout.index_len * ENTRY_LEN).next_multiple_of(64);
     layout.file_len = layout.slots_offset + layout.capacity * SLOT_LEN;
     if file_len < layout.file_len {
-        return Err(board_err(path, format!("{file_len} bytes, the layout needs {}", layout.file_len)));
+        return Err(board_err(
+            path,
+            format!("{file_len} bytes, the layout needs {}", layout.file_len),
+        ));
     }
     Ok(layout)
 }
@@ -355,7 +378,10 @@ impl BoardWriter {
         validate_feed_name(feed)?;
         let path = board_path(dir, feed);
         if capacity == 0 || capacity > MAX_BOARD_CAPACITY {
-            return Err(board_err(&path, format!("capacity {capacity} out of 1..={MAX_BOARD_CAPACITY}")));
+            return Err(board_err(
+                &path,
+                format!("capacity {capacity} out of 1..={MAX_BOARD_CAPACITY}"),
+            ));
         }
         let file = OpenOptions::new()
             .read(true)
@@ -378,7 +404,8 @@ impl BoardWriter {
         let len = file.metadata().map_err(io_err(&path))?.len() as usize;
         let fresh = len == 0;
         if fresh {
-            file.set_len(Layout::new(capacity).file_len as u64).map_err(io_err(&path))?;
+            file.set_len(Layout::new(capacity).file_len as u64)
+                .map_err(io_err(&path))?;
         }
         // SAFETY: the file is ours to write (flock held for the writer's
         // life); readers in other processes only map it read-only and load
@@ -421,7 +448,10 @@ impl BoardWriter {
         };
         writer.load_index_and_repair();
         writer.words.u64(H_EPOCH).store(writer.epoch, Ordering::Relaxed);
-        writer.words.u32(H_WRITER_PID).store(std::process::id(), Ordering::Relaxed);
+        writer
+            .words
+            .u32(H_WRITER_PID)
+            .store(std::process::id(), Ordering::Relaxed);
         writer.heartbeat();
         Ok(writer)
     }
@@ -478,7 +508,11 @@ impl BoardWriter {
         let full = || {
             board_err(
                 &self.path,
-                format!("full: {} of {} slots used, cannot add {id}", self.slots.len(), self.layout.capacity),
+                format!(
+                    "full: {} of {} slots used, cannot add {id}",
+                    self.slots.len(),
+                    self.layout.capacity
+                ),
             )
         };
         if self.slots.len() >= self.layout.capacity {
@@ -500,7 +534,9 @@ impl BoardWriter {
         // and slot are visible before the entry is.
         self.words.u32(entry + 20).store(1, Ordering::Release);
         self.slots.insert(*id, slot);
-        self.words.u32(H_COUNT).store(self.slots.len() as u32, Ordering::Relaxed);
+        self.words
+            .u32(H_COUNT)
+            .store(self.slots.len() as u32, Ordering::Relaxed);
         Ok(self.layout.slot(slot as usize))
     }
 
@@ -527,13 +563,17 @@ impl BoardWriter {
 
     /// Refreshes `heartbeat_ns` (call at least every 100 ms).
     pub fn heartbeat(&mut self) {
-        self.words.u64(H_HEARTBEAT).store(clock::now_ns() as u64, Ordering::Relaxed);
+        self.words
+            .u64(H_HEARTBEAT)
+            .store(clock::now_ns() as u64, Ordering::Relaxed);
     }
 }
 
 fn read_pid(path: &Path) -> Option<u32> {
     let bytes = std::fs::read(path).ok()?;
-    Some(u32::from_le_bytes(bytes.get(H_WRITER_PID..H_WRITER_PID + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        bytes.get(H_WRITER_PID..H_WRITER_PID + 4)?.try_into().ok()?,
+    ))
 }
 
 /// A read-only view of a board, in any process.
@@ -555,13 +595,19 @@ pub struct BoardEntry<'a> {
 impl BoardEntry<'_> {
     /// The last tick, `None` if none was written yet.
     pub fn tick(&self) -> Option<Tick> {
-        let tick: Tick = self.reader.words.latch_read::<Tick, TICK_WORDS>(self.offset + TICK_CELL);
+        let tick: Tick = self
+            .reader
+            .words
+            .latch_read::<Tick, TICK_WORDS>(self.offset + TICK_CELL);
         (tick.header.seq != 0 && tick.header.kind == Kind::Tick as u16).then_some(tick)
     }
 
     /// The current top-10 book, `None` if none was written yet.
     pub fn book(&self) -> Option<BookSnapshot> {
-        let book: BookSnapshot = self.reader.words.latch_read::<BookSnapshot, BOOK_WORDS>(self.offset + BOOK_CELL);
+        let book: BookSnapshot = self
+            .reader
+            .words
+            .latch_read::<BookSnapshot, BOOK_WORDS>(self.offset + BOOK_CELL);
         (book.header.seq != 0 && book.header.kind == Kind::BookSnapshot as u16).then_some(book)
     }
 }
@@ -687,7 +733,10 @@ mod tests {
         assert_eq!(reader.tick(&id).unwrap().header.seq, 8);
         writer.set_last_seq(8);
         let status = reader.status();
-        assert_eq!((status.feed.as_str(), status.count, status.epoch, status.last_seq), ("t1", 1, 1, 8));
+        assert_eq!(
+            (status.feed.as_str(), status.count, status.epoch, status.last_seq),
+            ("t1", 1, 1, 8)
+        );
         assert_eq!(status.writer_pid, std::process::id());
         assert_eq!(reader.instruments(), vec![id]);
     }
@@ -700,7 +749,10 @@ mod tests {
             writer.update_tick(&tick(s, 1)).unwrap();
         }
         let err = writer.update_tick(&tick("D", 2)).unwrap_err().to_string();
-        assert!(err.contains("full") && err.contains('D') && err.contains("3 of 3"), "{err}");
+        assert!(
+            err.contains("full") && err.contains('D') && err.contains("3 of 3"),
+            "{err}"
+        );
         writer.update_tick(&tick("B", 3)).unwrap();
         let reader = BoardReader::open(dir.path(), "full").unwrap();
         assert_eq!(reader.tick(&InstrumentId::new("B").unwrap()).unwrap().header.seq, 3);
@@ -748,7 +800,10 @@ mod tests {
     #[test]
     fn bad_files_and_names_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(BoardWriter::open(dir.path(), "a/b", 8), Err(Error::FeedName { .. })));
+        assert!(matches!(
+            BoardWriter::open(dir.path(), "a/b", 8),
+            Err(Error::FeedName { .. })
+        ));
         let path = board_path(dir.path(), "junk");
         std::fs::write(&path, vec![7u8; 4096]).unwrap();
         let err = BoardReader::open(dir.path(), "junk").unwrap_err().to_string();
