@@ -65,3 +65,81 @@ fn bad_arguments_exit_2_naming_the_argument() {
         assert!(stderr.contains(names), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn snapshot_prints_the_fixture_board_as_expected() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/board");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{dir}/expected.json")).unwrap()).unwrap();
+    for symbol in ["BTC/USDT", "IF2501", "SPREAD-X"] {
+        let out = mdbus()
+            .args([
+                "snapshot",
+                "--feed",
+                "golden",
+                "--instrument",
+                symbol,
+                "--json",
+                "--board-dir",
+                dir,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(got, expected[symbol], "{symbol}");
+    }
+    // Human form of every instrument.
+    let out = mdbus()
+        .args(["snapshot", "--feed", "golden", "--board-dir", dir])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("last seq 21") && text.contains("SPREAD-X") && text.contains("no tick yet"),
+        "{text}"
+    );
+    // Unknown instrument: a clear error naming it.
+    let out = mdbus()
+        .args([
+            "snapshot",
+            "--feed",
+            "golden",
+            "--instrument",
+            "rb2505",
+            "--json",
+            "--board-dir",
+            dir,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rb2505") && stderr.contains("not on the board"),
+        "{stderr}"
+    );
+    // Over-long symbol: usage error naming it.
+    let out = mdbus()
+        .args([
+            "snapshot",
+            "--feed",
+            "golden",
+            "--instrument",
+            "A_SYMBOL_LONGER_THAN_16",
+            "--board-dir",
+            dir,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("A_SYMBOL_LONGER_THAN_16"));
+    // A feed without a board names the file.
+    let out = mdbus()
+        .args(["snapshot", "--feed", "nosuchfeed", "--board-dir", dir])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mdbus.nosuchfeed.board"));
+}

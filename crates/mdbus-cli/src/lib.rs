@@ -4,6 +4,7 @@
 //! exit code 2.
 
 mod demo;
+mod snapshot;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,9 @@ pub enum Command {
     /// One process: synthetic publisher -> in-process bus -> a subscriber
     /// keeping a latest-value cache; a status line per second.
     Demo(demo::DemoArgs),
+    /// The latest tick and top-10 book of instruments, from the snapshot
+    /// board (no subscription).
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 /// Parses the process arguments and runs the subcommand; the exit code is
@@ -39,5 +43,6 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Snapshot(args) => snapshot::run(&args),
     }
 }
