@@ -119,7 +119,10 @@ unsafe impl Sync for Words {}
 impl Words {
     #[inline]
     fn u64(&self, off: usize) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= self.len, "board word {off} out of bounds");
+        assert!(
+            off.is_multiple_of(8) && off + 8 <= self.len,
+            "board word {off} out of bounds"
+        );
         // SAFETY: in bounds and 8-aligned (the map is page-aligned); the map
         // outlives `self`'s owner borrow; every process accesses the shared
         // words only atomically (readers only load, which is allowed on a
@@ -129,7 +132,10 @@ impl Words {
 
     #[inline]
     fn u32(&self, off: usize) -> &AtomicU32 {
-        assert!(off % 4 == 0 && off + 4 <= self.len, "board word {off} out of bounds");
+        assert!(
+            off.is_multiple_of(4) && off + 4 <= self.len,
+            "board word {off} out of bounds"
+        );
         // SAFETY: as in `u64`, 4-aligned.
         unsafe { AtomicU32::from_ptr(self.base.add(off).cast::<u32>()) }
     }
@@ -144,7 +150,7 @@ impl Words {
     }
 
     fn write_bytes(&self, off: usize, bytes: &[u8]) {
-        debug_assert!(bytes.len() % 8 == 0);
+        debug_assert!(bytes.len().is_multiple_of(8));
         for (i, chunk) in bytes.chunks(8).enumerate() {
             let word = u64::from_le_bytes(chunk.try_into().expect("8-byte chunk"));
             self.u64(off + 8 * i).store(word, Ordering::Relaxed);
@@ -174,7 +180,7 @@ impl Words {
         let seq = self.u64(cell);
         let copy_len = size_of::<R>();
         let s = seq.load(Ordering::Relaxed);
-        debug_assert!(s % 2 == 0, "a cell is even between updates (fixed on open)");
+        debug_assert!(s.is_multiple_of(2), "a cell is even between updates (fixed on open)");
         seq.store(s + 1, Ordering::Relaxed);
         // SYNC: this fence orders the odd `seq` before the copy-0 stores;
         // pairs with the Acquire fence in `latch_read` (a reader that saw
@@ -216,7 +222,7 @@ impl Words {
     fn latch_repair<R: Pod, const W: usize>(&self, cell: usize) -> bool {
         let seq = self.u64(cell);
         let s = seq.load(Ordering::Relaxed);
-        if s % 2 == 0 {
+        if s.is_multiple_of(2) {
             return false;
         }
         let copy_len = size_of::<R>();

@@ -162,7 +162,7 @@ fn child_writer() {
             writer.update_book(&derived_book(id, c)).unwrap();
         }
         writer.set_last_seq(c);
-        if c % 1024 == 0 {
+        if c.is_multiple_of(1024) {
             writer.heartbeat();
         }
     }
@@ -189,10 +189,10 @@ fn read_and_check(reader: &BoardReader, ids: &[InstrumentId], until: Instant) ->
 
 fn wait_for_board(dir: &Path, feed: &str, deadline: Instant) -> BoardReader {
     loop {
-        if let Ok(reader) = BoardReader::open(dir, feed) {
-            if reader.status().last_seq > 0 {
-                return reader;
-            }
+        if let Ok(reader) = BoardReader::open(dir, feed)
+            && reader.status().last_seq > 0
+        {
+            return reader;
         }
         assert!(Instant::now() < deadline, "watchdog: the writer child never wrote");
         std::thread::sleep(Duration::from_millis(5));

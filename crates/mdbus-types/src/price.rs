@@ -106,7 +106,7 @@ impl fmt::Display for Price {
         write!(f, "{whole}")?;
         if frac != 0 {
             let mut digits = SCALE_DIGITS as usize;
-            while frac % 10 == 0 {
+            while frac.is_multiple_of(10) {
                 frac /= 10;
                 digits -= 1;
             }
@@ -145,11 +145,11 @@ fn parse_decimal(input: &str) -> Result<i64> {
     let bytes = s.as_bytes();
     let mut i = 0;
     let mut neg = false;
-    if let Some(&c) = bytes.first() {
-        if c == b'-' || c == b'+' {
-            neg = c == b'-';
-            i = 1;
-        }
+    if let Some(&c) = bytes.first()
+        && (c == b'-' || c == b'+')
+    {
+        neg = c == b'-';
+        i = 1;
     }
     // Mantissa digits (leading zeros skipped), the position of the point.
     let mut mantissa: u128 = 0;
@@ -212,7 +212,7 @@ fn parse_decimal(input: &str) -> Result<i64> {
     } else {
         let mut v = mantissa;
         for _ in 0..(-shift) {
-            if v % 10 != 0 {
+            if !v.is_multiple_of(10) {
                 return Err(price_err(input, "finer than 1e-9"));
             }
             v /= 10;

@@ -1,1 +1,0 @@
-//! The iceoryx2 shared-memory transport.

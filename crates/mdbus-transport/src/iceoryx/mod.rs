@@ -1,0 +1,52 @@
+//! The iceoryx2 shared-memory transport (feature `iceoryx2`).
+//!
+//! One feed is two iceoryx2 services, named and configured exactly as
+//! DESIGN.md's "Wire names (iceoryx2)" says, so that independently built
+//! clients (other languages, other builds) open the same services:
+//!
+//! - `mdbus/<feed>/md`: publish-subscribe of [`MdSample`](mdbus_types::MdSample),
+//!   user header `()`, safe overflow on, the settings in [`settings`]; the
+//!   service attribute [`WAL_DIR_ATTRIBUTE`] holds the feed's WAL folder;
+//! - `mdbus/<feed>/md/ev`: event service; the publisher notifies
+//!   [`EVENT_END_OF_BATCH`] after each send batch and
+//!   [`EVENT_PUBLISHER_STARTED`] when it starts.
+//!
+//! [`IoxPublisher`] implements [`MdSender`](crate::MdSender), [`IoxSubscriber`]
+//! implements [`MdReceiver`](crate::MdReceiver); a subscriber waits with
+//! the [`WaitStrategy`] its user picks (busy spin, backoff, or block on
+//! the event service).
+//!
+//! Ports of iceoryx2's `ipc` service are single-threaded: both types are
+//! neither `Send` nor `Sync`, so create each in the thread that uses it.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use mdbus_transport::iceoryx::{IoxPublisher, IoxPublisherConfig, IoxSubscriber, IoxSubscriberConfig, WaitStrategy};
+//! use mdbus_transport::{MdReceiver, MdSender};
+//! use mdbus_types::{Heartbeat, Kind, MdSample, RecordHeader};
+//!
+//! let mut publisher = IoxPublisher::create(&IoxPublisherConfig::new("golden").wal_dir("/var/lib/mdbus/wal"))?;
+//! let mut subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new("golden").wait(WaitStrategy::Block))?;
+//! assert_eq!(subscriber.wal_dir().as_deref(), Some(std::path::Path::new("/var/lib/mdbus/wal")));
+//!
+//! let mut sample = MdSample::from(Heartbeat { header: RecordHeader::new(Kind::Heartbeat, 0) });
+//! sample.header_mut().seq = 1;
+//! publisher.send(&sample)?;
+//! publisher.end_batch()?;
+//! let received = subscriber.recv_timeout(Duration::from_secs(1))?.expect("a sample");
+//! assert_eq!(received.header().seq, 1);
+//! # Ok::<(), mdbus_transport::Error>(())
+//! ```
+
+mod names;
+mod publisher;
+mod subscriber;
+mod wait;
+
+pub use names::{
+    EVENT_END_OF_BATCH, EVENT_PUBLISHER_STARTED, WAL_DIR_ATTRIBUTE, event_service_name, feed_exists, md_service_name,
+    settings,
+};
+pub use publisher::{IoxPublisher, IoxPublisherConfig};
+pub use subscriber::{IoxSubscriber, IoxSubscriberConfig};
+pub use wait::WaitStrategy;

@@ -1,0 +1,246 @@
+//! [`IoxPublisher`]: the sending side of a feed on iceoryx2.
+
+use std::fmt;
+use std::mem::ManuallyDrop;
+use std::path::{Path, PathBuf};
+
+use iceoryx2::node::Node;
+use iceoryx2::port::notifier::Notifier;
+use iceoryx2::port::publisher::Publisher;
+use iceoryx2::prelude::{AttributeVerifier, EventId, PortFactory, SemanticString};
+use iceoryx2::service::attribute::{AttributeKey, AttributeValue};
+use iceoryx2::service::ipc;
+use iceoryx2::service::port_factory::{event as event_factory, publish_subscribe as md_factory};
+use mdbus_types::MdSample;
+
+use super::names::{
+    EVENT_END_OF_BATCH, EVENT_PUBLISHER_STARTED, WAL_DIR_ATTRIBUTE, create_node, event_open_or_create_reason,
+    event_service_name, md_open_or_create_reason, md_service_name, service_error, service_name, settings,
+};
+use crate::{MdSender, Result};
+
+/// What an [`IoxPublisher`] publishes: the feed, and the WAL folder it
+/// advertises in the [`WAL_DIR_ATTRIBUTE`] service attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoxPublisherConfig {
+    /// Feed name, 1 to 32 characters of `[A-Za-z0-9_-]`.
+    pub feed: String,
+    /// The feed's WAL folder. Made absolute (against the current
+    /// directory) before it is stored; `None` sets no attribute.
+    pub wal_dir: Option<PathBuf>,
+}
+
+impl IoxPublisherConfig {
+    /// A publisher of `feed` without a WAL attribute.
+    pub fn new(feed: impl Into<String>) -> IoxPublisherConfig {
+        IoxPublisherConfig {
+            feed: feed.into(),
+            wal_dir: None,
+        }
+    }
+
+    /// Advertises `dir` as the feed's WAL folder.
+    pub fn wal_dir(mut self, dir: impl Into<PathBuf>) -> IoxPublisherConfig {
+        self.wal_dir = Some(dir.into());
+        self
+    }
+}
+
+/// Publishes [`MdSample`]s on `mdbus/<feed>/md` and notifies
+/// `mdbus/<feed>/md/ev`. Never blocks on a slow subscriber (safe
+/// overflow). Not `Send`: create it in the thread that sends.
+pub struct IoxPublisher {
+    feed: String,
+    md_service: String,
+    /// Dropped by hand in `Drop`, before the last notification.
+    publisher: ManuallyDrop<Publisher<ipc::Service, MdSample, ()>>,
+    notifier: Notifier<ipc::Service>,
+    md: md_factory::PortFactory<ipc::Service, MdSample, ()>,
+    _event: event_factory::PortFactory<ipc::Service>,
+    _node: Node<ipc::Service>,
+}
+
+impl IoxPublisher {
+    /// Opens or creates the feed's services with DESIGN.md's settings,
+    /// creates the publisher and the notifier, and notifies
+    /// [`EVENT_PUBLISHER_STARTED`]. Dead nodes of crashed processes are
+    /// cleaned first, so this works after a publisher was killed.
+    ///
+    /// Errors: [`Error::FeedName`](crate::Error::FeedName) for a bad feed
+    /// name; [`Error::Service`](crate::Error::Service) when a service exists
+    /// with another payload type, smaller settings, safe overflow off or
+    /// another `mdbus.wal_dir`, or cannot be created.
+    pub fn create(config: &IoxPublisherConfig) -> Result<IoxPublisher> {
+        let md_service = md_service_name(&config.feed)?;
+        let ev_service = event_service_name(&config.feed)?;
+        let wal_dir = absolute_wal_dir(&md_service, config.wal_dir.as_deref())?;
+        let verifier = wal_dir_verifier(&md_service, wal_dir.as_deref())?;
+        let node = create_node(&md_service, "pub")?;
+
+        let md = node
+            .service_builder(&service_name(&md_service)?)
+            .publish_subscribe::<MdSample>()
+            .user_header::<()>()
+            .enable_safe_overflow(settings::SAFE_OVERFLOW)
+            .subscriber_max_buffer_size(settings::SUBSCRIBER_MAX_BUFFER_SIZE)
+            .subscriber_max_borrowed_samples(settings::SUBSCRIBER_MAX_BORROWED_SAMPLES)
+            .max_subscribers(settings::MAX_SUBSCRIBERS)
+            .max_publishers(settings::MAX_PUBLISHERS)
+            .max_nodes(settings::MAX_NODES)
+            .history_size(settings::HISTORY_SIZE)
+            .open_or_create_with_attributes(&verifier)
+            .map_err(|e| {
+                service_error(
+                    &md_service,
+                    md_open_or_create_reason(&md_service, e, wal_dir.as_deref()),
+                )
+            })?;
+        let event = node
+            .service_builder(&service_name(&ev_service)?)
+            .event()
+            .max_notifiers(settings::EVENT_MAX_NOTIFIERS)
+            .max_listeners(settings::EVENT_MAX_LISTENERS)
+            .max_nodes(settings::MAX_NODES)
+            .open_or_create()
+            .map_err(|e| service_error(&ev_service, event_open_or_create_reason(e)))?;
+
+        let publisher = md
+            .publisher_builder()
+            .create()
+            .map_err(|e| service_error(&md_service, format!("cannot create a publisher: {e:?}")))?;
+        let notifier = event
+            .notifier_builder()
+            .default_event_id(EventId::new(EVENT_END_OF_BATCH))
+            .create()
+            .map_err(|e| service_error(&ev_service, format!("cannot create a notifier: {e:?}")))?;
+        notifier
+            .notify_with_custom_event_id(EventId::new(EVENT_PUBLISHER_STARTED))
+            .map_err(|e| service_error(&ev_service, format!("cannot notify the publisher start: {e:?}")))?;
+
+        Ok(IoxPublisher {
+            feed: config.feed.clone(),
+            md_service,
+            publisher: ManuallyDrop::new(publisher),
+            notifier,
+            md,
+            _event: event,
+            _node: node,
+        })
+    }
+
+    /// The feed name.
+    pub fn feed(&self) -> &str {
+        &self.feed
+    }
+
+    /// The `mdbus.wal_dir` attribute of the sample service as it is (set
+    /// by whoever created the service).
+    pub fn wal_dir(&self) -> Option<PathBuf> {
+        wal_dir_of(self.md.attributes())
+    }
+
+    /// Subscribers connected to the sample service now.
+    pub fn subscriber_count(&self) -> usize {
+        self.md.dynamic_config().number_of_subscribers()
+    }
+}
+
+impl MdSender for IoxPublisher {
+    /// Loans a sample in shared memory, writes `sample` into it in place,
+    /// and sends it. Never blocks: a full subscriber queue drops its oldest.
+    #[inline]
+    fn send(&mut self, sample: &MdSample) -> Result<()> {
+        let mut loaned = self
+            .publisher
+            .loan_uninit()
+            .map_err(|e| service_error(&self.md_service, format!("cannot loan a sample: {e:?}")))?;
+        loaned.payload_mut().write(*sample);
+        // SAFETY: the payload was fully written on the line above.
+        let loaned = unsafe { loaned.assume_init() };
+        loaned
+            .send()
+            .map_err(|e| service_error(&self.md_service, format!("cannot send a sample: {e:?}")))?;
+        Ok(())
+    }
+
+    /// Notifies [`EVENT_END_OF_BATCH`]: wakes subscribers that block.
+    fn end_batch(&mut self) -> Result<()> {
+        // Failures towards single listeners are only logged by iceoryx2;
+        // an error here means the notifier itself is broken.
+        self.notifier.notify().map_err(|e| {
+            service_error(
+                &format!("{}/ev", self.md_service),
+                format!("cannot notify the end of a batch: {e:?}"),
+            )
+        })?;
+        Ok(())
+    }
+}
+
+impl Drop for IoxPublisher {
+    fn drop(&mut self) {
+        // SAFETY: `publisher` is dropped exactly once, here, and never used
+        // after: `drop` is the last use of `self`.
+        unsafe { ManuallyDrop::drop(&mut self.publisher) };
+        // Wake blocked subscribers so they see the publisher is gone.
+        let _ignored = self.notifier.notify();
+    }
+}
+
+impl fmt::Debug for IoxPublisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IoxPublisher")
+            .field("feed", &self.feed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The WAL folder made absolute, as UTF-8 text.
+fn absolute_wal_dir(service: &str, wal_dir: Option<&Path>) -> Result<Option<String>> {
+    let Some(dir) = wal_dir else {
+        return Ok(None);
+    };
+    let absolute = std::path::absolute(dir).map_err(|e| {
+        service_error(
+            service,
+            format!("cannot make the WAL folder {} absolute: {e}", dir.display()),
+        )
+    })?;
+    let text = absolute.into_os_string().into_string().map_err(|path| {
+        service_error(
+            service,
+            format!("the WAL folder {} is not valid UTF-8", Path::new(&path).display()),
+        )
+    })?;
+    Ok(Some(text))
+}
+
+/// The attribute requirement for `mdbus.wal_dir`: on creation it becomes
+/// the service's attribute; on open (a restarted publisher) the service
+/// must already carry the same value.
+fn wal_dir_verifier(service: &str, wal_dir: Option<&str>) -> Result<AttributeVerifier> {
+    let Some(text) = wal_dir else {
+        return Ok(AttributeVerifier::new());
+    };
+    let key = AttributeKey::new(WAL_DIR_ATTRIBUTE.as_bytes())
+        .map_err(|e| service_error(service, format!("invalid attribute key: {e:?}")))?;
+    let value = AttributeValue::new(text.as_bytes()).map_err(|e| {
+        service_error(
+            service,
+            format!("the WAL folder {text:?} does not fit the {WAL_DIR_ATTRIBUTE} attribute: {e:?}"),
+        )
+    })?;
+    AttributeVerifier::new().require(&key, &value).map_err(|e| {
+        service_error(
+            service,
+            format!("cannot define the {WAL_DIR_ATTRIBUTE} attribute: {e:?}"),
+        )
+    })
+}
+
+/// The `mdbus.wal_dir` value of an attribute set.
+pub(super) fn wal_dir_of(attributes: &iceoryx2::prelude::AttributeSet) -> Option<PathBuf> {
+    let key = AttributeKey::new(WAL_DIR_ATTRIBUTE.as_bytes()).ok()?;
+    let value = attributes.key_value(&key, 0)?;
+    std::str::from_utf8(value.as_bytes()).ok().map(PathBuf::from)
+}
