@@ -1,0 +1,427 @@
+//! Readers: replay from a seq, a time or the recovery point, and tail a
+//! live writer across segment rolls. Read-only maps; never modify a file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use mdbus_types::{RecordHeader, RecordRef};
+
+use crate::error::{Error, Result};
+use crate::format::{FRAME_HEADER_LEN, HEADER_LEN, check_frame, find_resync, list_segments, load_len, validate_feed};
+use crate::scan::{MappedSegment, scan};
+use crate::verify::recovery_point;
+
+/// Where a [`WalReader`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadFrom {
+    /// The first record of the oldest segment.
+    #[default]
+    Start,
+    /// The record with this seq (or the first one after it).
+    Seq(u64),
+    /// The first record whose `ts_event` is at or after this (ns since
+    /// Unix epoch); assumes `ts_event` does not decrease along the feed.
+    Time(i64),
+    /// The first record of the newest full snapshot set (the start when
+    /// no segment holds one).
+    RecoveryPoint,
+}
+
+/// How a [`WalReader`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadOptions {
+    /// Where to start.
+    pub from: ReadFrom,
+    /// On a bad frame, resync at the next plausible frame and report the
+    /// skipped range ([`ReadEvent::Skipped`]) instead of stopping with an
+    /// error.
+    pub skip_corrupt: bool,
+}
+
+/// A byte range a skip-corrupt reader jumped over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRange {
+    /// The segment file.
+    pub path: PathBuf,
+    /// First skipped byte (the bad frame's offset).
+    pub from: u64,
+    /// Where reading resumed (exclusive end of the skipped bytes).
+    pub to: u64,
+    /// The seqs lost, `first..=last`, when known.
+    pub seq_hole: Option<(u64, u64)>,
+    /// What was wrong at `from`.
+    pub reason: String,
+}
+
+impl fmt::Display for SkippedRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: skipped bytes {}..{} ({})",
+            self.path.display(),
+            self.from,
+            self.to,
+            self.reason
+        )?;
+        match self.seq_hole {
+            Some((a, b)) if a == b => write!(f, "; seq {a} lost"),
+            Some((a, b)) => write!(f, "; seq {a}..={b} lost"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One record read zero-copy from a segment map (validated: crc, rkyv
+/// checked access, kind and length).
+#[derive(Debug, Clone, Copy)]
+pub struct WalRecord<'a> {
+    /// The typed view of the frame's payload, in the map.
+    pub record: RecordRef<'a>,
+    /// The segment file.
+    pub path: &'a Path,
+    /// Byte offset of the frame in the file.
+    pub offset: u64,
+}
+
+impl<'a> WalRecord<'a> {
+    /// The record's header.
+    #[inline]
+    pub fn header(&self) -> &'a RecordHeader {
+        self.record.header()
+    }
+
+    /// The record's seq.
+    #[inline]
+    pub fn seq(&self) -> u64 {
+        self.record.header().seq
+    }
+}
+
+/// What [`WalReader::next_event`] yields.
+#[derive(Debug, Clone)]
+pub enum ReadEvent<'a> {
+    /// A valid record.
+    Record(WalRecord<'a>),
+    /// Bytes skipped over a bad frame (skip-corrupt only).
+    Skipped(SkippedRange),
+}
+
+#[derive(Debug)]
+struct Cursor {
+    segment: MappedSegment,
+    off: usize,
+    /// The seq the next frame must carry (`None` right after a resync).
+    expected: Option<u64>,
+    last_seq: Option<u64>,
+}
+
+impl Cursor {
+    fn at_start(segment: MappedSegment) -> Cursor {
+        let first = segment.header.first_seq;
+        Cursor {
+            segment,
+            off: HEADER_LEN,
+            expected: Some(first),
+            last_seq: first.checked_sub(1),
+        }
+    }
+}
+
+/// Reads the records of one feed in seq order, across segments, and
+/// follows a live writer: [`WalReader::next_event`] returns `Ok(None)` at
+/// the live end; call it again later. Works from any process (read-only
+/// maps, no lock).
+#[derive(Debug)]
+pub struct WalReader {
+    feed_dir: PathBuf,
+    skip_corrupt: bool,
+    cursor: Option<Cursor>,
+    /// Records below this seq are passed over (after a seek).
+    min_seq: u64,
+    /// Records before this time are passed over until one is yielded.
+    min_ts: Option<i64>,
+}
+
+impl WalReader {
+    /// A reader of `feed` under `dir` (segments in `<dir>/<feed>/`). A feed
+    /// without segments yet is fine: the reader waits for the first one.
+    pub fn open(dir: impl AsRef<Path>, feed: &str, options: ReadOptions) -> Result<WalReader> {
+        validate_feed(feed)?;
+        let mut reader = WalReader {
+            feed_dir: dir.as_ref().join(feed),
+            skip_corrupt: options.skip_corrupt,
+            cursor: None,
+            min_seq: 0,
+            min_ts: None,
+        };
+        match options.from {
+            ReadFrom::Start => {}
+            ReadFrom::Seq(seq) => reader.seek_seq(seq)?,
+            ReadFrom::Time(ts) => reader.seek_time(ts)?,
+            ReadFrom::RecoveryPoint => {
+                if let Some(point) = recovery_point(dir.as_ref(), feed)? {
+                    reader.seek_seq(point.start_seq())?;
+                }
+            }
+        }
+        Ok(reader)
+    }
+
+    /// The seq the next record should carry, once known.
+    pub fn next_seq(&self) -> Option<u64> {
+        self.cursor.as_ref().and_then(|c| c.expected)
+    }
+
+    /// The segment and byte offset the reader is at.
+    pub fn position(&self) -> Option<(&Path, u64)> {
+        self.cursor.as_ref().map(|c| (c.segment.path.as_path(), c.off as u64))
+    }
+
+    /// Positions the reader at the record with `seq` (or the first after
+    /// it): the segment by its file name (binary search), then the frame
+    /// by the segment's sparse index (binary search) and a few steps.
+    pub fn seek_seq(&mut self, seq: u64) -> Result<()> {
+        let segments = list_segments(&self.feed_dir)?;
+        self.min_seq = seq;
+        self.min_ts = None;
+        let i = segments.partition_point(|(first, _)| *first <= seq).saturating_sub(1);
+        let Some((_, path)) = segments.get(i) else {
+            self.cursor = None;
+            return Ok(());
+        };
+        let segment = MappedSegment::open(path)?;
+        let index = scan(segment.bytes(), &segment.header).index;
+        let mut cursor = Cursor::at_start(segment);
+        if let Some(entry) = index.floor_seq(seq) {
+            cursor.off = entry.offset as usize;
+            cursor.expected = Some(entry.seq);
+            cursor.last_seq = entry.seq.checked_sub(1);
+        }
+        self.cursor = Some(cursor);
+        Ok(())
+    }
+
+    /// Positions the reader at the first record whose `ts_event >= ts`:
+    /// the segment by the time of its first frame (binary search), then
+    /// the frame by the sparse index.
+    pub fn seek_time(&mut self, ts: i64) -> Result<()> {
+        let segments = list_segments(&self.feed_dir)?;
+        let first_ts = |path: &Path| -> Option<i64> {
+            let segment = MappedSegment::open(path).ok()?;
+            check_frame(segment.bytes(), HEADER_LEN, None)
+                .ok()
+                .flatten()
+                .map(|f| f.header.ts_event)
+        };
+        // Segments whose first record is before `ts` form a prefix.
+        let i = segments
+            .partition_point(|(_, path)| first_ts(path).is_some_and(|t| t < ts))
+            .saturating_sub(1);
+        self.min_seq = 0;
+        self.min_ts = Some(ts);
+        let Some((_, path)) = segments.get(i) else {
+            self.cursor = None;
+            return Ok(());
+        };
+        let segment = MappedSegment::open(path)?;
+        let index = scan(segment.bytes(), &segment.header).index;
+        let mut cursor = Cursor::at_start(segment);
+        if let Some(entry) = index.floor_time(ts) {
+            cursor.off = entry.offset as usize;
+            cursor.expected = Some(entry.seq);
+            cursor.last_seq = entry.seq.checked_sub(1);
+        }
+        self.cursor = Some(cursor);
+        Ok(())
+    }
+
+    /// The segment after the one the cursor is in, if the writer made one.
+    fn next_segment(&self, after_first_seq: u64) -> Result<Option<PathBuf>> {
+        let segments = list_segments(&self.feed_dir)?;
+        Ok(segments
+            .into_iter()
+            .find(|(first, _)| *first > after_first_seq)
+            .map(|(_, p)| p))
+    }
+
+    /// Moves to `path`; a seq that does not follow is an error (or a
+    /// skipped range with skip-corrupt).
+    fn enter(&mut self, path: &Path) -> Result<Option<SkippedRange>> {
+        let segment = MappedSegment::open(path)?;
+        let first = segment.header.first_seq;
+        let prev = self.cursor.as_ref().and_then(|c| c.last_seq);
+        self.cursor = Some(Cursor::at_start(segment));
+        match prev {
+            Some(prev) if prev + 1 != first && first > self.min_seq => {
+                let reason = format!("segment starts at seq {first}, expected seq {}", prev + 1);
+                if !self.skip_corrupt {
+                    return Err(Error::Corrupt {
+                        path: path.to_path_buf(),
+                        offset: HEADER_LEN as u64,
+                        reason,
+                    });
+                }
+                Ok(Some(SkippedRange {
+                    path: path.to_path_buf(),
+                    from: HEADER_LEN as u64,
+                    to: HEADER_LEN as u64,
+                    seq_hole: (first > prev + 1).then(|| (prev + 1, first - 1)),
+                    reason,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// One step: the offset and length of the next record's frame, a
+    /// skipped range, or `None` at the live end.
+    fn advance(&mut self) -> Result<Option<Step>> {
+        let (off, len) = loop {
+            let Some(cursor) = self.cursor.as_mut() else {
+                match list_segments(&self.feed_dir)?.into_iter().next() {
+                    Some((_, path)) => {
+                        self.cursor = Some(Cursor::at_start(MappedSegment::open(&path)?));
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
+            };
+            let checked = check_frame(cursor.segment.bytes(), cursor.off, cursor.expected);
+            match checked {
+                Ok(Some(frame)) => {
+                    let h = frame.header;
+                    cursor.off = frame.next_off();
+                    cursor.expected = Some(h.seq + 1);
+                    cursor.last_seq = Some(h.seq);
+                    if h.seq < self.min_seq || self.min_ts.is_some_and(|t| h.ts_event < t) {
+                        continue;
+                    }
+                    self.min_ts = None;
+                    break (frame.off, frame.len);
+                }
+                Ok(None) => {
+                    let first = cursor.segment.header.first_seq;
+                    let Some(next) = self.next_segment(first)? else {
+                        return Ok(None);
+                    };
+                    // The writer made a newer segment; it finished this one
+                    // before, unless a frame landed meanwhile: look again.
+                    let cursor = self.cursor.as_ref().expect("cursor is set");
+                    let bytes = cursor.segment.bytes();
+                    if cursor.off + FRAME_HEADER_LEN <= bytes.len() && load_len(bytes, cursor.off) != 0 {
+                        continue;
+                    }
+                    if let Some(skipped) = self.enter(&next)? {
+                        return Ok(Some(Step::Skipped(skipped)));
+                    }
+                }
+                Err(bad) => {
+                    let path = cursor.segment.path.clone();
+                    let bad_off = cursor.off;
+                    if !self.skip_corrupt {
+                        return Err(Error::Corrupt {
+                            path,
+                            offset: bad_off as u64,
+                            reason: bad.to_string(),
+                        });
+                    }
+                    let bytes = cursor.segment.bytes();
+                    let resync = if bad.is_crc_valid() {
+                        Some(bad_off)
+                    } else {
+                        find_resync(bytes, bad_off + FRAME_HEADER_LEN)
+                    };
+                    let last = cursor.last_seq;
+                    match resync {
+                        Some(r) => {
+                            let seq = crate::format::read_header(&bytes[r + FRAME_HEADER_LEN..]).seq;
+                            cursor.off = r;
+                            cursor.expected = None;
+                            let seq_hole = last.and_then(|l| (seq > l + 1).then(|| (l + 1, seq - 1)));
+                            return Ok(Some(Step::Skipped(SkippedRange {
+                                path,
+                                from: bad_off as u64,
+                                to: r as u64,
+                                seq_hole,
+                                reason: bad.to_string(),
+                            })));
+                        }
+                        None => {
+                            // Nothing plausible in the rest of this segment.
+                            let end = bytes.len();
+                            cursor.off = end;
+                            let first = cursor.segment.header.first_seq;
+                            let next = self.next_segment(first)?;
+                            let mut skipped = SkippedRange {
+                                path,
+                                from: bad_off as u64,
+                                to: end as u64,
+                                seq_hole: None,
+                                reason: bad.to_string(),
+                            };
+                            if let Some(next) = next {
+                                let next_first = MappedSegment::open(&next)?.header.first_seq;
+                                skipped.seq_hole =
+                                    last.and_then(|l| (next_first > l + 1).then(|| (l + 1, next_first - 1)));
+                                // The hole is reported here; do not report it twice.
+                                if let Some(c) = self.cursor.as_mut() {
+                                    c.last_seq = next_first.checked_sub(1);
+                                }
+                                self.enter(&next)?;
+                            }
+                            return Ok(Some(Step::Skipped(skipped)));
+                        }
+                    }
+                }
+            }
+        };
+        Ok(Some(Step::Record { off, len }))
+    }
+
+    fn record_at(&self, off: usize, len: usize) -> Result<WalRecord<'_>> {
+        let cursor = self.cursor.as_ref().expect("cursor is set");
+        let payload = &cursor.segment.bytes()[off + FRAME_HEADER_LEN..off + FRAME_HEADER_LEN + len];
+        // check_frame validated kind, length and alignment already.
+        let record = RecordRef::from_bytes(payload).map_err(|e| Error::Corrupt {
+            path: cursor.segment.path.clone(),
+            offset: off as u64,
+            reason: e.to_string(),
+        })?;
+        Ok(WalRecord {
+            record,
+            path: &cursor.segment.path,
+            offset: off as u64,
+        })
+    }
+
+    /// The next record, a skipped range (skip-corrupt), `Ok(None)` at the
+    /// live end (call again later to follow the writer), or an error naming
+    /// the file and offset of a bad frame (every valid record before it
+    /// has been yielded; calling again returns the same error).
+    pub fn next_event(&mut self) -> Result<Option<ReadEvent<'_>>> {
+        match self.advance()? {
+            None => Ok(None),
+            Some(Step::Skipped(skipped)) => Ok(Some(ReadEvent::Skipped(skipped))),
+            Some(Step::Record { off, len }) => Ok(Some(ReadEvent::Record(self.record_at(off, len)?))),
+        }
+    }
+
+    /// The next record, passing over skipped ranges (use
+    /// [`WalReader::next_event`] to see them); `Ok(None)` at the live end.
+    pub fn next_record(&mut self) -> Result<Option<WalRecord<'_>>> {
+        loop {
+            match self.advance()? {
+                None => return Ok(None),
+                Some(Step::Skipped(_)) => continue,
+                Some(Step::Record { off, len }) => return Ok(Some(self.record_at(off, len)?)),
+            }
+        }
+    }
+}
+
+/// An owned step of the reader (no borrow of the map).
+#[derive(Debug)]
+enum Step {
+    Record { off: usize, len: usize },
+    Skipped(SkippedRange),
+}

@@ -1,0 +1,202 @@
+//! One validating pass over a segment: its frames, bad frames (with where
+//! a plausible frame follows, if any), stray bytes after the live end,
+//! the sparse index and the last complete snapshot set.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use mdbus_types::{FLAG_RECOVERY_SNAPSHOT, Kind};
+use memmap2::Mmap;
+
+use crate::error::{Error, Result, io_err};
+use crate::format::{BadFrame, Frame, HEADER_LEN, SegmentHeader, check_frame, find_resync, nonzero_extent};
+use crate::index::SparseIndex;
+
+/// A read-only map of a segment file with its checked header.
+#[derive(Debug)]
+pub(crate) struct MappedSegment {
+    pub path: PathBuf,
+    pub header: SegmentHeader,
+    map: Mmap,
+    limit: usize,
+}
+
+impl MappedSegment {
+    /// Maps `path` read-only and checks its header. Never writes.
+    pub(crate) fn open(path: &Path) -> Result<MappedSegment> {
+        let file = File::open(path).map_err(io_err("open", path))?;
+        // SAFETY: the map is read-only; the one writer only appends frames
+        // beyond the live end (whose `len` is stored last, Release), and
+        // segments are never truncated while mapped by our code. Bytes
+        // past the live end may change under us; they are only read to
+        // look for plausible frames and every frame is crc-checked.
+        let map = unsafe { Mmap::map(&file) }.map_err(io_err("map", path))?;
+        let header = SegmentHeader::decode(&map).map_err(|reason| Error::BadHeader {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        let limit = map
+            .len()
+            .min(usize::try_from(header.segment_bytes).unwrap_or(usize::MAX));
+        Ok(MappedSegment {
+            path: path.to_path_buf(),
+            header,
+            map,
+            limit,
+        })
+    }
+
+    /// The usable bytes: the file up to the header's `segment_bytes`.
+    #[inline]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.map[..self.limit]
+    }
+}
+
+/// A bad frame found by a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BadSpot {
+    /// Offset of the bad frame.
+    pub off: usize,
+    /// What is wrong.
+    pub reason: BadFrame,
+    /// Where the next plausible frame is (`None`: nothing crc-valid follows).
+    pub resync: Option<usize>,
+    /// End of the non-zero bytes from `off` (what a cut zeroes).
+    pub nonzero_end: usize,
+}
+
+/// A complete snapshot set: `RECOVERY_SNAPSHOT` records closed by a
+/// `RECOVERY_SNAPSHOT` heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotSet {
+    /// Seq of the set's first record (where recovery starts).
+    pub first_seq: u64,
+    /// Seq of the closing heartbeat.
+    pub last_seq: u64,
+}
+
+/// The result of [`scan`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SegmentScan {
+    pub frames: u64,
+    pub first: Option<Frame>,
+    pub last: Option<Frame>,
+    /// Highest seq among the valid frames (after resyncs too).
+    pub max_seq: Option<u64>,
+    /// Offset after the last valid frame of the scan (where an append goes
+    /// when the segment is clean or only torn).
+    pub end: usize,
+    pub bad: Vec<BadSpot>,
+    /// Non-zero bytes after the live end (`len` 0) with nothing plausible
+    /// after them: `(from, to)`.
+    pub stray: Option<(usize, usize)>,
+    pub index: SparseIndex,
+    pub snapshot_set: Option<SnapshotSet>,
+}
+
+impl SegmentScan {
+    /// A bad frame followed by a crc-valid frame, or a crc-valid frame
+    /// out of seq order: corruption.
+    pub(crate) fn is_corrupt(&self) -> bool {
+        self.bad.iter().any(|b| b.resync.is_some() || b.reason.is_crc_valid())
+    }
+
+    /// The torn tail, if the only problem is a bad last frame with
+    /// nothing crc-valid after it.
+    pub(crate) fn torn_tail(&self) -> Option<&BadSpot> {
+        if self.is_corrupt() { None } else { self.bad.last() }
+    }
+}
+
+/// Scans a whole segment. Never modifies it.
+pub(crate) fn scan(bytes: &[u8], header: &SegmentHeader) -> SegmentScan {
+    let mut out = SegmentScan {
+        end: HEADER_LEN,
+        ..SegmentScan::default()
+    };
+    let mut off = HEADER_LEN;
+    let mut expected = Some(header.first_seq);
+    let mut run_start: Option<u64> = None;
+    loop {
+        match check_frame(bytes, off, expected) {
+            Ok(Some(frame)) => {
+                let h = frame.header;
+                out.frames += 1;
+                out.first.get_or_insert(frame);
+                out.last = Some(frame);
+                out.max_seq = Some(out.max_seq.map_or(h.seq, |m| m.max(h.seq)));
+                out.index.note(h.seq, h.ts_event, off as u64);
+                if h.flags & FLAG_RECOVERY_SNAPSHOT != 0 {
+                    let start = *run_start.get_or_insert(h.seq);
+                    if h.kind == Kind::Heartbeat as u16 {
+                        out.snapshot_set = Some(SnapshotSet {
+                            first_seq: start,
+                            last_seq: h.seq,
+                        });
+                        run_start = None;
+                    }
+                } else {
+                    run_start = None;
+                }
+                off = frame.next_off();
+                out.end = off;
+                expected = Some(h.seq + 1);
+            }
+            Ok(None) => {
+                // The live end. Anything plausible after it means a zeroed
+                // `len` in the middle: corruption, not an end.
+                if off + 8 > bytes.len() {
+                    break;
+                }
+                match find_resync(bytes, off + 8) {
+                    Some(r) => {
+                        out.bad.push(BadSpot {
+                            off,
+                            reason: BadFrame::ZeroLen,
+                            resync: Some(r),
+                            nonzero_end: r,
+                        });
+                        off = r;
+                        expected = None;
+                        run_start = None;
+                    }
+                    None => {
+                        if let Some(to) = nonzero_extent(bytes, off) {
+                            out.stray = Some((off, to));
+                        }
+                        break;
+                    }
+                }
+            }
+            Err(reason) => {
+                // A crc-valid frame with the wrong seq is kept: resync on it.
+                let resync = if reason.is_crc_valid() {
+                    Some(off)
+                } else {
+                    find_resync(bytes, off + 8)
+                };
+                let nonzero_end = nonzero_extent(bytes, off).unwrap_or(off);
+                out.bad.push(BadSpot {
+                    off,
+                    reason: reason.clone(),
+                    resync,
+                    nonzero_end,
+                });
+                run_start = None;
+                match resync {
+                    Some(r) if r == off => {
+                        // Accept the seq found; the frame itself is valid.
+                        expected = None;
+                    }
+                    Some(r) => {
+                        off = r;
+                        expected = None;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+    out
+}

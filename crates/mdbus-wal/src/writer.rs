@@ -1,0 +1,656 @@
+//! The one writer of a feed: appends frames into the memory-mapped live
+//! segment, rolls to a new segment when a frame does not fit, and
+//! recovers the newest segment on open.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
+
+use mdbus_types::{MdSample, RecordRef};
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result, io_err};
+use crate::format::{
+    DEFAULT_SEGMENT_BYTES, FRAME_HEADER_LEN, HEADER_LEN, MIN_SEGMENT_BYTES, SegmentHeader, is_record_size,
+    list_segments, padded, segment_file_name, validate_feed,
+};
+use crate::index::SparseIndex;
+use crate::lock::FeedLock;
+use crate::recovery::{RecoveryEvent, RecoveryReport};
+use crate::retention::{RetentionPolicy, RetentionReport, apply_retention};
+use crate::scan::scan;
+use crate::sync::{SyncPolicy, SyncWorker};
+
+/// Name of the file the next segment is preallocated in, before it is
+/// renamed to `<first_seq:020>.wal` at the roll.
+const PREALLOC_FILE: &str = ".next-segment.prealloc";
+
+/// How a [`Wal`] writes.
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// Preallocated size of new segments (default 64 MiB; at least 512).
+    /// An existing segment keeps its own size.
+    pub segment_bytes: u64,
+    /// When appended records are synced to disk.
+    pub sync: SyncPolicy,
+    /// Preallocate (and pre-fault) the next segment in a background thread
+    /// as soon as a segment becomes live, so the roll only writes a header
+    /// and renames a file (default true). When false, the roll
+    /// preallocates in the appending thread.
+    pub preallocate_next: bool,
+    /// Map segments with `MAP_POPULATE` so the page tables exist before the
+    /// first append (default true). The first write to each page still
+    /// takes a minor fault (dirty tracking of a shared file mapping).
+    pub prefault: bool,
+    /// Also scan every older segment on open and report corruption there
+    /// (never cut). Default false: open reads only the newest segment, so
+    /// recovery time is bounded by the segment size. `verify` checks all.
+    pub check_all_segments: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> WalOptions {
+        WalOptions {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            sync: SyncPolicy::default(),
+            preallocate_next: true,
+            prefault: true,
+            check_all_segments: false,
+        }
+    }
+}
+
+impl WalOptions {
+    /// Sets `segment_bytes`.
+    pub fn segment_bytes(mut self, bytes: u64) -> WalOptions {
+        self.segment_bytes = bytes;
+        self
+    }
+
+    /// Sets `sync`.
+    pub fn sync(mut self, sync: SyncPolicy) -> WalOptions {
+        self.sync = sync;
+        self
+    }
+
+    /// Sets `preallocate_next`.
+    pub fn preallocate_next(mut self, on: bool) -> WalOptions {
+        self.preallocate_next = on;
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.segment_bytes < MIN_SEGMENT_BYTES || !self.segment_bytes.is_multiple_of(8) {
+            return Err(Error::Options(format!(
+                "segment_bytes {} must be a multiple of 8 and at least {MIN_SEGMENT_BYTES}",
+                self.segment_bytes
+            )));
+        }
+        if self.sync == SyncPolicy::Interval(std::time::Duration::ZERO) {
+            return Err(Error::Options("SyncPolicy::Interval needs a non-zero interval".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// The record went into the live segment.
+    Appended,
+    /// The record did not fit: a new segment was started and the record is
+    /// its first frame. (Call [`Wal::needs_roll`] and [`Wal::roll`] before
+    /// the append to put a snapshot set first instead.)
+    NewSegment {
+        /// The new segment's first seq (the record's).
+        first_seq: u64,
+    },
+}
+
+/// A preallocated, mapped, not yet named segment file.
+#[derive(Debug)]
+struct PreparedSegment {
+    tmp_path: PathBuf,
+    file: File,
+    map: MmapRaw,
+    bytes: u64,
+}
+
+/// The live segment.
+#[derive(Debug)]
+struct LiveSegment {
+    path: PathBuf,
+    _file: File,
+    map: Arc<MmapRaw>,
+    first_seq: u64,
+    frames: u64,
+    write_off: usize,
+    limit: usize,
+    index: SparseIndex,
+}
+
+fn map_raw(file: &File, path: &Path, len: u64, prefault: bool) -> Result<MmapRaw> {
+    let len = usize::try_from(len).map_err(|_| Error::Options(format!("segment size {len} too large")))?;
+    let mut options = MmapOptions::new();
+    options.len(len);
+    if prefault {
+        options.populate();
+    }
+    options.map_raw(file).map_err(io_err("map", path))
+}
+
+/// Allocates `bytes` disk blocks for `file` (so a full disk is an error
+/// here, never a SIGBUS on a later page fault).
+fn allocate(file: &File, path: &Path, bytes: u64) -> Result<()> {
+    let prealloc_err = |source| Error::Preallocate {
+        path: path.to_path_buf(),
+        bytes,
+        source,
+    };
+    let len = libc::off_t::try_from(bytes).map_err(|_| prealloc_err(std::io::ErrorKind::InvalidInput.into()))?;
+    // SAFETY: posix_fallocate on a valid descriptor owned by `file`; no
+    // memory is passed.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    match rc {
+        0 => Ok(()),
+        libc::EOPNOTSUPP => file.set_len(bytes).map_err(prealloc_err),
+        errno => Err(prealloc_err(std::io::Error::from_raw_os_error(errno))),
+    }
+}
+
+/// Creates, allocates and maps the next segment under a temporary name.
+fn prepare_segment(feed_dir: &Path, bytes: u64, prefault: bool) -> Result<PreparedSegment> {
+    let tmp_path = feed_dir.join(PREALLOC_FILE);
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp_path)
+        .map_err(io_err("create", &tmp_path))?;
+    if let Err(e) = allocate(&file, &tmp_path, bytes) {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Err(e);
+    }
+    let map = map_raw(&file, &tmp_path, bytes, prefault)?;
+    Ok(PreparedSegment {
+        tmp_path,
+        file,
+        map,
+        bytes,
+    })
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync directory", dir))
+}
+
+/// The writer of one feed's WAL. See the crate docs.
+#[derive(Debug)]
+pub struct Wal {
+    feed: String,
+    feed_dir: PathBuf,
+    options: WalOptions,
+    live: LiveSegment,
+    next_seq: u64,
+    sync: Option<SyncWorker>,
+    prepared: Option<JoinHandle<Result<PreparedSegment>>>,
+    recovery: RecoveryReport,
+    lock: FeedLock,
+}
+
+impl Wal {
+    /// Opens (or creates) the WAL of `feed` under `dir` (segments in
+    /// `<dir>/<feed>/`) for writing: takes the feed's writer lock, recovers
+    /// the newest segment (see [`RecoveryReport`]) and starts the sync and
+    /// preallocation threads.
+    pub fn open(dir: impl AsRef<Path>, feed: &str, options: WalOptions) -> Result<Wal> {
+        validate_feed(feed)?;
+        options.check()?;
+        let feed_dir = dir.as_ref().join(feed);
+        std::fs::create_dir_all(&feed_dir).map_err(io_err("create directory", &feed_dir))?;
+        let lock = FeedLock::acquire(&feed_dir, feed)?;
+        let _ = std::fs::remove_file(feed_dir.join(PREALLOC_FILE));
+
+        let segments = list_segments(&feed_dir)?;
+        let mut events = Vec::new();
+        if options.check_all_segments && segments.len() > 1 {
+            let older = &segments[..segments.len() - 1];
+            for problem in crate::verify::check_segments(older, false)? {
+                events.push(RecoveryEvent::Corruption {
+                    path: problem.path,
+                    offset: problem.offset,
+                    reason: problem.what,
+                });
+            }
+        }
+        let (live, next_seq) = match segments.last() {
+            None => (Self::create_segment(&feed_dir, feed, &options, 1, &mut events)?, 1),
+            Some((_, path)) => Self::recover_newest(&feed_dir, feed, &options, path, &mut events)?,
+        };
+        let sync = match options.sync {
+            SyncPolicy::Interval(every) => Some(
+                SyncWorker::start(live.path.clone(), Arc::clone(&live.map), live.write_off, every)
+                    .map_err(io_err("spawn sync thread", &feed_dir))?,
+            ),
+            SyncPolicy::Never | SyncPolicy::Always => None,
+        };
+        let recovery = RecoveryReport {
+            feed_dir: feed_dir.clone(),
+            segments: list_segments(&feed_dir)?.len(),
+            live_segment: live.path.clone(),
+            next_seq,
+            append_offset: live.write_off as u64,
+            events,
+        };
+        let mut wal = Wal {
+            feed: feed.to_string(),
+            feed_dir,
+            options,
+            live,
+            next_seq,
+            sync,
+            prepared: None,
+            recovery,
+            lock,
+        };
+        wal.spawn_prepare();
+        Ok(wal)
+    }
+
+    /// Maps the newest segment read-write and repairs its tail, or starts
+    /// a new segment after it when it is corrupt.
+    fn recover_newest(
+        feed_dir: &Path,
+        feed: &str,
+        options: &WalOptions,
+        path: &Path,
+        events: &mut Vec<RecoveryEvent>,
+    ) -> Result<(LiveSegment, u64)> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io_err("open", path))?;
+        let file_len = file.metadata().map_err(io_err("stat", path))?.len();
+        let map = map_raw(&file, path, file_len, false)?;
+        // SAFETY: `map` is a live mapping of `file_len` bytes; we hold the
+        // feed's writer lock, so no other writer changes it while this
+        // shared view exists (readers never write).
+        let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), map.len()) };
+        let header = SegmentHeader::decode(bytes).map_err(|reason| Error::BadHeader {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        let limit = bytes
+            .len()
+            .min(usize::try_from(header.segment_bytes).unwrap_or(usize::MAX));
+        let result = scan(&bytes[..limit], &header);
+
+        if result.is_corrupt() {
+            for bad in &result.bad {
+                events.push(RecoveryEvent::Corruption {
+                    path: path.to_path_buf(),
+                    offset: bad.off as u64,
+                    reason: bad.reason.to_string(),
+                });
+            }
+            let first_seq = result.max_seq.map_or(header.first_seq, |m| m + 1);
+            let live = Self::create_segment(feed_dir, feed, options, first_seq, events)?;
+            events.push(RecoveryEvent::NewSegment {
+                path: live.path.clone(),
+                first_seq,
+            });
+            return Ok((live, first_seq));
+        }
+
+        // Clean, torn or with stray bytes: zero what is not a frame.
+        let mut cut = None;
+        if let Some(torn) = result.torn_tail() {
+            cut = Some((torn.off, torn.nonzero_end.max(torn.off)));
+            events.push(RecoveryEvent::TornTailCut {
+                path: path.to_path_buf(),
+                offset: torn.off as u64,
+                bytes: (torn.nonzero_end.max(torn.off) - torn.off) as u64,
+                reason: torn.reason.to_string(),
+            });
+        } else if let Some((from, to)) = result.stray {
+            cut = Some((from, to));
+            events.push(RecoveryEvent::StrayBytesZeroed {
+                path: path.to_path_buf(),
+                offset: from as u64,
+                bytes: (to - from) as u64,
+            });
+        }
+        if let Some((from, to)) = cut
+            && to > from
+        {
+            // SAFETY: `from..to` lies inside the mapping (scan offsets are
+            // bounded by `limit <= map.len()`); no reference into the map
+            // is used after this point except re-reads below.
+            unsafe { std::ptr::write_bytes(map.as_mut_ptr().add(from), 0, to - from) };
+            if options.sync != SyncPolicy::Never {
+                map.flush_range(from, to - from).map_err(|source| Error::Sync {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            }
+        }
+        let map = if file_len < header.segment_bytes {
+            // A file shorter than its header says (truncated): give it its
+            // space back so appends can continue in it.
+            allocate(&file, path, header.segment_bytes)?;
+            events.push(RecoveryEvent::Extended {
+                path: path.to_path_buf(),
+                from: file_len,
+                to: header.segment_bytes,
+            });
+            drop(map);
+            map_raw(&file, path, header.segment_bytes, options.prefault)?
+        } else {
+            map
+        };
+        let limit = map
+            .len()
+            .min(usize::try_from(header.segment_bytes).unwrap_or(usize::MAX));
+        let next_seq = result.last.map_or(header.first_seq, |f| f.header.seq + 1);
+        let live = LiveSegment {
+            path: path.to_path_buf(),
+            _file: file,
+            map: Arc::new(map),
+            first_seq: header.first_seq,
+            frames: result.frames,
+            write_off: result.end,
+            limit,
+            index: result.index,
+        };
+        Ok((live, next_seq))
+    }
+
+    /// Creates a segment starting at `first_seq` synchronously.
+    fn create_segment(
+        feed_dir: &Path,
+        feed: &str,
+        options: &WalOptions,
+        first_seq: u64,
+        _events: &mut Vec<RecoveryEvent>,
+    ) -> Result<LiveSegment> {
+        let prepared = prepare_segment(feed_dir, options.segment_bytes, options.prefault)?;
+        Self::activate(feed_dir, feed, options, prepared, first_seq)
+    }
+
+    /// Writes the header of a prepared segment and gives it its name.
+    fn activate(
+        feed_dir: &Path,
+        feed: &str,
+        options: &WalOptions,
+        prepared: PreparedSegment,
+        first_seq: u64,
+    ) -> Result<LiveSegment> {
+        let header = SegmentHeader {
+            first_seq,
+            created_ns: mdbus_types::clock::now_ns(),
+            segment_bytes: prepared.bytes,
+            feed: feed.to_string(),
+        }
+        .encode();
+        // SAFETY: the map is at least MIN_SEGMENT_BYTES > 128 bytes long
+        // and nobody else can see this file yet (it has its temporary name).
+        unsafe { std::ptr::copy_nonoverlapping(header.as_ptr(), prepared.map.as_mut_ptr(), HEADER_LEN) };
+        let path = feed_dir.join(segment_file_name(first_seq));
+        if path.exists() {
+            return Err(Error::Io {
+                op: "create segment",
+                path,
+                source: std::io::ErrorKind::AlreadyExists.into(),
+            });
+        }
+        if options.sync != SyncPolicy::Never {
+            prepared.map.flush_range(0, HEADER_LEN).map_err(|source| Error::Sync {
+                path: prepared.tmp_path.clone(),
+                source,
+            })?;
+        }
+        std::fs::rename(&prepared.tmp_path, &path).map_err(io_err("rename", &path))?;
+        if options.sync != SyncPolicy::Never {
+            sync_dir(feed_dir)?;
+        }
+        let limit = prepared.map.len();
+        Ok(LiveSegment {
+            path,
+            _file: prepared.file,
+            map: Arc::new(prepared.map),
+            first_seq,
+            frames: 0,
+            write_off: HEADER_LEN,
+            limit,
+            index: SparseIndex::default(),
+        })
+    }
+
+    fn spawn_prepare(&mut self) {
+        if !self.options.preallocate_next || self.prepared.is_some() {
+            return;
+        }
+        let dir = self.feed_dir.clone();
+        let (bytes, prefault) = (self.options.segment_bytes, self.options.prefault);
+        // A failed spawn only means the roll preallocates synchronously.
+        self.prepared = std::thread::Builder::new()
+            .name("mdbus-wal-prealloc".into())
+            .spawn(move || prepare_segment(&dir, bytes, prefault))
+            .ok();
+    }
+
+    /// Appends the record held by `sample` (its kind's length, not 376
+    /// bytes). Its `header.seq` must be [`Wal::next_seq`]. A map write, no
+    /// syscall (unless [`SyncPolicy::Always`] or a roll).
+    #[inline]
+    pub fn append(&mut self, sample: &MdSample) -> Result<AppendOutcome> {
+        let bytes = sample.record_bytes().map_err(|source| Error::Record {
+            feed: self.feed.clone(),
+            source,
+        })?;
+        self.append_bytes(sample.header().seq, bytes)
+    }
+
+    /// Appends one record; its `header.seq` must be [`Wal::next_seq`].
+    #[inline]
+    pub fn append_record(&mut self, record: RecordRef<'_>) -> Result<AppendOutcome> {
+        self.append_bytes(record.header().seq, record.as_bytes())
+    }
+
+    fn append_bytes(&mut self, seq: u64, bytes: &[u8]) -> Result<AppendOutcome> {
+        if seq != self.next_seq {
+            return Err(Error::SeqOutOfOrder {
+                feed: self.feed.clone(),
+                expected: self.next_seq,
+                got: seq,
+            });
+        }
+        debug_assert!(is_record_size(bytes.len()));
+        if let Some(e) = self.sync.as_ref().and_then(SyncWorker::take_error) {
+            return Err(e);
+        }
+        let mut outcome = AppendOutcome::Appended;
+        if self.needs_roll(bytes.len()) {
+            self.start_segment()?;
+            outcome = AppendOutcome::NewSegment { first_seq: seq };
+        }
+        self.write_frame(bytes)?;
+        Ok(outcome)
+    }
+
+    /// Writes one frame at the live end. The payload is the record's
+    /// plain bytes, copied: the records' rkyv archives are byte-identical
+    /// to them (mdbus-types proves it in a test, and this crate's
+    /// `archive_equals_frame_payload` test checks it again), so a copy is
+    /// the archive, ~4x cheaper than running rkyv's serializer for a Tick.
+    /// Readers validate with rkyv's checked access.
+    ///
+    /// With [`SyncPolicy::Always`] an `Err(Sync)` means the record is in
+    /// the map (it survives a crash of this process) but is not known to be
+    /// on disk.
+    #[inline]
+    fn write_frame(&mut self, bytes: &[u8]) -> Result<()> {
+        let live = &mut self.live;
+        let off = live.write_off;
+        let len = bytes.len();
+        let frame_len = FRAME_HEADER_LEN + padded(len);
+        debug_assert!(off + frame_len <= live.limit);
+        let crc = crc32c::crc32c(bytes);
+        let base = live.map.as_mut_ptr();
+        // SAFETY: `off + frame_len <= limit <= map.len()` (checked by
+        // `needs_roll`), `off` is 8-aligned in a page-aligned map, and we are
+        // the only writer (feed lock). The bytes are beyond the live end, so
+        // no reader dereferences them until it sees the non-zero `len`
+        // stored below. Padding is already zero (preallocated zeroes, and
+        // recovery zeroes anything after the live end).
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), base.add(off + FRAME_HEADER_LEN), len);
+            base.add(off + 4).cast::<u32>().write(crc.to_le());
+            let len_word = AtomicU32::from_ptr(base.add(off).cast::<u32>());
+            // SYNC: pairs with the Acquire load in `format::load_len`: a
+            // reader that sees this len sees the crc and payload above.
+            len_word.store((len as u32).to_le(), Ordering::Release);
+        }
+        let header = crate::format::read_header(bytes);
+        live.index.note(header.seq, header.ts_event, off as u64);
+        live.write_off = off + frame_len;
+        live.frames += 1;
+        self.next_seq += 1;
+        match self.options.sync {
+            SyncPolicy::Never => {}
+            SyncPolicy::Interval(_) => {
+                if let Some(sync) = &self.sync {
+                    sync.written(live.write_off);
+                }
+            }
+            SyncPolicy::Always => {
+                live.map.flush_range(off, frame_len).map_err(|source| Error::Sync {
+                    path: live.path.clone(),
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a record of `len` bytes would start a new segment.
+    #[inline]
+    pub fn needs_roll(&self, len: usize) -> bool {
+        self.live.write_off + FRAME_HEADER_LEN + padded(len) > self.live.limit
+    }
+
+    /// Starts a new segment at [`Wal::next_seq`] now (the publisher then
+    /// writes its snapshot set first). No-op when the live segment has no
+    /// frame yet. Returns the live segment's path.
+    pub fn roll(&mut self) -> Result<&Path> {
+        if self.live.frames > 0 {
+            self.start_segment()?;
+        }
+        Ok(&self.live.path)
+    }
+
+    fn start_segment(&mut self) -> Result<()> {
+        let first_seq = self.next_seq;
+        let prepared = match self.prepared.take().map(JoinHandle::join) {
+            Some(Ok(Ok(p))) if p.bytes == self.options.segment_bytes => Some(p),
+            _ => None,
+        };
+        let prepared = match prepared {
+            Some(p) => p,
+            // No prepared file (disabled, or its preallocation failed):
+            // try again here; an error leaves the live segment as it is.
+            None => prepare_segment(&self.feed_dir, self.options.segment_bytes, self.options.prefault)?,
+        };
+        let live = Self::activate(&self.feed_dir, &self.feed, &self.options, prepared, first_seq)?;
+        if let Some(sync) = &self.sync {
+            sync.switch(live.path.clone(), Arc::clone(&live.map), live.write_off);
+        }
+        self.live = live;
+        self.spawn_prepare();
+        Ok(())
+    }
+
+    /// The seq the next append must carry.
+    #[inline]
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The feed name.
+    pub fn feed(&self) -> &str {
+        &self.feed
+    }
+
+    /// The feed directory `<dir>/<feed>`.
+    pub fn feed_dir(&self) -> &Path {
+        &self.feed_dir
+    }
+
+    /// The live segment file.
+    pub fn segment_path(&self) -> &Path {
+        &self.live.path
+    }
+
+    /// The live segment's first seq.
+    pub fn segment_first_seq(&self) -> u64 {
+        self.live.first_seq
+    }
+
+    /// Byte offset in the live segment where the next frame goes.
+    pub fn append_offset(&self) -> u64 {
+        self.live.write_off as u64
+    }
+
+    /// The sparse index of the live segment, built while appending.
+    pub fn index(&self) -> &SparseIndex {
+        &self.live.index
+    }
+
+    /// What open found and repaired.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The lock file held.
+    pub fn lock_path(&self) -> &Path {
+        self.lock.path()
+    }
+
+    /// Syncs everything written so far to disk now (whatever the policy).
+    pub fn sync(&self) -> Result<()> {
+        if let Some(sync) = &self.sync {
+            return sync.sync_now();
+        }
+        self.live
+            .map
+            .flush_range(0, self.live.write_off)
+            .map_err(|source| Error::Sync {
+                path: self.live.path.clone(),
+                source,
+            })
+    }
+
+    /// Deletes old segments per `policy` (see [`apply_retention`]).
+    pub fn retain(&self, policy: &RetentionPolicy) -> Result<RetentionReport> {
+        apply_retention(self.feed_dir.parent().unwrap_or(Path::new(".")), &self.feed, policy)
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        // The sync worker's drop does the final flush of Interval.
+        self.sync = None;
+        if let Some(handle) = self.prepared.take()
+            && let Ok(Ok(p)) = handle.join()
+        {
+            let _ = std::fs::remove_file(&p.tmp_path);
+        }
+    }
+}

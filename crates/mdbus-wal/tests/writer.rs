@@ -1,0 +1,308 @@
+//! Writer behaviour: seq checks, segment rolls, sync policies, the feed
+//! lock, seeks through the sparse index, snapshot sets and retention.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{record, replay, snapshot_record, test_options};
+use mdbus_wal::{
+    AppendOutcome, Error, ReadFrom, ReadOptions, RetentionPolicy, SyncPolicy, Wal, WalOptions, WalReader,
+    apply_retention, inspect, recovery_point, verify,
+};
+
+#[test]
+fn second_writer_is_refused_naming_feed_and_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = Wal::open(dir.path(), "locked-feed", test_options(4096)).unwrap();
+    let err = Wal::open(dir.path(), "locked-feed", test_options(4096)).unwrap_err();
+    let msg = err.to_string();
+    println!("{msg}");
+    assert!(matches!(err, Error::Locked { pid, .. } if pid == std::process::id()));
+    assert!(
+        msg.contains("locked-feed") && msg.contains(&std::process::id().to_string()),
+        "{msg}"
+    );
+    drop(_first);
+    Wal::open(dir.path(), "locked-feed", test_options(4096)).expect("the lock is released on drop");
+}
+
+#[test]
+fn append_checks_seq_and_bad_feed_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Wal::open(dir.path(), "bad feed", test_options(4096)),
+        Err(Error::InvalidFeed { .. })
+    ));
+    assert!(matches!(
+        Wal::open(dir.path(), "f", test_options(100)),
+        Err(Error::Options(_))
+    ));
+    let mut wal = Wal::open(dir.path(), "f", test_options(4096)).unwrap();
+    let err = wal.append(&record(2, 0)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::SeqOutOfOrder {
+                expected: 1,
+                got: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    wal.append(&record(1, 0)).unwrap();
+    assert!(matches!(
+        wal.append(&record(1, 0)),
+        Err(Error::SeqOutOfOrder {
+            expected: 2,
+            got: 1,
+            ..
+        })
+    ));
+    let mut unknown = record(2, 0);
+    unknown.header_mut().kind = 9;
+    assert!(matches!(wal.append(&unknown), Err(Error::Record { .. })));
+    assert_eq!(wal.next_seq(), 2);
+}
+
+#[test]
+fn segments_roll_and_report_the_new_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    for sync in [
+        SyncPolicy::Never,
+        SyncPolicy::Interval(Duration::from_millis(1)),
+        SyncPolicy::Always,
+    ] {
+        let feed = format!(
+            "roll-{}",
+            matches!(sync, SyncPolicy::Never) as u8 + 2 * matches!(sync, SyncPolicy::Always) as u8
+        );
+        let options = WalOptions::default().segment_bytes(4096).sync(sync);
+        let mut wal = Wal::open(dir.path(), &feed, options).unwrap();
+        let mut rolls = Vec::new();
+        for seq in 1..=300 {
+            let sample = record(seq, (seq % 4) as u8);
+            let len = sample.record_bytes().unwrap().len();
+            let will_roll = wal.needs_roll(len);
+            match wal.append(&sample).unwrap() {
+                AppendOutcome::Appended => assert!(!will_roll),
+                AppendOutcome::NewSegment { first_seq } => {
+                    assert!(will_roll);
+                    assert_eq!(first_seq, seq);
+                    assert_eq!(wal.segment_first_seq(), seq);
+                    assert_eq!(wal.append_offset(), 128 + 8 + len as u64);
+                    rolls.push(seq);
+                }
+            }
+        }
+        wal.sync().unwrap();
+        assert!(rolls.len() >= 5, "{rolls:?}");
+        drop(wal);
+        let names: Vec<_> = std::fs::read_dir(dir.path().join(&feed))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".wal"))
+            .collect();
+        assert_eq!(
+            names.len(),
+            rolls.len() + 1,
+            "no preallocated file left behind: {names:?}"
+        );
+        let out = replay(dir.path(), &feed, false);
+        assert!(out.error.is_none(), "{:?}", out.error);
+        assert_eq!(out.seqs, (1..=300).collect::<Vec<_>>());
+        for (seq, bytes) in out.seqs.iter().zip(&out.bytes) {
+            assert_eq!(&bytes[..], record(*seq, (*seq % 4) as u8).record_bytes().unwrap());
+        }
+        let report = verify(dir.path(), &feed).unwrap();
+        assert_eq!(report.exit_code(), 0, "{report}");
+        let mut wal = Wal::open(dir.path(), &feed, test_options(4096)).unwrap();
+        assert_eq!(wal.next_seq(), 301);
+        wal.append(&record(301, 1)).unwrap();
+    }
+}
+
+#[test]
+fn explicit_roll_puts_the_snapshot_set_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), "snap", test_options(8192)).unwrap();
+    assert_eq!(
+        wal.roll().unwrap(),
+        dir.path().join("snap/00000000000000000001.wal"),
+        "empty segment: no-op"
+    );
+    let mut seq = 1;
+    for round in 0..3 {
+        if round > 0 {
+            wal.roll().unwrap();
+        }
+        assert_eq!(wal.segment_first_seq(), seq);
+        for i in 0..3 {
+            wal.append(&snapshot_record(seq, i == 2)).unwrap();
+            seq += 1;
+        }
+        for _ in 0..10 {
+            wal.append(&record(seq, 0)).unwrap();
+            seq += 1;
+        }
+    }
+    // A last segment without a set.
+    wal.roll().unwrap();
+    wal.append(&record(seq, 2)).unwrap();
+    drop(wal);
+    let infos = inspect(dir.path(), "snap").unwrap();
+    assert_eq!(infos.len(), 4);
+    assert!(infos[..3].iter().all(|i| i.has_full_snapshot_set()));
+    assert!(!infos[3].has_full_snapshot_set());
+    let point = recovery_point(dir.path(), "snap").unwrap().unwrap();
+    assert_eq!(point.segment_first_seq, 27);
+    assert_eq!((point.start_seq(), point.set.last_seq), (27, 29));
+    let mut reader = WalReader::open(
+        dir.path(),
+        "snap",
+        ReadOptions {
+            from: ReadFrom::RecoveryPoint,
+            skip_corrupt: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(reader.next_record().unwrap().unwrap().seq(), 27);
+}
+
+#[test]
+fn seek_by_seq_and_time_through_the_sparse_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), "seek", test_options(16384)).unwrap();
+    for seq in 1..=2000 {
+        wal.append(&record(seq, (seq % 4) as u8)).unwrap();
+    }
+    assert!(!wal.index().entries().is_empty());
+    drop(wal);
+    for target in [1u64, 2, 63, 64, 65, 129, 777, 1999, 2000] {
+        let mut r = WalReader::open(
+            dir.path(),
+            "seek",
+            ReadOptions {
+                from: ReadFrom::Seq(target),
+                skip_corrupt: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(r.next_record().unwrap().unwrap().seq(), target);
+        let ts = 1_764_000_000_000_000_000 + target as i64 * 1000;
+        let mut r = WalReader::open(
+            dir.path(),
+            "seek",
+            ReadOptions {
+                from: ReadFrom::Time(ts - 500),
+                skip_corrupt: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(r.next_record().unwrap().unwrap().seq(), target, "time seek to {target}");
+    }
+    let mut r = WalReader::open(
+        dir.path(),
+        "seek",
+        ReadOptions {
+            from: ReadFrom::Seq(2001),
+            skip_corrupt: false,
+        },
+    )
+    .unwrap();
+    assert!(r.next_record().unwrap().is_none());
+}
+
+#[test]
+fn retention_by_size_and_age_keeps_the_newest_snapshot_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), "ret", test_options(4096)).unwrap();
+    let mut seq = 1;
+    // 6 segments; a snapshot set in segment 3 (index 2) only.
+    for segment in 0..6 {
+        if segment > 0 {
+            wal.roll().unwrap();
+        }
+        if segment == 2 {
+            wal.append(&snapshot_record(seq, false)).unwrap();
+            wal.append(&snapshot_record(seq + 1, true)).unwrap();
+            seq += 2;
+        }
+        for _ in 0..5 {
+            wal.append(&record(seq, 0)).unwrap();
+            seq += 1;
+        }
+    }
+    drop(wal);
+    let count = || inspect(dir.path(), "ret").unwrap().len();
+    assert_eq!(count(), 6);
+    // Nothing to do.
+    let report = apply_retention(dir.path(), "ret", &RetentionPolicy::default()).unwrap();
+    assert!(report.deleted.is_empty());
+    // Size: 6 x 4096 > 4096, but the set's segment and newer stay.
+    let report = apply_retention(
+        dir.path(),
+        "ret",
+        &RetentionPolicy {
+            max_bytes: Some(4096),
+            max_age: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(report.deleted.len(), 2);
+    assert_eq!(report.kept, 4);
+    assert!(report.protected_from.unwrap().ends_with("00000000000000000011.wal"));
+    assert_eq!(inspect(dir.path(), "ret").unwrap()[0].first_seq, 11);
+    // Replay still works from the new oldest segment.
+    let out = replay(dir.path(), "ret", false);
+    assert!(out.error.is_none());
+    assert_eq!(out.seqs.first(), Some(&11));
+
+    // Age: everything is older than zero seconds; the protected ones stay.
+    let dir2 = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir2.path(), "age", test_options(4096)).unwrap();
+    for seq in 1..=200 {
+        wal.append(&record(seq, 0)).unwrap();
+    }
+    drop(wal);
+    let n = inspect(dir2.path(), "age").unwrap().len();
+    assert!(n > 2);
+    let keep_all = RetentionPolicy {
+        max_bytes: None,
+        max_age: Some(Duration::from_secs(3600)),
+    };
+    assert!(
+        apply_retention(dir2.path(), "age", &keep_all)
+            .unwrap()
+            .deleted
+            .is_empty()
+    );
+    let report = apply_retention(
+        dir2.path(),
+        "age",
+        &RetentionPolicy {
+            max_bytes: None,
+            max_age: Some(Duration::ZERO),
+        },
+    )
+    .unwrap();
+    // No snapshot set anywhere: only the newest segment is protected.
+    assert_eq!(report.deleted.len(), n - 1);
+    assert_eq!(inspect(dir2.path(), "age").unwrap().len(), 1);
+    let mut wal = Wal::open(dir2.path(), "age", test_options(4096)).unwrap();
+    assert_eq!(wal.next_seq(), 201);
+    wal.append(&record(201, 0)).unwrap();
+}
+
+#[test]
+fn reader_of_a_missing_feed_waits_for_the_first_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reader = WalReader::open(dir.path(), "later", ReadOptions::default()).unwrap();
+    assert!(reader.next_record().unwrap().is_none());
+    let mut wal = Wal::open(dir.path(), "later", test_options(4096)).unwrap();
+    assert!(reader.next_record().unwrap().is_none());
+    wal.append(&record(1, 0)).unwrap();
+    assert_eq!(reader.next_record().unwrap().unwrap().seq(), 1);
+    assert!(matches!(verify(dir.path(), "nothing"), Err(Error::NoSegments { .. })));
+}
