@@ -2,8 +2,11 @@
 //!
 //! This facade re-exports the workspace crates:
 //! - [`types`]: record layouts, `Price`, `InstrumentId`, the top-10 `Book`;
-//! - [`transport`]: the transport traits and the in-process crossbeam bus;
-//! - [`publisher`]: sequencing publisher and the synthetic feed;
+//! - [`transport`]: the transport traits, the in-process crossbeam bus and
+//!   the snapshot board;
+//! - [`wal`]: the segmented memory-mapped write-ahead log;
+//! - [`publisher`]: the feed publisher (WAL, transport, board, snapshot
+//!   policy) and the synthetic feed;
 //! - [`cli`]: the `mdbus` command line.
 //!
 //! # Feature flags
@@ -14,3 +17,4 @@ pub use mdbus_cli as cli;
 pub use mdbus_publisher as publisher;
 pub use mdbus_transport as transport;
 pub use mdbus_types as types;
+pub use mdbus_wal as wal;

@@ -4,7 +4,10 @@
 //! exit code 2.
 
 mod demo;
+mod publish;
 mod snapshot;
+mod transport;
+mod wal_cmd;
 
 use std::process::ExitCode;
 
@@ -25,9 +28,16 @@ pub enum Command {
     /// One process: synthetic publisher -> in-process bus -> a subscriber
     /// keeping a latest-value cache; a status line per second.
     Demo(demo::DemoArgs),
+    /// Publishes a feed into its WAL, the transport and the snapshot board.
+    Publish(publish::PublishArgs),
     /// The latest tick and top-10 book of instruments, from the snapshot
     /// board (no subscription).
     Snapshot(snapshot::SnapshotArgs),
+    /// Write-ahead log tools.
+    #[command(subcommand)]
+    Wal(wal_cmd::WalCommand),
+    /// Prints the records of a feed's WAL, one per line (JSON or CSV).
+    Replay(wal_cmd::ReplayArgs),
 }
 
 /// Parses the process arguments and runs the subcommand; the exit code is
@@ -43,6 +53,9 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Publish(args) => publish::run(&args),
         Command::Snapshot(args) => snapshot::run(&args),
+        Command::Wal(command) => wal_cmd::run_wal(&command),
+        Command::Replay(args) => wal_cmd::replay(&args),
     }
 }

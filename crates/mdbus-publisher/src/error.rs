@@ -10,7 +10,10 @@ pub enum Error {
     /// A record that cannot be published (unknown kind, bad header).
     #[error("record: {0}")]
     Record(#[from] mdbus_types::Error),
-    /// An invalid configuration value, named in the message.
+    /// The write-ahead log failed (full disk, lock held, corruption, ...).
+    #[error("WAL: {0}")]
+    Wal(#[from] mdbus_wal::Error),
+    /// An invalid configuration value or record, named in the message.
     #[error("invalid configuration: {0}")]
     Config(String),
 }

@@ -23,9 +23,11 @@
 //! ```
 
 mod error;
+mod feed;
 mod publisher;
 mod synthetic;
 
 pub use error::{Error, Result};
+pub use feed::{FeedConfig, FeedPublisher, FeedStats};
 pub use publisher::{Publisher, PublisherStats};
 pub use synthetic::{MAX_INSTRUMENTS, SyntheticFeed, synthetic_symbol};

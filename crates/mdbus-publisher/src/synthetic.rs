@@ -339,24 +339,48 @@ fn trade(rng: &mut Pcg64Mcg, inst: &mut Instrument, side: Side, ts: i64, out: &m
     out.push(tick.into());
 }
 
-/// Keeps each side [`FULL_DEPTH`] deep by adding levels at its far end.
+/// Keeps each side [`FULL_DEPTH`] levels deep and near the touch: levels
+/// that drifted far from the best are cancelled, and new ones are placed
+/// at random within `2 x FULL_DEPTH` ticks of the best.
 fn replenish(rng: &mut Pcg64Mcg, inst: &mut Instrument, ts: i64, out: &mut Vec<MdSample>) {
+    let tick = inst.tick;
+    let reach = 3 * FULL_DEPTH as i64 * tick;
     for side in [Side::Bid, Side::Ask] {
-        while inst.side(side).len() < FULL_DEPTH {
-            let other = match side {
-                Side::Bid => Side::Ask,
-                Side::Ask => Side::Bid,
+        let other = match side {
+            Side::Bid => Side::Ask,
+            Side::Ask => Side::Bid,
+        };
+        // Cancel what drifted away, and the excess beyond FULL_DEPTH.
+        if let Some((best, _)) = inst.best(side) {
+            let far: Vec<i64> = inst
+                .side(side)
+                .keys()
+                .copied()
+                .filter(|p| (p - best).abs() > reach)
+                .collect();
+            for price in far {
+                inst.set(side, price, 0, ts, out);
+            }
+        }
+        while inst.side(side).len() > FULL_DEPTH {
+            let worst = inst.worst(side).expect("non-empty");
+            inst.set(side, worst, 0, ts, out);
+        }
+        let mut attempts = 0;
+        while inst.side(side).len() < FULL_DEPTH && attempts < 4 * FULL_DEPTH {
+            attempts += 1;
+            let anchor = match (inst.best(side), inst.best(other)) {
+                (Some((b, _)), _) => b,
+                (None, Some((o, _))) => o,
+                (None, None) => break,
             };
-            let tick = inst.tick;
-            let price = match (side, inst.worst(side), inst.best(other)) {
-                (Side::Bid, Some(w), _) => w - tick,
-                (Side::Ask, Some(w), _) => w + tick,
-                (Side::Bid, None, Some((a, _))) => a - tick,
-                (Side::Ask, None, Some((b, _))) => b + tick,
-                (_, None, None) => break,
+            let k = rng.random_range(1..=2 * FULL_DEPTH as i64);
+            let price = match side {
+                Side::Bid => anchor - k * tick,
+                Side::Ask => anchor + k * tick,
             };
-            if price <= 0 {
-                break;
+            if price <= 0 || inst.side(side).contains_key(&price) {
+                continue;
             }
             let qty = rng.random_range(1..=3 * inst.lot);
             inst.set(side, price, qty, ts, out);

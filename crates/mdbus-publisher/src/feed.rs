@@ -1,0 +1,611 @@
+//! The feed publisher: DESIGN.md's publish path.
+//!
+//! Per record: assign `seq` and stamp `ts_publish` -> append to the WAL (a
+//! map write) -> send on the transport (iceoryx2: write into a loaned
+//! sample) ; per batch: end the batch (notify) -> update the snapshot board.
+//! Around that it keeps the publisher's own view of every instrument (top-10
+//! `Book` + last `Tick`), from which it writes
+//! - the snapshot set at the start of each WAL segment (every instrument's
+//!   `BookSnapshot` and last `Tick` flagged `RECOVERY_SNAPSHOT`, closed by a
+//!   `RECOVERY_SNAPSHOT` heartbeat), so recovery reads one segment;
+//! - policy snapshots: every instrument at least every `snapshot_interval`,
+//!   and at once when its book moved by more than `snapshot_threshold` of
+//!   its top-10 depth since its last snapshot;
+//! - heartbeats when the feed is quiet, so gaps are seen without traffic.
+//!
+//! A restarted publisher replays its WAL from the newest full snapshot set
+//! to rebuild that view and continues `seq` after the last valid record.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mdbus_transport::{BoardWriter, DEFAULT_BOARD_CAPACITY, MdSender};
+use mdbus_types::{
+    Book, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, Level, MdSample,
+    RecordHeader, RecordRef, Side, Tick, clock, validate_snapshot,
+};
+use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, RecoveryReport, Wal, WalOptions, WalReader};
+
+use crate::error::{Error, Result};
+
+/// How a [`FeedPublisher`] runs.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// Feed name (`[A-Za-z0-9_-]{1,32}`).
+    pub feed: String,
+    /// WAL directory (the feed's segments go in `<wal_dir>/<feed>/`);
+    /// `None` publishes without a WAL (tests, the in-process demo).
+    pub wal_dir: Option<PathBuf>,
+    /// WAL segment size and sync policy.
+    pub wal: WalOptions,
+    /// Directory of the snapshot board; `None`: no board.
+    pub board_dir: Option<PathBuf>,
+    /// Board slots for a new board.
+    pub board_capacity: u32,
+    /// Every instrument gets a snapshot at least this often.
+    pub snapshot_interval: Duration,
+    /// A snapshot at once when the book moved by more than this fraction
+    /// of its top-10 depth quantity since the last snapshot.
+    pub snapshot_threshold: f64,
+    /// A heartbeat when nothing was sent for this long.
+    pub heartbeat_interval: Duration,
+}
+
+impl FeedConfig {
+    /// DESIGN.md's defaults for `feed`: 1 s snapshots, 5 % threshold, 100 ms
+    /// heartbeats, no WAL and no board until set.
+    pub fn new(feed: &str) -> FeedConfig {
+        FeedConfig {
+            feed: feed.to_string(),
+            wal_dir: None,
+            wal: WalOptions::default(),
+            board_dir: None,
+            board_capacity: DEFAULT_BOARD_CAPACITY,
+            snapshot_interval: Duration::from_secs(1),
+            snapshot_threshold: 0.05,
+            heartbeat_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What a [`FeedPublisher`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedStats {
+    /// Records published (all kinds, snapshot sets and heartbeats included).
+    pub records: u64,
+    /// Send batches.
+    pub batches: u64,
+    /// Heartbeats sent because the feed was quiet.
+    pub heartbeats: u64,
+    /// Snapshots sent by the policy (interval or depth change).
+    pub policy_snapshots: u64,
+    /// Snapshot sets written (one per WAL segment).
+    pub snapshot_sets: u64,
+    /// Records replayed from the WAL on open to rebuild the state.
+    pub recovered_records: u64,
+}
+
+/// The publisher's view of one instrument.
+#[derive(Debug, Clone)]
+struct InstrumentState {
+    book: Book,
+    has_book: bool,
+    last_tick: Option<Tick>,
+    /// Book levels when the last snapshot was sent.
+    at_snapshot: BookSnapshot,
+    snapshot_at: Instant,
+    board_dirty: bool,
+}
+
+impl InstrumentState {
+    fn new(id: InstrumentId, now: Instant) -> InstrumentState {
+        InstrumentState {
+            book: Book::new(id),
+            has_book: false,
+            last_tick: None,
+            at_snapshot: BookSnapshot::empty(id, 0),
+            snapshot_at: now,
+            board_dirty: false,
+        }
+    }
+}
+
+/// Sum over both sides of |qty now - qty then| per price (levels that came
+/// or went count in full).
+fn book_distance(now: &BookSnapshot, then: &BookSnapshot) -> i64 {
+    fn side(a: &[Level], b: &[Level], better: fn(i64, i64) -> bool) -> i64 {
+        let (mut i, mut j, mut sum) = (0, 0, 0i64);
+        while i < a.len() || j < b.len() {
+            match (a.get(i), b.get(j)) {
+                (Some(x), Some(y)) if x.price == y.price => {
+                    sum += (x.qty - y.qty).abs();
+                    i += 1;
+                    j += 1;
+                }
+                (Some(x), Some(y)) if better(x.price.raw(), y.price.raw()) => {
+                    sum += x.qty;
+                    i += 1;
+                }
+                (Some(x), None) => {
+                    sum += x.qty;
+                    i += 1;
+                }
+                (_, Some(y)) => {
+                    sum += y.qty;
+                    j += 1;
+                }
+                (None, None) => unreachable!(),
+            }
+        }
+        sum
+    }
+    side(now.bid_levels(), then.bid_levels(), |x, y| x > y) + side(now.ask_levels(), then.ask_levels(), |x, y| x < y)
+}
+
+fn depth(snapshot: &BookSnapshot) -> i64 {
+    snapshot
+        .bid_levels()
+        .iter()
+        .chain(snapshot.ask_levels())
+        .map(|l| l.qty)
+        .sum()
+}
+
+/// Publishes one feed: WAL, transport, board, snapshot policy, heartbeats.
+#[derive(Debug)]
+pub struct FeedPublisher<S> {
+    config: FeedConfig,
+    sender: S,
+    wal: Option<Wal>,
+    board: Option<BoardWriter>,
+    next_seq: u64,
+    instruments: HashMap<InstrumentId, InstrumentState>,
+    /// Instruments in the order they became known (snapshot sets, sweeps).
+    order: Vec<InstrumentId>,
+    sweep_cursor: usize,
+    last_send: Instant,
+    last_board_heartbeat: Instant,
+    stats: FeedStats,
+    recovery: Option<RecoveryReport>,
+    scratch: Vec<MdSample>,
+}
+
+impl<S: MdSender> FeedPublisher<S> {
+    /// Opens the feed: the WAL (recovering a torn tail, reporting
+    /// corruption), the state replayed from its newest full snapshot set,
+    /// the board; `seq` continues after the last valid record. A fresh or
+    /// new live segment starts with a snapshot set.
+    pub fn open(config: FeedConfig, sender: S) -> Result<FeedPublisher<S>> {
+        mdbus_transport::validate_feed_name(&config.feed)?;
+        if config.snapshot_threshold.is_nan() || config.snapshot_threshold <= 0.0 {
+            return Err(Error::Config(format!(
+                "snapshot threshold {} must be > 0",
+                config.snapshot_threshold
+            )));
+        }
+        let now = Instant::now();
+        let mut publisher = FeedPublisher {
+            sender,
+            wal: None,
+            board: None,
+            next_seq: 1,
+            instruments: HashMap::new(),
+            order: Vec::new(),
+            sweep_cursor: 0,
+            last_send: now,
+            last_board_heartbeat: now,
+            stats: FeedStats::default(),
+            recovery: None,
+            scratch: Vec::new(),
+            config,
+        };
+        if let Some(dir) = publisher.config.wal_dir.clone() {
+            let wal = Wal::open(&dir, &publisher.config.feed, publisher.config.wal.clone())?;
+            publisher.next_seq = wal.next_seq();
+            publisher.recovery = Some(wal.recovery_report().clone());
+            let live_is_empty = wal.append_offset() == mdbus_wal::HEADER_LEN as u64;
+            publisher.wal = Some(wal);
+            // Rebuild the view from the WAL (a reader never needs the lock).
+            publisher.recover_state(&dir)?;
+            if let Some(dir) = publisher.config.board_dir.clone() {
+                publisher.open_board(&dir)?;
+            }
+            if live_is_empty {
+                publisher.publish_snapshot_set()?;
+            }
+        } else if let Some(dir) = publisher.config.board_dir.clone() {
+            publisher.open_board(&dir)?;
+        }
+        Ok(publisher)
+    }
+
+    fn open_board(&mut self, dir: &std::path::Path) -> Result<()> {
+        let board = BoardWriter::open(dir, &self.config.feed, self.config.board_capacity)?;
+        self.board = Some(board);
+        for state in self.instruments.values_mut() {
+            state.board_dirty = true;
+        }
+        self.flush_board()
+    }
+
+    fn recover_state(&mut self, dir: &std::path::Path) -> Result<()> {
+        let options = ReadOptions {
+            from: ReadFrom::RecoveryPoint,
+            skip_corrupt: true,
+        };
+        let mut reader = match WalReader::open(dir, &self.config.feed, options) {
+            Ok(reader) => reader,
+            Err(mdbus_wal::Error::NoSegments { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let now = Instant::now();
+        while let Some(event) = reader.next_event()? {
+            if let ReadEvent::Record(record) = event {
+                let record = record.record;
+                self.stats.recovered_records += 1;
+                // A record the WAL holds was valid when published.
+                let _ = self.apply(record, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// The WAL's recovery report from [`FeedPublisher::open`], if a WAL is used.
+    pub fn recovery_report(&self) -> Option<&RecoveryReport> {
+        self.recovery.as_ref()
+    }
+
+    /// The seq the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// What has been published.
+    pub fn stats(&self) -> FeedStats {
+        self.stats
+    }
+
+    /// Instruments known to the publisher.
+    pub fn instrument_count(&self) -> usize {
+        self.order.len()
+    }
+
+    /// The publisher's current book of `id`.
+    pub fn book(&self, id: &InstrumentId) -> Option<&Book> {
+        self.instruments.get(id).filter(|s| s.has_book).map(|s| &s.book)
+    }
+
+    /// The transport.
+    pub fn sender_mut(&mut self) -> &mut S {
+        &mut self.sender
+    }
+
+    /// The WAL, if used.
+    pub fn wal(&self) -> Option<&Wal> {
+        self.wal.as_ref()
+    }
+
+    /// Applies a published record to the publisher's view.
+    fn apply(&mut self, record: RecordRef<'_>, now: Instant) -> Result<()> {
+        let Some(id) = record.instrument() else { return Ok(()) };
+        if !self.instruments.contains_key(&id) {
+            self.instruments.insert(id, InstrumentState::new(id, now));
+            self.order.push(id);
+        }
+        let state = self.instruments.get_mut(&id).expect("inserted above");
+        match record {
+            RecordRef::Tick(t) => {
+                state.last_tick = Some(*t);
+                state.board_dirty = true;
+            }
+            RecordRef::BookSnapshot(s) => {
+                state.book.apply_snapshot(s)?;
+                state.has_book = true;
+                state.at_snapshot = *s;
+                state.snapshot_at = now;
+                state.board_dirty = true;
+            }
+            RecordRef::BookDelta(d) => {
+                if state.book.apply_delta(d)? {
+                    state.board_dirty = true;
+                }
+            }
+            RecordRef::Heartbeat(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Checks a batch before any of it takes a seq: known kinds, valid
+    /// snapshots and deltas, deltas only for instruments with a book.
+    fn check_batch(&self, batch: &[MdSample]) -> Result<()> {
+        let mut booked: Vec<InstrumentId> = Vec::new();
+        for sample in batch {
+            match sample.record()? {
+                RecordRef::Tick(t) => {
+                    InstrumentId::from_bytes(t.instrument.0)?;
+                }
+                RecordRef::BookSnapshot(s) => {
+                    validate_snapshot(s)?;
+                    booked.push(s.instrument);
+                }
+                RecordRef::BookDelta(d) => {
+                    let known = self.instruments.get(&d.instrument).is_some_and(|s| s.has_book)
+                        || booked.contains(&d.instrument);
+                    if !known {
+                        return Err(Error::Config(format!(
+                            "book delta for {} before any snapshot of it: publish a BookSnapshot first",
+                            d.instrument
+                        )));
+                    }
+                    let reason = if Side::from_u8(d.side).is_none() {
+                        Some(format!("side {} is neither 0 (bid) nor 1 (ask)", d.side))
+                    } else if d.price.is_null() {
+                        Some("price is NULL".to_string())
+                    } else if d.qty < 0 {
+                        Some(format!("negative qty {}", d.qty))
+                    } else {
+                        None
+                    };
+                    if let Some(reason) = reason {
+                        return Err(Error::Config(format!("book delta for {}: {reason}", d.instrument)));
+                    }
+                }
+                RecordRef::Heartbeat(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes a batch (records of any kinds, `seq` and `ts_publish` are
+    /// set here; the caller's buffer holds what was sent). The whole batch
+    /// is checked first: an invalid record is an error and nothing is
+    /// published. Then the policy snapshots that became due are published
+    /// as a batch of their own. Returns the seqs the batch took.
+    pub fn publish_batch(&mut self, batch: &mut [MdSample]) -> Result<RangeInclusive<u64>> {
+        self.check_batch(batch)?;
+        let range = self.send_batch(batch)?;
+        self.flush_board()?;
+        self.policy_snapshots_for_dirty()?;
+        Ok(range)
+    }
+
+    /// Sequences, logs and sends `batch` (already checked).
+    fn send_batch(&mut self, batch: &mut [MdSample]) -> Result<RangeInclusive<u64>> {
+        let first = self.next_seq;
+        let Some(last_index) = batch.len().checked_sub(1) else {
+            return Ok(first..=first - 1);
+        };
+        let now = Instant::now();
+        for i in 0..batch.len() {
+            let len = batch[i].record_bytes()?.len();
+            if self.wal.as_ref().is_some_and(|w| w.needs_roll(len)) {
+                // The new segment starts with the snapshot set.
+                self.wal.as_mut().expect("checked").roll()?;
+                self.sender.end_batch()?;
+                self.write_snapshot_set()?;
+            }
+            let sample = &mut batch[i];
+            let header = sample.header_mut();
+            header.seq = self.next_seq;
+            header.ts_publish = clock::now_ns();
+            header.flags &= !FLAG_END_OF_BATCH;
+            if i == last_index {
+                header.flags |= FLAG_END_OF_BATCH;
+            }
+            if let Some(wal) = &mut self.wal {
+                wal.append(sample)?;
+            }
+            self.sender.send(sample)?;
+            self.next_seq += 1;
+            self.stats.records += 1;
+            let sample = batch[i];
+            self.apply(sample.record()?, now)?;
+        }
+        self.sender.end_batch()?;
+        self.stats.batches += 1;
+        self.last_send = now;
+        Ok(first..=self.next_seq - 1)
+    }
+
+    /// Writes the current tick and book of every instrument changed since
+    /// the last flush to the board, then `last_seq`.
+    fn flush_board(&mut self) -> Result<()> {
+        let Some(board) = &mut self.board else { return Ok(()) };
+        for id in &self.order {
+            let state = self.instruments.get_mut(id).expect("known");
+            if !state.board_dirty {
+                continue;
+            }
+            state.board_dirty = false;
+            if let Some(tick) = &state.last_tick {
+                board.update_tick(tick)?;
+            }
+            if state.has_book {
+                board.update_book(&state.book.to_snapshot())?;
+            }
+        }
+        board.set_last_seq(self.next_seq - 1);
+        Ok(())
+    }
+
+    /// A snapshot of `id`'s current book, ready to publish.
+    fn snapshot_of(&self, id: &InstrumentId, flags: u16) -> Option<MdSample> {
+        let state = self.instruments.get(id).filter(|s| s.has_book)?;
+        let mut snapshot = state.book.to_snapshot();
+        snapshot.header = RecordHeader::new(Kind::BookSnapshot, state.book.last_change().ts_event);
+        snapshot.header.flags = flags;
+        Some(snapshot.into())
+    }
+
+    fn policy_snapshots_for_dirty(&mut self) -> Result<()> {
+        let threshold = self.config.snapshot_threshold;
+        let mut due = std::mem::take(&mut self.scratch);
+        due.clear();
+        for id in &self.order {
+            let state = &self.instruments[id];
+            if !state.has_book || state.book.last_change().seq <= state.at_snapshot.header.seq {
+                continue;
+            }
+            let now = state.book.to_snapshot();
+            let moved = book_distance(&now, &state.at_snapshot) as f64;
+            if moved > threshold * depth(&state.at_snapshot).max(1) as f64 {
+                due.extend(self.snapshot_of(id, 0));
+            }
+        }
+        if !due.is_empty() {
+            self.stats.policy_snapshots += due.len() as u64;
+            self.send_batch(&mut due)?;
+            self.flush_board()?;
+        }
+        self.scratch = due;
+        Ok(())
+    }
+
+    /// Writes the snapshot set (RECOVERY_SNAPSHOT records closed by a
+    /// RECOVERY_SNAPSHOT heartbeat) into the current segment.
+    fn write_snapshot_set(&mut self) -> Result<()> {
+        let mut set = Vec::with_capacity(2 * self.order.len() + 1);
+        for id in &self.order {
+            set.extend(self.snapshot_of(id, FLAG_RECOVERY_SNAPSHOT));
+            if let Some(tick) = self.instruments[id].last_tick {
+                let mut tick = tick;
+                tick.header.flags = FLAG_RECOVERY_SNAPSHOT;
+                set.push(tick.into());
+            }
+        }
+        let mut heartbeat = RecordHeader::new(Kind::Heartbeat, clock::now_ns());
+        heartbeat.flags = FLAG_RECOVERY_SNAPSHOT;
+        set.push(Heartbeat { header: heartbeat }.into());
+        // The set must not roll the segment itself (it would split).
+        self.send_batch_no_roll(&mut set)?;
+        self.stats.snapshot_sets += 1;
+        Ok(())
+    }
+
+    fn send_batch_no_roll(&mut self, set: &mut [MdSample]) -> Result<()> {
+        let now = Instant::now();
+        let last_index = set.len() - 1;
+        for (i, sample) in set.iter_mut().enumerate() {
+            let header = sample.header_mut();
+            header.seq = self.next_seq;
+            header.ts_publish = clock::now_ns();
+            header.flags &= !FLAG_END_OF_BATCH;
+            if i == last_index {
+                header.flags |= FLAG_END_OF_BATCH;
+            }
+            if let Some(wal) = &mut self.wal {
+                wal.append(sample)?;
+            }
+            self.sender.send(sample)?;
+            self.next_seq += 1;
+            self.stats.records += 1;
+        }
+        self.sender.end_batch()?;
+        self.stats.batches += 1;
+        self.last_send = now;
+        for sample in set.iter() {
+            self.apply(sample.record()?, now)?;
+        }
+        self.flush_board()
+    }
+
+    /// Starts a new WAL segment now and writes the snapshot set first (on
+    /// request; rolls happen by themselves when a segment is full). Without
+    /// a WAL, publishes the snapshot set alone.
+    pub fn publish_snapshot_set(&mut self) -> Result<()> {
+        if let Some(wal) = &mut self.wal {
+            wal.roll()?;
+        }
+        self.write_snapshot_set()
+    }
+
+    /// Call regularly from the publishing loop: sends a heartbeat when the
+    /// feed was quiet for `heartbeat_interval`, refreshes the board's
+    /// heartbeat, and sends the interval snapshots that are due (a bounded
+    /// number per call, so a large universe is spread over calls).
+    pub fn poll(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if now - self.last_send >= self.config.heartbeat_interval {
+            let mut heartbeat: [MdSample; 1] = [Heartbeat {
+                header: RecordHeader::new(Kind::Heartbeat, clock::now_ns()),
+            }
+            .into()];
+            self.send_batch(&mut heartbeat)?;
+            self.stats.heartbeats += 1;
+            if let Some(board) = &mut self.board {
+                board.set_last_seq(self.next_seq - 1);
+            }
+        }
+        if let Some(board) = &mut self.board {
+            if now - self.last_board_heartbeat >= Duration::from_millis(50) {
+                board.heartbeat();
+                self.last_board_heartbeat = now;
+            }
+        }
+        const SWEEP_PER_POLL: usize = 256;
+        let mut due = std::mem::take(&mut self.scratch);
+        due.clear();
+        let n = self.order.len();
+        for _ in 0..n.min(SWEEP_PER_POLL) {
+            self.sweep_cursor = (self.sweep_cursor + 1) % n;
+            let id = self.order[self.sweep_cursor];
+            let state = &self.instruments[&id];
+            if state.has_book && now - state.snapshot_at >= self.config.snapshot_interval {
+                due.extend(self.snapshot_of(&id, 0));
+            }
+        }
+        if !due.is_empty() {
+            self.stats.policy_snapshots += due.len() as u64;
+            self.send_batch(&mut due)?;
+            self.flush_board()?;
+        }
+        self.scratch = due;
+        Ok(())
+    }
+
+    /// Syncs the WAL (whatever the policy) and ends the last batch.
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(wal) = &self.wal {
+            wal.sync()?;
+        }
+        self.sender.end_batch()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdbus_types::Price;
+
+    fn snap(levels: &[(i64, i64)], asks: &[(i64, i64)]) -> BookSnapshot {
+        let mut s = BookSnapshot::empty(InstrumentId::new("X").unwrap(), 0);
+        s.bid_count = levels.len() as u16;
+        s.ask_count = asks.len() as u16;
+        for (i, &(p, q)) in levels.iter().enumerate() {
+            s.bids[i] = Level {
+                price: Price(p),
+                qty: q,
+            };
+        }
+        for (i, &(p, q)) in asks.iter().enumerate() {
+            s.asks[i] = Level {
+                price: Price(p),
+                qty: q,
+            };
+        }
+        s
+    }
+
+    #[test]
+    fn book_distance_counts_changed_new_and_gone_levels() {
+        let then = snap(&[(10, 5), (9, 5)], &[(11, 4)]);
+        assert_eq!(book_distance(&then, &then), 0);
+        let now = snap(&[(10, 7), (8, 3)], &[(11, 4), (12, 1)]);
+        // bid 10: 2, bid 9 gone: 5, bid 8 new: 3, ask 12 new: 1
+        assert_eq!(book_distance(&now, &then), 11);
+        assert_eq!(depth(&then), 14);
+    }
+}

@@ -1,0 +1,224 @@
+//! The publish path end to end in one process: WAL + in-process bus +
+//! snapshot board, segment rolls with snapshot sets, restart, bad input.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
+use mdbus_transport::{BoardReader, InProcBus, InProcReceiver, MdReceiver};
+use mdbus_types::{
+    Book, BookDelta, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, InstrumentId, Kind, MdSample, Price, RecordRef, Side,
+};
+use mdbus_wal::{ReadFrom, ReadOptions, WalOptions, WalReader, inspect};
+
+fn config(dir: &std::path::Path, feed: &str) -> FeedConfig {
+    let mut config = FeedConfig::new(feed);
+    config.wal_dir = Some(dir.join("wal"));
+    config.wal = WalOptions::default().segment_bytes(64 * 1024);
+    config.board_dir = Some(dir.to_path_buf());
+    config.board_capacity = 64;
+    config
+}
+
+fn drain(rx: &mut InProcReceiver) -> Vec<MdSample> {
+    std::iter::from_fn(|| rx.try_recv().unwrap()).collect()
+}
+
+fn publish_events(publisher: &mut FeedPublisher<mdbus_transport::InProcSender>, feed: &mut SyntheticFeed, n: usize) {
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.clear();
+        feed.next_event(1_764_000_000_000_000_000 + i as i64, &mut batch);
+        publisher.publish_batch(&mut batch).unwrap();
+    }
+}
+
+/// A subscriber's L1 view built from a stream.
+fn l1(records: &[MdSample]) -> HashMap<InstrumentId, Book> {
+    let mut books: HashMap<InstrumentId, Book> = HashMap::new();
+    for sample in records {
+        match sample.record().unwrap() {
+            RecordRef::BookSnapshot(s) => {
+                books
+                    .entry(s.instrument)
+                    .or_insert_with(|| Book::new(s.instrument))
+                    .apply_snapshot(s)
+                    .unwrap();
+            }
+            RecordRef::BookDelta(d) => {
+                books.get_mut(&d.instrument).unwrap().apply_delta(d).unwrap();
+            }
+            _ => {}
+        }
+    }
+    books
+}
+
+#[test]
+fn wal_bus_and_board_carry_the_same_dense_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(1 << 20);
+    let mut rx = bus.subscribe();
+    let mut publisher = FeedPublisher::open(config(dir.path(), "same"), bus.sender()).unwrap();
+    let mut feed = SyntheticFeed::new(6, 3).unwrap();
+    publish_events(&mut publisher, &mut feed, 5_000);
+    publisher.flush().unwrap();
+    let sent = drain(&mut rx);
+    assert_eq!(sent.len() as u64, publisher.stats().records);
+    for (i, s) in sent.iter().enumerate() {
+        assert_eq!(s.header().seq, i as u64 + 1, "dense seq from 1");
+    }
+    assert!(sent.iter().any(|s| s.header().flags & FLAG_END_OF_BATCH != 0));
+    // The WAL holds byte-identical records.
+    let mut reader = WalReader::open(dir.path().join("wal"), "same", ReadOptions::default()).unwrap();
+    let mut logged = Vec::new();
+    while let Some(r) = reader.next_record().unwrap() {
+        logged.push(r.record.to_sample());
+    }
+    assert_eq!(logged, sent);
+    // Several segments, each starting with a full snapshot set.
+    let segments = inspect(dir.path().join("wal"), "same").unwrap();
+    assert!(segments.len() >= 3, "{} segments", segments.len());
+    assert!(publisher.stats().snapshot_sets as usize >= segments.len());
+    for seg in &segments {
+        let first = seg.first_seq;
+        let first_record = sent[first as usize - 1];
+        assert_ne!(
+            first_record.header().flags & FLAG_RECOVERY_SNAPSHOT,
+            0,
+            "segment at seq {first}"
+        );
+    }
+    // Every segment after the first has a snapshot of all 6 instruments.
+    let last = segments.last().unwrap().first_seq as usize;
+    let set: Vec<_> = sent[last - 1..]
+        .iter()
+        .take_while(|s| s.header().flags & FLAG_RECOVERY_SNAPSHOT != 0)
+        .collect();
+    assert_eq!(
+        set.iter()
+            .filter(|s| s.header().kind == Kind::BookSnapshot as u16)
+            .count(),
+        6
+    );
+    assert_eq!(set.last().unwrap().header().kind, Kind::Heartbeat as u16);
+    // The board's books equal a subscriber's L1 books.
+    let board = BoardReader::open(dir.path(), "same").unwrap();
+    assert_eq!(board.status().last_seq, publisher.next_seq() - 1);
+    let books = l1(&sent);
+    assert_eq!(books.len(), 6);
+    for (id, book) in &books {
+        assert_eq!(board.book(id).unwrap(), book.to_snapshot(), "{id}");
+        assert_eq!(publisher.book(id).unwrap(), book);
+    }
+    assert!(publisher.stats().policy_snapshots > 0);
+}
+
+#[test]
+fn restart_continues_seq_and_recovers_the_books() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(1 << 20);
+    let mut rx = bus.subscribe();
+    let mut feed = SyntheticFeed::new(4, 9).unwrap();
+    let (next, books) = {
+        let mut publisher = FeedPublisher::open(config(dir.path(), "restart"), bus.sender()).unwrap();
+        publish_events(&mut publisher, &mut feed, 3_000);
+        let books: Vec<_> = feed
+            .instruments()
+            .map(|id| publisher.book(&id).unwrap().clone())
+            .collect();
+        (publisher.next_seq(), books)
+    };
+    let mut publisher = FeedPublisher::open(config(dir.path(), "restart"), bus.sender()).unwrap();
+    assert_eq!(publisher.next_seq(), next);
+    assert!(publisher.stats().recovered_records > 0);
+    for (id, book) in feed.instruments().zip(&books) {
+        assert_eq!(publisher.book(&id).unwrap(), book, "{id}");
+    }
+    publish_events(&mut publisher, &mut feed, 500);
+    let sent = drain(&mut rx);
+    for (i, s) in sent.iter().enumerate() {
+        assert_eq!(s.header().seq, i as u64 + 1);
+    }
+    let books = l1(&sent);
+    for (id, book) in &books {
+        assert_eq!(publisher.book(id).unwrap(), book, "{id}");
+    }
+}
+
+#[test]
+fn bad_records_are_refused_before_taking_a_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(1024);
+    let mut publisher = FeedPublisher::open(config(dir.path(), "bad"), bus.sender()).unwrap();
+    let start = publisher.next_seq();
+    let id = InstrumentId::new("IF2501").unwrap();
+    let delta = BookDelta::new(id, Side::Bid, Price(1), 1, 0);
+    let err = publisher.publish_batch(&mut [delta.into()]).unwrap_err().to_string();
+    assert!(err.contains("IF2501") && err.contains("snapshot"), "{err}");
+    let mut bad_kind = MdSample::default();
+    bad_kind.header_mut().kind = 42;
+    assert!(
+        publisher
+            .publish_batch(&mut [bad_kind])
+            .unwrap_err()
+            .to_string()
+            .contains("42")
+    );
+    let mut feed = SyntheticFeed::new(1, 1).unwrap();
+    let mut batch = Vec::new();
+    feed.next_event(0, &mut batch); // the snapshot of IF2501
+    let mut negative = BookDelta::new(id, Side::Ask, Price(5), -3, 0);
+    negative.header.ts_event = 1;
+    batch.push(negative.into());
+    let err = publisher.publish_batch(&mut batch).unwrap_err().to_string();
+    assert!(err.contains("negative qty"), "{err}");
+    assert_eq!(publisher.next_seq(), start, "nothing of a bad batch is published");
+}
+
+#[test]
+fn quiet_feed_gets_heartbeats_and_interval_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(1 << 16);
+    let mut rx = bus.subscribe();
+    let mut cfg = config(dir.path(), "quiet");
+    cfg.heartbeat_interval = Duration::from_millis(5);
+    cfg.snapshot_interval = Duration::from_millis(5);
+    let mut publisher = FeedPublisher::open(cfg, bus.sender()).unwrap();
+    let mut feed = SyntheticFeed::new(3, 5).unwrap();
+    publish_events(&mut publisher, &mut feed, 3);
+    drain(&mut rx);
+    std::thread::sleep(Duration::from_millis(20));
+    publisher.poll().unwrap();
+    let got = drain(&mut rx);
+    let kinds: Vec<u16> = got.iter().map(|s| s.header().kind).collect();
+    assert!(kinds.contains(&(Kind::Heartbeat as u16)), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|&&k| k == Kind::BookSnapshot as u16).count(),
+        3,
+        "{kinds:?}"
+    );
+    assert_eq!(publisher.stats().heartbeats, 1);
+}
+
+#[test]
+fn replay_from_the_recovery_point_rebuilds_the_final_books() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(1 << 20);
+    let mut rx = bus.subscribe();
+    let mut publisher = FeedPublisher::open(config(dir.path(), "recpt"), bus.sender()).unwrap();
+    let mut feed = SyntheticFeed::new(5, 11).unwrap();
+    publish_events(&mut publisher, &mut feed, 4_000);
+    let sent = drain(&mut rx);
+    let options = ReadOptions {
+        from: ReadFrom::RecoveryPoint,
+        skip_corrupt: false,
+    };
+    let mut reader = WalReader::open(dir.path().join("wal"), "recpt", options).unwrap();
+    let mut tail = Vec::new();
+    while let Some(r) = reader.next_record().unwrap() {
+        tail.push(r.record.to_sample());
+    }
+    assert!(tail.len() < sent.len(), "recovery reads one segment, not the history");
+    assert_eq!(l1(&tail), l1(&sent));
+}
