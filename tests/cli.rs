@@ -143,3 +143,87 @@ fn snapshot_prints_the_fixture_board_as_expected() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mdbus.nosuchfeed.board"));
 }
+
+/// Publisher and subscriber in two real processes over iceoryx2.
+#[cfg(feature = "iceoryx2")]
+#[test]
+fn publish_and_subscribe_across_processes() {
+    use std::process::{Command as Process, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let feed = format!("clitest{}", std::process::id());
+    let bin = assert_cmd::cargo::cargo_bin("mdbus");
+    let publisher = Process::new(&bin)
+        .args([
+            "publish",
+            "--feed",
+            &feed,
+            "--synthetic",
+            "--instruments",
+            "4",
+            "--rate",
+            "20000",
+        ])
+        .args(["--duration", "4", "--board-dir"])
+        .arg(dir.path())
+        .arg("--wal")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = mdbus()
+        .args([
+            "subscribe",
+            "--feed",
+            &feed,
+            "--count",
+            "2000",
+            "--duration",
+            "30",
+            "--wait",
+            "block",
+        ])
+        .output()
+        .unwrap();
+    let published = publisher.wait_with_output().unwrap();
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2000);
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "a subscriber that keeps up sees no hole"
+    );
+    assert!(records.iter().all(|r| r["latency_ns"].as_u64().is_some()));
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("subscribed 2000 records") && summary.contains("0 holes"),
+        "{summary}"
+    );
+    // What was received live is what the WAL holds.
+    let replay = mdbus()
+        .args(["replay", "--feed", &feed, "--from-seq"])
+        .arg(seqs[0].to_string())
+        .arg("--wal")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let logged: Vec<serde_json::Value> = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .take(2000)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (live, mut live_obj) in records.iter().zip(records.clone()) {
+        live_obj.as_object_mut().unwrap().remove("latency_ns");
+        let seq = live["seq"].as_u64().unwrap();
+        assert_eq!(logged[(seq - seqs[0]) as usize], live_obj, "seq {seq}");
+    }
+}

@@ -6,6 +6,7 @@
 mod demo;
 mod publish;
 mod snapshot;
+mod subscribe;
 mod transport;
 mod wal_cmd;
 
@@ -30,6 +31,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Publishes a feed into its WAL, the transport and the snapshot board.
     Publish(publish::PublishArgs),
+    /// Prints the live stream of a feed (iceoryx2), one JSON object per
+    /// record with `latency_ns`, and a latency summary.
+    Subscribe(subscribe::SubscribeArgs),
     /// The latest tick and top-10 book of instruments, from the snapshot
     /// board (no subscription).
     Snapshot(snapshot::SnapshotArgs),
@@ -51,10 +55,13 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code.clamp(0, 255) as u8);
         }
     };
+    #[cfg(feature = "iceoryx2")]
+    mdbus_transport::iceoryx::init_logging();
     match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Publish(args) => publish::run(&args),
         Command::Snapshot(args) => snapshot::run(&args),
+        Command::Subscribe(args) => subscribe::run(&args),
         Command::Wal(command) => wal_cmd::run_wal(&command),
         Command::Replay(args) => wal_cmd::replay(&args),
     }

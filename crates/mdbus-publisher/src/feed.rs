@@ -9,8 +9,9 @@
 //!   `BookSnapshot` and last `Tick` flagged `RECOVERY_SNAPSHOT`, closed by a
 //!   `RECOVERY_SNAPSHOT` heartbeat), so recovery reads one segment;
 //! - policy snapshots: every instrument at least every `snapshot_interval`,
-//!   and at once when its book moved by more than `snapshot_threshold` of
-//!   its top-10 depth since its last snapshot;
+//!   and at once when its top-10 depth (the total quantity of both sides'
+//!   ten levels) changed by more than `snapshot_threshold` since its last
+//!   snapshot;
 //! - heartbeats when the feed is quiet, so gaps are seen without traffic.
 //!
 //! A restarted publisher replays its WAL from the newest full snapshot set
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use mdbus_transport::{BoardWriter, DEFAULT_BOARD_CAPACITY, MdSender};
 use mdbus_types::{
-    Book, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, Level, MdSample,
+    Book, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample,
     RecordHeader, RecordRef, Side, Tick, clock, validate_snapshot,
 };
 use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, RecoveryReport, Wal, WalOptions, WalReader};
@@ -46,8 +47,8 @@ pub struct FeedConfig {
     pub board_capacity: u32,
     /// Every instrument gets a snapshot at least this often.
     pub snapshot_interval: Duration,
-    /// A snapshot at once when the book moved by more than this fraction
-    /// of its top-10 depth quantity since the last snapshot.
+    /// A snapshot at once when the top-10 depth quantity (both sides)
+    /// changed by more than this fraction since the last snapshot.
     pub snapshot_threshold: f64,
     /// A heartbeat when nothing was sent for this long.
     pub heartbeat_interval: Duration,
@@ -110,38 +111,6 @@ impl InstrumentState {
             board_dirty: false,
         }
     }
-}
-
-/// Sum over both sides of |qty now - qty then| per price (levels that came
-/// or went count in full).
-fn book_distance(now: &BookSnapshot, then: &BookSnapshot) -> i64 {
-    fn side(a: &[Level], b: &[Level], better: fn(i64, i64) -> bool) -> i64 {
-        let (mut i, mut j, mut sum) = (0, 0, 0i64);
-        while i < a.len() || j < b.len() {
-            match (a.get(i), b.get(j)) {
-                (Some(x), Some(y)) if x.price == y.price => {
-                    sum += (x.qty - y.qty).abs();
-                    i += 1;
-                    j += 1;
-                }
-                (Some(x), Some(y)) if better(x.price.raw(), y.price.raw()) => {
-                    sum += x.qty;
-                    i += 1;
-                }
-                (Some(x), None) => {
-                    sum += x.qty;
-                    i += 1;
-                }
-                (_, Some(y)) => {
-                    sum += y.qty;
-                    j += 1;
-                }
-                (None, None) => unreachable!(),
-            }
-        }
-        sum
-    }
-    side(now.bid_levels(), then.bid_levels(), |x, y| x > y) + side(now.ask_levels(), then.ask_levels(), |x, y| x < y)
 }
 
 fn depth(snapshot: &BookSnapshot) -> i64 {
@@ -448,9 +417,11 @@ impl<S: MdSender> FeedPublisher<S> {
             if !state.has_book || state.book.last_change().seq <= state.at_snapshot.header.seq {
                 continue;
             }
-            let now = state.book.to_snapshot();
-            let moved = book_distance(&now, &state.at_snapshot) as f64;
-            if moved > threshold * depth(&state.at_snapshot).max(1) as f64 {
+            // "Top-10 depth changed by more than the threshold": the total
+            // quantity of both sides' top 10 against the last snapshot's.
+            let then = depth(&state.at_snapshot);
+            let moved = (state.book.depth_qty() - then).abs() as f64;
+            if moved > threshold * then.max(1) as f64 {
                 due.extend(self.snapshot_of(id, 0));
             }
         }
@@ -578,7 +549,7 @@ impl<S: MdSender> FeedPublisher<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mdbus_types::Price;
+    use mdbus_types::{Level, Price};
 
     fn snap(levels: &[(i64, i64)], asks: &[(i64, i64)]) -> BookSnapshot {
         let mut s = BookSnapshot::empty(InstrumentId::new("X").unwrap(), 0);
@@ -600,12 +571,9 @@ mod tests {
     }
 
     #[test]
-    fn book_distance_counts_changed_new_and_gone_levels() {
+    fn depth_sums_both_sides_valid_levels() {
         let then = snap(&[(10, 5), (9, 5)], &[(11, 4)]);
-        assert_eq!(book_distance(&then, &then), 0);
-        let now = snap(&[(10, 7), (8, 3)], &[(11, 4), (12, 1)]);
-        // bid 10: 2, bid 9 gone: 5, bid 8 new: 3, ask 12 new: 1
-        assert_eq!(book_distance(&now, &then), 11);
         assert_eq!(depth(&then), 14);
+        assert_eq!(depth(&snap(&[], &[])), 0);
     }
 }

@@ -186,10 +186,10 @@ impl SyntheticFeed {
                 for i in 0..FULL_DEPTH as i64 {
                     instrument
                         .bids
-                        .insert((best_bid - i) * tick, rng.random_range(1..=3 * lot));
+                        .insert((best_bid - i) * tick, rng.random_range(lot..=6 * lot));
                     instrument
                         .asks
-                        .insert((best_bid + 1 + i) * tick, rng.random_range(1..=3 * lot));
+                        .insert((best_bid + 1 + i) * tick, rng.random_range(lot..=6 * lot));
                 }
                 instrument
             })
@@ -280,7 +280,7 @@ fn add_liquidity(rng: &mut Pcg64Mcg, inst: &mut Instrument, side: Side, ts: i64,
     }
     let qty = match inst.side(side).get(&price) {
         Some(q) => q + rng.random_range(1..=inst.lot),
-        None => rng.random_range(1..=3 * inst.lot),
+        None => rng.random_range(1..=2 * inst.lot),
     };
     inst.set(side, price, qty, ts, out);
 }
@@ -291,10 +291,10 @@ fn cancel(rng: &mut Pcg64Mcg, inst: &mut Instrument, side: Side, ts: i64, out: &
         return;
     }
     let (price, qty) = levels[rng.random_range(0..levels.len())];
-    let new_qty = if qty <= 1 || rng.random_bool(0.3) {
+    let new_qty = if qty <= 1 || rng.random_bool(0.1) {
         0
     } else {
-        qty - rng.random_range(1..qty)
+        qty - rng.random_range(1..qty.min(inst.lot + 1))
     };
     inst.set(side, price, new_qty, ts, out);
 }
@@ -382,7 +382,7 @@ fn replenish(rng: &mut Pcg64Mcg, inst: &mut Instrument, ts: i64, out: &mut Vec<M
             if price <= 0 || inst.side(side).contains_key(&price) {
                 continue;
             }
-            let qty = rng.random_range(1..=3 * inst.lot);
+            let qty = rng.random_range(inst.lot..=6 * inst.lot);
             inst.set(side, price, qty, ts, out);
         }
     }

@@ -1,9 +1,18 @@
 //! Group commit: a background thread that `msync`s the dirty range of
 //! the live segment every interval (DESIGN.md's `SyncPolicy::Interval`).
 //!
-//! The writer publishes the end of what it wrote in `written`; the thread
-//! flushes `[synced, written)` of the current map, and whatever a roll
-//! left unsynced in retired maps. It never touches the bytes.
+//! The writer publishes the end of what it wrote in `written` (one Release
+//! store per append, nothing else); the thread flushes `[synced, written)`
+//! of the current map, and whatever a roll left unsynced in retired maps.
+//! It never touches the bytes.
+//!
+//! Before flushing, the thread unmaps (`MADV_DONTNEED`, see
+//! [`release_pages`]) the writer's pages that lie wholly below `written`:
+//! the writer never writes them again, and writeback of a page that is
+//! still mapped writable must write-protect it, which costs a TLB
+//! shoot-down IPI to the writer's CPU per page (and a write fault if the
+//! writer touches it again). Unmapped, the pages are written back with no
+//! interruption of the writer; their data stays in the page cache.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -11,9 +20,37 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use memmap2::MmapRaw;
+use memmap2::{MmapRaw, UncheckedAdvice};
 
 use crate::error::Error;
+
+/// The system page size.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf only reads a system value.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).ok().filter(|s| s.is_power_of_two()).unwrap_or(4096)
+}
+
+/// Drops the page table entries of `map` for the whole pages in
+/// `[*released, end)` (rounded inwards to `page`), and advances `released`.
+/// The data stays in the page cache (a shared file mapping: dirty bits move
+/// to the page cache, nothing is discarded); a later access refaults it.
+/// Only call for bytes the writer will not write again. Best effort: an
+/// error leaves the pages mapped, which is only slower.
+pub(crate) fn release_pages(map: &MmapRaw, released: &mut usize, end: usize, page: usize) {
+    let from = released.next_multiple_of(page);
+    let to = end.min(map.len()) & !(page - 1);
+    if to > from {
+        // SAFETY: `map` is a shared (MAP_SHARED) file mapping, so
+        // MADV_DONTNEED only drops page table entries: dirty data moves to
+        // the page cache and is written back as usual, and a later access
+        // refaults the same bytes from the file. No reference into the
+        // range is held: the writer only writes at or after `end`, which is
+        // not below `to`, and readers use their own maps.
+        let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, from, to - from) };
+        *released = to;
+    }
+}
 
 /// When appended records reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +77,21 @@ struct Dirty {
     path: PathBuf,
     map: Arc<MmapRaw>,
     synced: usize,
+    /// Pages below this are unmapped in the writer's map.
+    released: usize,
+}
+
+impl Dirty {
+    fn new(path: PathBuf, map: Arc<MmapRaw>, end: usize) -> Dirty {
+        Dirty {
+            path,
+            map,
+            synced: 0,
+            // Recovery may have rewritten bytes up to `end`: leave those
+            // pages alone, release only what is appended from now on.
+            released: end,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -50,14 +102,23 @@ struct State {
     error: Option<Error>,
 }
 
+/// The words the writer touches on every append, on their own cache line
+/// (the sync thread's mutex and condvar live elsewhere).
 #[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
-    wake: Condvar,
+#[repr(align(128))]
+struct HotWords {
     /// End offset of the last frame written to the current map.
     written: AtomicUsize,
     /// Set when `error` holds an error (checked on every append, cheaply).
     failed: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    hot: HotWords,
+    state: Mutex<State>,
+    wake: Condvar,
+    page: usize,
 }
 
 /// Handle of the group-commit thread.
@@ -87,14 +148,16 @@ fn flush(d: &mut Dirty, to: usize) -> Result<(), Error> {
 fn flush_all(shared: &Shared, state: &mut State) {
     // SYNC: pairs with the Release store in `SyncWorker::written`: the
     // frames below the loaded offset are complete in the map.
-    let to = shared.written.load(Ordering::Acquire);
-    let mut result = flush(&mut state.current, to);
+    let to = shared.hot.written.load(Ordering::Acquire);
+    let current = &mut state.current;
+    release_pages(&current.map, &mut current.released, to, shared.page);
+    let mut result = flush(current, to);
     for (mut d, to) in state.retired.drain(..) {
         result = result.and(flush(&mut d, to));
     }
     if let Err(e) = result {
         state.error.get_or_insert(e);
-        shared.failed.store(true, Ordering::Relaxed);
+        shared.hot.failed.store(true, Ordering::Relaxed);
     }
 }
 
@@ -102,15 +165,18 @@ impl SyncWorker {
     /// Starts the thread for `map` (the live segment), written up to `end`.
     pub(crate) fn start(path: PathBuf, map: Arc<MmapRaw>, end: usize, every: Duration) -> std::io::Result<SyncWorker> {
         let shared = Arc::new(Shared {
+            hot: HotWords {
+                written: AtomicUsize::new(end),
+                failed: AtomicBool::new(false),
+            },
             state: Mutex::new(State {
-                current: Dirty { path, map, synced: 0 },
+                current: Dirty::new(path, map, end),
                 retired: Vec::new(),
                 stop: false,
                 error: None,
             }),
             wake: Condvar::new(),
-            written: AtomicUsize::new(end),
-            failed: AtomicBool::new(false),
+            page: page_size(),
         });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -139,7 +205,7 @@ impl SyncWorker {
     #[inline]
     pub(crate) fn written(&self, end: usize) {
         // SYNC: pairs with the Acquire load in `flush_all`.
-        self.shared.written.store(end, Ordering::Release);
+        self.shared.hot.written.store(end, Ordering::Release);
     }
 
     /// The writer moved to a new segment written up to `end` (its header):
@@ -148,20 +214,20 @@ impl SyncWorker {
         let mut state = lock(&self.shared);
         // SYNC: pairs with the Release store in `written` (same thread,
         // but keeps the load/store pairing uniform).
-        let old_end = self.shared.written.load(Ordering::Acquire);
-        let old = std::mem::replace(&mut state.current, Dirty { path, map, synced: 0 });
+        let old_end = self.shared.hot.written.load(Ordering::Acquire);
+        let old = std::mem::replace(&mut state.current, Dirty::new(path, map, end));
         state.retired.push((old, old_end));
         // SYNC: pairs with the Acquire load in `flush_all`, under the mutex.
-        self.shared.written.store(end, Ordering::Release);
+        self.shared.hot.written.store(end, Ordering::Release);
     }
 
     /// A background sync error, once.
     #[inline]
     pub(crate) fn take_error(&self) -> Option<Error> {
-        if !self.shared.failed.load(Ordering::Relaxed) {
+        if !self.shared.hot.failed.load(Ordering::Relaxed) {
             return None;
         }
-        self.shared.failed.store(false, Ordering::Relaxed);
+        self.shared.hot.failed.store(false, Ordering::Relaxed);
         lock(&self.shared).error.take()
     }
 
@@ -169,7 +235,7 @@ impl SyncWorker {
     pub(crate) fn sync_now(&self) -> Result<(), Error> {
         let mut state = lock(&self.shared);
         flush_all(&self.shared, &mut state);
-        self.shared.failed.store(false, Ordering::Relaxed);
+        self.shared.hot.failed.store(false, Ordering::Relaxed);
         state.error.take().map_or(Ok(()), Err)
     }
 }

@@ -50,3 +50,11 @@ pub use names::{
 pub use publisher::{IoxPublisher, IoxPublisherConfig};
 pub use subscriber::{IoxSubscriber, IoxSubscriberConfig};
 pub use wait::WaitStrategy;
+
+/// Sets iceoryx2's log level to errors only, unless the environment
+/// variable `IOX2_LOG_LEVEL` says otherwise. (iceoryx2 warns in every
+/// process that no config file was loaded; mdbus uses the defaults on
+/// purpose, as DESIGN.md says.) Call once at process start.
+pub fn init_logging() {
+    iceoryx2::prelude::set_log_level_from_env_or(iceoryx2::prelude::LogLevel::Error);
+}
