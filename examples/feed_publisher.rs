@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mdbus::publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
-use mdbus::transport::InProcBus;
+use mdbus::transport::MdSender;
 use mdbus::types::clock;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,9 +23,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = FeedConfig::new(&feed_name);
     config.wal_dir = Some(wal_dir.clone());
     config.board_dir = Some(board_dir.clone());
-    // In-process transport here; the iceoryx2 transport plugs in the same way.
-    let bus = InProcBus::new(4096);
-    let mut publisher = FeedPublisher::open(config, bus.sender())?;
+    run(config, sender(&feed_name, &wal_dir)?, seconds, &board_dir)
+}
+
+/// The feed's iceoryx2 service (the default build): other processes
+/// (`strategy_engine`, `mdbus subscribe`) receive the stream.
+#[cfg(feature = "iceoryx2")]
+fn sender(feed: &str, wal_dir: &std::path::Path) -> Result<impl MdSender, Box<dyn std::error::Error>> {
+    use mdbus::transport::iceoryx::{IoxPublisher, IoxPublisherConfig, init_logging};
+    init_logging();
+    Ok(IoxPublisher::create(
+        &IoxPublisherConfig::new(feed).wal_dir(wal_dir.join(feed)),
+    )?)
+}
+
+/// Without iceoryx2, an in-process bus nobody else can reach: the WAL and
+/// the board still carry the feed to other processes.
+#[cfg(not(feature = "iceoryx2"))]
+fn sender(_feed: &str, _wal_dir: &std::path::Path) -> Result<impl MdSender, Box<dyn std::error::Error>> {
+    Ok(mdbus::transport::InProcBus::new(1).sender())
+}
+
+fn run<S: MdSender>(
+    config: FeedConfig,
+    sender: S,
+    seconds: f64,
+    board_dir: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let feed_name = config.feed.clone();
+    let wal_dir = config.wal_dir.clone().expect("set above");
+    let mut publisher = FeedPublisher::open(config, sender)?;
     if let Some(report) = publisher.recovery_report() {
         println!("WAL: {report}");
     }
@@ -57,7 +84,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         publisher.next_seq() - 1,
         publisher.instrument_count(),
         wal_dir.join(&feed_name).display(),
-        mdbus::transport::board_path(&board_dir, &feed_name).display()
+        mdbus::transport::board_path(board_dir, &feed_name).display()
     );
     Ok(())
 }

@@ -31,9 +31,12 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Publishes a feed into its WAL, the transport and the snapshot board.
     Publish(publish::PublishArgs),
-    /// Prints the live stream of a feed (iceoryx2), one JSON object per
-    /// record with `latency_ns`, and a latency summary.
+    /// Prints the live stream of a feed (iceoryx2), a line or a JSON object
+    /// per record with its latency, and a latency summary.
     Subscribe(subscribe::SubscribeArgs),
+    /// A live view of a feed, refreshed each second: records/s,
+    /// publishers, subscribers, holes, latency p50/p99 (iceoryx2).
+    Stats(subscribe::StatsArgs),
     /// The latest tick and top-10 book of instruments, from the snapshot
     /// board (no subscription).
     Snapshot(snapshot::SnapshotArgs),
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Publish(args) => publish::run(&args),
         Command::Snapshot(args) => snapshot::run(&args),
         Command::Subscribe(args) => subscribe::run(&args),
+        Command::Stats(args) => subscribe::stats(&args),
         Command::Wal(command) => wal_cmd::run_wal(&command),
         Command::Replay(args) => wal_cmd::replay(&args),
     }

@@ -1,5 +1,5 @@
-//! `mdbus subscribe`: the live stream of a feed over iceoryx2 shared
-//! memory, one JSON object per record with `latency_ns`.
+//! `mdbus subscribe` and `mdbus stats`: the live stream of a feed over
+//! iceoryx2 shared memory.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,6 +12,7 @@ pub(crate) enum Wait {
     /// Poll in a tight loop: lowest latency, one core busy.
     Spin,
     /// Spin, yield, then sleep with growing pauses (Aeron's backoff).
+    #[value(alias = "yield")]
     Backoff,
     /// Sleep on the feed's event service: lowest CPU.
     Block,
@@ -23,7 +24,7 @@ pub struct SubscribeArgs {
     /// Feed name.
     #[arg(long)]
     feed: String,
-    /// Wait strategy.
+    /// Wait strategy (`yield` is an alias of `backoff`).
     #[arg(long, value_enum, default_value_t = Wait::Block)]
     wait: Wait,
     /// Stop after this many records (0: no limit).
@@ -35,9 +36,27 @@ pub struct SubscribeArgs {
     /// Seconds to wait for a publisher to create the feed.
     #[arg(long, default_value_t = 10.0)]
     wait_for_publisher: f64,
+    /// One JSON object a line (DESIGN.md's form plus `latency_ns`);
+    /// otherwise a short human line per record.
+    #[arg(long)]
+    json: bool,
     /// Print only the summary, not the records.
     #[arg(long)]
     quiet: bool,
+}
+
+/// Arguments of `mdbus stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Feed name.
+    #[arg(long)]
+    feed: String,
+    /// Stop after this many seconds (0: until interrupted).
+    #[arg(long, default_value_t = 0.0)]
+    duration: f64,
+    /// Seconds to wait for a publisher to create the feed.
+    #[arg(long, default_value_t = 10.0)]
+    wait_for_publisher: f64,
 }
 
 fn seconds(value: f64, name: &str) -> Result<Option<Duration>, String> {
@@ -47,25 +66,46 @@ fn seconds(value: f64, name: &str) -> Result<Option<Duration>, String> {
     Ok((value > 0.0).then(|| Duration::from_secs_f64(value)))
 }
 
+fn limits(duration: f64, wait_for: f64) -> Result<(Option<Duration>, Duration), String> {
+    Ok((
+        seconds(duration, "--duration")?,
+        seconds(wait_for, "--wait-for-publisher")?.unwrap_or_default(),
+    ))
+}
+
 pub(crate) fn run(args: &SubscribeArgs) -> ExitCode {
-    let limits = seconds(args.duration, "--duration")
-        .and_then(|d| Ok((d, seconds(args.wait_for_publisher, "--wait-for-publisher")?)));
-    let (duration, wait_for) = match limits {
-        Ok(limits) => limits,
+    match limits(args.duration, args.wait_for_publisher) {
+        Ok((duration, wait_for)) => imp::subscribe(args, duration, wait_for),
         Err(e) => {
             eprintln!("mdbus subscribe: {e}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    imp::run(args, duration, wait_for.unwrap_or_default())
+    }
+}
+
+pub(crate) fn stats(args: &StatsArgs) -> ExitCode {
+    match limits(args.duration, args.wait_for_publisher) {
+        Ok((duration, wait_for)) => imp::stats(args, duration, wait_for),
+        Err(e) => {
+            eprintln!("mdbus stats: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[cfg(not(feature = "iceoryx2"))]
 mod imp {
     use super::*;
 
-    pub(super) fn run(_: &SubscribeArgs, _: Option<Duration>, _: Duration) -> ExitCode {
-        eprintln!("mdbus subscribe: this build has no iceoryx2 transport (built without the `iceoryx2` feature)");
+    const NO_IOX: &str = "this build has no iceoryx2 transport (built without the `iceoryx2` feature)";
+
+    pub(super) fn subscribe(_: &SubscribeArgs, _: Option<Duration>, _: Duration) -> ExitCode {
+        eprintln!("mdbus subscribe: {NO_IOX}");
+        ExitCode::FAILURE
+    }
+
+    pub(super) fn stats(_: &StatsArgs, _: Option<Duration>, _: Duration) -> ExitCode {
+        eprintln!("mdbus stats: {NO_IOX}");
         ExitCode::FAILURE
     }
 }
@@ -79,15 +119,10 @@ mod imp {
     use hdrhistogram::Histogram;
     use mdbus_transport::MdReceiver;
     use mdbus_transport::iceoryx::{IoxSubscriber, IoxSubscriberConfig, WaitStrategy};
-    use mdbus_types::{clock, json};
+    use mdbus_types::{RecordRef, clock, json};
 
-    fn open(args: &SubscribeArgs, wait_for: Duration) -> mdbus_transport::Result<IoxSubscriber> {
-        let strategy = match args.wait {
-            Wait::Spin => WaitStrategy::BusySpin,
-            Wait::Backoff => WaitStrategy::backoff(),
-            Wait::Block => WaitStrategy::Block,
-        };
-        let config = IoxSubscriberConfig::new(args.feed.clone()).wait(strategy);
+    fn open(feed: &str, strategy: WaitStrategy, wait_for: Duration) -> mdbus_transport::Result<IoxSubscriber> {
+        let config = IoxSubscriberConfig::new(feed.to_string()).wait(strategy);
         let deadline = Instant::now() + wait_for;
         loop {
             match IoxSubscriber::open(&config) {
@@ -103,8 +138,40 @@ mod imp {
         }
     }
 
-    pub(super) fn run(args: &SubscribeArgs, duration: Option<Duration>, wait_for: Duration) -> ExitCode {
-        let mut subscriber = match open(args, wait_for) {
+    fn human(record: RecordRef<'_>, latency: u64) -> String {
+        let h = record.header();
+        let what = match record {
+            RecordRef::Tick(t) => format!(
+                "tick  {} last {} x {} bid {} x {} ask {} x {}",
+                t.instrument, t.last_px, t.last_qty, t.bid_px, t.bid_qty, t.ask_px, t.ask_qty
+            ),
+            RecordRef::BookSnapshot(s) => format!(
+                "book  {} {} bids {} asks, best {} / {}",
+                s.instrument,
+                s.bid_count,
+                s.ask_count,
+                s.bid_levels().first().map_or("-".into(), |l| l.price.to_string()),
+                s.ask_levels().first().map_or("-".into(), |l| l.price.to_string())
+            ),
+            RecordRef::BookDelta(d) => format!(
+                "delta {} {} {} -> {}",
+                d.instrument,
+                if d.side == 0 { "bid" } else { "ask" },
+                d.price,
+                d.qty
+            ),
+            RecordRef::Heartbeat(_) => "heartbeat".to_string(),
+        };
+        format!("{:>10}  {what}  ({} ns)\n", h.seq, latency)
+    }
+
+    pub(super) fn subscribe(args: &SubscribeArgs, duration: Option<Duration>, wait_for: Duration) -> ExitCode {
+        let strategy = match args.wait {
+            Wait::Spin => WaitStrategy::BusySpin,
+            Wait::Backoff => WaitStrategy::backoff(),
+            Wait::Block => WaitStrategy::Block,
+        };
+        let mut subscriber = match open(&args.feed, strategy, wait_for) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("mdbus subscribe: {e}");
@@ -136,20 +203,25 @@ mod imp {
             }
             last_seq = h.seq;
             records += 1;
-            if !args.quiet {
-                let Ok(record) = sample.record() else { continue };
-                line.clear();
+            if args.quiet {
+                continue;
+            }
+            let Ok(record) = sample.record() else { continue };
+            line.clear();
+            if args.json {
                 json::write_record(&mut line, record);
                 line.pop(); // the closing brace
                 line.push_str(&format!(",\"latency_ns\":{lat}}}\n"));
-                if out.write_all(line.as_bytes()).is_err() {
-                    return ExitCode::SUCCESS;
-                }
+            } else {
+                line.push_str(&human(record, lat));
+            }
+            if out.write_all(line.as_bytes()).is_err() {
+                return ExitCode::SUCCESS;
             }
         }
         let _ = out.flush();
         eprintln!(
-            "subscribed {} records of feed {} in {:.2} s: last seq {}, {} holes (the live stream lost them; a WAL replay fills them), {} publisher restarts, latency ns p50 {} p99 {} p99.9 {} max {}",
+            "subscribed {} records of feed {} in {:.2} s: last seq {}, {} holes (records the live stream lost), {} publisher restarts, latency ns p50 {} p99 {} p99.9 {} max {}",
             records,
             args.feed,
             start.elapsed().as_secs_f64(),
@@ -161,6 +233,85 @@ mod imp {
             latency.value_at_quantile(0.999),
             latency.max(),
         );
+        ExitCode::SUCCESS
+    }
+
+    /// A live view, one line per second: records/s, publishers and
+    /// subscribers on the service, holes, latency p50/p99 of the second.
+    pub(super) fn stats(args: &StatsArgs, duration: Option<Duration>, wait_for: Duration) -> ExitCode {
+        let mut subscriber = match open(&args.feed, WaitStrategy::backoff(), wait_for) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("mdbus stats: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let start = Instant::now();
+        let mut latency = Histogram::<u64>::new(3).expect("3 significant digits is valid");
+        let (mut records, mut holes, mut total_holes, mut last_seq) = (0u64, 0u64, 0u64, 0u64);
+        let mut next = start + Duration::from_secs(1);
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        if tty {
+            println!(
+                "{:>8} {:>12} {:>5} {:>5} {:>8} {:>10} {:>10} {:>12}",
+                "t", "records/s", "pubs", "subs", "holes", "p50 ns", "p99 ns", "last seq"
+            );
+        }
+        while duration.is_none_or(|d| start.elapsed() < d) {
+            match subscriber.recv_timeout(Duration::from_millis(20)) {
+                Ok(Some(sample)) => {
+                    let h = sample.header();
+                    let _ = latency.record((clock::now_ns() - h.ts_publish).max(0) as u64);
+                    if last_seq != 0 && h.seq > last_seq + 1 {
+                        holes += h.seq - last_seq - 1;
+                    }
+                    last_seq = h.seq;
+                    records += 1;
+                }
+                Ok(None) | Err(mdbus_transport::Error::Disconnected) => {}
+                Err(e) => {
+                    eprintln!("mdbus stats: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            if Instant::now() >= next {
+                total_holes += holes;
+                let line = format!(
+                    "{:>7.0}s {:>12} {:>5} {:>5} {:>8} {:>10} {:>10} {:>12}",
+                    start.elapsed().as_secs_f64(),
+                    records,
+                    subscriber.publisher_count(),
+                    subscriber.subscriber_count(),
+                    total_holes,
+                    latency.value_at_quantile(0.5),
+                    latency.value_at_quantile(0.99),
+                    last_seq
+                );
+                if tty {
+                    print!("\r{line}");
+                    let _ = std::io::stdout().flush();
+                } else {
+                    println!(
+                        "stats feed {}: {} records/s, {} publishers, {} subscribers, {} holes, latency p50 {} ns p99 {} ns, last seq {}",
+                        args.feed,
+                        records,
+                        subscriber.publisher_count(),
+                        subscriber.subscriber_count(),
+                        total_holes,
+                        latency.value_at_quantile(0.5),
+                        latency.value_at_quantile(0.99),
+                        last_seq
+                    );
+                }
+                latency.reset();
+                records = 0;
+                holes = 0;
+                next += Duration::from_secs(1);
+            }
+        }
+        if tty {
+            println!();
+        }
         ExitCode::SUCCESS
     }
 }

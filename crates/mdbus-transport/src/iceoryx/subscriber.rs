@@ -164,6 +164,11 @@ impl IoxSubscriber {
         self.md.dynamic_config().number_of_publishers()
     }
 
+    /// Subscribers attached to the feed's service now, this one included.
+    pub fn subscriber_count(&self) -> usize {
+        self.md.dynamic_config().number_of_subscribers()
+    }
+
     /// How many times a publisher started on this feed since this
     /// subscriber opened it ([`EVENT_PUBLISHER_STARTED`] notifications;
     /// several starts between two polls of the event service may count
