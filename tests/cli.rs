@@ -182,6 +182,7 @@ fn publish_and_subscribe_across_processes() {
             "30",
             "--wait",
             "block",
+            "--json",
         ])
         .output()
         .unwrap();

@@ -105,10 +105,10 @@ fn publish<S: MdSender>(args: &PublishArgs, config: FeedConfig, sender: S) -> Ex
             return ExitCode::FAILURE;
         }
     };
-    if let Some(report) = publisher.recovery_report() {
-        if !report.is_clean() {
-            eprintln!("mdbus publish: WAL recovery: {report}");
-        }
+    if let Some(report) = publisher.recovery_report()
+        && !report.is_clean()
+    {
+        eprintln!("mdbus publish: WAL recovery: {report}");
     }
     let first_seq = publisher.recovery_report().map_or(1, |r| r.next_seq);
     let duration = Duration::from_secs_f64(args.duration);

@@ -259,11 +259,13 @@ impl<S: MdSender> FeedPublisher<S> {
     /// Applies a published record to the publisher's view.
     fn apply(&mut self, record: RecordRef<'_>, now: Instant) -> Result<()> {
         let Some(id) = record.instrument() else { return Ok(()) };
-        if !self.instruments.contains_key(&id) {
-            self.instruments.insert(id, InstrumentState::new(id, now));
-            self.order.push(id);
-        }
-        let state = self.instruments.get_mut(&id).expect("inserted above");
+        let state = match self.instruments.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.order.push(id);
+                e.insert(InstrumentState::new(id, now))
+            }
+        };
         match record {
             RecordRef::Tick(t) => {
                 state.last_tick = Some(*t);
@@ -347,15 +349,14 @@ impl<S: MdSender> FeedPublisher<S> {
             return Ok(first..=first - 1);
         };
         let now = Instant::now();
-        for i in 0..batch.len() {
-            let len = batch[i].record_bytes()?.len();
+        for (i, sample) in batch.iter_mut().enumerate() {
+            let len = sample.record_bytes()?.len();
             if self.wal.as_ref().is_some_and(|w| w.needs_roll(len)) {
                 // The new segment starts with the snapshot set.
                 self.wal.as_mut().expect("checked").roll()?;
                 self.sender.end_batch()?;
                 self.write_snapshot_set()?;
             }
-            let sample = &mut batch[i];
             let header = sample.header_mut();
             header.seq = self.next_seq;
             header.ts_publish = clock::now_ns();
@@ -369,7 +370,6 @@ impl<S: MdSender> FeedPublisher<S> {
             self.sender.send(sample)?;
             self.next_seq += 1;
             self.stats.records += 1;
-            let sample = batch[i];
             self.apply(sample.record()?, now)?;
         }
         self.sender.end_batch()?;
@@ -509,11 +509,11 @@ impl<S: MdSender> FeedPublisher<S> {
                 board.set_last_seq(self.next_seq - 1);
             }
         }
-        if let Some(board) = &mut self.board {
-            if now - self.last_board_heartbeat >= Duration::from_millis(50) {
-                board.heartbeat();
-                self.last_board_heartbeat = now;
-            }
+        if let Some(board) = &mut self.board
+            && now - self.last_board_heartbeat >= Duration::from_millis(50)
+        {
+            board.heartbeat();
+            self.last_board_heartbeat = now;
         }
         const SWEEP_PER_POLL: usize = 256;
         let mut due = std::mem::take(&mut self.scratch);

@@ -190,6 +190,9 @@ pub(crate) struct Frame {
     pub len: usize,
     /// The record header.
     pub header: RecordHeader,
+    /// The kind (checked: its size is `len`, and rkyv validated the payload
+    /// as it).
+    pub kind: Kind,
 }
 
 impl Frame {
@@ -294,9 +297,10 @@ pub(crate) fn check_frame(
         return Err(BadFrame::Crc { stored, computed });
     }
     let header: RecordHeader = read_header(payload);
-    match Kind::from_u16(header.kind) {
+    let kind = match Kind::from_u16(header.kind) {
         Some(kind) if kind.record_size() == len_us => {
-            validate_archive(kind, payload).map_err(|e| BadFrame::Archive(e.to_string()))?
+            validate_archive(kind, payload).map_err(|e| BadFrame::Archive(e.to_string()))?;
+            kind
         }
         _ => {
             return Err(BadFrame::Kind {
@@ -304,7 +308,7 @@ pub(crate) fn check_frame(
                 len: len_us,
             });
         }
-    }
+    };
     if bytes[off + FRAME_HEADER_LEN + len_us..end].iter().any(|&b| b != 0) {
         return Err(BadFrame::Padding);
     }
@@ -320,6 +324,7 @@ pub(crate) fn check_frame(
         off,
         len: len_us,
         header,
+        kind,
     }))
 }
 

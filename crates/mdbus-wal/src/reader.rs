@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use mdbus_types::{RecordHeader, RecordRef};
+use mdbus_types::{BookDelta, BookSnapshot, Heartbeat, Kind, RecordHeader, RecordRef, Tick};
 
 use crate::error::{Error, Result};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN, check_frame, find_resync, list_segments, load_len, validate_feed};
@@ -276,7 +276,7 @@ impl WalReader {
     /// One step: the offset and length of the next record's frame, a
     /// skipped range, or `None` at the live end.
     fn advance(&mut self) -> Result<Option<Step>> {
-        let (off, len) = loop {
+        let (off, kind) = loop {
             let Some(cursor) = self.cursor.as_mut() else {
                 match list_segments(&self.feed_dir)?.into_iter().next() {
                     Some((_, path)) => {
@@ -297,7 +297,7 @@ impl WalReader {
                         continue;
                     }
                     self.min_ts = None;
-                    break (frame.off, frame.len);
+                    break (frame.off, frame.kind);
                 }
                 Ok(None) => {
                     let first = cursor.segment.header.first_seq;
@@ -375,23 +375,41 @@ impl WalReader {
                 }
             }
         };
-        Ok(Some(Step::Record { off, len }))
+        Ok(Some(Step::Record { off, kind }))
     }
 
-    fn record_at(&self, off: usize, len: usize) -> Result<WalRecord<'_>> {
+    /// The record of the frame at `off`, which [`check_frame`] accepted as
+    /// `kind` (no second check).
+    #[inline]
+    fn record_at(&self, off: usize, kind: Kind) -> WalRecord<'_> {
         let cursor = self.cursor.as_ref().expect("cursor is set");
-        let payload = &cursor.segment.bytes()[off + FRAME_HEADER_LEN..off + FRAME_HEADER_LEN + len];
-        // check_frame validated kind, length and alignment already.
-        let record = RecordRef::from_bytes(payload).map_err(|e| Error::Corrupt {
-            path: cursor.segment.path.clone(),
-            offset: off as u64,
-            reason: e.to_string(),
-        })?;
-        Ok(WalRecord {
+        let bytes = cursor.segment.bytes();
+        let start = off + FRAME_HEADER_LEN;
+        assert!(
+            start + kind.record_size() <= bytes.len(),
+            "frame at {off} checked in bounds"
+        );
+        let ptr = bytes[start..].as_ptr();
+        // SAFETY: `check_frame` accepted this frame: `kind.record_size()`
+        // payload bytes at `start` lie in the map (asserted again above),
+        // rkyv's checked access of them as the archived type of `kind`
+        // succeeded (so they are 8-aligned), and the archived types are
+        // byte-identical to the plain `#[repr(C)]` Pod records (every bit
+        // pattern valid). The map outlives `&self`, and the bytes of a
+        // frame below the live end never change.
+        let record = unsafe {
+            match kind {
+                Kind::Tick => RecordRef::Tick(&*ptr.cast::<Tick>()),
+                Kind::BookSnapshot => RecordRef::BookSnapshot(&*ptr.cast::<BookSnapshot>()),
+                Kind::BookDelta => RecordRef::BookDelta(&*ptr.cast::<BookDelta>()),
+                Kind::Heartbeat => RecordRef::Heartbeat(&*ptr.cast::<Heartbeat>()),
+            }
+        };
+        WalRecord {
             record,
             path: &cursor.segment.path,
             offset: off as u64,
-        })
+        }
     }
 
     /// The next record, a skipped range (skip-corrupt), `Ok(None)` at the
@@ -402,7 +420,7 @@ impl WalReader {
         match self.advance()? {
             None => Ok(None),
             Some(Step::Skipped(skipped)) => Ok(Some(ReadEvent::Skipped(skipped))),
-            Some(Step::Record { off, len }) => Ok(Some(ReadEvent::Record(self.record_at(off, len)?))),
+            Some(Step::Record { off, kind }) => Ok(Some(ReadEvent::Record(self.record_at(off, kind)))),
         }
     }
 
@@ -413,7 +431,7 @@ impl WalReader {
             match self.advance()? {
                 None => return Ok(None),
                 Some(Step::Skipped(_)) => continue,
-                Some(Step::Record { off, len }) => return Ok(Some(self.record_at(off, len)?)),
+                Some(Step::Record { off, kind }) => return Ok(Some(self.record_at(off, kind))),
             }
         }
     }
@@ -422,6 +440,6 @@ impl WalReader {
 /// An owned step of the reader (no borrow of the map).
 #[derive(Debug)]
 enum Step {
-    Record { off: usize, len: usize },
+    Record { off: usize, kind: Kind },
     Skipped(SkippedRange),
 }

@@ -14,7 +14,8 @@
 //! writer touches it again). Unmapped, the pages are written back with no
 //! interruption of the writer; their data stays in the page cache.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -28,7 +29,10 @@ use crate::error::Error;
 pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf only reads a system value.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).ok().filter(|s| s.is_power_of_two()).unwrap_or(4096)
+    usize::try_from(size)
+        .ok()
+        .filter(|s| s.is_power_of_two())
+        .unwrap_or(4096)
 }
 
 /// Drops the page table entries of `map` for the whole pages in
@@ -97,7 +101,10 @@ impl Dirty {
 #[derive(Debug)]
 struct State {
     current: Dirty,
+    /// Retired maps with the end of what was written to them.
     retired: Vec<(Dirty, usize)>,
+    /// A directory whose new entry (a rolled segment's name) is not synced.
+    dir: Option<PathBuf>,
     stop: bool,
     error: Option<Error>,
 }
@@ -116,7 +123,12 @@ struct HotWords {
 #[derive(Debug)]
 struct Shared {
     hot: HotWords,
+    /// What to sync. Held only briefly, never during I/O, so that the
+    /// writer's [`SyncWorker::switch`] at a roll never waits for the disk.
     state: Mutex<State>,
+    /// Serialises the flushes (the thread's and [`SyncWorker::sync_now`]),
+    /// held during the I/O.
+    flushing: Mutex<()>,
     wake: Condvar,
     page: usize,
 }
@@ -128,36 +140,72 @@ pub(crate) struct SyncWorker {
     thread: Option<JoinHandle<()>>,
 }
 
-fn lock(shared: &Shared) -> MutexGuard<'_, State> {
-    shared.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn flush(d: &mut Dirty, to: usize) -> Result<(), Error> {
-    if to > d.synced {
-        d.map
-            .flush_range(d.synced, to - d.synced)
-            .map_err(|source| Error::Sync {
-                path: d.path.clone(),
-                source,
-            })?;
-        d.synced = to;
+fn flush_map(path: &Path, map: &MmapRaw, from: usize, to: usize) -> Result<(), Error> {
+    if to > from {
+        map.flush_range(from, to - from).map_err(|source| Error::Sync {
+            path: path.to_path_buf(),
+            source,
+        })?;
     }
     Ok(())
 }
 
-fn flush_all(shared: &Shared, state: &mut State) {
-    // SYNC: pairs with the Release store in `SyncWorker::written`: the
-    // frames below the loaded offset are complete in the map.
-    let to = shared.hot.written.load(Ordering::Acquire);
-    let current = &mut state.current;
-    release_pages(&current.map, &mut current.released, to, shared.page);
-    let mut result = flush(current, to);
-    for (mut d, to) in state.retired.drain(..) {
-        result = result.and(flush(&mut d, to));
+/// Syncs everything written so far: the directory entry of a rolled
+/// segment, retired maps to their ends, the current map to `written`.
+/// The state lock is held only to take and to record the work.
+fn flush_all(shared: &Shared) {
+    let _flushing = lock(&shared.flushing);
+    let (path, map, synced, mut released, to, retired, dir) = {
+        let mut state = lock(&shared.state);
+        // SYNC: pairs with the Release store in `SyncWorker::written` (and
+        // `switch`, made under this lock): the frames below the loaded
+        // offset are complete in the current map.
+        let to = shared.hot.written.load(Ordering::Acquire);
+        let c = &state.current;
+        let current = (c.path.clone(), Arc::clone(&c.map), c.synced, c.released, to);
+        let retired = std::mem::take(&mut state.retired);
+        let (path, map, synced, released, to) = current;
+        (path, map, synced, released, to, retired, state.dir.take())
+    };
+    let mut result = Ok(());
+    for (d, end) in &retired {
+        result = result.and(flush_map(&d.path, &d.map, d.synced, *end));
     }
-    if let Err(e) = result {
-        state.error.get_or_insert(e);
-        shared.hot.failed.store(true, Ordering::Relaxed);
+    release_pages(&map, &mut released, to, shared.page);
+    result = result.and(flush_map(&path, &map, synced, to));
+    // The new segment's name last: once durable, it names a file whose
+    // header (flushed before the rename) and frames are on disk.
+    if let Some(dir) = &dir {
+        result = result.and(
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| Error::Sync {
+                    path: dir.clone(),
+                    source,
+                }),
+        );
+    }
+    // The retired maps are unmapped here, outside the state lock.
+    drop(retired);
+    let mut state = lock(&shared.state);
+    match result {
+        Ok(()) => {
+            if Arc::ptr_eq(&state.current.map, &map) {
+                state.current.synced = state.current.synced.max(to);
+                state.current.released = state.current.released.max(released);
+            }
+        }
+        Err(e) => {
+            if dir.is_some() && state.dir.is_none() {
+                state.dir = dir;
+            }
+            state.error.get_or_insert(e);
+            shared.hot.failed.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -172,9 +220,11 @@ impl SyncWorker {
             state: Mutex::new(State {
                 current: Dirty::new(path, map, end),
                 retired: Vec::new(),
+                dir: None,
                 stop: false,
                 error: None,
             }),
+            flushing: Mutex::new(()),
             wake: Condvar::new(),
             page: page_size(),
         });
@@ -183,16 +233,19 @@ impl SyncWorker {
             .name("mdbus-wal-sync".into())
             .spawn(move || {
                 let shared = thread_shared;
-                let mut state = lock(&shared);
                 loop {
-                    flush_all(&shared, &mut state);
-                    if state.stop {
+                    // Read `stop` before the flush: the writer's last
+                    // appends happen before it sets `stop`, so the flush
+                    // after seeing it covers them.
+                    let stop = lock(&shared.state).stop;
+                    flush_all(&shared);
+                    if stop {
                         break;
                     }
-                    state = match shared.wake.wait_timeout(state, every) {
-                        Ok((guard, _)) => guard,
-                        Err(poisoned) => poisoned.into_inner().0,
-                    };
+                    let state = lock(&shared.state);
+                    if !state.stop {
+                        drop(shared.wake.wait_timeout(state, every));
+                    }
                 }
             })?;
         Ok(SyncWorker {
@@ -208,15 +261,18 @@ impl SyncWorker {
         self.shared.hot.written.store(end, Ordering::Release);
     }
 
-    /// The writer moved to a new segment written up to `end` (its header):
-    /// the old one is synced to its end by the thread, off the hot path.
-    pub(crate) fn switch(&self, path: PathBuf, map: Arc<MmapRaw>, end: usize) {
-        let mut state = lock(&self.shared);
+    /// The writer moved to a new segment (named in directory `dir`, not
+    /// yet synced) written up to `end` (its header): the thread syncs the
+    /// directory, the old segment to its end and the new one, off the hot
+    /// path. Never waits for I/O.
+    pub(crate) fn switch(&self, dir: &Path, path: PathBuf, map: Arc<MmapRaw>, end: usize) {
+        let mut state = lock(&self.shared.state);
         // SYNC: pairs with the Release store in `written` (same thread,
         // but keeps the load/store pairing uniform).
         let old_end = self.shared.hot.written.load(Ordering::Acquire);
         let old = std::mem::replace(&mut state.current, Dirty::new(path, map, end));
         state.retired.push((old, old_end));
+        state.dir = Some(dir.to_path_buf());
         // SYNC: pairs with the Acquire load in `flush_all`, under the mutex.
         self.shared.hot.written.store(end, Ordering::Release);
     }
@@ -228,21 +284,20 @@ impl SyncWorker {
             return None;
         }
         self.shared.hot.failed.store(false, Ordering::Relaxed);
-        lock(&self.shared).error.take()
+        lock(&self.shared.state).error.take()
     }
 
     /// Syncs everything now, in the caller's thread.
     pub(crate) fn sync_now(&self) -> Result<(), Error> {
-        let mut state = lock(&self.shared);
-        flush_all(&self.shared, &mut state);
+        flush_all(&self.shared);
         self.shared.hot.failed.store(false, Ordering::Relaxed);
-        state.error.take().map_or(Ok(()), Err)
+        lock(&self.shared.state).error.take().map_or(Ok(()), Err)
     }
 }
 
 impl Drop for SyncWorker {
     fn drop(&mut self) {
-        lock(&self.shared).stop = true;
+        lock(&self.shared.state).stop = true;
         self.shared.wake.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

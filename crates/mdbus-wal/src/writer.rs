@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -159,10 +160,7 @@ const RELEASE_STRIDE: usize = 4 << 20;
 
 fn map_raw(file: &File, path: &Path, len: u64) -> Result<MmapRaw> {
     let len = usize::try_from(len).map_err(|_| Error::Options(format!("segment size {len} too large")))?;
-    MmapOptions::new()
-        .len(len)
-        .map_raw(file)
-        .map_err(io_err("map", path))
+    MmapOptions::new().len(len).map_raw(file).map_err(io_err("map", path))
 }
 
 /// Faults every page of a fresh (all-zero) segment map in for writing, so
@@ -214,6 +212,19 @@ fn prepare_segment(feed_dir: &Path, bytes: u64, prefault: bool) -> Result<Prepar
     if let Err(e) = allocate(&file, &tmp_path, bytes) {
         let _ = std::fs::remove_file(&tmp_path);
         return Err(e);
+    }
+    // Write the first page and commit the allocation now, in the background,
+    // so that the header's flush at the roll writes one data block and
+    // needs no journal commit (fallocated blocks are "unwritten" extents
+    // until written).
+    let first_page = vec![0u8; crate::sync::page_size().min(bytes as usize)];
+    if let Err(e) = file.write_all_at(&first_page, 0).and_then(|()| file.sync_data()) {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Err(Error::Preallocate {
+            path: tmp_path,
+            bytes,
+            source: e,
+        });
     }
     let map = map_raw(&file, &tmp_path, bytes)?;
     if prefault {
@@ -429,7 +440,7 @@ impl Wal {
         _events: &mut Vec<RecoveryEvent>,
     ) -> Result<LiveSegment> {
         let prepared = prepare_segment(feed_dir, options.segment_bytes, options.prefault)?;
-        Self::activate(feed_dir, feed, options, prepared, first_seq)
+        Self::activate(feed_dir, feed, options, prepared, first_seq, false)
     }
 
     /// Writes the header of a prepared segment and gives it its name.
@@ -439,6 +450,7 @@ impl Wal {
         options: &WalOptions,
         prepared: PreparedSegment,
         first_seq: u64,
+        defer_dir_sync: bool,
     ) -> Result<LiveSegment> {
         let header = SegmentHeader {
             first_seq,
@@ -465,7 +477,10 @@ impl Wal {
             })?;
         }
         std::fs::rename(&prepared.tmp_path, &path).map_err(io_err("rename", &path))?;
-        if options.sync != SyncPolicy::Never {
+        // With group commit the sync thread makes the new name durable
+        // (after the header and frames, see `SyncWorker::switch`): the roll
+        // does not wait for a journal commit.
+        if options.sync != SyncPolicy::Never && !defer_dir_sync {
             sync_dir(feed_dir)?;
         }
         let limit = prepared.map.len();
@@ -620,9 +635,10 @@ impl Wal {
             // try again here; an error leaves the live segment as it is.
             None => prepare_segment(&self.feed_dir, self.options.segment_bytes, self.options.prefault)?,
         };
-        let live = Self::activate(&self.feed_dir, &self.feed, &self.options, prepared, first_seq)?;
+        let defer = self.sync.is_some();
+        let live = Self::activate(&self.feed_dir, &self.feed, &self.options, prepared, first_seq, defer)?;
         if let Some(sync) = &self.sync {
-            sync.switch(live.path.clone(), Arc::clone(&live.map), live.write_off);
+            sync.switch(&self.feed_dir, live.path.clone(), Arc::clone(&live.map), live.write_off);
         }
         self.live = live;
         self.spawn_prepare();

@@ -1,0 +1,131 @@
+//! The publish path per record: sequencing + WAL append + send (+ board
+//! update per batch), against its parts measured in the same run.
+//!
+//! `cargo bench --bench publish`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mdbus::publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
+use mdbus::transport::{InProcBus, MdSender};
+use mdbus::types::{MdSample, clock};
+use mdbus::wal::{SyncPolicy, WalOptions};
+
+const BATCH: usize = 64;
+
+/// A pool of synthetic market events (deltas, ticks) to publish.
+fn records(n: usize) -> Vec<Vec<MdSample>> {
+    let mut feed = SyntheticFeed::new(16, 1).unwrap();
+    let mut all = Vec::new();
+    // Skip the initial snapshots: the publisher sees them in the setup.
+    let mut out = Vec::new();
+    while all.len() < n {
+        out.clear();
+        feed.next_event(clock::now_ns(), &mut out);
+        all.extend_from_slice(&out);
+    }
+    all.chunks(BATCH).map(<[MdSample]>::to_vec).collect()
+}
+
+fn publisher<S: MdSender>(sender: S, sync: Option<SyncPolicy>, board: bool) -> (tempfile::TempDir, FeedPublisher<S>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = FeedConfig::new("bench");
+    if let Some(sync) = sync {
+        config.wal_dir = Some(dir.path().join("wal"));
+        config.wal = WalOptions::default().sync(sync).segment_bytes(256 << 20);
+    }
+    if board {
+        config.board_dir = Some(dir.path().to_path_buf());
+    }
+    (dir, FeedPublisher::open(config, sender).unwrap())
+}
+
+fn bench_path<S: MdSender>(c: &mut Criterion, name: &str, make: impl Fn() -> S, sync: Option<SyncPolicy>, board: bool) {
+    let batches = records(200_000);
+    let mut group = c.benchmark_group("publish_path");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.measurement_time(Duration::from_secs(3)).sample_size(20);
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            // A fresh publisher per measurement; the pool is replayed in
+            // order so the books stay valid (the first batches are the
+            // initial snapshots).
+            let (_dir, mut publisher) = publisher(make(), sync, board);
+            let mut batch = Vec::with_capacity(BATCH);
+            let start = Instant::now();
+            for i in 0..iters as usize {
+                batch.clear();
+                batch.extend_from_slice(&batches[i % batches.len()]);
+                if i > 0 && i % batches.len() == 0 {
+                    break;
+                }
+                publisher.publish_batch(black_box(&mut batch)).unwrap();
+            }
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
+fn inproc(c: &mut Criterion) {
+    let bus = InProcBus::new(1);
+    bench_path(c, "seq_only_inproc", || bus.sender(), None, false);
+    bench_path(c, "wal_never_inproc", || bus.sender(), Some(SyncPolicy::Never), false);
+    bench_path(
+        c,
+        "wal_interval_inproc",
+        || bus.sender(),
+        Some(SyncPolicy::default()),
+        false,
+    );
+    bench_path(
+        c,
+        "wal_interval_board_inproc",
+        || bus.sender(),
+        Some(SyncPolicy::default()),
+        true,
+    );
+}
+
+#[cfg(feature = "iceoryx2")]
+fn iceoryx(c: &mut Criterion) {
+    use mdbus::transport::iceoryx::{IoxPublisher, IoxPublisherConfig, init_logging};
+    init_logging();
+    let feed = format!("benchpub{}", std::process::id());
+    // Raw iceoryx2: loan + write + send of the same 376-byte samples.
+    let batches = records(200_000);
+    let mut group = c.benchmark_group("publish_path");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.measurement_time(Duration::from_secs(3)).sample_size(20);
+    {
+        let mut raw = IoxPublisher::create(&IoxPublisherConfig::new(feed.clone())).unwrap();
+        group.bench_function("raw_iceoryx2_send", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for i in 0..iters as usize {
+                    for s in &batches[i % batches.len()] {
+                        raw.send(black_box(s)).unwrap();
+                    }
+                    raw.end_batch().unwrap();
+                }
+                start.elapsed()
+            })
+        });
+    }
+    group.finish();
+    let make = || IoxPublisher::create(&IoxPublisherConfig::new(feed.clone())).unwrap();
+    bench_path(
+        c,
+        "wal_interval_board_iceoryx2",
+        make,
+        Some(SyncPolicy::default()),
+        true,
+    );
+}
+
+#[cfg(not(feature = "iceoryx2"))]
+fn iceoryx(_: &mut Criterion) {}
+
+criterion_group!(benches, inproc, iceoryx);
+criterion_main!(benches);
