@@ -24,12 +24,13 @@ use std::time::{Duration, Instant};
 
 use mdbus_transport::{BoardWriter, DEFAULT_BOARD_CAPACITY, MdSender};
 use mdbus_types::{
-    Book, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample,
-    RecordHeader, RecordRef, Side, Tick, clock, validate_snapshot,
+    Book, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample, RecordHeader, RecordRef, Side,
+    Tick, clock, validate_snapshot,
 };
 use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, RecoveryReport, Wal, WalOptions, WalReader};
 
 use crate::error::{Error, Result};
+use crate::publisher::stamp;
 
 /// How a [`FeedPublisher`] runs.
 #[derive(Debug, Clone)]
@@ -336,14 +337,16 @@ impl<S: MdSender> FeedPublisher<S> {
     /// as a batch of their own. Returns the seqs the batch took.
     pub fn publish_batch(&mut self, batch: &mut [MdSample]) -> Result<RangeInclusive<u64>> {
         self.check_batch(batch)?;
-        let range = self.send_batch(batch)?;
+        let range = self.send_batch(batch, true)?;
         self.flush_board()?;
         self.policy_snapshots_for_dirty()?;
         Ok(range)
     }
 
-    /// Sequences, logs and sends `batch` (already checked).
-    fn send_batch(&mut self, batch: &mut [MdSample]) -> Result<RangeInclusive<u64>> {
+    /// Sequences, logs and sends `batch` (already checked). With
+    /// `may_roll`, a full WAL segment is rolled before the record that
+    /// does not fit, and the new segment starts with the snapshot set.
+    fn send_batch(&mut self, batch: &mut [MdSample], may_roll: bool) -> Result<RangeInclusive<u64>> {
         let first = self.next_seq;
         let Some(last_index) = batch.len().checked_sub(1) else {
             return Ok(first..=first - 1);
@@ -351,19 +354,13 @@ impl<S: MdSender> FeedPublisher<S> {
         let now = Instant::now();
         for (i, sample) in batch.iter_mut().enumerate() {
             let len = sample.record_bytes()?.len();
-            if self.wal.as_ref().is_some_and(|w| w.needs_roll(len)) {
+            if may_roll && self.wal.as_ref().is_some_and(|w| w.needs_roll(len)) {
                 // The new segment starts with the snapshot set.
                 self.wal.as_mut().expect("checked").roll()?;
                 self.sender.end_batch()?;
                 self.write_snapshot_set()?;
             }
-            let header = sample.header_mut();
-            header.seq = self.next_seq;
-            header.ts_publish = clock::now_ns();
-            header.flags &= !FLAG_END_OF_BATCH;
-            if i == last_index {
-                header.flags |= FLAG_END_OF_BATCH;
-            }
+            stamp(sample, self.next_seq, i == last_index);
             if let Some(wal) = &mut self.wal {
                 wal.append(sample)?;
             }
@@ -427,7 +424,7 @@ impl<S: MdSender> FeedPublisher<S> {
         }
         if !due.is_empty() {
             self.stats.policy_snapshots += due.len() as u64;
-            self.send_batch(&mut due)?;
+            self.send_batch(&mut due, true)?;
             self.flush_board()?;
         }
         self.scratch = due;
@@ -450,35 +447,8 @@ impl<S: MdSender> FeedPublisher<S> {
         heartbeat.flags = FLAG_RECOVERY_SNAPSHOT;
         set.push(Heartbeat { header: heartbeat }.into());
         // The set must not roll the segment itself (it would split).
-        self.send_batch_no_roll(&mut set)?;
+        self.send_batch(&mut set, false)?;
         self.stats.snapshot_sets += 1;
-        Ok(())
-    }
-
-    fn send_batch_no_roll(&mut self, set: &mut [MdSample]) -> Result<()> {
-        let now = Instant::now();
-        let last_index = set.len() - 1;
-        for (i, sample) in set.iter_mut().enumerate() {
-            let header = sample.header_mut();
-            header.seq = self.next_seq;
-            header.ts_publish = clock::now_ns();
-            header.flags &= !FLAG_END_OF_BATCH;
-            if i == last_index {
-                header.flags |= FLAG_END_OF_BATCH;
-            }
-            if let Some(wal) = &mut self.wal {
-                wal.append(sample)?;
-            }
-            self.sender.send(sample)?;
-            self.next_seq += 1;
-            self.stats.records += 1;
-        }
-        self.sender.end_batch()?;
-        self.stats.batches += 1;
-        self.last_send = now;
-        for sample in set.iter() {
-            self.apply(sample.record()?, now)?;
-        }
         self.flush_board()
     }
 
@@ -503,7 +473,7 @@ impl<S: MdSender> FeedPublisher<S> {
                 header: RecordHeader::new(Kind::Heartbeat, clock::now_ns()),
             }
             .into()];
-            self.send_batch(&mut heartbeat)?;
+            self.send_batch(&mut heartbeat, true)?;
             self.stats.heartbeats += 1;
             if let Some(board) = &mut self.board {
                 board.set_last_seq(self.next_seq - 1);
@@ -529,7 +499,7 @@ impl<S: MdSender> FeedPublisher<S> {
         }
         if !due.is_empty() {
             self.stats.policy_snapshots += due.len() as u64;
-            self.send_batch(&mut due)?;
+            self.send_batch(&mut due, true)?;
             self.flush_board()?;
         }
         self.scratch = due;

@@ -8,6 +8,20 @@ use mdbus_types::{FLAG_END_OF_BATCH, Heartbeat, Kind, MdSample, RecordHeader, cl
 
 use crate::error::Result;
 
+/// Stamps a record as it is sequenced: `seq`, `ts_publish` (now, before
+/// the WAL append and the send), and `END_OF_BATCH` on the batch's last
+/// record only (other flags are kept).
+#[inline]
+pub(crate) fn stamp(sample: &mut MdSample, seq: u64, last_of_batch: bool) {
+    let header = sample.header_mut();
+    header.seq = seq;
+    header.ts_publish = clock::now_ns();
+    header.flags &= !FLAG_END_OF_BATCH;
+    if last_of_batch {
+        header.flags |= FLAG_END_OF_BATCH;
+    }
+}
+
 /// What a publisher has sent so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PublisherStats {
@@ -72,14 +86,8 @@ impl<S: MdSender> Publisher<S> {
         };
         for (i, sample) in batch.iter_mut().enumerate() {
             sample.header().kind()?;
-            let header = sample.header_mut();
-            header.seq = self.next_seq;
-            header.ts_publish = clock::now_ns();
-            header.flags &= !FLAG_END_OF_BATCH;
-            if i == last_index {
-                header.flags |= FLAG_END_OF_BATCH;
-            }
-            if header.kind == Kind::Heartbeat as u16 {
+            stamp(sample, self.next_seq, i == last_index);
+            if sample.header().kind == Kind::Heartbeat as u16 {
                 self.stats.heartbeats += 1;
             }
             self.sender.send(sample)?;
