@@ -172,7 +172,11 @@ fn a_sleeping_subscriber_loses_the_oldest_and_sees_the_exact_hole() {
     assert!(s.windows(2).all(|w| w[1] > w[0]), "in order");
     assert_eq!(holes[0].0, last_before + 1, "{holes:?}");
     let lost: u64 = holes.iter().map(|(from, to)| to - from + 1).sum();
-    assert_eq!(sub.dropped(), lost, "the subscriber counts exactly the seqs it did not get");
+    assert_eq!(
+        sub.dropped(),
+        lost,
+        "the subscriber counts exactly the seqs it did not get"
+    );
     // It kept the newest: the buffer's worth, not the oldest.
     assert!(holes[0].1 - holes[0].0 + 1 > 4096, "{holes:?}");
     let caught_up = &s[s.len() / 2..];
