@@ -1,0 +1,112 @@
+//! Subscriber benches.
+//!
+//! - `l1/tick_get`, `l1/book_get`: one read of an instrument's latest tick
+//!   and current book (`BookSnapshot` copy) from the L1 `DashMap`, after a
+//!   full replay (criterion's median is the p50).
+//! - `replay/subscriber`: a new subscriber replaying the whole WAL from seq
+//!   1 through replay-merge, L1 and L2 (`Throughput::Elements`: records/s).
+//! - `history/ticks_l3_1000`: `History::ticks` of a range holding 1000
+//!   trades of one instrument, straight from the WAL (open, seek by time
+//!   through the sparse index, read).
+//!
+//! Environment: `MDBUS_SUB_BENCH_EVENTS` (default 100000) market events in
+//! the WAL (4 instruments, 16 MiB segments).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
+use mdbus_subscriber::{History, StartFrom, Subscriber, SubscriberConfig};
+use mdbus_transport::InProcBus;
+use mdbus_types::{FLAG_RECOVERY_SNAPSHOT, RecordRef, clock::now_ns};
+use mdbus_wal::{ReadOptions, WalOptions, WalReader};
+
+const FEED: &str = "bench";
+
+fn events() -> usize {
+    std::env::var("MDBUS_SUB_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000)
+}
+
+/// A WAL of `events` market events; returns its last seq.
+fn write_wal(dir: &std::path::Path, events: usize) -> u64 {
+    let bus = InProcBus::new(16);
+    let mut config = FeedConfig::new(FEED);
+    config.wal_dir = Some(dir.to_path_buf());
+    config.wal = WalOptions::default().segment_bytes(16 << 20);
+    let mut publisher = FeedPublisher::open(config, bus.sender()).unwrap();
+    let mut feed = SyntheticFeed::new(4, 1).unwrap();
+    let mut batch = Vec::new();
+    for _ in 0..events {
+        batch.clear();
+        feed.next_event(now_ns(), &mut batch);
+        publisher.publish_batch(&mut batch).unwrap();
+    }
+    publisher.flush().unwrap();
+    publisher.next_seq() - 1
+}
+
+fn replay(dir: &std::path::Path, last: u64) -> Subscriber<mdbus_transport::InProcReceiver> {
+    let bus = InProcBus::new(16);
+    let config = SubscriberConfig::default().wal(dir, FEED).start(StartFrom::Seq(1));
+    let mut subscriber = Subscriber::new(bus.subscribe(), config).unwrap();
+    while subscriber.stats().last_seq != Some(last) {
+        subscriber
+            .next_event(Duration::from_secs(1))
+            .unwrap()
+            .expect("WAL record");
+    }
+    subscriber
+}
+
+fn benches(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let last = write_wal(dir.path(), events());
+    let subscriber = replay(dir.path(), last);
+    let l1 = subscriber.l1().clone();
+    let id = l1.instruments()[0];
+
+    let mut group = c.benchmark_group("l1");
+    group.bench_function("tick_get", |b| b.iter(|| black_box(l1.tick(black_box(&id)))));
+    group.bench_function("book_get", |b| b.iter(|| black_box(l1.book(black_box(&id)))));
+    group.finish();
+
+    let mut group = c.benchmark_group("replay");
+    group.throughput(Throughput::Elements(last));
+    group.sample_size(10);
+    group.bench_function("subscriber", |b| b.iter(|| black_box(replay(dir.path(), last).stats())));
+    group.finish();
+
+    // A range of 1000 trades of `id` in the middle of the WAL.
+    let mut reader = WalReader::open(dir.path(), FEED, ReadOptions::default()).unwrap();
+    let mut trades = Vec::new();
+    while let Some(r) = reader.next_record().unwrap() {
+        if let RecordRef::Tick(t) = r.record
+            && t.instrument == id
+            && t.header.flags & FLAG_RECOVERY_SNAPSHOT == 0
+        {
+            trades.push(t.header.ts_event);
+        }
+    }
+    let start = trades.len() / 2;
+    let end = (start + 999).min(trades.len() - 1);
+    let (from, to) = (trades[start], trades[end]);
+    let history = History::open(dir.path(), FEED).unwrap();
+    let n = history.ticks(&id, from, to).unwrap().len();
+    eprintln!("history/ticks_l3_1000: {n} ticks in range");
+    let mut group = c.benchmark_group("history");
+    group.bench_function("ticks_l3_1000", |b| {
+        b.iter(|| black_box(history.ticks(&id, from, to).unwrap()))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = cache;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(cache);

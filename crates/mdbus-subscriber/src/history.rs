@@ -1,0 +1,179 @@
+//! L3: history queries straight from a feed's WAL, through its sparse
+//! index. Works on its own (after the publisher exited, from the CLI) and
+//! behind [`CachedHistory`](crate::CachedHistory) when L2 cannot answer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mdbus_types::{Book, BookSnapshot, InstrumentId, RecordRef, Tick};
+use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, WalReader};
+
+use crate::error::{Error, Result};
+use crate::l2::is_trade;
+
+/// A feed's WAL as history: `ticks` and `book_at` (see the `l2` module docs
+/// of this crate for which records a query at time `T` sees; L2 applies
+/// the same rule). Cheap to clone; every query opens its own reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    dir: PathBuf,
+    feed: String,
+    lookback: Duration,
+}
+
+impl History {
+    /// The history of `feed` in `dir` (segments in `<dir>/<feed>/`).
+    pub fn open(dir: impl AsRef<Path>, feed: &str) -> Result<History> {
+        mdbus_wal::validate_feed(feed)?;
+        Ok(History {
+            dir: dir.as_ref().to_path_buf(),
+            feed: feed.to_string(),
+            lookback: Duration::from_secs(2),
+        })
+    }
+
+    /// The history of the feed whose WAL folder is `feed_dir`
+    /// (`<dir>/<feed>`, e.g. the `mdbus.wal_dir` attribute of an iceoryx2
+    /// service).
+    pub fn from_feed_dir(feed_dir: impl AsRef<Path>) -> Result<History> {
+        let (dir, feed) = split_feed_dir(feed_dir.as_ref())?;
+        History::open(dir, &feed)
+    }
+
+    /// How far before `ts` [`History::book_at`] first looks for a snapshot
+    /// (default 2 s: the publisher snapshots every instrument at least
+    /// every second); when none is there it reads from the start of the
+    /// segment, which begins with a full snapshot set.
+    pub fn with_lookback(mut self, lookback: Duration) -> History {
+        self.lookback = lookback;
+        self
+    }
+
+    /// The WAL directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The feed.
+    pub fn feed(&self) -> &str {
+        &self.feed
+    }
+
+    fn reader(&self, from: ReadFrom) -> Result<WalReader> {
+        Ok(WalReader::open(
+            &self.dir,
+            &self.feed,
+            ReadOptions {
+                from,
+                skip_corrupt: true,
+            },
+        )?)
+    }
+
+    /// The trades (ticks that are not `RECOVERY_SNAPSHOT` copies) of
+    /// `instrument` with `from <= ts_event <= to` (ns since Unix epoch), in
+    /// seq order. Records lost to corruption are passed over.
+    pub fn ticks(&self, instrument: &InstrumentId, from: i64, to: i64) -> Result<Vec<Tick>> {
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        let mut reader = self.reader(ReadFrom::Time(from))?;
+        while let Some(event) = reader.next_event()? {
+            let ReadEvent::Record(record) = event else { continue };
+            let record = record.record;
+            if record.header().ts_event > to {
+                break;
+            }
+            if let RecordRef::Tick(t) = record
+                && t.instrument == *instrument
+                && is_trade(&t.header)
+                && t.header.ts_event >= from
+            {
+                out.push(*t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The book of `instrument` as it was at `ts`: the nearest snapshot at
+    /// or before `ts`, then the deltas up to `ts`; the header carries the
+    /// seq and times of the last record that changed it, flags 0. `None`
+    /// when the instrument had no book then (or the WAL does not reach
+    /// back that far).
+    pub fn book_at(&self, instrument: &InstrumentId, ts: i64) -> Result<Option<BookSnapshot>> {
+        let mut reader = self.reader(ReadFrom::Time(ts.saturating_sub(self.lookback.as_nanos() as i64)))?;
+        if let Some(book) = replay_book(&mut reader, instrument, ts)? {
+            return Ok(Some(book));
+        }
+        // No snapshot in the lookback: from the start of `ts`'s segment.
+        reader.seek_time(ts)?;
+        let Some((path, _)) = reader.position() else {
+            return Ok(None);
+        };
+        let Some(first_seq) = segment_first_seq(path) else {
+            return Ok(None);
+        };
+        reader.seek_seq(first_seq)?;
+        replay_book(&mut reader, instrument, ts)
+    }
+}
+
+/// Applies `instrument`'s records from the reader's position until the
+/// feed's time passes `ts`; the book if a snapshot was met.
+fn replay_book(reader: &mut WalReader, instrument: &InstrumentId, ts: i64) -> Result<Option<BookSnapshot>> {
+    let mut book: Option<Book> = None;
+    while let Some(event) = reader.next_event()? {
+        let record = match event {
+            ReadEvent::Record(record) => record.record,
+            // Lost records: the book is unknown until the next snapshot.
+            ReadEvent::Skipped(_) => {
+                book = None;
+                continue;
+            }
+        };
+        if record.header().ts_event > ts {
+            break;
+        }
+        match record {
+            RecordRef::BookSnapshot(s) if s.instrument == *instrument => match &mut book {
+                Some(book) => book.apply_snapshot(s)?,
+                None => book = Some(Book::from_snapshot(s)?),
+            },
+            RecordRef::BookDelta(d) if d.instrument == *instrument => {
+                if let Some(book) = &mut book {
+                    book.apply_delta(d)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(book.map(|b| b.to_snapshot()))
+}
+
+/// The first seq of a segment file `<first_seq:020>.wal`.
+fn segment_first_seq(path: &Path) -> Option<u64> {
+    path.file_stem()?.to_str()?.parse().ok()
+}
+
+/// `<dir>/<feed>` into `(dir, feed)`.
+pub(crate) fn split_feed_dir(feed_dir: &Path) -> Result<(PathBuf, String)> {
+    let bad = || Error::Config(format!("{} is not a WAL feed folder <dir>/<feed>", feed_dir.display()));
+    let feed = feed_dir.file_name().and_then(|f| f.to_str()).ok_or_else(bad)?;
+    let dir = feed_dir.parent().ok_or_else(bad)?;
+    Ok((dir.to_path_buf(), feed.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_and_feed_dirs() {
+        assert_eq!(segment_first_seq(Path::new("/w/f/00000000000000000042.wal")), Some(42));
+        assert_eq!(segment_first_seq(Path::new("/w/f/x.wal")), None);
+        let (dir, feed) = split_feed_dir(Path::new("/tmp/wal/golden")).unwrap();
+        assert_eq!((dir.as_path(), feed.as_str()), (Path::new("/tmp/wal"), "golden"));
+        assert!(History::from_feed_dir("/tmp/wal/bad feed").is_err());
+    }
+}

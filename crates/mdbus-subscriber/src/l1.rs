@@ -1,0 +1,185 @@
+//! L1: the latest `Tick` and the current top-10 book of every instrument,
+//! in a [`DashMap`] that any thread reads while the receive loop writes.
+//!
+//! The receive loop holds a shard's write lock only for the few hundred
+//! nanoseconds of one record's update; readers copy the value out under a
+//! shard read lock and never see a half-applied record.
+
+use dashmap::DashMap;
+use mdbus_types::{Book, BookDelta, BookSnapshot, InstrumentId, Tick};
+
+/// One instrument's L1 state.
+#[derive(Debug, Clone)]
+struct Slot {
+    tick: Option<Tick>,
+    book: Option<Book>,
+    /// The book missed records (a [`Gap`](crate::Event::Gap)): not to be
+    /// trusted until the next snapshot.
+    stale: bool,
+    mismatches: u64,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            tick: None,
+            book: None,
+            stale: false,
+            mismatches: 0,
+        }
+    }
+}
+
+/// What [`L1Cache::apply_snapshot`] found when it compared the book kept by
+/// deltas with a published snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SnapshotCheck {
+    /// No book yet, or a stale one: nothing to compare.
+    NotCompared,
+    /// The book kept by deltas equals the snapshot.
+    Match,
+    /// It differs: counted, and the book is reset from the snapshot.
+    Mismatch,
+}
+
+/// One instrument in an [`L1Cache::dump`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L1Entry {
+    /// The instrument.
+    pub instrument: InstrumentId,
+    /// Its latest tick.
+    pub tick: Option<Tick>,
+    /// Its current book as a `BookSnapshot` whose header carries the seq,
+    /// `ts_event` and `ts_publish` of the last record that changed it,
+    /// flags 0 (the same book the snapshot board holds).
+    pub book: Option<BookSnapshot>,
+    /// The book missed records and waits for the next snapshot.
+    pub stale: bool,
+}
+
+/// The L1 cache: latest tick and current book per instrument. Share it as
+/// `Arc<L1Cache>` ([`Subscriber::l1`](crate::Subscriber::l1)); every read
+/// is a copy, lock-free for the writer apart from one shard.
+#[derive(Debug, Default)]
+pub struct L1Cache {
+    slots: DashMap<InstrumentId, Slot>,
+}
+
+impl L1Cache {
+    /// An empty cache.
+    pub fn new() -> L1Cache {
+        L1Cache::default()
+    }
+
+    /// The latest tick of `id` (the one published, flags included).
+    #[inline]
+    pub fn tick(&self, id: &InstrumentId) -> Option<Tick> {
+        self.slots.get(id).and_then(|s| s.tick)
+    }
+
+    /// The current book of `id` as a `BookSnapshot` (header: seq and times
+    /// of the last record that changed it, flags 0).
+    #[inline]
+    pub fn book(&self, id: &InstrumentId) -> Option<BookSnapshot> {
+        self.slots.get(id).and_then(|s| s.book.as_ref().map(Book::to_snapshot))
+    }
+
+    /// Runs `f` on the current book of `id` under the shard's read lock
+    /// (no copy; keep `f` short, the receive loop waits for it).
+    pub fn with_book<T>(&self, id: &InstrumentId, f: impl FnOnce(&Book) -> T) -> Option<T> {
+        self.slots.get(id).and_then(|s| s.book.as_ref().map(f))
+    }
+
+    /// Whether the book of `id` missed records and waits for the next
+    /// snapshot.
+    pub fn is_stale(&self, id: &InstrumentId) -> bool {
+        self.slots.get(id).is_some_and(|s| s.stale)
+    }
+
+    /// Book mismatches counted for `id` (see [`SubscriberStats::mismatches`](crate::SubscriberStats::mismatches)).
+    pub fn mismatches(&self, id: &InstrumentId) -> u64 {
+        self.slots.get(id).map_or(0, |s| s.mismatches)
+    }
+
+    /// Known instruments, sorted by symbol.
+    pub fn instruments(&self) -> Vec<InstrumentId> {
+        let mut ids: Vec<InstrumentId> = self.slots.iter().map(|e| *e.key()).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Number of known instruments.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no instrument is known yet.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Every instrument's tick and book, sorted by symbol: compare two
+    /// caches with `==` (restart equivalence).
+    pub fn dump(&self) -> Vec<L1Entry> {
+        let mut out: Vec<L1Entry> = self
+            .slots
+            .iter()
+            .map(|e| L1Entry {
+                instrument: *e.key(),
+                tick: e.tick,
+                book: e.book.as_ref().map(Book::to_snapshot),
+                stale: e.stale,
+            })
+            .collect();
+        out.sort_unstable_by_key(|e| e.instrument);
+        out
+    }
+
+    pub(crate) fn set_tick(&self, tick: &Tick) {
+        self.slots.entry(tick.instrument).or_insert_with(Slot::new).tick = Some(*tick);
+    }
+
+    /// Applies a snapshot; compares it first with a book kept by deltas.
+    pub(crate) fn apply_snapshot(&self, snapshot: &BookSnapshot) -> mdbus_types::Result<SnapshotCheck> {
+        let mut slot = self.slots.entry(snapshot.instrument).or_insert_with(Slot::new);
+        let check = match &slot.book {
+            Some(book) if !slot.stale => {
+                if book.bids() == snapshot.bid_levels() && book.asks() == snapshot.ask_levels() {
+                    SnapshotCheck::Match
+                } else {
+                    SnapshotCheck::Mismatch
+                }
+            }
+            _ => SnapshotCheck::NotCompared,
+        };
+        match &mut slot.book {
+            Some(book) => book.apply_snapshot(snapshot)?,
+            None => slot.book = Some(Book::from_snapshot(snapshot)?),
+        }
+        slot.stale = false;
+        if check == SnapshotCheck::Mismatch {
+            slot.mismatches += 1;
+        }
+        Ok(check)
+    }
+
+    /// Applies a delta to the book of its instrument; a delta before any
+    /// snapshot of it (a live-only start) is passed over until one comes.
+    pub(crate) fn apply_delta(&self, delta: &BookDelta) -> mdbus_types::Result<()> {
+        if let Some(mut slot) = self.slots.get_mut(&delta.instrument)
+            && let Some(book) = slot.book.as_mut()
+        {
+            book.apply_delta(delta)?;
+        }
+        Ok(())
+    }
+
+    /// Marks every book stale (records were lost).
+    pub(crate) fn mark_all_stale(&self) {
+        for mut slot in self.slots.iter_mut() {
+            if slot.book.is_some() {
+                slot.stale = true;
+            }
+        }
+    }
+}

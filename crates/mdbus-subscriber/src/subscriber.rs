@@ -1,0 +1,585 @@
+//! The subscriber: replay-merge (Aeron's ReplayMerge), gap fill from the
+//! WAL, and the caches it keeps current.
+//!
+//! One stream, in seq order, each seq once:
+//!
+//! 1. The live receiver is attached first (the caller passes it open) and
+//!    whatever it receives is buffered.
+//! 2. The WAL is replayed from the start point ([`StartFrom`]) up to the
+//!    first buffered live seq; live records at or below what was already
+//!    delivered are dropped as duplicates.
+//! 3. [`Event::ReplayDone`] marks the switch, then live records follow.
+//! 4. A hole in live seq (the receiver's queue overflowed, a publisher
+//!    restarted) is filled from the WAL ([`Source::GapFill`]) before any
+//!    later record; what the WAL no longer has is an explicit
+//!    [`Event::Gap`], never silence.
+//!
+//! With no publisher running, the subscriber replays the WAL, follows its
+//! tail, and switches to live when a publisher appears.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mdbus_transport::MdReceiver;
+use mdbus_types::{BookSnapshot, InstrumentId, MdSample, RecordRef, Tick};
+use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, WalReader};
+use parking_lot::Mutex;
+
+use crate::cached::CachedHistory;
+use crate::error::{Error, Result};
+use crate::history::{History, split_feed_dir};
+use crate::l1::{L1Cache, SnapshotCheck};
+use crate::l2::{CacheLevel, L2Cache, L2Config};
+
+/// Where the subscriber's stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StartFrom {
+    /// The newest full snapshot set in the WAL (the oldest record when no
+    /// segment holds one): the smallest replay that rebuilds every book.
+    #[default]
+    RecoveryPoint,
+    /// This seq (a [`Event::Gap`] first if the WAL no longer has it).
+    Seq(u64),
+    /// The first record whose `ts_event` is at or after this (ns since
+    /// Unix epoch).
+    Time(i64),
+    /// No replay: the first live record. The WAL, if given, still fills
+    /// holes and answers history queries.
+    LiveOnly,
+}
+
+/// Where a record delivered by [`Subscriber::next_event`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Source {
+    /// Replayed from the WAL before the switch to live.
+    Replay,
+    /// Received live.
+    Live,
+    /// Read from the WAL to fill a hole in the live stream.
+    GapFill,
+}
+
+/// What [`Subscriber::next_event`] yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+// A record travels by value (376 bytes) on purpose: boxing it would cost an
+// allocation per record on the replay and live paths.
+#[allow(clippy::large_enum_variant)]
+pub enum Event {
+    /// The next record, in seq order.
+    Record {
+        /// The record.
+        sample: MdSample,
+        /// Where it came from.
+        source: Source,
+    },
+    /// Replay ended and live begins: every later record is live or a gap
+    /// fill. Yielded once, right before the first live record.
+    ReplayDone {
+        /// The last seq delivered before the switch (`None`: nothing was
+        /// replayed).
+        last_replayed_seq: Option<u64>,
+    },
+    /// Records `from..=to` were published but neither the live stream nor
+    /// the WAL has them any more (retention, corruption, no WAL). Every
+    /// book is stale until its next snapshot.
+    Gap {
+        /// First lost seq.
+        from: u64,
+        /// Last lost seq.
+        to: u64,
+    },
+}
+
+impl Event {
+    /// The record's seq, for [`Event::Record`].
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Event::Record { sample, .. } => Some(sample.header().seq),
+            _ => None,
+        }
+    }
+}
+
+/// A feed's WAL: segments in `<dir>/<feed>/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalSource {
+    /// The WAL directory.
+    pub dir: PathBuf,
+    /// The feed.
+    pub feed: String,
+}
+
+/// How a [`Subscriber`] runs. Start from `SubscriberConfig::default()` and
+/// the builder methods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriberConfig {
+    /// The feed's WAL (replay, gap fill, L3); `None`: live only, holes
+    /// become [`Event::Gap`]s.
+    pub wal: Option<WalSource>,
+    /// Where the stream starts.
+    pub start: StartFrom,
+    /// How much history L2 keeps.
+    pub l2: L2Config,
+    /// Live records buffered while the WAL is read (beyond this the
+    /// transport's own queue holds them, and then drops the oldest, which
+    /// the WAL fills in again).
+    pub live_buffer: usize,
+    /// A gap fill reads the WAL forward when it is fewer than this many
+    /// records behind, and seeks (through the sparse index) otherwise.
+    pub seek_distance: u64,
+}
+
+impl Default for SubscriberConfig {
+    fn default() -> SubscriberConfig {
+        SubscriberConfig {
+            wal: None,
+            start: StartFrom::RecoveryPoint,
+            l2: L2Config::default(),
+            live_buffer: 1 << 20,
+            seek_distance: 1 << 16,
+        }
+    }
+}
+
+impl SubscriberConfig {
+    /// Uses the WAL of `feed` in `dir`.
+    pub fn wal(mut self, dir: impl AsRef<Path>, feed: &str) -> SubscriberConfig {
+        self.wal = Some(WalSource {
+            dir: dir.as_ref().to_path_buf(),
+            feed: feed.to_string(),
+        });
+        self
+    }
+
+    /// Uses the WAL folder `<dir>/<feed>` (e.g. the iceoryx2 service
+    /// attribute `mdbus.wal_dir`, `IoxSubscriber::wal_dir()`).
+    pub fn wal_feed_dir(self, feed_dir: impl AsRef<Path>) -> Result<SubscriberConfig> {
+        let (dir, feed) = split_feed_dir(feed_dir.as_ref())?;
+        Ok(self.wal(dir, &feed))
+    }
+
+    /// Sets the start point.
+    pub fn start(mut self, start: StartFrom) -> SubscriberConfig {
+        self.start = start;
+        self
+    }
+
+    /// Sets the L2 limits.
+    pub fn l2(mut self, l2: L2Config) -> SubscriberConfig {
+        self.l2 = l2;
+        self
+    }
+
+    /// Sets [`SubscriberConfig::live_buffer`].
+    pub fn live_buffer(mut self, records: usize) -> SubscriberConfig {
+        self.live_buffer = records;
+        self
+    }
+}
+
+/// What a [`Subscriber`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriberStats {
+    /// Records delivered from the WAL before the switch to live.
+    pub replayed: u64,
+    /// Records delivered live.
+    pub live: u64,
+    /// Records delivered from the WAL to fill holes in the live stream.
+    pub gap_filled: u64,
+    /// Holes in the live stream that were filled from the WAL.
+    pub gap_fills: u64,
+    /// [`Event::Gap`]s delivered.
+    pub gaps: u64,
+    /// Records lost in those gaps.
+    pub gap_records: u64,
+    /// Live records dropped because their seq was already delivered.
+    pub duplicates: u64,
+    /// Snapshots that differed from the book kept by deltas (a bug or a
+    /// lost delta); the book was reset from the snapshot. Per instrument:
+    /// [`L1Cache::mismatches`].
+    pub mismatches: u64,
+    /// Records the caches could not apply (invalid snapshot or delta,
+    /// unknown kind).
+    pub bad_records: u64,
+    /// The seq of the last record delivered.
+    pub last_seq: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Replay,
+    Live,
+}
+
+/// Replay-merge subscriber over any live receiver: `InProcReceiver` in
+/// tests and in-process use, `IoxSubscriber` (iceoryx2) across processes.
+/// Create it, and call [`Subscriber::next_event`], in the thread that owns
+/// the receiver; read the caches from anywhere ([`Subscriber::l1`],
+/// [`Subscriber::history`]).
+#[derive(Debug)]
+pub struct Subscriber<R> {
+    receiver: R,
+    wal: Option<WalSource>,
+    reader: Option<WalReader>,
+    /// Seq of the last record the reader yielded (`None` right after a seek).
+    reader_last: Option<u64>,
+    live_buffer: usize,
+    seek_distance: u64,
+    phase: Phase,
+    /// The seq the next delivered record must carry (`None`: the first one
+    /// decides).
+    next_seq: Option<u64>,
+    last_replayed: Option<u64>,
+    /// Inside a live hole being filled from the WAL.
+    filling: bool,
+    pending: VecDeque<MdSample>,
+    stash: Option<Event>,
+    drain_tick: u32,
+    l1: Arc<L1Cache>,
+    l2: Arc<Mutex<L2Cache>>,
+    history: CachedHistory,
+    stats: SubscriberStats,
+}
+
+impl<R: MdReceiver> Subscriber<R> {
+    /// A subscriber over `receiver`, which must already be attached (so
+    /// nothing published from now on is missed), replaying `config.wal`
+    /// from `config.start`.
+    pub fn new(receiver: R, config: SubscriberConfig) -> Result<Subscriber<R>> {
+        if config.live_buffer == 0 {
+            return Err(Error::Config("live_buffer must be at least 1".into()));
+        }
+        let l3 = match &config.wal {
+            Some(w) => Some(History::open(&w.dir, &w.feed)?),
+            None => None,
+        };
+        let (reader, next_seq) = match (&config.wal, config.start) {
+            (None, StartFrom::Seq(seq)) => (None, Some(seq)),
+            (None, _) | (Some(_), StartFrom::LiveOnly) => (None, None),
+            (Some(w), start) => {
+                let (from, next_seq) = match start {
+                    StartFrom::Seq(seq) => (ReadFrom::Seq(seq), Some(seq)),
+                    StartFrom::Time(ts) => (ReadFrom::Time(ts), None),
+                    _ => (ReadFrom::RecoveryPoint, None),
+                };
+                let options = ReadOptions {
+                    from,
+                    skip_corrupt: true,
+                };
+                (Some(WalReader::open(&w.dir, &w.feed, options)?), next_seq)
+            }
+        };
+        let l2 = Arc::new(Mutex::new(L2Cache::new(config.l2)));
+        Ok(Subscriber {
+            receiver,
+            wal: config.wal,
+            reader,
+            reader_last: None,
+            live_buffer: config.live_buffer,
+            seek_distance: config.seek_distance,
+            phase: Phase::Replay,
+            next_seq,
+            last_replayed: None,
+            filling: false,
+            pending: VecDeque::new(),
+            stash: None,
+            drain_tick: 0,
+            l1: Arc::new(L1Cache::new()),
+            history: CachedHistory {
+                l2: Arc::clone(&l2),
+                l3,
+            },
+            l2,
+            stats: SubscriberStats::default(),
+        })
+    }
+
+    /// The next event, waiting up to `timeout` for one; `Ok(None)` when
+    /// nothing came (call again: a stopped publisher may come back). The
+    /// caches are updated before the event is returned.
+    pub fn next_event(&mut self, timeout: Duration) -> Result<Option<Event>> {
+        let mut deadline = None;
+        loop {
+            if let Some(event) = self.stash.take() {
+                self.account(&event);
+                return Ok(Some(event));
+            }
+            self.drain_tick = self.drain_tick.wrapping_add(1);
+            if self.pending.is_empty() || self.drain_tick.is_multiple_of(64) {
+                self.drain_live()?;
+            }
+            if let Some(event) = self.step()? {
+                self.account(&event);
+                return Ok(Some(event));
+            }
+            let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + timeout);
+            if now >= deadline {
+                return Ok(None);
+            }
+            let mut wait = deadline - now;
+            if self.phase == Phase::Replay && self.reader.is_some() {
+                // Keep following the WAL's tail while no live record came.
+                wait = wait.min(Duration::from_millis(5));
+            }
+            match self.receiver.recv_timeout(wait) {
+                Ok(Some(sample)) => self.pending.push_back(sample),
+                Ok(None) => {}
+                // No publisher right now: wait for one to (re)appear.
+                Err(mdbus_transport::Error::Disconnected) => std::thread::sleep(wait.min(Duration::from_millis(5))),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Moves what the receiver has into the live buffer.
+    fn drain_live(&mut self) -> Result<()> {
+        while self.pending.len() < self.live_buffer {
+            match self.receiver.try_recv() {
+                Ok(Some(sample)) => self.pending.push_back(sample),
+                Ok(None) | Err(mdbus_transport::Error::Disconnected) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next event the merge can produce now, without waiting.
+    fn step(&mut self) -> Result<Option<Event>> {
+        loop {
+            let Some(front) = self.pending.front() else {
+                if self.phase == Phase::Replay && self.reader.is_some() {
+                    return self.read_wal(u64::MAX);
+                }
+                return Ok(None);
+            };
+            let live_seq = front.header().seq;
+            match self.next_seq {
+                Some(n) if live_seq < n => {
+                    self.pending.pop_front();
+                    self.stats.duplicates += 1;
+                }
+                Some(n) if live_seq == n => return Ok(Some(self.take_live())),
+                None if self.reader.is_none() => return Ok(Some(self.take_live())),
+                _ => {
+                    if self.phase == Phase::Live && !self.filling {
+                        self.filling = true;
+                        self.stats.gap_fills += 1;
+                    }
+                    if let Some(event) = self.read_wal(live_seq)? {
+                        return Ok(Some(event));
+                    }
+                    // The WAL has nothing more below the live record.
+                    match self.next_seq {
+                        None => return Ok(Some(self.take_live())),
+                        Some(n) => {
+                            self.next_seq = Some(live_seq);
+                            return Ok(Some(Event::Gap {
+                                from: n,
+                                to: live_seq - 1,
+                            }));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the front live record (its seq is the next one); yields
+    /// [`Event::ReplayDone`] first at the switch.
+    fn take_live(&mut self) -> Event {
+        let sample = self.pending.pop_front().expect("a live record is buffered");
+        self.next_seq = Some(sample.header().seq + 1);
+        self.filling = false;
+        let event = Event::Record {
+            sample,
+            source: Source::Live,
+        };
+        if self.phase == Phase::Replay {
+            self.phase = Phase::Live;
+            self.stash = Some(event);
+            return Event::ReplayDone {
+                last_replayed_seq: self.last_replayed,
+            };
+        }
+        event
+    }
+
+    /// The WAL record with the next seq (below `limit`), a [`Event::Gap`]
+    /// when the WAL skips seqs, or `None` at the WAL's live end.
+    fn read_wal(&mut self, limit: u64) -> Result<Option<Event>> {
+        if !self.position_reader()? {
+            return Ok(None);
+        }
+        let source = match self.phase {
+            Phase::Replay => Source::Replay,
+            Phase::Live => Source::GapFill,
+        };
+        let reader = self.reader.as_mut().expect("positioned");
+        loop {
+            let record = match reader.next_event()? {
+                None => return Ok(None),
+                // The seq check below sees the hole a skipped range leaves.
+                Some(ReadEvent::Skipped(_)) => continue,
+                Some(ReadEvent::Record(record)) => record.record,
+            };
+            let seq = record.header().seq;
+            self.reader_last = Some(seq);
+            match self.next_seq {
+                Some(n) if seq < n => continue,
+                Some(n) if seq > n => {
+                    // The WAL lost n..seq (retention, corruption).
+                    let to = seq.min(limit) - 1;
+                    if seq < limit {
+                        self.stash = Some(Event::Record {
+                            sample: record.to_sample(),
+                            source,
+                        });
+                        self.next_seq = Some(seq + 1);
+                        if source == Source::Replay {
+                            self.last_replayed = Some(seq);
+                        }
+                    } else {
+                        self.next_seq = Some(limit);
+                    }
+                    return Ok(Some(Event::Gap { from: n, to }));
+                }
+                _ => {
+                    self.next_seq = Some(seq + 1);
+                    if source == Source::Replay {
+                        self.last_replayed = Some(seq);
+                    }
+                    return Ok(Some(Event::Record {
+                        sample: record.to_sample(),
+                        source,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The reader, positioned to yield `next_seq` soon: opened or sought
+    /// when it is missing, past it, or far behind it.
+    fn position_reader(&mut self) -> Result<bool> {
+        let Some(wal) = &self.wal else { return Ok(false) };
+        match (self.next_seq, self.reader.as_mut()) {
+            (Some(n), None) => {
+                let options = ReadOptions {
+                    from: ReadFrom::Seq(n),
+                    skip_corrupt: true,
+                };
+                self.reader = Some(WalReader::open(&wal.dir, &wal.feed, options)?);
+                self.reader_last = None;
+            }
+            (Some(n), Some(reader)) => {
+                if let Some(last) = self.reader_last
+                    && (last >= n || n - last > self.seek_distance)
+                {
+                    reader.seek_seq(n)?;
+                    self.reader_last = None;
+                }
+            }
+            (None, _) => {}
+        }
+        Ok(self.reader.is_some())
+    }
+
+    /// Updates the caches and the statistics with a delivered event.
+    fn account(&mut self, event: &Event) {
+        match event {
+            Event::Record { sample, source } => {
+                match source {
+                    Source::Replay => self.stats.replayed += 1,
+                    Source::Live => self.stats.live += 1,
+                    Source::GapFill => self.stats.gap_filled += 1,
+                }
+                self.stats.last_seq = Some(sample.header().seq);
+                let Ok(record) = sample.record() else {
+                    self.stats.bad_records += 1;
+                    return;
+                };
+                let applied = match record {
+                    RecordRef::Tick(t) => {
+                        self.l1.set_tick(t);
+                        Ok(())
+                    }
+                    RecordRef::BookSnapshot(s) => self.l1.apply_snapshot(s).map(|check| {
+                        if check == SnapshotCheck::Mismatch {
+                            self.stats.mismatches += 1;
+                        }
+                    }),
+                    RecordRef::BookDelta(d) => self.l1.apply_delta(d),
+                    RecordRef::Heartbeat(_) => Ok(()),
+                };
+                if applied.is_err() {
+                    self.stats.bad_records += 1;
+                }
+                self.l2.lock().push(record);
+            }
+            Event::Gap { from, to } => {
+                self.stats.gaps += 1;
+                self.stats.gap_records += to - from + 1;
+                self.l1.mark_all_stale();
+                self.l2.lock().reset();
+            }
+            Event::ReplayDone { .. } => {}
+        }
+    }
+
+    /// The L1 cache (latest tick and book per instrument), for any thread.
+    pub fn l1(&self) -> &Arc<L1Cache> {
+        &self.l1
+    }
+
+    /// History queries (L2 then L3), for any thread.
+    pub fn history(&self) -> CachedHistory {
+        self.history.clone()
+    }
+
+    /// The trades of `instrument` with `from <= ts_event <= to` (L2, else L3).
+    pub fn ticks(&self, instrument: &InstrumentId, from: i64, to: i64) -> Result<Vec<Tick>> {
+        self.history.ticks(instrument, from, to)
+    }
+
+    /// The book of `instrument` at `ts` (L2, else L3).
+    pub fn book_at(&self, instrument: &InstrumentId, ts: i64) -> Result<Option<BookSnapshot>> {
+        self.history.book_at(instrument, ts)
+    }
+
+    /// [`Subscriber::book_at`], and which level answered.
+    pub fn book_at_traced(&self, instrument: &InstrumentId, ts: i64) -> Result<(Option<BookSnapshot>, CacheLevel)> {
+        self.history.book_at_traced(instrument, ts)
+    }
+
+    /// What the subscriber did so far.
+    pub fn stats(&self) -> SubscriberStats {
+        self.stats
+    }
+
+    /// Whether the switch to live happened.
+    pub fn is_live(&self) -> bool {
+        self.phase == Phase::Live
+    }
+
+    /// The seq the next record will carry, once known.
+    pub fn next_seq(&self) -> Option<u64> {
+        self.next_seq
+    }
+
+    /// The live receiver (e.g. for its `dropped()` count).
+    pub fn receiver(&self) -> &R {
+        &self.receiver
+    }
+
+    /// The live receiver, mutable.
+    pub fn receiver_mut(&mut self) -> &mut R {
+        &mut self.receiver
+    }
+}

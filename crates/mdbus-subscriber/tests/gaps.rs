@@ -1,0 +1,182 @@
+//! Gap fill: a slow subscriber whose queue overflows gets every seq once,
+//! the holes read from the WAL; what retention deleted is an explicit Gap.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{WATCHDOG, assert_dense, events_until, publish, publisher, seqs};
+use mdbus_publisher::SyntheticFeed;
+use mdbus_subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig};
+use mdbus_transport::{InProcBus, MdReceiver};
+use mdbus_wal::{RetentionPolicy, apply_retention, inspect};
+
+#[test]
+fn slow_subscriber_with_overflow_gets_every_seq_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(16);
+    let receiver = bus.subscribe();
+    let publisher_thread = {
+        let (dir, bus) = (dir.path().to_path_buf(), bus.clone());
+        std::thread::spawn(move || {
+            let mut p = publisher(&dir, "slow", &bus, 256 << 10);
+            let mut feed = SyntheticFeed::new(6, 9).unwrap();
+            publish(&mut p, &mut feed, 20_000);
+            p.flush().unwrap();
+            let books: Vec<_> = feed
+                .instruments()
+                .map(|id| (id, p.book(&id).unwrap().to_snapshot()))
+                .collect();
+            (p.next_seq() - 1, books)
+        })
+    };
+    let mut subscriber = Subscriber::new(
+        receiver,
+        SubscriberConfig::default()
+            .wal(dir.path(), "slow")
+            .start(StartFrom::LiveOnly)
+            .live_buffer(8),
+    )
+    .unwrap();
+    let deadline = Instant::now() + WATCHDOG;
+    let mut events = Vec::new();
+    while !publisher_thread.is_finished() {
+        assert!(Instant::now() < deadline, "watchdog");
+        if let Some(event) = subscriber.next_event(Duration::from_millis(10)).unwrap() {
+            events.push(event);
+        }
+        if events.len().is_multiple_of(50) {
+            std::thread::sleep(Duration::from_millis(1)); // slow reader
+        }
+    }
+    let (last, books) = publisher_thread.join().unwrap();
+    events.extend(events_until(&mut subscriber, last, |_| {}));
+    let seqs = seqs(&events);
+    assert_dense(&seqs, seqs[0], last);
+    let stats = subscriber.stats();
+    assert!(subscriber.receiver().dropped() > 0, "the queue overflowed");
+    assert!(stats.gap_fills > 0 && stats.gap_filled > 0, "{stats:?}");
+    assert_eq!((stats.gaps, stats.mismatches), (0, 0), "{stats:?}");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Record {
+            source: Source::GapFill,
+            ..
+        }
+    )));
+    for (id, book) in books {
+        assert_eq!(subscriber.l1().book(&id), Some(book), "{id}");
+    }
+}
+
+#[test]
+fn retention_removed_the_needed_segment_gives_an_explicit_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(16);
+    let mut feed = SyntheticFeed::new(4, 2).unwrap();
+    let mut p = publisher(dir.path(), "ret", &bus, 64 << 10);
+    publish(&mut p, &mut feed, 50);
+
+    // A live subscriber takes the first records...
+    let receiver = bus.subscribe();
+    let mut live = Subscriber::new(
+        receiver,
+        SubscriberConfig::default()
+            .wal(dir.path(), "ret")
+            .start(StartFrom::LiveOnly),
+    )
+    .unwrap();
+    publish(&mut p, &mut feed, 5);
+    let first_live = p.next_seq() - 1;
+    let mut events = events_until(&mut live, first_live, |_| {});
+    let resume = live.next_seq().unwrap();
+    // ...then falls far behind (its queue keeps the newest 16), and
+    // retention deletes the segments it needs.
+    publish(&mut p, &mut feed, 5_000);
+    p.flush().unwrap();
+    assert!(inspect(dir.path(), "ret").unwrap().len() > 3);
+    let report = apply_retention(
+        dir.path(),
+        "ret",
+        &RetentionPolicy {
+            max_bytes: Some(1),
+            max_age: None,
+        },
+    )
+    .unwrap();
+    assert!(!report.deleted.is_empty());
+    let oldest = inspect(dir.path(), "ret").unwrap()[0].first_seq;
+    assert!(oldest > resume);
+    let last = p.next_seq() - 1;
+    events.extend(events_until(&mut live, last, |_| {}));
+    let gaps: Vec<_> = events.iter().filter(|e| matches!(e, Event::Gap { .. })).collect();
+    assert_eq!(
+        gaps,
+        [&Event::Gap {
+            from: resume,
+            to: oldest - 1
+        }]
+    );
+    let after: Vec<u64> = events
+        .iter()
+        .skip_while(|e| !matches!(e, Event::Gap { .. }))
+        .filter_map(Event::seq)
+        .collect();
+    assert_dense(&after, oldest, last);
+    let stats = live.stats();
+    assert_eq!((stats.gaps, stats.gap_records), (1, oldest - resume), "{stats:?}");
+    // Books were stale after the gap and repaired by the snapshot set of
+    // the oldest kept segment; not counted as mismatches.
+    assert_eq!(stats.mismatches, 0);
+    for id in feed.instruments() {
+        assert!(!live.l1().is_stale(&id), "{id}");
+        assert_eq!(live.l1().book(&id), p.book(&id).map(|b| b.to_snapshot()), "{id}");
+    }
+
+    // A replay from seq 1 starts with the same kind of explicit gap.
+    let mut replay = Subscriber::new(
+        bus.subscribe(),
+        SubscriberConfig::default()
+            .wal(dir.path(), "ret")
+            .start(StartFrom::Seq(1)),
+    )
+    .unwrap();
+    let first = replay.next_event(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        first,
+        Some(Event::Gap {
+            from: 1,
+            to: oldest - 1
+        })
+    );
+    let next = replay.next_event(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(next.seq(), Some(oldest));
+}
+
+#[test]
+fn without_a_wal_a_hole_is_a_gap_and_the_book_waits_for_a_snapshot() {
+    let bus = InProcBus::new(4);
+    let receiver = bus.subscribe();
+    let mut p = mdbus_publisher::FeedPublisher::open(mdbus_publisher::FeedConfig::new("nowal"), bus.sender()).unwrap();
+    let mut feed = SyntheticFeed::new(1, 4).unwrap();
+    let mut subscriber = Subscriber::new(receiver, SubscriberConfig::default().start(StartFrom::LiveOnly)).unwrap();
+    publish(&mut p, &mut feed, 3);
+    let seen = p.next_seq() - 1;
+    events_until(&mut subscriber, seen, |_| {});
+    publish(&mut p, &mut feed, 100); // overflows the 4-slot queue
+    let id = feed.instruments().next().unwrap();
+    let event = subscriber.next_event(Duration::from_secs(5)).unwrap().unwrap();
+    assert!(
+        matches!(event, Event::Gap { from, .. } if from == seen + 1),
+        "{event:?}"
+    );
+    assert!(subscriber.l1().is_stale(&id));
+    // Drain, then a snapshot repairs the book without counting a mismatch.
+    while subscriber.next_event(Duration::from_millis(20)).unwrap().is_some() {}
+    p.publish_snapshot_set().unwrap();
+    let last = p.next_seq() - 1;
+    events_until(&mut subscriber, last, |_| {});
+    assert!(!subscriber.l1().is_stale(&id));
+    assert_eq!(subscriber.stats().mismatches, 0);
+    assert_eq!(subscriber.l1().book(&id), p.book(&id).map(|b| b.to_snapshot()));
+}
