@@ -11,7 +11,6 @@
 //! All shared words are accessed through `AtomicU64`/`AtomicU32` (a racing
 //! plain `memcpy` would be undefined behaviour in Rust).
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
@@ -19,6 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use bytemuck::Pod;
 use mdbus_types::{BookSnapshot, InstrumentId, Kind, Record, Tick, clock};
 use memmap2::{Mmap, MmapMut};
+use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result, validate_feed_name};
 
@@ -368,7 +368,7 @@ pub struct BoardWriter {
     _map: MmapMut,
     words: Words,
     layout: Layout,
-    slots: HashMap<InstrumentId, u32>,
+    slots: FxHashMap<InstrumentId, u32>,
     epoch: u64,
     repaired: usize,
 }
@@ -448,7 +448,7 @@ impl BoardWriter {
             words,
             _map: map,
             layout,
-            slots: HashMap::new(),
+            slots: FxHashMap::default(),
             epoch: status.epoch + 1,
             repaired: 0,
         };
