@@ -221,9 +221,11 @@ fn subscribe(
                 }
                 Err(_) => false,
             },
+            // A delta of an instrument whose snapshot was lost waits for
+            // the next snapshot (not an error); a stale book skips deltas.
             Ok(RecordRef::BookDelta(d)) => cache
                 .get_mut(&d.instrument)
-                .is_some_and(|mut e| e.stale || e.book.apply_delta(d).is_ok()),
+                .is_none_or(|mut e| e.stale || e.book.apply_delta(d).is_ok()),
             Ok(RecordRef::Tick(t)) => {
                 if let Some(mut e) = cache.get_mut(&t.instrument) {
                     e.tick = Some(*t);
