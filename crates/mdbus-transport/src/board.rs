@@ -181,6 +181,10 @@ impl Words {
         let copy_len = size_of::<R>();
         let s = seq.load(Ordering::Relaxed);
         debug_assert!(s.is_multiple_of(2), "a cell is even between updates (fixed on open)");
+        // SYNC: the previous update's copy-1 stores happen before `seq`
+        // turns odd; pairs with the Acquire load of `seq` in `latch_read`
+        // (a reader that sees the odd `seq` reads a complete copy 1).
+        fence(Ordering::Release);
         seq.store(s + 1, Ordering::Relaxed);
         // SYNC: this fence orders the odd `seq` before the copy-0 stores;
         // pairs with the Acquire fence in `latch_read` (a reader that saw
@@ -217,17 +221,28 @@ impl Words {
         }
     }
 
-    /// After a writer died mid-update (`seq` odd, copy 0 maybe torn), make
-    /// both copies the last complete value (copy 1) and `seq` even.
+    /// After a writer died mid-update, make both copies the last complete
+    /// value: with `seq` odd it died writing copy 0 (copy 1 is complete);
+    /// with `seq` even it may have died writing copy 1 (copy 0 is
+    /// complete). Readers are never exposed to the copy being repaired.
+    /// Returns whether a copy was rewritten.
     fn latch_repair<R: Pod, const W: usize>(&self, cell: usize) -> bool {
         let seq = self.u64(cell);
         let s = seq.load(Ordering::Relaxed);
-        if s.is_multiple_of(2) {
-            return false;
-        }
         let copy_len = size_of::<R>();
-        let complete: R = self.read_record::<R, W>(cell + 8 + copy_len);
-        self.write_record(cell + 8, &complete);
+        let (copy0, copy1) = (cell + 8, cell + 8 + copy_len);
+        if s.is_multiple_of(2) {
+            // Readers read copy 0 while `seq` is even: copy 1 may be fixed.
+            let complete: R = self.read_record::<R, W>(copy0);
+            let other: R = self.read_record::<R, W>(copy1);
+            if bytemuck::bytes_of(&complete) == bytemuck::bytes_of(&other) {
+                return false;
+            }
+            self.write_record(copy1, &complete);
+            return true;
+        }
+        let complete: R = self.read_record::<R, W>(copy1);
+        self.write_record(copy0, &complete);
         // SYNC: copy 0 repaired before `seq` turns even; pairs with the
         // Acquire load of `seq` in `latch_read`.
         fence(Ordering::Release);
@@ -408,7 +423,10 @@ impl BoardWriter {
             Err(TryLockError::Error(e)) => return Err(io_err(&path)(e)),
         }
         let len = file.metadata().map_err(io_err(&path))?.len() as usize;
-        let fresh = len == 0;
+        // Empty, or sized but without its magic yet (a writer died between
+        // sizing the file and writing the header): start it afresh. We hold
+        // the lock, and no reader accepts a file without the magic.
+        let fresh = len == 0 || !has_magic(&file);
         if fresh {
             file.set_len(Layout::new(capacity).file_len as u64)
                 .map_err(io_err(&path))?;
@@ -525,9 +543,18 @@ impl BoardWriter {
             return Err(full());
         }
         let free = match probe(&self.words, &self.layout, id) {
-            Ok(slot) => {
+            Ok(slot) if (slot as usize) < self.layout.capacity => {
                 self.slots.insert(*id, slot);
                 return Ok(self.layout.slot(slot as usize));
+            }
+            Ok(slot) => {
+                return Err(board_err(
+                    &self.path,
+                    format!(
+                        "index entry of {id} points at slot {slot}, beyond the capacity {}",
+                        self.layout.capacity
+                    ),
+                ));
             }
             Err(Some(free)) => free,
             Err(None) => return Err(full()),
@@ -573,6 +600,12 @@ impl BoardWriter {
             .u64(H_HEARTBEAT)
             .store(clock::now_ns() as u64, Ordering::Relaxed);
     }
+}
+
+fn has_magic(file: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 8];
+    file.read_exact_at(&mut magic, 0).is_ok() && magic == BOARD_MAGIC
 }
 
 fn read_pid(path: &Path) -> Option<u32> {
@@ -801,6 +834,43 @@ mod tests {
         assert_eq!(reader.tick(&id).unwrap(), tick("X", 10));
         w.update_tick(&tick("X", 11)).unwrap();
         assert_eq!(reader.tick(&id).unwrap(), tick("X", 11));
+    }
+
+    #[test]
+    fn a_copy_1_torn_by_a_dead_writer_is_repaired_before_readers_can_see_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = InstrumentId::new("Y").unwrap();
+        {
+            let mut w = BoardWriter::open(dir.path(), "even", 4).unwrap();
+            w.update_tick(&tick("Y", 20)).unwrap();
+            // Simulate death after `seq` turned even, while writing copy 1.
+            let cell = w.slot_for(&id).unwrap() + TICK_CELL;
+            w.words.write_bytes(cell + 8 + 104, &[0xCD; 104]);
+        }
+        let reader = BoardReader::open(dir.path(), "even").unwrap();
+        assert_eq!(reader.tick(&id).unwrap(), tick("Y", 20), "even seq: readers use copy 0");
+        let mut w = BoardWriter::open(dir.path(), "even", 4).unwrap();
+        assert_eq!(w.repaired_cells(), 1);
+        // The next update makes `seq` odd: readers then use copy 1, which
+        // must be the last complete value, not the torn bytes.
+        let cell = w.slot_for(&id).unwrap() + TICK_CELL;
+        let seq = w.words.u64(cell);
+        seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        assert_eq!(reader.tick(&id).unwrap(), tick("Y", 20));
+        seq.store(seq.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+        w.update_tick(&tick("Y", 21)).unwrap();
+        assert_eq!(reader.tick(&id).unwrap(), tick("Y", 21));
+    }
+
+    #[test]
+    fn a_board_sized_but_never_initialized_is_started_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(board_path(dir.path(), "unborn"), vec![0u8; 8192]).unwrap();
+        let mut w = BoardWriter::open(dir.path(), "unborn", 8).unwrap();
+        w.update_tick(&tick("Z", 1)).unwrap();
+        let reader = BoardReader::open(dir.path(), "unborn").unwrap();
+        assert_eq!(reader.status().capacity, 8);
+        assert_eq!(reader.tick(&InstrumentId::new("Z").unwrap()).unwrap(), tick("Z", 1));
     }
 
     #[test]
