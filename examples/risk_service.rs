@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::thread::sleep(Duration::from_secs(1));
         }
         let status = board.status();
-        let age_ms = (clock::now_ns() - status.heartbeat_ns) / 1_000_000;
+        let age_ms = clock::now_ns().saturating_sub(status.heartbeat_ns) / 1_000_000;
         let state = if age_ms > 500 { "STALE" } else { "live" };
         println!(
             "board {feed}: {state} (heartbeat {age_ms} ms ago, writer pid {}, epoch {}), last seq {}, {} instruments",

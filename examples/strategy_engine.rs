@@ -85,11 +85,16 @@ mod engine {
         while start.elapsed() < Duration::from_secs_f64(seconds) {
             let sample = match subscriber.recv_timeout(Duration::from_millis(50)) {
                 Ok(Some(sample)) => sample,
-                Ok(None) | Err(mdbus::transport::Error::Disconnected) => continue,
+                Ok(None) => continue,
+                // No publisher attached (yet, or any more): pause, then retry.
+                Err(mdbus::transport::Error::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             };
             let header = *sample.header();
-            latency.record((clock::now_ns() - header.ts_publish).max(0) as u64)?;
+            latency.record(clock::now_ns().saturating_sub(header.ts_publish).max(0) as u64)?;
             records += 1;
             if last_seq != 0 && header.seq > last_seq + 1 {
                 holes += header.seq - last_seq - 1;

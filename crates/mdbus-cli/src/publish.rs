@@ -81,8 +81,11 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
             Sync::Always => SyncPolicy::Always,
         });
     config.board_dir = (!args.no_board).then(|| args.board_dir.clone());
-    match crate::transport::publisher_sender(&args.feed, &args.wal) {
-        Ok(sender) => publish(args, config, sender),
+    // The WAL's writer lock is taken before the transport is created: a
+    // second publisher of a running feed is refused without disturbing it.
+    let (feed, wal) = (args.feed.clone(), args.wal.clone());
+    match FeedPublisher::open_with(config, || crate::transport::publisher_sender(&feed, &wal)) {
+        Ok(publisher) => publish(args, publisher),
         Err(e) => {
             eprintln!("mdbus publish: {e}");
             ExitCode::FAILURE
@@ -90,19 +93,12 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
     }
 }
 
-fn publish<S: MdSender>(args: &PublishArgs, config: FeedConfig, sender: S) -> ExitCode {
+fn publish<S: MdSender>(args: &PublishArgs, mut publisher: FeedPublisher<S>) -> ExitCode {
     let mut feed = match SyntheticFeed::new(args.instruments as usize, args.seed) {
         Ok(feed) => feed,
         Err(e) => {
             eprintln!("mdbus publish: {e}");
             return ExitCode::from(2);
-        }
-    };
-    let mut publisher = match FeedPublisher::open(config, sender) {
-        Ok(publisher) => publisher,
-        Err(e) => {
-            eprintln!("mdbus publish: {e}");
-            return ExitCode::FAILURE;
         }
     };
     if let Some(report) = publisher.recovery_report()

@@ -92,7 +92,7 @@ pub(crate) fn run(args: &SnapshotArgs) -> ExitCode {
     };
     if !args.json {
         let status = reader.status();
-        let age_ms = (clock::now_ns() - status.heartbeat_ns) / 1_000_000;
+        let age_ms = clock::now_ns().saturating_sub(status.heartbeat_ns) / 1_000_000;
         println!(
             "board {} feed {} epoch {} writer pid {} last seq {} heartbeat {} ms ago, {} of {} instruments",
             reader.path().display(),

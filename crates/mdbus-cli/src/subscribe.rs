@@ -187,7 +187,12 @@ mod imp {
         while (args.count == 0 || records < args.count) && duration.is_none_or(|d| start.elapsed() < d) {
             let sample = match subscriber.recv_timeout(Duration::from_millis(100)) {
                 Ok(Some(sample)) => sample,
-                Ok(None) | Err(mdbus_transport::Error::Disconnected) => continue,
+                Ok(None) => continue,
+                // No publisher attached: it returns at once, so pause.
+                Err(mdbus_transport::Error::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
                 Err(e) => {
                     let _ = out.flush();
                     eprintln!("mdbus subscribe: {e}");
@@ -196,7 +201,7 @@ mod imp {
             };
             let now = clock::now_ns();
             let h = *sample.header();
-            let lat = (now - h.ts_publish).max(0) as u64;
+            let lat = now.saturating_sub(h.ts_publish).max(0) as u64;
             let _ = latency.record(lat);
             if last_seq != 0 && h.seq > last_seq + 1 {
                 holes += h.seq - last_seq - 1;
@@ -261,14 +266,16 @@ mod imp {
             match subscriber.recv_timeout(Duration::from_millis(20)) {
                 Ok(Some(sample)) => {
                     let h = sample.header();
-                    let _ = latency.record((clock::now_ns() - h.ts_publish).max(0) as u64);
+                    let _ = latency.record(clock::now_ns().saturating_sub(h.ts_publish).max(0) as u64);
                     if last_seq != 0 && h.seq > last_seq + 1 {
                         holes += h.seq - last_seq - 1;
                     }
                     last_seq = h.seq;
                     records += 1;
                 }
-                Ok(None) | Err(mdbus_transport::Error::Disconnected) => {}
+                Ok(None) => {}
+                // No publisher attached: it returns at once, so pause.
+                Err(mdbus_transport::Error::Disconnected) => std::thread::sleep(Duration::from_millis(10)),
                 Err(e) => {
                     eprintln!("mdbus stats: {e}");
                     return ExitCode::FAILURE;

@@ -26,7 +26,7 @@ use mdbus_types::{
     Book, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample, RecordHeader, RecordRef, Side,
     Tick, clock, validate_snapshot,
 };
-use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, RecoveryReport, Wal, WalOptions, WalReader};
+use mdbus_wal::{AppendOutcome, ReadEvent, ReadFrom, ReadOptions, RecoveryReport, Wal, WalOptions, WalReader};
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
@@ -114,6 +114,15 @@ impl InstrumentState {
     }
 }
 
+/// WAL bytes of `records` as frames (8-byte frame header, 8-aligned).
+fn frame_bytes(records: &[MdSample]) -> Result<usize> {
+    let mut bytes = 0;
+    for sample in records {
+        bytes += mdbus_wal::FRAME_HEADER_LEN + sample.record_bytes()?.len().next_multiple_of(8);
+    }
+    Ok(bytes)
+}
+
 fn depth(snapshot: &BookSnapshot) -> i64 {
     snapshot
         .bid_levels()
@@ -150,6 +159,17 @@ impl<S: MdSender> FeedPublisher<S> {
     /// the board; `seq` continues after the last valid record. A fresh or
     /// new live segment starts with a snapshot set.
     pub fn open(config: FeedConfig, sender: S) -> Result<FeedPublisher<S>> {
+        FeedPublisher::open_with(config, || Ok::<S, Error>(sender))
+    }
+
+    /// Like [`FeedPublisher::open`], but creates the transport only once
+    /// the WAL's writer lock is held, so a second publisher of the same
+    /// feed is refused before it touches the transport (an iceoryx2
+    /// publisher would announce itself to the subscribers on creation).
+    pub fn open_with<E>(config: FeedConfig, make_sender: impl FnOnce() -> std::result::Result<S, E>) -> Result<Self>
+    where
+        Error: From<E>,
+    {
         mdbus_transport::validate_feed_name(&config.feed)?;
         if config.snapshot_threshold.is_nan() || config.snapshot_threshold <= 0.0 {
             return Err(Error::Config(format!(
@@ -157,34 +177,40 @@ impl<S: MdSender> FeedPublisher<S> {
                 config.snapshot_threshold
             )));
         }
+        let wal = match &config.wal_dir {
+            Some(dir) => Some(Wal::open(dir, &config.feed, config.wal.clone())?),
+            None => None,
+        };
+        let sender = make_sender()?;
         let now = Instant::now();
         let mut publisher = FeedPublisher {
             sender,
-            wal: None,
+            next_seq: wal.as_ref().map_or(1, Wal::next_seq),
+            recovery: wal.as_ref().map(|w| w.recovery_report().clone()),
+            wal,
             board: None,
-            next_seq: 1,
             instruments: FxHashMap::default(),
             order: Vec::new(),
             sweep_cursor: 0,
             last_send: now,
             last_board_heartbeat: now,
             stats: FeedStats::default(),
-            recovery: None,
             scratch: Vec::new(),
             config,
         };
         if let Some(dir) = publisher.config.wal_dir.clone() {
-            let wal = Wal::open(&dir, &publisher.config.feed, publisher.config.wal.clone())?;
-            publisher.next_seq = wal.next_seq();
-            publisher.recovery = Some(wal.recovery_report().clone());
-            let live_is_empty = wal.append_offset() == mdbus_wal::HEADER_LEN as u64;
-            publisher.wal = Some(wal);
             // Rebuild the view from the WAL (a reader never needs the lock).
             publisher.recover_state(&dir)?;
             if let Some(dir) = publisher.config.board_dir.clone() {
                 publisher.open_board(&dir)?;
             }
-            if live_is_empty {
+            // The live segment must hold a full snapshot set: it is new, or
+            // the previous writer died before finishing the set.
+            let live = publisher.wal.as_ref().map(|w| w.segment_path().to_path_buf());
+            let point = mdbus_wal::recovery_point(&dir, &publisher.config.feed)?;
+            if point.map(|p| p.path.file_name().map(ToOwned::to_owned))
+                != live.map(|l| l.file_name().map(ToOwned::to_owned))
+            {
                 publisher.publish_snapshot_set()?;
             }
         } else if let Some(dir) = publisher.config.board_dir.clone() {
@@ -345,26 +371,28 @@ impl<S: MdSender> FeedPublisher<S> {
         Ok(range)
     }
 
-    /// Sequences, logs and sends `batch` (already checked). With
-    /// `may_roll`, a full WAL segment is rolled before the record that
-    /// does not fit, and the new segment starts with the snapshot set.
+    /// Sequences, logs and sends `batch` (already checked) as one send
+    /// batch. With `may_roll`, a batch that does not fit in the live WAL
+    /// segment starts a new segment, which begins with the snapshot set; if
+    /// a batch is larger than a whole segment and the WAL rolled inside it,
+    /// the set follows the batch in the new segment.
     fn send_batch(&mut self, batch: &mut [MdSample], may_roll: bool) -> Result<RangeInclusive<u64>> {
         let first = self.next_seq;
         let Some(last_index) = batch.len().checked_sub(1) else {
             return Ok(first..=first - 1);
         };
-        let now = Instant::now();
-        for (i, sample) in batch.iter_mut().enumerate() {
-            let len = sample.record_bytes()?.len();
-            if may_roll && self.wal.as_ref().is_some_and(|w| w.needs_roll(len)) {
-                // The new segment starts with the snapshot set.
-                self.wal.as_mut().expect("checked").roll()?;
-                self.sender.end_batch()?;
-                self.write_snapshot_set()?;
+        if may_roll && let Some(wal) = &self.wal {
+            let bytes = frame_bytes(batch)?;
+            if wal.needs_roll(bytes - mdbus_wal::FRAME_HEADER_LEN) {
+                self.roll_with_snapshot_set()?;
             }
+        }
+        let now = Instant::now();
+        let mut rolled_inside = false;
+        for (i, sample) in batch.iter_mut().enumerate() {
             stamp(sample, self.next_seq, i == last_index);
             if let Some(wal) = &mut self.wal {
-                wal.append(sample)?;
+                rolled_inside |= matches!(wal.append(sample)?, AppendOutcome::NewSegment { .. });
             }
             self.sender.send(sample)?;
             self.next_seq += 1;
@@ -374,7 +402,28 @@ impl<S: MdSender> FeedPublisher<S> {
         self.sender.end_batch()?;
         self.stats.batches += 1;
         self.last_send = now;
+        if rolled_inside {
+            if !may_roll {
+                return Err(Error::Config(format!(
+                    "a snapshot set of {} records does not fit in a WAL segment of {} bytes",
+                    batch.len(),
+                    self.config.wal.segment_bytes
+                )));
+            }
+            self.write_snapshot_set()?;
+        }
         Ok(first..=self.next_seq - 1)
+    }
+
+    fn roll_with_snapshot_set(&mut self) -> Result<()> {
+        if let Some(wal) = &mut self.wal {
+            wal.roll()?;
+        }
+        if let Some(board) = &mut self.board {
+            // A roll may have prepared the segment in this thread.
+            board.heartbeat();
+        }
+        self.write_snapshot_set()
     }
 
     /// Writes the current tick and book of every instrument changed since
@@ -448,7 +497,26 @@ impl<S: MdSender> FeedPublisher<S> {
         let mut heartbeat = RecordHeader::new(Kind::Heartbeat, clock::now_ns());
         heartbeat.flags = FLAG_RECOVERY_SNAPSHOT;
         set.push(Heartbeat { header: heartbeat }.into());
-        // The set must not roll the segment itself (it would split).
+        // The set must not be split across segments: it goes where it fits
+        // whole, and a segment that cannot hold it at all is an error.
+        if let Some(wal) = &mut self.wal {
+            let bytes = frame_bytes(&set)?;
+            let room = self
+                .config
+                .wal
+                .segment_bytes
+                .saturating_sub(mdbus_wal::HEADER_LEN as u64);
+            if bytes as u64 > room {
+                return Err(Error::Config(format!(
+                    "the snapshot set of {} instruments takes {bytes} bytes: more than a WAL segment of {} bytes holds",
+                    self.order.len(),
+                    self.config.wal.segment_bytes
+                )));
+            }
+            if wal.needs_roll(bytes - mdbus_wal::FRAME_HEADER_LEN) {
+                wal.roll()?;
+            }
+        }
         self.send_batch(&mut set, false)?;
         self.stats.snapshot_sets += 1;
         self.flush_board()
@@ -458,10 +526,7 @@ impl<S: MdSender> FeedPublisher<S> {
     /// request; rolls happen by themselves when a segment is full). Without
     /// a WAL, publishes the snapshot set alone.
     pub fn publish_snapshot_set(&mut self) -> Result<()> {
-        if let Some(wal) = &mut self.wal {
-            wal.roll()?;
-        }
-        self.write_snapshot_set()
+        self.roll_with_snapshot_set()
     }
 
     /// Call regularly from the publishing loop: sends a heartbeat when the

@@ -222,3 +222,76 @@ fn replay_from_the_recovery_point_rebuilds_the_final_books() {
     assert!(tail.len() < sent.len(), "recovery reads one segment, not the history");
     assert_eq!(l1(&tail), l1(&sent));
 }
+
+#[test]
+fn a_live_segment_without_a_full_snapshot_set_gets_one_on_open() {
+    use mdbus_types::{FLAG_RECOVERY_SNAPSHOT, Heartbeat, Kind, RecordHeader};
+    let dir = tempfile::tempdir().unwrap();
+    // A writer that died before finishing its set: records, no closing
+    // RECOVERY_SNAPSHOT heartbeat.
+    {
+        let mut wal = mdbus_wal::Wal::open(
+            dir.path().join("wal"),
+            "noset",
+            WalOptions::default().segment_bytes(65536),
+        )
+        .unwrap();
+        let mut feed = SyntheticFeed::new(2, 4).unwrap();
+        let mut out = Vec::new();
+        feed.next_event(1, &mut out);
+        for mut sample in out {
+            sample.header_mut().seq = wal.next_seq();
+            sample.header_mut().flags = FLAG_RECOVERY_SNAPSHOT;
+            wal.append(&sample).unwrap();
+        }
+        let mut hb = MdSample::from(Heartbeat {
+            header: RecordHeader::new(Kind::Heartbeat, 2),
+        });
+        hb.header_mut().seq = wal.next_seq();
+        wal.append(&hb).unwrap();
+    }
+    assert!(
+        mdbus_wal::recovery_point(dir.path().join("wal"), "noset")
+            .unwrap()
+            .is_none()
+    );
+    let bus = InProcBus::new(1024);
+    let publisher = FeedPublisher::open(config(dir.path(), "noset"), bus.sender()).unwrap();
+    assert_eq!(publisher.stats().snapshot_sets, 1);
+    let point = mdbus_wal::recovery_point(dir.path().join("wal"), "noset")
+        .unwrap()
+        .expect("a full set now");
+    assert!(
+        point.start_seq() > 2,
+        "the set follows the old records: {}",
+        point.start_seq()
+    );
+    assert_eq!(
+        publisher
+            .book(&InstrumentId::new("IF2501").unwrap())
+            .map(|b| b.bids().len()),
+        Some(10)
+    );
+}
+
+#[test]
+fn a_segment_too_small_for_the_snapshot_set_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(1 << 16);
+    let mut cfg = config(dir.path(), "tiny");
+    cfg.wal = WalOptions::default().segment_bytes(1024);
+    let mut publisher = FeedPublisher::open(cfg, bus.sender()).unwrap();
+    let mut feed = SyntheticFeed::new(8, 2).unwrap();
+    let mut batch = Vec::new();
+    let mut err = None;
+    for i in 0..200 {
+        batch.clear();
+        feed.next_event(i, &mut batch);
+        if let Err(e) = publisher.publish_batch(&mut batch) {
+            err = Some(e.to_string());
+            break;
+        }
+    }
+    let err = err.expect("8 snapshots do not fit in 1 KiB segments");
+    assert!(err.contains("snapshot set") && err.contains("1024"), "{err}");
+}
