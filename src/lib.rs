@@ -7,6 +7,8 @@
 //! - [`wal`]: the segmented memory-mapped write-ahead log;
 //! - [`publisher`]: the feed publisher (WAL, transport, board, snapshot
 //!   policy) and the synthetic feed;
+//! - [`subscriber`]: replay-merge into the live stream, gap fill, L1/L2/L3
+//!   caches and history queries;
 //! - [`cli`]: the `mdbus` command line.
 //!
 //! # Feature flags
@@ -15,6 +17,7 @@
 
 pub use mdbus_cli as cli;
 pub use mdbus_publisher as publisher;
+pub use mdbus_subscriber as subscriber;
 pub use mdbus_transport as transport;
 pub use mdbus_types as types;
 pub use mdbus_wal as wal;

@@ -277,3 +277,133 @@ fn publish_verify_inspect_replay_round_trip() {
             .any(|r| r["seq"].as_u64() == Some(book_seq) && r["instrument"] == "IF2501")
     );
 }
+
+#[test]
+fn history_and_book_at_match_a_reference_from_the_full_replay() {
+    use mdbus::types::{Book, InstrumentId, RecordRef};
+    let dir = tempfile::tempdir().unwrap();
+    let out = mdbus()
+        .args([
+            "publish",
+            "--feed",
+            "hist",
+            "--synthetic",
+            "--instruments",
+            "3",
+            "--rate",
+            "20000",
+        ])
+        .args(["--duration", "1", "--no-board", "--segment-bytes", "262144", "--wal"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = mdbus()
+        .args(["replay", "--feed", "hist", "--wal"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let all = json_lines(&out.stdout);
+    let samples: Vec<_> = all
+        .iter()
+        .map(|v| mdbus::types::json::sample_from_json(&v.to_string()).unwrap())
+        .collect();
+    let (t0, t1) = (
+        samples[samples.len() / 4].header().ts_event,
+        samples[samples.len() / 2].header().ts_event,
+    );
+    let id = InstrumentId::new("IF2501").unwrap();
+    // Reference: trades of IF2501 with ts_event in [t0, t1] (snapshot-set
+    // copies of a tick are not trades), and the book after the last record
+    // with ts_event <= t1.
+    let want_ticks: Vec<&Value> = all
+        .iter()
+        .filter(|v| v["kind"] == "tick" && v["instrument"] == "IF2501")
+        .filter(|v| v["flags"].as_u64().unwrap() & 2 == 0)
+        .filter(|v| (t0..=t1).contains(&v["ts_event"].as_i64().unwrap()))
+        .collect();
+    let mut book = Book::new(id);
+    for s in samples.iter().take_while(|s| s.header().ts_event <= t1) {
+        match s.record().unwrap() {
+            RecordRef::BookSnapshot(b) if b.instrument == id => book.apply_snapshot(b).unwrap(),
+            RecordRef::BookDelta(d) if d.instrument == id => {
+                book.apply_delta(d).unwrap();
+            }
+            _ => {}
+        }
+    }
+    let out = mdbus()
+        .args([
+            "history",
+            "--feed",
+            "hist",
+            "--instrument",
+            "IF2501",
+            "--from",
+            &t0.to_string(),
+        ])
+        .args(["--to", &t1.to_string(), "--wal"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got = json_lines(&out.stdout);
+    assert!(!want_ticks.is_empty());
+    assert_eq!(got.iter().collect::<Vec<_>>(), want_ticks);
+    let out = mdbus()
+        .args([
+            "book-at",
+            "--feed",
+            "hist",
+            "--instrument",
+            "IF2501",
+            "--json",
+            "--at",
+            &t1.to_string(),
+            "--wal",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let snap = book.to_snapshot();
+    let want: Value =
+        serde_json::from_str(&mdbus::types::json::record_to_json(RecordRef::BookSnapshot(&snap))).unwrap();
+    assert_eq!(got["bids"], want["bids"]);
+    assert_eq!(got["asks"], want["asks"]);
+    // Bad input: an unknown time format and an over-long symbol.
+    let out = mdbus()
+        .args([
+            "history",
+            "--feed",
+            "hist",
+            "--instrument",
+            "IF2501",
+            "--from",
+            "soon",
+            "--to",
+            "1",
+            "--wal",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = mdbus()
+        .args([
+            "book-at",
+            "--feed",
+            "hist",
+            "--instrument",
+            "TOO_LONG_A_SYMBOL_X",
+            "--at",
+            "1",
+            "--wal",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TOO_LONG_A_SYMBOL_X"));
+}

@@ -4,6 +4,7 @@
 //! exit code 2.
 
 mod demo;
+mod history;
 mod publish;
 mod snapshot;
 mod subscribe;
@@ -45,6 +46,10 @@ pub enum Command {
     Wal(wal_cmd::WalCommand),
     /// Prints the records of a feed's WAL, one per line (JSON or CSV).
     Replay(wal_cmd::ReplayArgs),
+    /// Ticks of an instrument in a time range, from the WAL.
+    History(history::HistoryArgs),
+    /// The top-10 book of an instrument as it was at a time, from the WAL.
+    BookAt(history::BookAtArgs),
 }
 
 /// Parses the process arguments and runs the subcommand; the exit code is
@@ -68,5 +73,7 @@ pub fn main() -> ExitCode {
         Command::Stats(args) => subscribe::stats(&args),
         Command::Wal(command) => wal_cmd::run_wal(&command),
         Command::Replay(args) => wal_cmd::replay(&args),
+        Command::History(args) => history::history(&args),
+        Command::BookAt(args) => history::book_at(&args),
     }
 }

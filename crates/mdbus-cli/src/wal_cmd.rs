@@ -140,10 +140,10 @@ fn inspect(args: &InspectArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-const CSV_HEADER: &str = "seq,kind,instrument,ts_event,ts_publish,flags,last_px,last_qty,bid_px,bid_qty,ask_px,ask_qty,volume,side,price,qty,bids,asks";
+pub(crate) const CSV_HEADER: &str = "seq,kind,instrument,ts_event,ts_publish,flags,last_px,last_qty,bid_px,bid_qty,ask_px,ask_qty,volume,side,price,qty,bids,asks";
 
 /// One CSV line of a record (prices as exact decimals, NULL empty).
-fn csv_line(out: &mut String, record: RecordRef<'_>) {
+pub(crate) fn csv_line(out: &mut String, record: RecordRef<'_>) {
     use std::fmt::Write as _;
     let h = record.header();
     let px = |p: mdbus_types::Price| if p.is_null() { String::new() } else { p.to_string() };

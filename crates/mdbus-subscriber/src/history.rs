@@ -3,23 +3,41 @@
 //! behind [`CachedHistory`](crate::CachedHistory) when L2 cannot answer.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mdbus_types::{Book, BookSnapshot, InstrumentId, RecordRef, Tick};
 use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, WalReader};
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::l2::is_trade;
 
 /// A feed's WAL as history: `ticks` and `book_at` (see the `l2` module docs
 /// of this crate for which records a query at time `T` sees; L2 applies
-/// the same rule). Cheap to clone; every query opens its own reader.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// the same rule). Cheap to clone.
+///
+/// A query reuses the reader of the previous one (clones share it), whose
+/// segment maps and sparse indexes are kept: a seek then walks no frame it
+/// walked before. Concurrent queries each take their own reader. Up to a
+/// few segment maps stay open between queries (a segment deleted by
+/// retention meanwhile keeps its disk space until the next query).
+#[derive(Debug, Clone)]
 pub struct History {
     dir: PathBuf,
     feed: String,
     lookback: Duration,
+    /// The reader the last query left, to seek again.
+    spare: Arc<Mutex<Option<WalReader>>>,
 }
+
+impl PartialEq for History {
+    fn eq(&self, other: &History) -> bool {
+        (&self.dir, &self.feed, self.lookback) == (&other.dir, &other.feed, other.lookback)
+    }
+}
+
+impl Eq for History {}
 
 impl History {
     /// The history of `feed` in `dir` (segments in `<dir>/<feed>/`).
@@ -29,6 +47,7 @@ impl History {
             dir: dir.as_ref().to_path_buf(),
             feed: feed.to_string(),
             lookback: Duration::from_secs(2),
+            spare: Arc::default(),
         })
     }
 
@@ -59,15 +78,27 @@ impl History {
         &self.feed
     }
 
-    fn reader(&self, from: ReadFrom) -> Result<WalReader> {
+    /// A skip-corrupt reader at the first record at or after `ts`: the
+    /// spare one sought again, or a new one.
+    fn reader_at(&self, ts: i64) -> Result<WalReader> {
+        let spare = self.spare.lock().take();
+        if let Some(mut reader) = spare {
+            reader.seek_time(ts)?;
+            return Ok(reader);
+        }
         Ok(WalReader::open(
             &self.dir,
             &self.feed,
             ReadOptions {
-                from,
+                from: ReadFrom::Time(ts),
                 skip_corrupt: true,
             },
         )?)
+    }
+
+    /// Keeps `reader` for the next query.
+    fn put_back(&self, reader: WalReader) {
+        *self.spare.lock() = Some(reader);
     }
 
     /// The trades (ticks that are not `RECOVERY_SNAPSHOT` copies) of
@@ -78,7 +109,7 @@ impl History {
         if from > to {
             return Ok(out);
         }
-        let mut reader = self.reader(ReadFrom::Time(from))?;
+        let mut reader = self.reader_at(from)?;
         while let Some(event) = reader.next_event()? {
             let ReadEvent::Record(record) = event else { continue };
             let record = record.record;
@@ -93,6 +124,7 @@ impl History {
                 out.push(*t);
             }
         }
+        self.put_back(reader);
         Ok(out)
     }
 
@@ -102,8 +134,14 @@ impl History {
     /// when the instrument had no book then (or the WAL does not reach
     /// back that far).
     pub fn book_at(&self, instrument: &InstrumentId, ts: i64) -> Result<Option<BookSnapshot>> {
-        let mut reader = self.reader(ReadFrom::Time(ts.saturating_sub(self.lookback.as_nanos() as i64)))?;
-        if let Some(book) = replay_book(&mut reader, instrument, ts)? {
+        let mut reader = self.reader_at(ts.saturating_sub(self.lookback.as_nanos() as i64))?;
+        let book = self.book_with(&mut reader, instrument, ts);
+        self.put_back(reader);
+        book
+    }
+
+    fn book_with(&self, reader: &mut WalReader, instrument: &InstrumentId, ts: i64) -> Result<Option<BookSnapshot>> {
+        if let Some(book) = replay_book(reader, instrument, ts)? {
             return Ok(Some(book));
         }
         // No snapshot in the lookback: from the start of `ts`'s segment.
@@ -115,7 +153,7 @@ impl History {
             return Ok(None);
         };
         reader.seek_seq(first_seq)?;
-        replay_book(&mut reader, instrument, ts)
+        replay_book(reader, instrument, ts)
     }
 }
 

@@ -8,6 +8,8 @@
 use dashmap::DashMap;
 use mdbus_types::{Book, BookDelta, BookSnapshot, InstrumentId, Tick};
 
+use crate::hash::IdBuildHasher;
+
 /// One instrument's L1 state.
 #[derive(Debug, Clone)]
 struct Slot {
@@ -62,7 +64,7 @@ pub struct L1Entry {
 /// is a copy, lock-free for the writer apart from one shard.
 #[derive(Debug, Default)]
 pub struct L1Cache {
-    slots: DashMap<InstrumentId, Slot>,
+    slots: DashMap<InstrumentId, Slot, IdBuildHasher>,
 }
 
 impl L1Cache {

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use mdbus_types::{Book, BookDelta, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, InstrumentId, RecordHeader, RecordRef, Tick};
 
+use crate::hash::IdBuildHasher;
+
 /// How much history L2 keeps per instrument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -142,7 +144,7 @@ pub enum CacheLevel {
 #[derive(Debug)]
 pub(crate) struct L2Cache {
     config: L2Config,
-    instruments: HashMap<InstrumentId, InstrumentHistory>,
+    instruments: HashMap<InstrumentId, InstrumentHistory, IdBuildHasher>,
     /// The largest time-bearing `ts_event` seen (`i64::MIN`: none yet).
     horizon: i64,
     /// Everything with a time-bearing `ts_event >= known_from` has been
@@ -154,7 +156,7 @@ impl L2Cache {
     pub(crate) fn new(config: L2Config) -> L2Cache {
         L2Cache {
             config,
-            instruments: HashMap::new(),
+            instruments: HashMap::default(),
             horizon: i64::MIN,
             known_from: None,
         }

@@ -88,6 +88,7 @@
 
 mod cached;
 mod error;
+mod hash;
 mod history;
 mod l1;
 mod l2;

@@ -241,7 +241,13 @@ pub struct Subscriber<R> {
     filling: bool,
     pending: VecDeque<MdSample>,
     stash: Option<Event>,
+    /// The event `step` produced (built in place: a record is ~380 bytes,
+    /// and every move of it is a copy).
+    ready: Option<Event>,
     drain_tick: u32,
+    /// The event `step` just returned already updated the caches (a WAL
+    /// record applied straight from the map).
+    applied: bool,
     l1: Arc<L1Cache>,
     l2: Arc<Mutex<L2Cache>>,
     history: CachedHistory,
@@ -290,7 +296,9 @@ impl<R: MdReceiver> Subscriber<R> {
             filling: false,
             pending: VecDeque::new(),
             stash: None,
+            ready: None,
             drain_tick: 0,
+            applied: false,
             l1: Arc::new(L1Cache::new()),
             history: CachedHistory {
                 l2: Arc::clone(&l2),
@@ -312,12 +320,19 @@ impl<R: MdReceiver> Subscriber<R> {
                 return Ok(Some(event));
             }
             self.drain_tick = self.drain_tick.wrapping_add(1);
-            if self.pending.is_empty() || self.drain_tick.is_multiple_of(64) {
+            // While replaying, the receiver is polled every 64 records (the
+            // WAL supplies the records meanwhile; a live record that came
+            // is a duplicate by the time it is seen, or the switch point).
+            let replaying = self.phase == Phase::Replay && self.reader.is_some();
+            if (self.pending.is_empty() && !replaying) || self.drain_tick.is_multiple_of(64) {
                 self.drain_live()?;
             }
-            if let Some(event) = self.step()? {
-                self.account(&event);
-                return Ok(Some(event));
+            if self.step()? {
+                let event = self.ready.take();
+                if let Some(event) = &event {
+                    self.account(event);
+                }
+                return Ok(event);
             }
             let now = Instant::now();
             let deadline = *deadline.get_or_insert(now + timeout);
@@ -352,13 +367,13 @@ impl<R: MdReceiver> Subscriber<R> {
     }
 
     /// The next event the merge can produce now, without waiting.
-    fn step(&mut self) -> Result<Option<Event>> {
+    fn step(&mut self) -> Result<bool> {
         loop {
             let Some(front) = self.pending.front() else {
                 if self.phase == Phase::Replay && self.reader.is_some() {
                     return self.read_wal(u64::MAX);
                 }
-                return Ok(None);
+                return Ok(false);
             };
             let live_seq = front.header().seq;
             match self.next_seq {
@@ -366,25 +381,26 @@ impl<R: MdReceiver> Subscriber<R> {
                     self.pending.pop_front();
                     self.stats.duplicates += 1;
                 }
-                Some(n) if live_seq == n => return Ok(Some(self.take_live())),
-                None if self.reader.is_none() => return Ok(Some(self.take_live())),
+                Some(n) if live_seq == n => return Ok(self.take_live()),
+                None if self.reader.is_none() => return Ok(self.take_live()),
                 _ => {
                     if self.phase == Phase::Live && !self.filling {
                         self.filling = true;
                         self.stats.gap_fills += 1;
                     }
-                    if let Some(event) = self.read_wal(live_seq)? {
-                        return Ok(Some(event));
+                    if self.read_wal(live_seq)? {
+                        return Ok(true);
                     }
                     // The WAL has nothing more below the live record.
                     match self.next_seq {
-                        None => return Ok(Some(self.take_live())),
+                        None => return Ok(self.take_live()),
                         Some(n) => {
                             self.next_seq = Some(live_seq);
-                            return Ok(Some(Event::Gap {
+                            self.ready = Some(Event::Gap {
                                 from: n,
                                 to: live_seq - 1,
-                            }));
+                            });
+                            return Ok(true);
                         }
                     }
                 }
@@ -392,9 +408,14 @@ impl<R: MdReceiver> Subscriber<R> {
         }
     }
 
-    /// Takes the front live record (its seq is the next one); yields
-    /// [`Event::ReplayDone`] first at the switch.
-    fn take_live(&mut self) -> Event {
+    /// Takes the front live record (its seq is the next one) into `ready`;
+    /// [`Event::ReplayDone`] first at the switch. Always `true`.
+    fn take_live(&mut self) -> bool {
+        self.ready = Some(self.live_event());
+        true
+    }
+
+    fn live_event(&mut self) -> Event {
         let sample = self.pending.pop_front().expect("a live record is buffered");
         self.next_seq = Some(sample.header().seq + 1);
         self.filling = false;
@@ -414,9 +435,9 @@ impl<R: MdReceiver> Subscriber<R> {
 
     /// The WAL record with the next seq (below `limit`), a [`Event::Gap`]
     /// when the WAL skips seqs, or `None` at the WAL's live end.
-    fn read_wal(&mut self, limit: u64) -> Result<Option<Event>> {
+    fn read_wal(&mut self, limit: u64) -> Result<bool> {
         if !self.position_reader()? {
-            return Ok(None);
+            return Ok(false);
         }
         let source = match self.phase {
             Phase::Replay => Source::Replay,
@@ -425,7 +446,7 @@ impl<R: MdReceiver> Subscriber<R> {
         let reader = self.reader.as_mut().expect("positioned");
         loop {
             let record = match reader.next_event()? {
-                None => return Ok(None),
+                None => return Ok(false),
                 // The seq check below sees the hole a skipped range leaves.
                 Some(ReadEvent::Skipped(_)) => continue,
                 Some(ReadEvent::Record(record)) => record.record,
@@ -449,17 +470,30 @@ impl<R: MdReceiver> Subscriber<R> {
                     } else {
                         self.next_seq = Some(limit);
                     }
-                    return Ok(Some(Event::Gap { from: n, to }));
+                    self.ready = Some(Event::Gap { from: n, to });
+                    return Ok(true);
                 }
                 _ => {
                     self.next_seq = Some(seq + 1);
                     if source == Source::Replay {
                         self.last_replayed = Some(seq);
                     }
-                    return Ok(Some(Event::Record {
-                        sample: record.to_sample(),
+                    // Delivered now: update the caches from the map, and
+                    // copy the record straight into `ready`.
+                    apply_record(&self.l1, &self.l2, &mut self.stats, record);
+                    self.applied = true;
+                    let ready = self.ready.insert(Event::Record {
+                        sample: MdSample::default(),
                         source,
-                    }));
+                    });
+                    if let Event::Record { sample, .. } = ready {
+                        // As `RecordRef::to_sample`: the record's bytes, the tail zero.
+                        let bytes = record.as_bytes();
+                        for (word, chunk) in sample.words.iter_mut().zip(bytes.chunks_exact(8)) {
+                            *word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
+                        }
+                    }
+                    return Ok(true);
                 }
             }
         }
@@ -501,27 +535,13 @@ impl<R: MdReceiver> Subscriber<R> {
                     Source::GapFill => self.stats.gap_filled += 1,
                 }
                 self.stats.last_seq = Some(sample.header().seq);
-                let Ok(record) = sample.record() else {
-                    self.stats.bad_records += 1;
+                if std::mem::take(&mut self.applied) {
                     return;
-                };
-                let applied = match record {
-                    RecordRef::Tick(t) => {
-                        self.l1.set_tick(t);
-                        Ok(())
-                    }
-                    RecordRef::BookSnapshot(s) => self.l1.apply_snapshot(s).map(|check| {
-                        if check == SnapshotCheck::Mismatch {
-                            self.stats.mismatches += 1;
-                        }
-                    }),
-                    RecordRef::BookDelta(d) => self.l1.apply_delta(d),
-                    RecordRef::Heartbeat(_) => Ok(()),
-                };
-                if applied.is_err() {
-                    self.stats.bad_records += 1;
                 }
-                self.l2.lock().push(record);
+                match sample.record() {
+                    Ok(record) => apply_record(&self.l1, &self.l2, &mut self.stats, record),
+                    Err(_) => self.stats.bad_records += 1,
+                }
             }
             Event::Gap { from, to } => {
                 self.stats.gaps += 1;
@@ -582,4 +602,27 @@ impl<R: MdReceiver> Subscriber<R> {
     pub fn receiver_mut(&mut self) -> &mut R {
         &mut self.receiver
     }
+}
+
+/// Updates L1 and L2 with a delivered record (and the statistics with what
+/// they found).
+#[inline]
+fn apply_record(l1: &L1Cache, l2: &Mutex<L2Cache>, stats: &mut SubscriberStats, record: RecordRef<'_>) {
+    let applied = match record {
+        RecordRef::Tick(t) => {
+            l1.set_tick(t);
+            Ok(())
+        }
+        RecordRef::BookSnapshot(s) => l1.apply_snapshot(s).map(|check| {
+            if check == SnapshotCheck::Mismatch {
+                stats.mismatches += 1;
+            }
+        }),
+        RecordRef::BookDelta(d) => l1.apply_delta(d),
+        RecordRef::Heartbeat(_) => Ok(()),
+    };
+    if applied.is_err() {
+        stats.bad_records += 1;
+    }
+    l2.lock().push(record);
 }

@@ -2,13 +2,16 @@
 //! live writer across segment rolls. Read-only maps; never modify a file.
 
 use std::fmt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mdbus_types::{BookDelta, BookSnapshot, Heartbeat, Kind, RecordHeader, RecordRef, Tick};
 
 use crate::error::{Error, Result};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN, check_frame, find_resync, list_segments, load_len, validate_feed};
-use crate::scan::{MappedSegment, scan};
+use crate::index::IndexEntry;
+use crate::scan::{LazyIndex, MappedSegment};
 use crate::verify::recovery_point;
 
 /// Where a [`WalReader`] starts.
@@ -108,7 +111,7 @@ pub enum ReadEvent<'a> {
 
 #[derive(Debug)]
 struct Cursor {
-    segment: MappedSegment,
+    segment: Arc<MappedSegment>,
     off: usize,
     /// The seq the next frame must carry (`None` right after a resync).
     expected: Option<u64>,
@@ -116,7 +119,7 @@ struct Cursor {
 }
 
 impl Cursor {
-    fn at_start(segment: MappedSegment) -> Cursor {
+    fn at_start(segment: Arc<MappedSegment>) -> Cursor {
         let first = segment.header.first_seq;
         Cursor {
             segment,
@@ -124,6 +127,17 @@ impl Cursor {
             expected: Some(first),
             last_seq: first.checked_sub(1),
         }
+    }
+
+    /// At the index entry `floor`, or the segment's start without one.
+    fn at(segment: Arc<MappedSegment>, floor: Option<IndexEntry>) -> Cursor {
+        let mut cursor = Cursor::at_start(segment);
+        if let Some(entry) = floor {
+            cursor.off = entry.offset as usize;
+            cursor.expected = Some(entry.seq);
+            cursor.last_seq = entry.seq.checked_sub(1);
+        }
+        cursor
     }
 }
 
@@ -140,6 +154,26 @@ pub struct WalReader {
     min_seq: u64,
     /// Records before this time are passed over until one is yielded.
     min_ts: Option<i64>,
+    /// Segments a seek opened, with their lazily built sparse index and
+    /// first time, kept for later seeks (at most [`MAX_CACHED`]; entries
+    /// whose file is gone or replaced are dropped at the next seek).
+    cache: Vec<CachedSegment>,
+}
+
+/// Segment maps a reader keeps for seeks.
+const MAX_CACHED: usize = 4;
+
+/// A segment a seek opened.
+#[derive(Debug)]
+struct CachedSegment {
+    first_seq: u64,
+    /// `(dev, ino)` of the file mapped: a file replaced under the same
+    /// name is opened again.
+    file_id: (u64, u64),
+    segment: Arc<MappedSegment>,
+    /// `ts_event` of the first frame, once there is one.
+    first_ts: Option<i64>,
+    index: LazyIndex,
 }
 
 impl WalReader {
@@ -153,6 +187,7 @@ impl WalReader {
             cursor: None,
             min_seq: 0,
             min_ts: None,
+            cache: Vec::new(),
         };
         match options.from {
             ReadFrom::Start => {}
@@ -181,23 +216,23 @@ impl WalReader {
     /// it): the segment by its file name (binary search), then the frame
     /// by the segment's sparse index (binary search) and a few steps.
     pub fn seek_seq(&mut self, seq: u64) -> Result<()> {
-        let segments = list_segments(&self.feed_dir)?;
+        let segments = self.list_and_prune()?;
         self.min_seq = seq;
         self.min_ts = None;
         let i = segments.partition_point(|(first, _)| *first <= seq).saturating_sub(1);
-        let Some((_, path)) = segments.get(i) else {
+        let Some((first, path)) = segments.get(i) else {
             self.cursor = None;
             return Ok(());
         };
-        let segment = MappedSegment::open(path)?;
-        let index = scan(segment.bytes(), &segment.header).index;
-        let mut cursor = Cursor::at_start(segment);
-        if let Some(entry) = index.floor_seq(seq) {
-            cursor.off = entry.offset as usize;
-            cursor.expected = Some(entry.seq);
-            cursor.last_seq = entry.seq.checked_sub(1);
-        }
-        self.cursor = Some(cursor);
+        let sealed = i + 1 < segments.len();
+        let k = self.cached(*first, path)?;
+        let entry = &mut self.cache[k];
+        let segment = Arc::clone(&entry.segment);
+        let floor = entry
+            .index
+            .extend_until(segment.bytes(), &segment.header, sealed, |s, _| s >= seq)
+            .floor_seq(seq);
+        self.cursor = Some(Cursor::at(segment, floor));
         Ok(())
     }
 
@@ -205,34 +240,74 @@ impl WalReader {
     /// the segment by the time of its first frame (binary search), then
     /// the frame by the sparse index.
     pub fn seek_time(&mut self, ts: i64) -> Result<()> {
-        let segments = list_segments(&self.feed_dir)?;
-        let first_ts = |path: &Path| -> Option<i64> {
-            let segment = MappedSegment::open(path).ok()?;
-            check_frame(segment.bytes(), HEADER_LEN, None)
-                .ok()
-                .flatten()
-                .map(|f| f.header.ts_event)
-        };
+        let segments = self.list_and_prune()?;
         // Segments whose first record is before `ts` form a prefix.
         let i = segments
-            .partition_point(|(_, path)| first_ts(path).is_some_and(|t| t < ts))
+            .partition_point(|(first, path)| self.first_ts(*first, path).is_some_and(|t| t < ts))
             .saturating_sub(1);
         self.min_seq = 0;
         self.min_ts = Some(ts);
-        let Some((_, path)) = segments.get(i) else {
+        let Some((first, path)) = segments.get(i) else {
             self.cursor = None;
             return Ok(());
         };
-        let segment = MappedSegment::open(path)?;
-        let index = scan(segment.bytes(), &segment.header).index;
-        let mut cursor = Cursor::at_start(segment);
-        if let Some(entry) = index.floor_time(ts) {
-            cursor.off = entry.offset as usize;
-            cursor.expected = Some(entry.seq);
-            cursor.last_seq = entry.seq.checked_sub(1);
-        }
-        self.cursor = Some(cursor);
+        let sealed = i + 1 < segments.len();
+        let k = self.cached(*first, path)?;
+        let entry = &mut self.cache[k];
+        let segment = Arc::clone(&entry.segment);
+        let floor = entry
+            .index
+            .extend_until(segment.bytes(), &segment.header, sealed, |_, t| t >= ts)
+            .floor_time(ts);
+        self.cursor = Some(Cursor::at(segment, floor));
         Ok(())
+    }
+
+    /// The feed's segments; drops cached segments no longer listed.
+    fn list_and_prune(&mut self) -> Result<Vec<(u64, PathBuf)>> {
+        let segments = list_segments(&self.feed_dir)?;
+        self.cache
+            .retain(|c| segments.binary_search_by_key(&c.first_seq, |(first, _)| *first).is_ok());
+        Ok(segments)
+    }
+
+    /// The cache slot of the segment `first_seq` at `path`, opened (and
+    /// cached) if it is not there or its file was replaced.
+    fn cached(&mut self, first_seq: u64, path: &Path) -> Result<usize> {
+        let meta = std::fs::metadata(path).map_err(crate::error::io_err("stat", path))?;
+        let file_id = (meta.dev(), meta.ino());
+        if let Some(k) = self.cache.iter().position(|c| c.first_seq == first_seq) {
+            if self.cache[k].file_id == file_id {
+                return Ok(k);
+            }
+            self.cache.remove(k);
+        }
+        let segment = Arc::new(MappedSegment::open(path)?);
+        if self.cache.len() >= MAX_CACHED {
+            self.cache.remove(0);
+        }
+        self.cache.push(CachedSegment {
+            first_seq,
+            file_id,
+            index: LazyIndex::new(&segment.header),
+            segment,
+            first_ts: None,
+        });
+        Ok(self.cache.len() - 1)
+    }
+
+    /// `ts_event` of the first frame of a segment (`None`: none yet, or
+    /// the segment cannot be read).
+    fn first_ts(&mut self, first_seq: u64, path: &Path) -> Option<i64> {
+        let k = self.cached(first_seq, path).ok()?;
+        let entry = &mut self.cache[k];
+        if entry.first_ts.is_none() {
+            entry.first_ts = check_frame(entry.segment.bytes(), HEADER_LEN, None)
+                .ok()
+                .flatten()
+                .map(|f| f.header.ts_event);
+        }
+        entry.first_ts
     }
 
     /// The segment after the one the cursor is in, if the writer made one.
@@ -247,7 +322,7 @@ impl WalReader {
     /// Moves to `path`; a seq that does not follow is an error (or a
     /// skipped range with skip-corrupt).
     fn enter(&mut self, path: &Path) -> Result<Option<SkippedRange>> {
-        let segment = MappedSegment::open(path)?;
+        let segment = Arc::new(MappedSegment::open(path)?);
         let first = segment.header.first_seq;
         let prev = self.cursor.as_ref().and_then(|c| c.last_seq);
         self.cursor = Some(Cursor::at_start(segment));
@@ -273,14 +348,40 @@ impl WalReader {
         }
     }
 
-    /// One step: the offset and length of the next record's frame, a
-    /// skipped range, or `None` at the live end.
+    /// One step: the offset and kind of the next record's frame, a
+    /// skipped range, or `None` at the live end. The common case (a valid
+    /// frame with the expected seq) takes [`fast_frame`]; anything else
+    /// goes through [`WalReader::advance_slow`], which checks the same
+    /// frame again with `check_frame` and handles it as before.
+    #[inline]
     fn advance(&mut self) -> Result<Option<Step>> {
+        while let Some(cursor) = self.cursor.as_mut()
+            && let Some(expected) = cursor.expected
+            && let Some(frame) = fast_frame(cursor.segment.bytes(), cursor.off, expected)
+        {
+            cursor.off = frame.next;
+            cursor.expected = Some(expected + 1);
+            cursor.last_seq = Some(expected);
+            if expected >= self.min_seq && self.min_ts.is_none_or(|t| frame.ts_event >= t) {
+                self.min_ts = None;
+                return Ok(Some(Step::Record {
+                    off: frame.off,
+                    kind: frame.kind,
+                }));
+            }
+        }
+        self.advance_slow()
+    }
+
+    /// [`WalReader::advance`] for every case: the live end, segment rolls,
+    /// bad frames, resyncs.
+    #[cold]
+    fn advance_slow(&mut self) -> Result<Option<Step>> {
         let (off, kind) = loop {
             let Some(cursor) = self.cursor.as_mut() else {
                 match list_segments(&self.feed_dir)?.into_iter().next() {
                     Some((_, path)) => {
-                        self.cursor = Some(Cursor::at_start(MappedSegment::open(&path)?));
+                        self.cursor = Some(Cursor::at_start(Arc::new(MappedSegment::open(&path)?)));
                         continue;
                     }
                     None => return Ok(None),
@@ -437,9 +538,115 @@ impl WalReader {
     }
 }
 
+/// A frame [`fast_frame`] accepted.
+#[derive(Debug, Clone, Copy)]
+struct FastFrame {
+    off: usize,
+    next: usize,
+    kind: Kind,
+    ts_event: i64,
+}
+
+/// The frame at `off` when it is valid and carries `expected`: exactly
+/// the checks of `check_frame` (`len` a record size, in bounds, crc32c,
+/// kind matching `len`, rkyv checked access, zero padding, seq), without
+/// building an error; `None` for anything else, which the caller hands to
+/// `check_frame` for the verdict.
+#[inline(always)]
+fn fast_frame(bytes: &[u8], off: usize, expected: u64) -> Option<FastFrame> {
+    let header_end = off.checked_add(FRAME_HEADER_LEN)?;
+    if header_end > bytes.len() {
+        return None;
+    }
+    let len = load_len(bytes, off) as usize;
+    let kind = match len {
+        32 => Kind::Heartbeat,
+        72 => Kind::BookDelta,
+        104 => Kind::Tick,
+        376 => Kind::BookSnapshot,
+        _ => return None,
+    };
+    // Every record size is a multiple of 8: no padding bytes to check.
+    // (32, 72, 104 and 376 are multiples of 8, and `len` is one of them.)
+    let payload = bytes.get(header_end..header_end + len)?;
+    let stored = u32::from_le_bytes(bytes[off + 4..header_end].try_into().expect("4 bytes"));
+    if crc32c_words(payload) != stored {
+        return None;
+    }
+    let word = |o: usize| u64::from_le_bytes(payload[o..o + 8].try_into().expect("8 bytes"));
+    let raw_kind = u16::from_le_bytes(payload[24..26].try_into().expect("2 bytes"));
+    if Kind::from_u16(raw_kind) != Some(kind) || kind.record_size() != len || word(0) != expected {
+        return None;
+    }
+    validate_archive(kind, payload)?;
+    Some(FastFrame {
+        off,
+        next: header_end + len,
+        kind,
+        ts_event: word(8) as i64,
+    })
+}
+
+/// rkyv's checked access of `payload` as the archived type of `kind` (as
+/// `check_frame` does).
+#[inline(always)]
+fn validate_archive(kind: Kind, payload: &[u8]) -> Option<()> {
+    use rkyv::rancor::Failure;
+    let ok = match kind {
+        Kind::Tick => rkyv::access::<<Tick as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
+        Kind::BookSnapshot => rkyv::access::<<BookSnapshot as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
+        Kind::BookDelta => rkyv::access::<<BookDelta as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
+        Kind::Heartbeat => rkyv::access::<<Heartbeat as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
+    };
+    ok.then_some(())
+}
+
+/// crc32c of `bytes` (a multiple of 8 long): the SSE4.2 `crc32` instruction
+/// inline for the small records (a call into the crc32c crate costs more
+/// than the 4 to 13 instructions), the crate for the rest (it runs three
+/// streams in parallel on larger inputs). Same value as `crc32c::crc32c`.
+#[inline(always)]
+fn crc32c_words(bytes: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if bytes.len() <= 104 && bytes.len().is_multiple_of(8) && std::arch::is_x86_feature_detected!("sse4.2") {
+            // SAFETY: the CPU has SSE4.2 (checked just above).
+            return unsafe { crc32c_sse42(bytes) };
+        }
+    }
+    crc32c::crc32c(bytes)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+fn crc32c_sse42(bytes: &[u8]) -> u32 {
+    let mut crc = u64::from(u32::MAX);
+    for chunk in bytes.chunks_exact(8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        crc = std::arch::x86_64::_mm_crc32_u64(crc, word);
+    }
+    !(crc as u32)
+}
+
 /// An owned step of the reader (no borrow of the map).
 #[derive(Debug)]
 enum Step {
     Record { off: usize, kind: Kind },
     Skipped(SkippedRange),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_crc_matches_the_crate() {
+        let mut bytes = [0u8; 376];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(151).wrapping_add(7);
+        }
+        for len in [0, 8, 32, 72, 104, 376] {
+            assert_eq!(crc32c_words(&bytes[..len]), crc32c::crc32c(&bytes[..len]), "len {len}");
+        }
+    }
 }

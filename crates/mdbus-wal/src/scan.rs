@@ -9,7 +9,9 @@ use mdbus_types::{FLAG_RECOVERY_SNAPSHOT, Kind};
 use memmap2::Mmap;
 
 use crate::error::{Error, Result, io_err};
-use crate::format::{BadFrame, Frame, HEADER_LEN, SegmentHeader, check_frame, find_resync, nonzero_extent};
+use crate::format::{
+    BadFrame, FRAME_HEADER_LEN, Frame, HEADER_LEN, SegmentHeader, check_frame, find_resync, nonzero_extent,
+};
 use crate::index::SparseIndex;
 
 /// A read-only map of a segment file with its checked header.
@@ -199,4 +201,93 @@ pub(crate) fn scan(bytes: &[u8], header: &SegmentHeader) -> SegmentScan {
         }
     }
     out
+}
+
+/// A segment's sparse index built lazily: frames are walked (validated as
+/// [`scan`] does) only as far as a seek needs, and the walk resumes where
+/// it stopped on the next seek (a live segment keeps growing). A segment
+/// with a bad frame falls back to a full [`scan`] on every extension, as
+/// before.
+#[derive(Debug, Clone)]
+pub(crate) struct LazyIndex {
+    index: SparseIndex,
+    /// Offset of the next frame to walk.
+    next_off: usize,
+    /// Seq that frame must carry.
+    next_seq: u64,
+    /// Seq and time of the last frame walked.
+    last: Option<(u64, i64)>,
+    /// The walk met the end of a sealed segment (nothing more will come).
+    ended: bool,
+    /// A bad frame was met: `index` comes from a full scan.
+    scanned: bool,
+}
+
+impl LazyIndex {
+    pub(crate) fn new(header: &SegmentHeader) -> LazyIndex {
+        LazyIndex {
+            index: SparseIndex::default(),
+            next_off: HEADER_LEN,
+            next_seq: header.first_seq,
+            last: None,
+            ended: false,
+            scanned: false,
+        }
+    }
+
+    /// The index, walked until a frame for which `reached(seq, ts_event)`
+    /// holds, or to the live end. `sealed`: a newer segment exists, so
+    /// this one is complete (a `len` 0 followed by plausible frames is then
+    /// corruption, and the full scan takes over).
+    pub(crate) fn extend_until(
+        &mut self,
+        bytes: &[u8],
+        header: &SegmentHeader,
+        sealed: bool,
+        mut reached: impl FnMut(u64, i64) -> bool,
+    ) -> &SparseIndex {
+        if self.scanned {
+            if !self.ended {
+                self.index = scan(bytes, header).index;
+                self.ended = sealed;
+            }
+            return &self.index;
+        }
+        if self.ended || self.last.is_some_and(|(seq, ts)| reached(seq, ts)) {
+            return &self.index;
+        }
+        loop {
+            match check_frame(bytes, self.next_off, Some(self.next_seq)) {
+                Ok(Some(frame)) => {
+                    let h = frame.header;
+                    self.index.note(h.seq, h.ts_event, self.next_off as u64);
+                    self.next_off = frame.next_off();
+                    self.next_seq = h.seq + 1;
+                    self.last = Some((h.seq, h.ts_event));
+                    if reached(h.seq, h.ts_event) {
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    if sealed {
+                        if self.next_off + FRAME_HEADER_LEN <= bytes.len()
+                            && find_resync(bytes, self.next_off + FRAME_HEADER_LEN).is_some()
+                        {
+                            self.scanned = true;
+                            self.index = scan(bytes, header).index;
+                        }
+                        self.ended = true;
+                    }
+                    break;
+                }
+                Err(_) => {
+                    self.scanned = true;
+                    self.index = scan(bytes, header).index;
+                    self.ended = sealed;
+                    break;
+                }
+            }
+        }
+        &self.index
+    }
 }
