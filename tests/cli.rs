@@ -228,3 +228,75 @@ fn publish_and_subscribe_across_processes() {
         assert_eq!(logged[(seq - seqs[0]) as usize], live_obj, "seq {seq}");
     }
 }
+
+/// A late subscriber with `--replay` joins a running publisher: replay from
+/// the WAL the publisher announces, then live, each seq once, in order.
+#[cfg(feature = "iceoryx2")]
+#[test]
+fn subscribe_with_replay_merge_joins_late_without_gap_or_duplicate() {
+    use std::process::{Command as Process, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let feed = format!("climerge{}", std::process::id());
+    let bin = assert_cmd::cargo::cargo_bin("mdbus");
+    let publisher = Process::new(&bin)
+        .args([
+            "publish",
+            "--feed",
+            &feed,
+            "--synthetic",
+            "--instruments",
+            "4",
+            "--rate",
+            "10000",
+        ])
+        .args(["--duration", "5", "--board-dir"])
+        .arg(dir.path())
+        .arg("--wal")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the publisher run ahead so that the subscriber has history to replay.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let out = mdbus()
+        .args([
+            "subscribe",
+            "--feed",
+            &feed,
+            "--replay",
+            "--json",
+            "--count",
+            "20000",
+            "--duration",
+            "30",
+        ])
+        .output()
+        .unwrap();
+    let published = publisher.wait_with_output().unwrap();
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let markers: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i]["type"] == "replay_done")
+        .collect();
+    assert_eq!(markers.len(), 1, "one replay-done marker");
+    let records: Vec<&serde_json::Value> = lines.iter().filter(|l| l.get("seq").is_some()).collect();
+    assert_eq!(records.len(), 20000);
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs[0], 1, "replayed from the start of the WAL");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "no gap, no duplicate at the switch"
+    );
+    let replayed = records.iter().filter(|r| r["source"] == "replay").count();
+    assert!(replayed > 0 && replayed == markers[0], "replay first, then the marker");
+    assert!(records[replayed..].iter().all(|r| r["source"] != "replay"));
+}
