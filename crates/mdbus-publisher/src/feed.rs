@@ -394,10 +394,12 @@ impl<S: MdSender> FeedPublisher<S> {
             if let Some(wal) = &mut self.wal {
                 rolled_inside |= matches!(wal.append(sample)?, AppendOutcome::NewSegment { .. });
             }
-            self.sender.send(sample)?;
+            // The seq is taken once the record is in the WAL: if the send
+            // fails, subscribers see a hole that the WAL fills.
             self.next_seq += 1;
             self.stats.records += 1;
             self.apply(sample.record()?, now)?;
+            self.sender.send(sample)?;
         }
         self.sender.end_batch()?;
         self.stats.batches += 1;
