@@ -49,11 +49,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Checks a feed name: 1 to 32 characters of `[A-Za-z0-9_-]`.
 pub fn validate_feed_name(feed: &str) -> Result<()> {
-    let ok = (1..=32).contains(&feed.len())
-        && feed
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    if mdbus_types::is_valid_feed_name(feed) {
         Ok(())
     } else {
         Err(Error::FeedName { feed: feed.to_string() })

@@ -6,6 +6,17 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 
+/// Whether `feed` is a valid feed name (DESIGN.md, wire names): 1 to 32
+/// characters of `[A-Za-z0-9_-]`. The WAL folder, the iceoryx2 services
+/// and the board file are all named after it; each crate wraps this check
+/// in its own error.
+pub fn is_valid_feed_name(feed: &str) -> bool {
+    (1..=32).contains(&feed.len())
+        && feed
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Maximum symbol length in bytes.
 pub const SYMBOL_LEN: usize = 16;
 

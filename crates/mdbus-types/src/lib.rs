@@ -42,7 +42,7 @@ mod record;
 
 pub use book::{Book, validate_snapshot};
 pub use error::{Error, Result};
-pub use instrument::{InstrumentId, SYMBOL_LEN};
+pub use instrument::{InstrumentId, SYMBOL_LEN, is_valid_feed_name};
 pub use price::{PRICE_SCALE, Price, Qty};
 pub use record::{
     BOOK_DEPTH, BookDelta, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, FLAGS_KNOWN, Heartbeat, Kind,

@@ -32,11 +32,7 @@ pub const MIN_SEGMENT_BYTES: u64 = (HEADER_LEN + MAX_FRAME_LEN) as u64;
 
 /// Checks a feed name: 1 to 32 characters of `[A-Za-z0-9_-]`.
 pub fn validate_feed(feed: &str) -> Result<()> {
-    let ok = (1..=32).contains(&feed.len())
-        && feed
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    if mdbus_types::is_valid_feed_name(feed) {
         Ok(())
     } else {
         Err(Error::InvalidFeed { feed: feed.to_string() })
