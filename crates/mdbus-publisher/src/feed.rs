@@ -114,6 +114,17 @@ impl InstrumentState {
     }
 }
 
+/// Writes an instrument's last tick and current book to the board.
+fn write_board(board: &mut BoardWriter, state: &InstrumentState) -> Result<()> {
+    if let Some(tick) = &state.last_tick {
+        board.update_tick(tick)?;
+    }
+    if state.has_book {
+        board.update_book(&state.book.to_snapshot())?;
+    }
+    Ok(())
+}
+
 /// WAL bytes of `records` as frames (8-byte frame header, 8-aligned).
 fn frame_bytes(records: &[MdSample]) -> Result<usize> {
     let mut bytes = 0;
@@ -151,6 +162,10 @@ pub struct FeedPublisher<S> {
     stats: FeedStats,
     recovery: Option<RecoveryReport>,
     scratch: Vec<MdSample>,
+    /// Instruments changed since the last board flush (each once, guarded
+    /// by `InstrumentState::board_dirty`): the board flush and the depth
+    /// snapshot policy visit these, not the whole universe, per batch.
+    dirty: Vec<InstrumentId>,
 }
 
 impl<S: MdSender> FeedPublisher<S> {
@@ -196,6 +211,7 @@ impl<S: MdSender> FeedPublisher<S> {
             last_board_heartbeat: now,
             stats: FeedStats::default(),
             scratch: Vec::new(),
+            dirty: Vec::new(),
             config,
         };
         if let Some(dir) = publisher.config.wal_dir.clone() {
@@ -222,8 +238,12 @@ impl<S: MdSender> FeedPublisher<S> {
     fn open_board(&mut self, dir: &std::path::Path) -> Result<()> {
         let board = BoardWriter::open(dir, &self.config.feed, self.config.board_capacity)?;
         self.board = Some(board);
-        for state in self.instruments.values_mut() {
-            state.board_dirty = true;
+        for id in &self.order {
+            let state = self.instruments.get_mut(id).expect("known");
+            if !state.board_dirty {
+                state.board_dirty = true;
+                self.dirty.push(*id);
+            }
         }
         self.flush_board()
     }
@@ -295,24 +315,24 @@ impl<S: MdSender> FeedPublisher<S> {
                 e.insert(InstrumentState::new(id, now))
             }
         };
-        match record {
+        let changed = match record {
             RecordRef::Tick(t) => {
                 state.last_tick = Some(*t);
-                state.board_dirty = true;
+                true
             }
             RecordRef::BookSnapshot(s) => {
                 state.book.apply_snapshot(s)?;
                 state.has_book = true;
                 state.at_snapshot = *s;
                 state.snapshot_at = now;
-                state.board_dirty = true;
+                true
             }
-            RecordRef::BookDelta(d) => {
-                if state.book.apply_delta(d)? {
-                    state.board_dirty = true;
-                }
-            }
-            RecordRef::Heartbeat(_) => {}
+            RecordRef::BookDelta(d) => state.book.apply_delta(d)?,
+            RecordRef::Heartbeat(_) => false,
+        };
+        if changed && !state.board_dirty {
+            state.board_dirty = true;
+            self.dirty.push(id);
         }
         Ok(())
     }
@@ -366,8 +386,8 @@ impl<S: MdSender> FeedPublisher<S> {
     pub fn publish_batch(&mut self, batch: &mut [MdSample]) -> Result<RangeInclusive<u64>> {
         self.check_batch(batch)?;
         let range = self.send_batch(batch, true)?;
-        self.flush_board()?;
         self.policy_snapshots_for_dirty()?;
+        self.flush_board()?;
         Ok(range)
     }
 
@@ -431,22 +451,22 @@ impl<S: MdSender> FeedPublisher<S> {
     /// Writes the current tick and book of every instrument changed since
     /// the last flush to the board, then `last_seq`.
     fn flush_board(&mut self) -> Result<()> {
-        let Some(board) = &mut self.board else { return Ok(()) };
-        for id in &self.order {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        let mut result = Ok(());
+        for id in &dirty {
             let state = self.instruments.get_mut(id).expect("known");
-            if !state.board_dirty {
-                continue;
-            }
             state.board_dirty = false;
-            if let Some(tick) = &state.last_tick {
-                board.update_tick(tick)?;
-            }
-            if state.has_book {
-                board.update_book(&state.book.to_snapshot())?;
+            let Some(board) = &mut self.board else { continue };
+            if result.is_ok() {
+                result = write_board(board, state);
             }
         }
-        board.set_last_seq(self.next_seq - 1);
-        Ok(())
+        dirty.clear();
+        self.dirty = dirty;
+        if let Some(board) = &mut self.board {
+            board.set_last_seq(self.next_seq - 1);
+        }
+        result
     }
 
     /// A snapshot of `id`'s current book, ready to publish.
@@ -458,11 +478,13 @@ impl<S: MdSender> FeedPublisher<S> {
         Some(snapshot.into())
     }
 
+    /// Publishes a snapshot of every instrument changed since the last
+    /// board flush whose top-10 depth moved past the threshold.
     fn policy_snapshots_for_dirty(&mut self) -> Result<()> {
         let threshold = self.config.snapshot_threshold;
         let mut due = std::mem::take(&mut self.scratch);
         due.clear();
-        for id in &self.order {
+        for id in &self.dirty {
             let state = &self.instruments[id];
             if !state.has_book || state.book.last_change().seq <= state.at_snapshot.header.seq {
                 continue;
@@ -478,7 +500,6 @@ impl<S: MdSender> FeedPublisher<S> {
         if !due.is_empty() {
             self.stats.policy_snapshots += due.len() as u64;
             self.send_batch(&mut due, true)?;
-            self.flush_board()?;
         }
         self.scratch = due;
         Ok(())
