@@ -2,14 +2,13 @@
 //! from the WAL (readable after the publisher has exited).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use mdbus_subscriber::History;
 use mdbus_types::{InstrumentId, RecordRef, json};
 
-use crate::wal_cmd::{CSV_HEADER, Format, csv_line};
+use crate::wal_cmd::{CSV_HEADER, Format, WalArgs, csv_line};
 
 /// A time: ns since the Unix epoch, or RFC 3339 (`2026-11-25T14:00:00Z`,
 /// fractions of a second allowed).
@@ -29,12 +28,8 @@ pub(crate) fn parse_time(text: &str) -> Result<i64, String> {
 /// Arguments of `mdbus history`.
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// WAL directory (the feed's segments are in `<wal>/<feed>/`).
-    #[arg(long)]
-    wal: PathBuf,
-    /// Feed name.
-    #[arg(long)]
-    feed: String,
+    #[command(flatten)]
+    source: WalArgs,
     /// Instrument symbol.
     #[arg(long)]
     instrument: String,
@@ -52,12 +47,8 @@ pub struct HistoryArgs {
 /// Arguments of `mdbus book-at`.
 #[derive(Debug, Args)]
 pub struct BookAtArgs {
-    /// WAL directory.
-    #[arg(long)]
-    wal: PathBuf,
-    /// Feed name.
-    #[arg(long)]
-    feed: String,
+    #[command(flatten)]
+    source: WalArgs,
     /// Instrument symbol.
     #[arg(long)]
     instrument: String,
@@ -69,17 +60,12 @@ pub struct BookAtArgs {
     json: bool,
 }
 
-fn open(
-    wal: &std::path::Path,
-    feed: &str,
-    instrument: &str,
-    command: &str,
-) -> Result<(History, InstrumentId), ExitCode> {
+fn open(source: &WalArgs, instrument: &str, command: &str) -> Result<(History, InstrumentId), ExitCode> {
     let id = InstrumentId::new(instrument).map_err(|e| {
         eprintln!("mdbus {command}: {e}");
         ExitCode::from(2)
     })?;
-    let history = History::open(wal, feed).map_err(|e| {
+    let history = History::open(&source.wal, &source.feed).map_err(|e| {
         eprintln!("mdbus {command}: {e}");
         ExitCode::from(2)
     })?;
@@ -91,7 +77,7 @@ pub(crate) fn history(args: &HistoryArgs) -> ExitCode {
         eprintln!("mdbus history: --from {} is after --to {}", args.from, args.to);
         return ExitCode::from(2);
     }
-    let (history, id) = match open(&args.wal, &args.feed, &args.instrument, "history") {
+    let (history, id) = match open(&args.source, &args.instrument, "history") {
         Ok(opened) => opened,
         Err(code) => return code,
     };
@@ -124,7 +110,7 @@ pub(crate) fn history(args: &HistoryArgs) -> ExitCode {
 }
 
 pub(crate) fn book_at(args: &BookAtArgs) -> ExitCode {
-    let (history, id) = match open(&args.wal, &args.feed, &args.instrument, "book-at") {
+    let (history, id) = match open(&args.source, &args.instrument, "book-at") {
         Ok(opened) => opened,
         Err(code) => return code,
     };
@@ -133,7 +119,7 @@ pub(crate) fn book_at(args: &BookAtArgs) -> ExitCode {
         Ok(None) => {
             eprintln!(
                 "mdbus book-at: no book of {id} at or before {} in feed {}",
-                args.at, args.feed
+                args.at, args.source.feed
             );
             return ExitCode::FAILURE;
         }

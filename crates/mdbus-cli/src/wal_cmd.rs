@@ -25,10 +25,10 @@ pub enum WalCommand {
 pub struct WalArgs {
     /// WAL directory (the feed's segments are in `<wal>/<feed>/`).
     #[arg(long)]
-    wal: PathBuf,
+    pub(crate) wal: PathBuf,
     /// Feed name.
     #[arg(long)]
-    feed: String,
+    pub(crate) feed: String,
 }
 
 /// Arguments of `mdbus wal inspect`.
