@@ -1,9 +1,12 @@
 //! A strategy engine: subscribes to a feed across processes over iceoryx2
-//! shared memory, keeps its own L1 cache (top-10 book + last tick per
-//! instrument), computes the microprice and the top-of-book imbalance on
-//! every book change, and prints a latency histogram (from `ts_publish`)
-//! at the end. Holes in `seq` (records the live stream lost) are counted
-//! and make the instrument's book stale until its next snapshot.
+//! shared memory through the mdbus subscriber (replay-merge from the WAL,
+//! gap fill), computes the microprice and the top-of-book imbalance on
+//! every book change from the subscriber's L1 cache, and prints a latency
+//! histogram (from `ts_publish`, live records only) at the end.
+//!
+//! Restart-safe: killed and started again, it replays the WAL from the
+//! newest full snapshot set, so every book is whole before the first live
+//! record, and joins the live stream without a gap or a duplicate.
 //!
 //! ```sh
 //! cargo run --release --example feed_publisher -- demo-feed target/example-wal /dev/shm 10 &
@@ -28,25 +31,26 @@ mod engine {
     use std::time::{Duration, Instant};
 
     use hdrhistogram::Histogram;
-    use mdbus::transport::MdReceiver;
+    use mdbus::subscriber::{Event, Source, Subscriber, SubscriberConfig};
     use mdbus::transport::iceoryx::{IoxSubscriber, IoxSubscriberConfig, WaitStrategy, init_logging};
-    use mdbus::types::{Book, InstrumentId, RecordRef, Tick, clock};
+    use mdbus::types::{Book, InstrumentId, RecordRef, clock};
 
-    struct Instrument {
-        book: Book,
-        last_tick: Option<Tick>,
-        stale: bool,
+    #[derive(Default)]
+    struct Signal {
         microprice: f64,
         imbalance: f64,
     }
 
     /// Microprice (the mid weighted towards the thinner side) and
     /// imbalance (bid qty - ask qty) / (bid qty + ask qty) at the top.
-    fn signal(book: &Book) -> Option<(f64, f64)> {
+    fn signal(book: &Book) -> Option<Signal> {
         let (bid, ask) = (book.best_bid()?, book.best_ask()?);
         let (bq, aq) = (bid.qty as f64, ask.qty as f64);
         let (bp, ap) = (bid.price.to_f64()?, ask.price.to_f64()?);
-        Some(((bp * aq + ap * bq) / (bq + aq), (bq - aq) / (bq + aq)))
+        Some(Signal {
+            microprice: (bp * aq + ap * bq) / (bq + aq),
+            imbalance: (bq - aq) / (bq + aq),
+        })
     }
 
     pub(super) fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -63,101 +67,102 @@ mod engine {
         let config = IoxSubscriberConfig::new(feed.clone()).wait(wait);
         // The publisher may still be starting: retry for up to 10 s.
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut subscriber = loop {
+        let receiver = loop {
             match IoxSubscriber::open(&config) {
                 Ok(s) => break s,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => return Err(e.into()),
             }
         };
-        println!(
-            "strategy_engine: subscribed to {feed} ({wait:?}), WAL at {:?}",
-            subscriber.wal_dir()
-        );
-        let mut instruments: HashMap<InstrumentId, Instrument> = HashMap::new();
+        // The publisher names its WAL in the service: replay-merge from it.
+        let wal_dir = receiver.wal_dir();
+        let mut sub_config = SubscriberConfig::default();
+        if let Some(dir) = &wal_dir {
+            sub_config = sub_config.wal_feed_dir(dir)?;
+        }
+        println!("strategy_engine: subscribed to {feed} ({wait:?}), WAL at {wal_dir:?}");
+        let mut subscriber = Subscriber::new(receiver, sub_config)?;
+        let l1 = std::sync::Arc::clone(subscriber.l1());
+
+        let mut signals: HashMap<InstrumentId, Signal> = HashMap::new();
         let mut latency = Histogram::<u64>::new(3)?;
-        let (mut records, mut holes, mut last_seq, mut signals) = (0u64, 0u64, 0u64, 0u64);
+        let (mut records, mut updates) = (0u64, 0u64);
         let start = Instant::now();
         let mut next_report = start + Duration::from_secs(1);
         while start.elapsed() < Duration::from_secs_f64(seconds) {
-            let sample = match subscriber.recv_timeout(Duration::from_millis(50)) {
-                Ok(Some(sample)) => sample,
-                Ok(None) => continue,
-                // No publisher attached (yet, or any more): pause, then retry.
-                Err(mdbus::transport::Error::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(10));
+            let (sample, source) = match subscriber.next_event(Duration::from_millis(50))? {
+                Some(Event::Record { sample, source }) => (sample, source),
+                Some(Event::ReplayDone { last_replayed_seq }) => {
+                    println!(
+                        "  replayed {} records from the WAL (to seq {last_replayed_seq:?}), {} books; live from here",
+                        subscriber.stats().replayed,
+                        l1.len()
+                    );
                     continue;
                 }
-                Err(e) => return Err(e.into()),
+                Some(Event::Gap { from, to }) => {
+                    println!("  GAP: seq {from}..={to} lost (not in the WAL): books stale until their next snapshot");
+                    continue;
+                }
+                Some(_) | None => continue,
             };
             let header = *sample.header();
-            latency.record(clock::now_ns().saturating_sub(header.ts_publish).max(0) as u64)?;
-            records += 1;
-            if last_seq != 0 && header.seq > last_seq + 1 {
-                holes += header.seq - last_seq - 1;
-                instruments.values_mut().for_each(|i| i.stale = true);
+            if source == Source::Live {
+                latency.record(clock::now_ns().saturating_sub(header.ts_publish).max(0) as u64)?;
             }
-            last_seq = header.seq;
+            records += 1;
+            // The subscriber applied the record to its L1 book already.
             let changed = match sample.record()? {
-                RecordRef::BookSnapshot(s) => {
-                    let entry = instruments.entry(s.instrument).or_insert_with(|| Instrument {
-                        book: Book::new(s.instrument),
-                        last_tick: None,
-                        stale: false,
-                        microprice: f64::NAN,
-                        imbalance: 0.0,
-                    });
-                    entry.book.apply_snapshot(s)?;
-                    entry.stale = false;
-                    Some(s.instrument)
-                }
-                RecordRef::BookDelta(d) => match instruments.get_mut(&d.instrument) {
-                    Some(i) if !i.stale => i.book.apply_delta(d)?.then_some(d.instrument),
-                    _ => None,
-                },
-                RecordRef::Tick(t) => {
-                    if let Some(i) = instruments.get_mut(&t.instrument) {
-                        i.last_tick = Some(*t);
-                    }
-                    None
-                }
-                RecordRef::Heartbeat(_) => None,
+                RecordRef::BookSnapshot(s) => Some(s.instrument),
+                RecordRef::BookDelta(d) => Some(d.instrument),
+                RecordRef::Tick(_) | RecordRef::Heartbeat(_) => None,
             };
-            if let Some(id) = changed {
-                let i = instruments.get_mut(&id).expect("present");
-                if let Some((microprice, imbalance)) = signal(&i.book) {
-                    i.microprice = microprice;
-                    i.imbalance = imbalance;
-                    signals += 1;
-                }
+            if let Some(id) = changed
+                && !l1.is_stale(&id)
+                && let Some(Some(s)) = l1.with_book(&id, signal)
+            {
+                signals.insert(id, s);
+                updates += 1;
             }
             if Instant::now() >= next_report {
                 next_report += Duration::from_secs(1);
-                let mut ids: Vec<_> = instruments.keys().copied().collect();
-                ids.sort();
-                let top: Vec<String> = ids
+                let top: Vec<String> = l1
+                    .instruments()
                     .iter()
                     .take(3)
                     .map(|id| {
-                        let i = &instruments[id];
-                        let last = i.last_tick.map_or("-".into(), |t| t.last_px.to_string());
-                        format!("{id} micro {:.3} imb {:+.2} last {last}", i.microprice, i.imbalance)
+                        let s = signals.get(id);
+                        let last = l1.tick(id).map_or("-".into(), |t| t.last_px.to_string());
+                        format!(
+                            "{id} micro {:.3} imb {:+.2} last {last}",
+                            s.map_or(f64::NAN, |s| s.microprice),
+                            s.map_or(0.0, |s| s.imbalance)
+                        )
                     })
                     .collect();
+                let stats = subscriber.stats();
                 println!(
-                    "  {records} records, {holes} holes, {signals} signals | {}",
+                    "  {records} records ({} live, {} gap-filled), {} gaps, {updates} signal updates | {}",
+                    stats.live,
+                    stats.gap_filled,
+                    stats.gaps,
                     top.join(" | ")
                 );
             }
         }
+        let stats = subscriber.stats();
         println!(
-            "strategy_engine: {records} records, last seq {last_seq}, {holes} holes, {signals} signal updates, {} instruments",
-            instruments.len()
+            "strategy_engine: {records} records ({} replayed, {} live, {} gap-filled), last seq {:?}, {} gaps, \
+             {} book mismatches, {updates} signal updates, {} instruments",
+            stats.replayed,
+            stats.live,
+            stats.gap_filled,
+            stats.last_seq,
+            stats.gaps,
+            stats.mismatches,
+            l1.len()
         );
-        println!("latency from ts_publish (ns):");
+        println!("latency of live records from ts_publish (ns):");
         for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
             println!("  p{:<6} {:>10}", q * 100.0, latency.value_at_quantile(q));
         }
