@@ -1,0 +1,73 @@
+//! The feed thread: one subscriber, event-driven (it sleeps in
+//! `Subscriber::next_event` until a record comes), fanning every record
+//! out to the clients that subscribed to it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mdbus_subscriber::{Event, Subscriber};
+use mdbus_transport::MdReceiver;
+use mdbus_types::{Kind, clock, json};
+
+use crate::client::Channel;
+use crate::shared::Shared;
+
+/// How long one wait may last before the stop flag is looked at again (a
+/// record wakes the thread at once; this only bounds shutdown time).
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// Runs until `shared.stop` is set; an error of the subscriber ends it.
+pub(crate) fn run<R: MdReceiver>(mut subscriber: Subscriber<R>, shared: &Arc<Shared>) -> Result<(), String> {
+    let l1 = Arc::clone(subscriber.l1());
+    let mut window_start = Instant::now();
+    let mut window_records = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        let event = subscriber.next_event(STOP_CHECK).map_err(|e| e.to_string())?;
+        match event {
+            Some(Event::Record { sample, .. }) => {
+                window_records += 1;
+                shared.records.fetch_add(1, Ordering::Relaxed);
+                let Ok(record) = sample.record() else { continue };
+                let header = *record.header();
+                shared.last_seq.store(header.seq, Ordering::Relaxed);
+                let channel = match record.kind() {
+                    Kind::Tick => Channel::Tick,
+                    Kind::BookSnapshot | Kind::BookDelta => Channel::Book,
+                    _ => continue,
+                };
+                let Some(instrument) = record.instrument() else {
+                    continue;
+                };
+                let mut cached: Option<Arc<str>> = None;
+                let mut make_json = || {
+                    Arc::clone(cached.get_or_insert_with(|| {
+                        let mut text = String::with_capacity(400);
+                        json::write_record(&mut text, record);
+                        Arc::from(text)
+                    }))
+                };
+                for client in shared.clients.read().iter() {
+                    client.offer(header.seq, header.ts_publish, &instrument, channel, &mut make_json, &l1);
+                }
+            }
+            Some(Event::Gap { from, to }) => {
+                shared.gaps.fetch_add(1, Ordering::Relaxed);
+                for client in shared.clients.read().iter() {
+                    client.offer_gap(from, to);
+                }
+            }
+            Some(Event::ReplayDone { .. }) => shared.replay_done.store(true, Ordering::Relaxed),
+            Some(_) | None => {}
+        }
+        let elapsed = window_start.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let rate = window_records as f64 / elapsed.as_secs_f64();
+            shared.records_per_sec.store(rate.to_bits(), Ordering::Relaxed);
+            shared.rate_at_ns.store(clock::now_ns(), Ordering::Relaxed);
+            window_start = Instant::now();
+            window_records = 0;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,506 @@
+//! HTTP and WebSocket: the routes, the token check, and one task per
+//! connection that reads requests and writes batches.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use mdbus_types::{InstrumentId, RecordRef, clock, json};
+use rustc_hash::FxHashMap;
+
+use crate::client::{Channel, Client, Drained, Pending};
+use crate::config::{HARD_FRAME_LIMIT, MAX_CLIENT_FRAME};
+use crate::protocol::{self, ErrorCode, ProtocolError, Request as ClientRequest};
+use crate::shared::Shared;
+
+/// The live depth page (static HTML and JavaScript, nothing fetched from
+/// elsewhere).
+pub(crate) const DEPTH_PAGE: &str = include_str!("depth.html");
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(DEPTH_PAGE) }))
+        .route("/stats", get(stats))
+        .route("/instruments", get(instruments))
+        .route("/ws", get(upgrade))
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), require_token))
+        .with_state(shared)
+}
+
+/// Constant-time comparison (the token's length is not secret).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn presented_token<'a>(query: Option<&'a str>, headers: &'a HeaderMap) -> impl Iterator<Item = &'a [u8]> {
+    let from_query = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|pair| pair.strip_prefix("token="))
+        .map(str::as_bytes);
+    let bearer = headers
+        .get_all(header::AUTHORIZATION)
+        .into_iter()
+        .filter_map(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    let custom = headers.get_all("x-mdbus-token").into_iter().map(|v| v.as_bytes());
+    from_query.chain(bearer).chain(custom)
+}
+
+async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    if let Some(token) = &shared.config.token
+        && !presented_token(request.uri().query(), request.headers()).any(|t| same(t, token.as_bytes()))
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "401: this gateway needs its token: add ?token=... to the URL, or send Authorization: Bearer ...\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], shared.stats().to_json()).into_response()
+}
+
+async fn instruments(State(shared): State<Arc<Shared>>) -> Response {
+    let symbols: Vec<String> = shared
+        .l1
+        .instruments()
+        .iter()
+        .map(|id| id.as_str().to_string())
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::Value::from(symbols).to_string(),
+    )
+        .into_response()
+}
+
+/// A browser's `Origin` must be the gateway's own page or one allowed.
+fn origin_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let own = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|rest| rest == host);
+    own || shared.config.allowed_origins.iter().any(|o| o == "*" || o == origin)
+}
+
+async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&shared, &headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "403: this page's origin may not open the gateway's WebSocket (see --allow-origin)\n",
+        )
+            .into_response();
+    }
+    ws.max_message_size(HARD_FRAME_LIMIT)
+        .max_frame_size(HARD_FRAME_LIMIT)
+        .on_upgrade(move |socket| connection(socket, shared, peer))
+}
+
+async fn connection(mut socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr) {
+    let id = shared.next_client_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let client = Arc::new(Client::new(id, peer, shared.config.queue_capacity));
+    shared.add_client(Arc::clone(&client));
+    let mut connection = Connection {
+        shared: Arc::clone(&shared),
+        client,
+        floors: FxHashMap::default(),
+        last_sent: 0,
+        spare: VecDeque::new(),
+    };
+    // An error here is the peer going away: nothing to report.
+    let _ = connection.run(&mut socket).await;
+    shared.remove_client(id);
+}
+
+/// One connection's task state.
+struct Connection {
+    shared: Arc<Shared>,
+    client: Arc<Client>,
+    /// Per instrument, the seq of the tick and of the book a snapshot
+    /// message carried: queued records at or below it are already in it.
+    floors: FxHashMap<InstrumentId, [u64; 2]>,
+    /// Seq of the last record written: a folded state no newer than it
+    /// was already delivered (the record that made it was sent).
+    last_sent: u64,
+    spare: VecDeque<Pending>,
+}
+
+type SendResult = Result<(), axum::Error>;
+
+impl Connection {
+    async fn run(&mut self, socket: &mut WebSocket) -> SendResult {
+        loop {
+            tokio::select! {
+                biased;
+                message = socket.recv() => match message {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Ok(Message::Text(text))) => self.on_text(socket, text.as_str()).await?,
+                    Some(Ok(Message::Binary(bytes))) => {
+                        let error = if bytes.len() > MAX_CLIENT_FRAME {
+                            too_large(bytes.len())
+                        } else {
+                            ProtocolError::new(ErrorCode::BadJson, "binary frame: requests are JSON text frames")
+                        };
+                        send(socket, error.to_json()).await?;
+                    }
+                    // Pings are answered by the WebSocket layer.
+                    Some(Ok(_)) => {}
+                },
+                () = self.client.doorbell.notified() => self.flush(socket).await?,
+            }
+        }
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> SendResult {
+        if text.len() > MAX_CLIENT_FRAME {
+            return send(socket, too_large(text.len()).to_json()).await;
+        }
+        match protocol::parse_request(text) {
+            Err(error) => send(socket, error.to_json()).await,
+            Ok(ClientRequest::Ping { id }) => {
+                let mut pong = serde_json::json!({"type": "pong", "ts": clock::now_ns()});
+                if let Some(id) = id {
+                    pong["id"] = id;
+                }
+                send(socket, pong.to_string()).await
+            }
+            Ok(ClientRequest::Subscribe { channels, instruments }) => {
+                self.subscribe(socket, channels, instruments).await
+            }
+            Ok(ClientRequest::Unsubscribe { channels, instruments }) => {
+                self.unsubscribe(socket, channels, instruments).await
+            }
+        }
+    }
+
+    /// The channel mask of a request (`None`: every channel), and an
+    /// error naming the unknown ones.
+    fn channels(channels: Option<Vec<String>>) -> (u8, Option<ProtocolError>) {
+        let Some(channels) = channels else {
+            return (Channel::ALL.iter().fold(0, |m, c| m | c.bit()), None);
+        };
+        let mut mask = 0;
+        let mut unknown = Vec::new();
+        for name in channels {
+            match Channel::parse(&name) {
+                Some(channel) => mask |= channel.bit(),
+                None => unknown.push(name),
+            }
+        }
+        let error = (!unknown.is_empty()).then(|| {
+            ProtocolError::new(
+                ErrorCode::UnknownChannel,
+                format!("unknown channel(s) {unknown:?}: the channels are \"tick\" and \"orderbook\""),
+            )
+        });
+        (mask, error)
+    }
+
+    /// The instruments of a request: `"*"`, the known ones (deduplicated),
+    /// and an error naming the others.
+    fn instruments(
+        &self,
+        symbols: Vec<String>,
+        must_be_known: bool,
+    ) -> (bool, Vec<InstrumentId>, Option<ProtocolError>) {
+        let mut all = false;
+        let mut ids: Vec<InstrumentId> = Vec::new();
+        let mut unknown = Vec::new();
+        for symbol in symbols {
+            if symbol == "*" {
+                all = true;
+                continue;
+            }
+            match InstrumentId::new(&symbol) {
+                Ok(id) if !must_be_known || self.is_known(&id) => {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+                _ => unknown.push(symbol),
+            }
+        }
+        let error = (!unknown.is_empty()).then(|| {
+            ProtocolError::new(
+                ErrorCode::UnknownInstrument,
+                format!(
+                    "unknown instrument(s) {unknown:?}: the feed has {} instruments (GET /instruments lists them; \"*\" is every one)",
+                    self.shared.l1.len()
+                ),
+            )
+        });
+        (all, ids, error)
+    }
+
+    fn is_known(&self, id: &InstrumentId) -> bool {
+        let l1 = &self.shared.l1;
+        l1.tick(id).is_some() || l1.with_book(id, |_| ()).is_some()
+    }
+
+    async fn subscribe(
+        &mut self,
+        socket: &mut WebSocket,
+        channels: Option<Vec<String>>,
+        instruments: Vec<String>,
+    ) -> SendResult {
+        let (mask, channel_error) = Self::channels(channels);
+        let (all, ids, instrument_error) = self.instruments(instruments, true);
+        for error in channel_error.iter().chain(&instrument_error) {
+            send(socket, error.to_json()).await?;
+        }
+        if mask == 0 || (!all && ids.is_empty()) {
+            return Ok(());
+        }
+        let limit = self.shared.config.max_subscriptions;
+        let (accepted_all, accepted, refused) = self.client.update_subscriptions(|subs| {
+            let mut accepted = Vec::new();
+            let mut refused = Vec::new();
+            let accepted_all = all && (subs.all != 0 || subs.count() < limit);
+            if accepted_all {
+                subs.all |= mask;
+            } else if all {
+                refused.push("*".to_string());
+            }
+            for id in ids {
+                if let Some(m) = subs.by_instrument.get_mut(&id) {
+                    *m |= mask;
+                    accepted.push(id);
+                } else if subs.count() < limit {
+                    subs.by_instrument.insert(id, mask);
+                    accepted.push(id);
+                } else {
+                    refused.push(id.as_str().to_string());
+                }
+            }
+            (accepted_all, accepted, refused)
+        });
+        if !refused.is_empty() {
+            let error = ProtocolError::new(
+                ErrorCode::TooManySubscriptions,
+                format!(
+                    "at most {limit} subscriptions per connection (\"*\" counts as one); refused {} instrument(s): {refused:?}",
+                    refused.len()
+                ),
+            );
+            send(socket, error.to_json()).await?;
+        }
+        // Snapshots after the subscription is in place: a record that
+        // lands in between is either in the snapshot (and skipped from the
+        // queue by its seq) or after it (and delivered).
+        let targets = if accepted_all {
+            self.shared.l1.instruments()
+        } else {
+            accepted.clone()
+        };
+        for id in &targets {
+            let book = (mask & Channel::Book.bit() != 0)
+                .then(|| self.shared.l1.book(id))
+                .flatten();
+            let tick = (mask & Channel::Tick.bit() != 0)
+                .then(|| self.shared.l1.tick(id))
+                .flatten();
+            let floor = self.floors.entry(*id).or_insert([0, 0]);
+            if let Some(tick) = &tick {
+                floor[0] = floor[0].max(tick.header.seq);
+            }
+            if let Some(book) = &book {
+                floor[1] = floor[1].max(book.header.seq);
+            }
+            send(
+                socket,
+                protocol::snapshot_message(id.as_str(), book.as_ref(), tick.as_ref()),
+            )
+            .await?;
+        }
+        let mut symbols: Vec<String> = accepted.iter().map(|id| id.as_str().to_string()).collect();
+        if accepted_all {
+            symbols.insert(0, "*".to_string());
+        }
+        let ack = serde_json::json!({
+            "type": "subscribed",
+            "channels": Channel::names(mask),
+            "instruments": symbols,
+        });
+        send(socket, ack.to_string()).await
+    }
+
+    async fn unsubscribe(
+        &mut self,
+        socket: &mut WebSocket,
+        channels: Option<Vec<String>>,
+        instruments: Vec<String>,
+    ) -> SendResult {
+        let (mask, channel_error) = Self::channels(channels);
+        let (all, ids, instrument_error) = self.instruments(instruments, false);
+        for error in channel_error.iter().chain(&instrument_error) {
+            send(socket, error.to_json()).await?;
+        }
+        self.client.update_subscriptions(|subs| {
+            if all {
+                subs.all &= !mask;
+                for m in subs.by_instrument.values_mut() {
+                    *m &= !mask;
+                }
+            } else {
+                for id in &ids {
+                    if let Some(m) = subs.by_instrument.get_mut(id) {
+                        *m &= !mask;
+                    }
+                }
+            }
+            subs.by_instrument.retain(|_, m| *m != 0);
+        });
+        let mut symbols: Vec<String> = ids.iter().map(|id| id.as_str().to_string()).collect();
+        if all {
+            symbols.insert(0, "*".to_string());
+        }
+        let ack = serde_json::json!({
+            "type": "unsubscribed",
+            "channels": Channel::names(mask),
+            "instruments": symbols,
+        });
+        send(socket, ack.to_string()).await
+    }
+
+    /// Whether a queued record is already in a snapshot message sent.
+    #[inline]
+    fn covered(&self, instrument: &InstrumentId, channel: Channel, seq: u64) -> bool {
+        if self.floors.is_empty() {
+            return false;
+        }
+        let index = usize::from(channel == Channel::Book);
+        self.floors.get(instrument).is_some_and(|f| seq <= f[index])
+    }
+
+    /// Writes everything pending as one batch.
+    async fn flush(&mut self, socket: &mut WebSocket) -> SendResult {
+        let (gaps, drained) = self.client.take(std::mem::take(&mut self.spare));
+        if gaps.is_empty() && drained.is_none() {
+            return Ok(());
+        }
+        let ts_send = clock::now_ns();
+        let conflated = matches!(drained, Some(Drained::Conflated(_)));
+        let mut out = String::with_capacity(4096);
+        protocol::batch_head(&mut out, ts_send, conflated);
+        let mut events = 0u64;
+        let mut latencies: Vec<i64> = Vec::new();
+        for &(from, to) in &gaps {
+            if events > 0 {
+                out.push(',');
+            }
+            protocol::write_gap(&mut out, from, to);
+            events += 1;
+        }
+        match drained {
+            None => {}
+            Some(Drained::Events(mut queue)) => {
+                latencies.reserve(queue.len());
+                for pending in queue.drain(..) {
+                    if self.covered(&pending.instrument, pending.channel, pending.seq) {
+                        continue;
+                    }
+                    if events > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&pending.json);
+                    latencies.push(pending.ts_publish);
+                    self.last_sent = pending.seq;
+                    events += 1;
+                }
+                self.spare = queue;
+            }
+            Some(Drained::Conflated(folded)) => {
+                if let Some((from, to)) = folded.gap {
+                    if events > 0 {
+                        out.push(',');
+                    }
+                    protocol::write_gap(&mut out, from, to);
+                    events += 1;
+                }
+                enum State {
+                    Tick(Pending),
+                    Book(Box<mdbus_types::BookSnapshot>),
+                }
+                let mut states: Vec<(u64, State)> = folded
+                    .ticks
+                    .into_values()
+                    .filter(|p| p.seq > self.last_sent && !self.covered(&p.instrument, Channel::Tick, p.seq))
+                    .map(|p| (p.seq, State::Tick(p)))
+                    .chain(
+                        folded
+                            .books
+                            .into_iter()
+                            .filter(|(id, b)| {
+                                b.header.seq > self.last_sent && !self.covered(id, Channel::Book, b.header.seq)
+                            })
+                            .map(|(_, b)| (b.header.seq, State::Book(Box::new(b)))),
+                    )
+                    .collect();
+                states.sort_unstable_by_key(|(seq, _)| *seq);
+                for (seq, state) in states {
+                    self.last_sent = seq;
+                    if events > 0 {
+                        out.push(',');
+                    }
+                    match state {
+                        State::Tick(p) => {
+                            out.push_str(&p.json);
+                            latencies.push(p.ts_publish);
+                        }
+                        State::Book(book) => {
+                            json::write_record(&mut out, RecordRef::BookSnapshot(&book));
+                            latencies.push(book.header.ts_publish);
+                        }
+                    }
+                    events += 1;
+                }
+            }
+        }
+        if events == 0 {
+            return Ok(());
+        }
+        out.push_str("]}");
+        {
+            let mut histogram = self.client.latency.lock();
+            for ts_publish in latencies {
+                let _ = histogram.record(ts_send.saturating_sub(ts_publish).max(0) as u64);
+            }
+        }
+        send(socket, out).await?;
+        use std::sync::atomic::Ordering::Relaxed;
+        self.client.events_sent.fetch_add(events, Relaxed);
+        self.client.batches_sent.fetch_add(1, Relaxed);
+        Ok(())
+    }
+}
+
+fn too_large(len: usize) -> ProtocolError {
+    ProtocolError::new(
+        ErrorCode::FrameTooLarge,
+        format!("frame of {len} bytes: requests are at most {MAX_CLIENT_FRAME} bytes"),
+    )
+}
+
+async fn send(socket: &mut WebSocket, text: String) -> SendResult {
+    socket.send(Message::Text(text.into())).await
+}
