@@ -525,6 +525,65 @@ impl WalReader {
         }
     }
 
+    /// [`WalReader::next_event`] for a scan that wants few of the records:
+    /// yields only the records `keep` accepts (and skipped ranges). A frame
+    /// whose record `keep` rejects is stepped over with only its length
+    /// and seq looked at (no checksum, no other check), and a frame it
+    /// accepts is checked in full and yielded as `next_event` would (a bad
+    /// one handled as `next_event` handles it). A history query
+    /// reading one instrument out of many thus pays the checks only for
+    /// what it returns.
+    ///
+    /// `keep` sees the record's *unchecked* bytes: decide with it, never
+    /// trust it. A corrupt frame it rejects is usually passed over
+    /// unnoticed, which loses nothing the caller wanted (a corrupt record
+    /// is never yielded); where the reader checks a frame anyway (the first
+    /// of a segment, right after a resync, frames before a time seek's
+    /// target) it is reported as `next_event` reports it.
+    pub fn next_event_where(&mut self, mut keep: impl FnMut(RecordRef<'_>) -> bool) -> Result<Option<ReadEvent<'_>>> {
+        loop {
+            self.step_over_unwanted(&mut keep);
+            // Segment ends, seeks, bad frames and the wanted frame itself:
+            // the checked path.
+            match self.advance()? {
+                None => return Ok(None),
+                Some(Step::Skipped(skipped)) => return Ok(Some(ReadEvent::Skipped(skipped))),
+                Some(Step::Record { off, kind }) => {
+                    if keep(self.record_at(off, kind).record) {
+                        return Ok(Some(ReadEvent::Record(self.record_at(off, kind))));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Steps over the frames `keep` rejects, unchecked (see
+    /// [`WalReader::next_event_where`]), up to the first it accepts or the
+    /// first the quick look cannot walk (segment end, bad length or seq).
+    #[inline]
+    fn step_over_unwanted(&mut self, keep: &mut impl FnMut(RecordRef<'_>) -> bool) {
+        while self.min_ts.is_none()
+            && let Some(cursor) = self.cursor.as_mut()
+            && let Some(expected) = cursor.expected
+            && expected >= self.min_seq
+            && let Some((kind, len)) = peek_frame(cursor.segment.bytes(), cursor.off, expected)
+        {
+            let payload = &cursor.segment.bytes()[cursor.off + FRAME_HEADER_LEN..][..len];
+            let record = match kind {
+                Kind::Tick => RecordRef::Tick(bytemuck::from_bytes(payload)),
+                Kind::BookSnapshot => RecordRef::BookSnapshot(bytemuck::from_bytes(payload)),
+                Kind::BookDelta => RecordRef::BookDelta(bytemuck::from_bytes(payload)),
+                Kind::Heartbeat => RecordRef::Heartbeat(bytemuck::from_bytes(payload)),
+            };
+            if keep(record) {
+                return;
+            }
+            cursor.off += FRAME_HEADER_LEN + len;
+            cursor.expected = Some(expected + 1);
+            cursor.last_seq = Some(expected);
+        }
+    }
+
     /// The next record, passing over skipped ranges (use
     /// [`WalReader::next_event`] to see them); `Ok(None)` at the live end.
     pub fn next_record(&mut self) -> Result<Option<WalRecord<'_>>> {
@@ -545,6 +604,28 @@ struct FastFrame {
     next: usize,
     kind: Kind,
     ts_event: i64,
+}
+
+/// The kind and length of the frame at `off` when its length is a record
+/// size, it lies in bounds and its record's seq is `expected`; nothing else
+/// is checked (see [`WalReader::next_event_where`]).
+#[inline(always)]
+fn peek_frame(bytes: &[u8], off: usize, expected: u64) -> Option<(Kind, usize)> {
+    let header_end = off.checked_add(FRAME_HEADER_LEN)?;
+    if header_end > bytes.len() {
+        return None;
+    }
+    // The Acquire load of `len` makes the frame's bytes visible.
+    let len = load_len(bytes, off) as usize;
+    let kind = match len {
+        32 => Kind::Heartbeat,
+        72 => Kind::BookDelta,
+        104 => Kind::Tick,
+        376 => Kind::BookSnapshot,
+        _ => return None,
+    };
+    let seq = bytes.get(header_end..header_end + len)?.get(..8)?;
+    (u64::from_le_bytes(seq.try_into().expect("8 bytes")) == expected).then_some((kind, len))
 }
 
 /// The frame at `off` when it is valid and carries `expected`: exactly
