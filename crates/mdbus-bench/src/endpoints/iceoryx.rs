@@ -1,0 +1,274 @@
+//! The iceoryx2 ends: raw iceoryx2 publish-subscribe (the baseline), and
+//! mdbus (`FeedPublisher` over `IoxPublisher`, `IoxSubscriber`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use iceoryx2::node::{Node, NodeBuilder};
+use iceoryx2::port::listener::Listener;
+use iceoryx2::port::notifier::Notifier;
+use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::prelude::{ServiceName, SignalHandlingMode};
+use iceoryx2::service::ipc;
+use iceoryx2::service::port_factory::{event as event_factory, publish_subscribe as md_factory};
+use mdbus_publisher::{FeedConfig, FeedPublisher};
+use mdbus_transport::MdReceiver;
+use mdbus_transport::iceoryx::{
+    IoxPublisher, IoxPublisherConfig, IoxSubscriber, IoxSubscriberConfig, WaitStrategy, settings,
+};
+use mdbus_types::MdSample;
+use mdbus_wal::{SyncPolicy, WalOptions};
+
+use super::{Sink, Source, stamp};
+use crate::error::{Error, Result};
+use crate::scenario::Wait;
+
+fn iox_error(what: &str, e: impl std::fmt::Debug) -> Error {
+    Error::Run(format!("raw iceoryx2: {what}: {e:?}"))
+}
+
+/// The raw services of a run: `mdbench/<name>/raw` and its event service.
+struct RawServices {
+    md: md_factory::PortFactory<ipc::Service, MdSample, ()>,
+    event: event_factory::PortFactory<ipc::Service>,
+    _node: Node<ipc::Service>,
+}
+
+/// Opens or creates the raw services with mdbus's settings (same buffer,
+/// safe overflow), so only mdbus's own work differs.
+fn raw_services(name: &str) -> Result<RawServices> {
+    let node = NodeBuilder::new()
+        .signal_handling_mode(SignalHandlingMode::Disabled)
+        .create::<ipc::Service>()
+        .map_err(|e| iox_error("node", e))?;
+    let service = ServiceName::new(&format!("mdbench/{name}/raw")).map_err(|e| iox_error("service name", e))?;
+    let md = node
+        .service_builder(&service)
+        .publish_subscribe::<MdSample>()
+        .user_header::<()>()
+        .enable_safe_overflow(settings::SAFE_OVERFLOW)
+        .subscriber_max_buffer_size(settings::SUBSCRIBER_MAX_BUFFER_SIZE)
+        .subscriber_max_borrowed_samples(settings::SUBSCRIBER_MAX_BORROWED_SAMPLES)
+        .max_subscribers(settings::MAX_SUBSCRIBERS)
+        .max_publishers(settings::MAX_PUBLISHERS)
+        .max_nodes(settings::MAX_NODES)
+        .history_size(settings::HISTORY_SIZE)
+        .open_or_create()
+        .map_err(|e| iox_error("publish-subscribe service", e))?;
+    let event_name =
+        ServiceName::new(&format!("mdbench/{name}/raw/ev")).map_err(|e| iox_error("event service name", e))?;
+    let event = node
+        .service_builder(&event_name)
+        .event()
+        .max_notifiers(settings::EVENT_MAX_NOTIFIERS)
+        .max_listeners(settings::EVENT_MAX_LISTENERS)
+        .max_nodes(settings::MAX_NODES)
+        .open_or_create()
+        .map_err(|e| iox_error("event service", e))?;
+    Ok(RawServices { md, event, _node: node })
+}
+
+/// Raw iceoryx2 publisher: loan, write, send; with blocking subscribers
+/// also a notification per batch (what they wait on).
+pub struct RawSink {
+    publisher: Publisher<ipc::Service, MdSample, ()>,
+    notifier: Option<Notifier<ipc::Service>>,
+    _services: RawServices,
+}
+
+impl std::fmt::Debug for RawSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSink").finish_non_exhaustive()
+    }
+}
+
+impl RawSink {
+    /// Creates the services and the publisher (and the notifier when
+    /// subscribers block).
+    pub fn create(name: &str, wait: Wait) -> Result<RawSink> {
+        let services = raw_services(name)?;
+        let publisher = services
+            .md
+            .publisher_builder()
+            .create()
+            .map_err(|e| iox_error("publisher", e))?;
+        let notifier = match wait {
+            Wait::Block => Some(
+                services
+                    .event
+                    .notifier_builder()
+                    .create()
+                    .map_err(|e| iox_error("notifier", e))?,
+            ),
+            Wait::Spin => None,
+        };
+        Ok(RawSink {
+            publisher,
+            notifier,
+            _services: services,
+        })
+    }
+}
+
+impl Sink for RawSink {
+    fn send_batch(&mut self, batch: &mut [MdSample]) -> Result<()> {
+        for sample in batch.iter_mut() {
+            stamp(sample);
+            let mut loaned = self.publisher.loan_uninit().map_err(|e| iox_error("loan", e))?;
+            loaned.payload_mut().write(*sample);
+            // SAFETY: the payload was fully written on the line above.
+            let loaned = unsafe { loaned.assume_init() };
+            loaned.send().map_err(|e| iox_error("send", e))?;
+        }
+        if let Some(notifier) = &self.notifier {
+            notifier.notify().map_err(|e| iox_error("notify", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Raw iceoryx2 subscriber: reads samples in place; blocks on the event
+/// service's listener.
+pub struct RawSource {
+    subscriber: Subscriber<ipc::Service, MdSample, ()>,
+    listener: Listener<ipc::Service>,
+    _services: RawServices,
+}
+
+impl std::fmt::Debug for RawSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSource").finish_non_exhaustive()
+    }
+}
+
+impl RawSource {
+    /// Opens the services (the publisher created them) and subscribes.
+    pub fn open(name: &str) -> Result<RawSource> {
+        let services = raw_services(name)?;
+        let subscriber = services
+            .md
+            .subscriber_builder()
+            .buffer_size(settings::SUBSCRIBER_MAX_BUFFER_SIZE)
+            .create()
+            .map_err(|e| iox_error("subscriber", e))?;
+        let listener = services
+            .event
+            .listener_builder()
+            .create()
+            .map_err(|e| iox_error("listener", e))?;
+        Ok(RawSource {
+            subscriber,
+            listener,
+            _services: services,
+        })
+    }
+
+    #[inline]
+    fn try_recv<R, F: FnOnce(&MdSample) -> R>(&mut self, f: F) -> Result<std::result::Result<R, F>> {
+        match self.subscriber.receive().map_err(|e| iox_error("receive", e))? {
+            Some(sample) => Ok(Ok(f(sample.payload()))),
+            None => Ok(Err(f)),
+        }
+    }
+}
+
+impl Source for RawSource {
+    fn recv<R>(&mut self, wait: Wait, timeout: Duration, f: impl FnOnce(&MdSample) -> R) -> Result<Option<R>> {
+        let mut f = match self.try_recv(f)? {
+            Ok(r) => return Ok(Some(r)),
+            Err(f) => f,
+        };
+        let deadline = Instant::now() + timeout;
+        let mut polls = 0u32;
+        loop {
+            match wait {
+                Wait::Spin => {
+                    std::hint::spin_loop();
+                    polls = polls.wrapping_add(1);
+                    if polls & 0xff == 0 && Instant::now() >= deadline {
+                        return Ok(None);
+                    }
+                }
+                Wait::Block => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Ok(None);
+                    }
+                    self.listener
+                        .timed_wait(|_| {}, deadline - now)
+                        .map_err(|e| iox_error("wait", e))?;
+                }
+            }
+            f = match self.try_recv(f)? {
+                Ok(r) => return Ok(Some(r)),
+                Err(f) => f,
+            };
+        }
+    }
+}
+
+/// mdbus's publish path: `FeedPublisher` (seq, WAL, send, board) over
+/// `IoxPublisher`.
+#[derive(Debug)]
+pub struct MdbusSink {
+    publisher: FeedPublisher<IoxPublisher>,
+}
+
+impl MdbusSink {
+    /// Opens the feed `name` with its WAL and board in `dir`.
+    pub fn open(name: &str, dir: &Path, sync: SyncPolicy) -> Result<MdbusSink> {
+        let mut config = FeedConfig::new(name);
+        let wal_dir = dir.join("wal");
+        config.wal_dir = Some(wal_dir.clone());
+        config.wal = WalOptions::default().sync(sync);
+        config.board_dir = Some(dir.join("board"));
+        std::fs::create_dir_all(dir.join("board")).map_err(|e| Error::io(dir.join("board"), e))?;
+        let feed = name.to_string();
+        let publisher = FeedPublisher::open_with(config, || {
+            IoxPublisher::create(&IoxPublisherConfig::new(feed.clone()).wal_dir(wal_dir.join(&feed)))
+        })?;
+        Ok(MdbusSink { publisher })
+    }
+}
+
+impl Sink for MdbusSink {
+    fn send_batch(&mut self, batch: &mut [MdSample]) -> Result<()> {
+        self.publisher.publish_batch(batch)?;
+        Ok(())
+    }
+
+    fn housekeeping(&mut self) -> Result<()> {
+        self.publisher.poll()?;
+        Ok(())
+    }
+}
+
+/// An mdbus subscriber (`IoxSubscriber` with `WaitStrategy::BusySpin` or
+/// `WaitStrategy::Block`), received through its `recv_timeout`.
+#[derive(Debug)]
+pub struct MdbusSource {
+    subscriber: IoxSubscriber,
+}
+
+impl MdbusSource {
+    /// Opens the feed `name` (the publisher created it).
+    pub fn open(name: &str, wait: Wait) -> Result<MdbusSource> {
+        let strategy = match wait {
+            Wait::Spin => WaitStrategy::BusySpin,
+            Wait::Block => WaitStrategy::Block,
+        };
+        let subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new(name).wait(strategy))?;
+        Ok(MdbusSource { subscriber })
+    }
+}
+
+impl Source for MdbusSource {
+    fn recv<R>(&mut self, _wait: Wait, timeout: Duration, f: impl FnOnce(&MdSample) -> R) -> Result<Option<R>> {
+        match self.subscriber.recv_timeout(timeout) {
+            Ok(Some(sample)) => Ok(Some(f(&sample))),
+            Ok(None) | Err(mdbus_transport::Error::Disconnected) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

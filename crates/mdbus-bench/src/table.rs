@@ -1,0 +1,362 @@
+//! The result table: one row per run, ratios against the raw iceoryx2
+//! row of the same scenario, and the product targets checked against
+//! the rows.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hist::Percentiles;
+use crate::scenario::{RunSpec, Transport};
+
+/// What one slow subscriber got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowOutcome {
+    /// Measured records it received.
+    pub received: u64,
+    /// Measured records it lost (or that the publisher had not sent).
+    pub lost: u64,
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// What was run.
+    pub spec: RunSpec,
+    /// One-way latency of the subscribers that keep up, merged.
+    pub latency: Percentiles,
+    /// Measured records the publisher sent.
+    pub sent: u64,
+    /// Records per second the publisher sent over the measured phase.
+    pub publisher_rate: f64,
+    /// Measured records lost, summed over the subscribers that keep up.
+    pub lost: u64,
+    /// The slow subscribers, if any.
+    pub slow: Vec<SlowOutcome>,
+    /// The file of the merged histogram (V2), relative to the report.
+    pub histogram_file: String,
+}
+
+impl Row {
+    /// Measured records the subscribers that keep up should have received.
+    pub fn expected(&self) -> u64 {
+        self.sent * self.spec.subscribers as u64
+    }
+
+    /// Lost records as a fraction of the expected ones.
+    pub fn loss_fraction(&self) -> f64 {
+        if self.expected() == 0 {
+            return 0.0;
+        }
+        self.lost as f64 / self.expected() as f64
+    }
+}
+
+/// The raw iceoryx2 row of `row`'s scenario.
+pub fn baseline<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Row> {
+    rows.iter()
+        .find(|r| r.spec.scenario == row.spec.scenario && r.spec.transport == Transport::RawIceoryx2)
+}
+
+/// `value / base`, `None` when there is no base.
+pub fn ratio(value: u64, base: u64) -> Option<f64> {
+    (base > 0 && value > 0).then(|| value as f64 / base as f64)
+}
+
+/// ns as microseconds with two decimals.
+pub fn micros(ns: u64) -> String {
+    format!("{:.2}", ns as f64 / 1000.0)
+}
+
+/// A rate as "1.234 M/s" or "98.7 k/s".
+pub fn rate(per_second: f64) -> String {
+    if per_second >= 1e6 {
+        format!("{:.3} M/s", per_second / 1e6)
+    } else {
+        format!("{:.1} k/s", per_second / 1e3)
+    }
+}
+
+fn ratio_cell(value: Option<f64>) -> String {
+    match value {
+        None => "-".to_string(),
+        Some(r) if r < 0.1 => format!("{r:.3}x"),
+        Some(r) => format!("{r:.2}x"),
+    }
+}
+
+fn loss_cell(lost: u64, fraction: f64) -> String {
+    if lost == 0 {
+        "0".to_string()
+    } else {
+        format!("{lost} ({:.3} %)", fraction * 100.0)
+    }
+}
+
+/// The table in Markdown: one section line per scenario, one row per run.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| scenario | transport | wait | subs | p50 us | p90 us | p99 us | p99.9 us | max us | publisher rate | loss | p50 vs raw iceoryx2 | p99 vs raw iceoryx2 | note |\n",
+    );
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    for row in rows {
+        let base = baseline(rows, row);
+        let p50 = base.and_then(|b| ratio(row.latency.p50, b.latency.p50));
+        let p99 = base.and_then(|b| ratio(row.latency.p99, b.latency.p99));
+        let note = row
+            .slow
+            .iter()
+            .map(|s| format!("slow subscriber: {} received, {} lost", s.received, s.lost))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.spec.scenario,
+            row.spec.label(),
+            row.spec.wait.label(),
+            row.spec.subscribers + row.spec.slow_subscribers,
+            micros(row.latency.p50),
+            micros(row.latency.p90),
+            micros(row.latency.p99),
+            micros(row.latency.p999),
+            micros(row.latency.max),
+            rate(row.publisher_rate),
+            loss_cell(row.lost, row.loss_fraction()),
+            ratio_cell(p50),
+            ratio_cell(p99),
+            note,
+        );
+    }
+    out
+}
+
+/// One product target and whether this run meets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetCheck {
+    /// The claim.
+    pub claim: &'static str,
+    /// What was measured, in words.
+    pub measured: String,
+    /// `Some(true)` met, `Some(false)` missed, `None` not measured.
+    pub met: Option<bool>,
+}
+
+fn find<'a>(rows: &'a [Row], scenario: &str, transport: Transport) -> Option<&'a Row> {
+    rows.iter()
+        .find(|r| r.spec.scenario == scenario && r.spec.transport == transport)
+}
+
+/// The targets of the benchmark issue, checked against `rows`.
+pub fn targets(rows: &[Row]) -> Vec<TargetCheck> {
+    let mut checks = Vec::new();
+    let mdbus = find(rows, "paced-spin", Transport::MdbusWalInterval);
+    let raw = find(rows, "paced-spin", Transport::RawIceoryx2);
+    let uds = find(rows, "paced-spin", Transport::UnixDatagram);
+    checks.push(match (mdbus, raw) {
+        (Some(m), Some(r)) => {
+            let x = ratio(m.latency.p50, r.latency.p50);
+            TargetCheck {
+                claim: "mdbus cross-process p50 <= 1.2x raw iceoryx2 with the WAL on",
+                measured: format!(
+                    "{} us vs {} us: {}",
+                    micros(m.latency.p50),
+                    micros(r.latency.p50),
+                    ratio_cell(x)
+                ),
+                met: x.map(|x| x <= 1.2),
+            }
+        }
+        _ => not_measured("mdbus cross-process p50 <= 1.2x raw iceoryx2 with the WAL on"),
+    });
+    checks.push(match (mdbus, uds) {
+        (Some(m), Some(u)) => {
+            let x = ratio(u.latency.p50, m.latency.p50);
+            TargetCheck {
+                claim: "mdbus p50 >= 10x better than the Unix socket",
+                measured: format!(
+                    "{} us vs {} us: {}",
+                    micros(m.latency.p50),
+                    micros(u.latency.p50),
+                    ratio_cell(x)
+                ),
+                met: x.map(|x| x >= 10.0),
+            }
+        }
+        _ => not_measured("mdbus p50 >= 10x better than the Unix socket"),
+    });
+    let claim = ">= 2 M records/s sustained through the bus with the WAL on, no loss";
+    checks.push(match find(rows, "sustained-2m", Transport::MdbusWalInterval) {
+        Some(r) => TargetCheck {
+            claim,
+            measured: format!(
+                "publisher {}, {} lost of {}",
+                rate(r.publisher_rate),
+                r.lost,
+                r.expected()
+            ),
+            met: Some(r.publisher_rate >= 2e6 * 0.99 && r.lost == 0 && r.sent > 0),
+        },
+        None => not_measured(claim),
+    });
+    let claim = "persisted IPC (WAL on) p99 <= 10 us at 1 M records/s";
+    checks.push(match find(rows, "persisted-1m", Transport::MdbusWalInterval) {
+        Some(r) => TargetCheck {
+            claim,
+            measured: format!(
+                "p99 {} us, publisher {}, {} lost",
+                micros(r.latency.p99),
+                rate(r.publisher_rate),
+                r.lost
+            ),
+            met: Some(r.latency.count > 0 && r.latency.p99 <= 10_000 && r.publisher_rate >= 1e6 * 0.99),
+        },
+        None => not_measured(claim),
+    });
+    checks
+}
+
+fn not_measured(claim: &'static str) -> TargetCheck {
+    TargetCheck {
+        claim,
+        measured: "not measured in this run".to_string(),
+        met: None,
+    }
+}
+
+/// The targets as a Markdown table.
+pub fn targets_markdown(checks: &[TargetCheck]) -> String {
+    let mut out = String::from("| target | measured | met |\n|---|---|---|\n");
+    for check in checks {
+        let met = match check.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "-",
+        };
+        let _ = writeln!(out, "| {} | {} | {} |", check.claim, check.measured, met);
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::scenario::{SLOW_NS, Wait};
+
+    pub(crate) fn row(scenario: &str, transport: Transport, p50: u64, p99: u64) -> Row {
+        Row {
+            spec: RunSpec {
+                scenario: scenario.to_string(),
+                title: scenario.to_string(),
+                transport,
+                wait: Wait::Spin,
+                subscribers: 1,
+                slow_subscribers: 0,
+                slow_ns: SLOW_NS,
+                rate: 100_000,
+                warmup_s: 0.1,
+                measure_s: 1.0,
+                pin: false,
+            },
+            latency: Percentiles {
+                count: 1000,
+                p50,
+                p90: p50,
+                p99,
+                p999: p99,
+                max: p99,
+            },
+            sent: 1000,
+            publisher_rate: 100_000.0,
+            lost: 0,
+            slow: Vec::new(),
+            histogram_file: String::new(),
+        }
+    }
+
+    #[test]
+    fn ratio_is_against_the_raw_row_of_the_same_scenario() {
+        let rows = vec![
+            row("a", Transport::RawIceoryx2, 1000, 2000),
+            row("a", Transport::MdbusWalInterval, 1100, 5000),
+            row("b", Transport::RawIceoryx2, 4000, 8000),
+            row("b", Transport::UnixDatagram, 20_000, 40_000),
+        ];
+        let base = baseline(&rows, &rows[1]).unwrap();
+        assert_eq!(base.latency.p50, 1000);
+        assert_eq!(ratio(rows[1].latency.p50, base.latency.p50), Some(1.1));
+        assert_eq!(baseline(&rows, &rows[3]).unwrap().latency.p50, 4000);
+        let table = markdown(&rows);
+        assert!(table.contains("| a | mdbus (WAL Interval) | spin | 1 | 1.10 | 1.10 | 5.00 | 5.00 | 5.00 | 100.0 k/s | 0 | 1.10x | 2.50x |"), "{table}");
+        assert!(
+            table.contains("| b | Unix datagram socket | spin | 1 | 20.00 |"),
+            "{table}"
+        );
+        assert!(table.contains("| 5.00x | 5.00x |"), "{table}");
+        // Header, separator and one line per row.
+        assert_eq!(table.lines().count(), 2 + rows.len());
+    }
+
+    #[test]
+    fn a_scenario_without_raw_row_gets_dashes() {
+        let rows = vec![row("c", Transport::Crossbeam, 300, 900)];
+        assert!(baseline(&rows, &rows[0]).is_none());
+        assert!(markdown(&rows).contains("| - | - |"));
+        assert_eq!(ratio(5, 0), None);
+    }
+
+    #[test]
+    fn loss_and_slow_subscriber_cells() {
+        let mut r = row("slow-subscriber", Transport::RawIceoryx2, 1000, 2000);
+        r.spec.subscribers = 2;
+        r.spec.slow_subscribers = 1;
+        r.sent = 1000;
+        r.lost = 5;
+        r.slow = vec![SlowOutcome {
+            received: 200,
+            lost: 800,
+        }];
+        assert_eq!(r.expected(), 2000);
+        let table = markdown(&[r]);
+        assert!(table.contains("| 3 |"), "{table}");
+        assert!(table.contains("5 (0.250 %)"), "{table}");
+        assert!(table.contains("slow subscriber: 200 received, 800 lost"), "{table}");
+    }
+
+    #[test]
+    fn rates_and_micros_format() {
+        assert_eq!(rate(2_345_678.0), "2.346 M/s");
+        assert_eq!(rate(99_950.0), "100.0 k/s");
+        assert_eq!(micros(1234), "1.23");
+    }
+
+    #[test]
+    fn targets_met_missed_and_not_measured() {
+        let mut rows = vec![
+            row("paced-spin", Transport::RawIceoryx2, 1000, 2000),
+            row("paced-spin", Transport::MdbusWalInterval, 1300, 3000),
+            row("paced-spin", Transport::UnixDatagram, 15_000, 30_000),
+            row("persisted-1m", Transport::MdbusWalInterval, 2000, 9000),
+        ];
+        rows[3].publisher_rate = 1_000_000.0;
+        let checks = targets(&rows);
+        assert_eq!(checks.len(), 4);
+        assert_eq!(checks[0].met, Some(false), "1.3x is over 1.2x");
+        assert_eq!(checks[1].met, Some(true), "15/1.3 > 10");
+        assert_eq!(checks[2].met, None, "no sustained run");
+        assert_eq!(checks[3].met, Some(true));
+        let text = targets_markdown(&checks);
+        assert!(text.contains("**no**") && text.contains("| yes |") && text.contains("not measured"));
+    }
+
+    #[test]
+    fn sustained_target_fails_on_any_loss() {
+        let mut r = row("sustained-2m", Transport::MdbusWalInterval, 1000, 2000);
+        r.publisher_rate = 2_000_000.0;
+        r.lost = 1;
+        assert_eq!(targets(&[r.clone()])[2].met, Some(false));
+        r.lost = 0;
+        assert_eq!(targets(&[r])[2].met, Some(true));
+    }
+}
