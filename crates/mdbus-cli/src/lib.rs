@@ -4,6 +4,7 @@
 //! exit code 2.
 
 mod demo;
+mod gateway;
 mod history;
 mod publish;
 mod snapshot;
@@ -50,6 +51,9 @@ pub enum Command {
     History(history::HistoryArgs),
     /// The top-10 book of an instrument as it was at a time, from the WAL.
     BookAt(history::BookAtArgs),
+    /// Serves a feed over WebSocket (`/ws`) with a live depth page (`/`)
+    /// and counters (`/stats`); replay-merge from the WAL, then live.
+    Gateway(gateway::GatewayArgs),
 }
 
 /// Parses the process arguments and runs the subcommand; the exit code is
@@ -75,5 +79,6 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => wal_cmd::replay(&args),
         Command::History(args) => history::history(&args),
         Command::BookAt(args) => history::book_at(&args),
+        Command::Gateway(args) => gateway::run(&args),
     }
 }

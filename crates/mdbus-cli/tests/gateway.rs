@@ -1,0 +1,177 @@
+//! `mdbus publish` and `mdbus gateway` as real processes over iceoryx2: a
+//! WebSocket client gets a snapshot then live batches, `/stats` counts,
+//! and the token is enforced.
+//!
+//! The `mdbus` binary belongs to the workspace's root package: it is found
+//! next to this test's directory (`target/<profile>/mdbus`), which
+//! `cargo test --workspace` builds. When it is not there the test prints
+//! `SKIP` and passes.
+#![cfg(feature = "iceoryx2")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+fn mdbus_binary() -> Option<PathBuf> {
+    // target/<profile>/deps/gateway-<hash> -> target/<profile>/mdbus
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("mdbus");
+    path.is_file().then_some(path)
+}
+
+/// Kills the child when dropped (a failed assertion leaves nothing behind).
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_with_watchdog(child: &mut Reaped) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "watchdog: process still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn gateway_process_serves_a_published_feed_over_websocket() {
+    let Some(mdbus) = mdbus_binary() else {
+        println!("SKIP: the mdbus binary is not built next to this test (run `cargo test --workspace`)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let feed = format!("gwcli-{}", std::process::id());
+    let wal = dir.path().join("wal");
+    let mut publisher = Reaped(
+        Command::new(&mdbus)
+            .args(["publish", "--feed", &feed, "--synthetic", "--instruments", "8"])
+            .args(["--rate", "5000", "--duration", "6", "--wal"])
+            .arg(&wal)
+            .arg("--board-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut gateway = Reaped(
+        Command::new(&mdbus)
+            .args(["gateway", "--feed", &feed, "--listen", "127.0.0.1:0", "--token", "t0k"])
+            .args(["--duration", "5"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = BufReader::new(gateway.0.stdout.take().unwrap());
+    let mut banner = String::new();
+    // The banner comes once the feed is open (the publisher creates it).
+    let reader = std::thread::spawn(move || {
+        stdout.read_line(&mut banner).unwrap();
+        (banner, stdout)
+    });
+    let deadline = Instant::now() + WATCHDOG;
+    while !reader.is_finished() {
+        assert!(Instant::now() < deadline, "watchdog: no banner from mdbus gateway");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (banner, mut stdout) = reader.join().unwrap();
+    if banner.is_empty() {
+        let mut stderr = String::new();
+        gateway.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        panic!("mdbus gateway printed no banner: {stderr}");
+    }
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"))
+        .to_string();
+
+    assert!(http_get(&addr, "/stats").starts_with("HTTP/1.1 401"));
+    // The gateway may have started before the publisher's first records:
+    // wait until it knows the instruments.
+    loop {
+        let stats = http_get(&addr, "/stats?token=t0k");
+        assert!(stats.starts_with("HTTP/1.1 200"), "{stats}");
+        if stats.contains(r#""instruments":8"#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "watchdog: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (snapshot, events) = rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token=t0k"))
+            .await
+            .unwrap();
+        ws.send(Message::text(
+            r#"{"type":"subscribe","channels":["tick","orderbook"],"instruments":["IF2501"]}"#,
+        ))
+        .await
+        .unwrap();
+        let mut next = async || -> serde_json::Value {
+            loop {
+                let message = tokio::time::timeout(WATCHDOG, ws.next())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                if let Message::Text(text) = message {
+                    return serde_json::from_str(text.as_str()).unwrap();
+                }
+            }
+        };
+        let snapshot = next().await;
+        let mut events = Vec::new();
+        while events.len() < 50 {
+            let message = next().await;
+            if message["type"] == "batch" {
+                events.extend(message["events"].as_array().unwrap().iter().cloned());
+            }
+        }
+        (snapshot, events)
+    });
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    assert_eq!(snapshot["instrument"], "IF2501");
+    assert!(snapshot["book"]["bids"].is_array(), "{snapshot}");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(events.iter().all(|e| e["instrument"] == "IF2501"));
+
+    let status = wait_with_watchdog(&mut gateway);
+    let mut summary = String::new();
+    stdout.read_to_string(&mut summary).unwrap();
+    assert!(status.success(), "{summary}");
+    assert!(summary.contains("records of feed"), "{summary}");
+    assert!(wait_with_watchdog(&mut publisher).success());
+}

@@ -1,0 +1,158 @@
+//! A client that never reads: the others keep getting everything, the
+//! gateway's queue for it stays bounded (folded to the latest state per
+//! instrument and channel), its conflated count grows, and once it reads
+//! again it ends with the publisher's books (fewer updates, never stale).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Client, Harness, Mirror, WATCHDOG};
+use futures_util::{SinkExt, StreamExt};
+use mdbus_gateway::GatewayConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+const CAPACITY: usize = 256;
+const INSTRUMENTS: usize = 16;
+
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_client_that_never_reads_is_conflated_and_the_others_keep_up() {
+    let mut config = GatewayConfig::default();
+    config.queue_capacity = CAPACITY;
+    let mut harness = Harness::start(&format!("gw-slow-{}", std::process::id()), INSTRUMENTS, 2000, config);
+    let url = harness.url();
+    let instruments: Vec<_> = harness.feed.instruments().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // The fast client reads on its own task until it has the target seq.
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let mut fast = rt.block_on(Client::connect(&url));
+    let mut fast_mirror = Mirror::default();
+    rt.block_on(async {
+        fast.send(r#"{"type":"subscribe","instruments":["*"]}"#).await;
+        loop {
+            let text = fast.recv_text().await;
+            if fast_mirror.apply(&text) == "subscribed" {
+                break;
+            }
+        }
+    });
+
+    // The slow client: a tiny receive buffer, subscribes to everything,
+    // then reads nothing.
+    let mut slow = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(harness.gateway.local_addr()).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(url.as_str(), stream).await.unwrap();
+        let mut ws = ws;
+        ws.send(Message::text(r#"{"type":"subscribe","instruments":["*"]}"#))
+            .await
+            .unwrap();
+        ws
+    });
+    let deadline = Instant::now() + WATCHDOG;
+    while harness
+        .gateway
+        .stats()
+        .clients
+        .iter()
+        .all(|c| c.subscriptions == 0 || c.id == 1)
+    {
+        assert!(Instant::now() < deadline, "watchdog: the slow client never subscribed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let fast_task = {
+        let target = Arc::clone(&target);
+        rt.spawn(async move {
+            while fast_mirror.last_seq < target.load(Ordering::Relaxed) {
+                let message = tokio::time::timeout(Duration::from_millis(200), fast.ws.next()).await;
+                if let Ok(Some(Ok(Message::Text(text)))) = message {
+                    fast_mirror.apply(text.as_str());
+                }
+            }
+            fast_mirror
+        })
+    };
+
+    // Publish while the fast client reads (on the runtime's worker).
+    let rss_before = rss_kib();
+    let mut max_depth = 0;
+    let mut conflated_mid = 0;
+    for chunk in 0..40 {
+        harness.publish(1000);
+        let stats = harness.gateway.stats();
+        let slow = stats
+            .clients
+            .iter()
+            .find(|c| c.id == 2)
+            .expect("the slow client is connected");
+        max_depth = max_depth.max(slow.queue_depth);
+        if chunk == 20 {
+            conflated_mid = slow.conflated;
+        }
+    }
+    harness.wait_gateway_caught_up();
+    let last = harness.wal_records().last().unwrap().0;
+    target.store(last, Ordering::Relaxed);
+    let fast_mirror = rt
+        .block_on(async { tokio::time::timeout(WATCHDOG, fast_task).await })
+        .expect("watchdog: the fast client did not get the last record")
+        .unwrap();
+
+    let stats = harness.gateway.stats();
+    let slow_stats = stats.clients.iter().find(|c| c.id == 2).unwrap().clone();
+    let fast_stats = stats.clients.iter().find(|c| c.id == 1).unwrap().clone();
+    println!(
+        "slow client: {slow_stats:?}\nfast client: {fast_stats:?}\nmax queue depth of the slow client {max_depth}, conflated at the middle {conflated_mid}; RSS {rss_before:?} -> {:?} KiB",
+        rss_kib()
+    );
+    // The fast client got everything, and the publisher's books.
+    assert_eq!(fast_mirror.last_seq, last);
+    assert!(fast_mirror.books_match(&harness.publisher, &instruments));
+    // The slow one: folded, bounded, and still being folded.
+    assert!(slow_stats.conflations >= 1, "{slow_stats:?}");
+    assert!(
+        slow_stats.conflated > conflated_mid,
+        "{slow_stats:?} vs {conflated_mid} at the middle"
+    );
+    assert!(conflated_mid > 0, "{slow_stats:?}");
+    assert!(
+        max_depth <= CAPACITY,
+        "queue depth {max_depth} over the capacity {CAPACITY}"
+    );
+    assert!(slow_stats.queue_depth <= 2 * INSTRUMENTS + 1, "{slow_stats:?}");
+
+    // Now the slow client reads: it ends with the publisher's books.
+    let mut slow_mirror = Mirror::default();
+    rt.block_on(async {
+        let deadline = Instant::now() + WATCHDOG;
+        while !(slow_mirror.last_seq >= last && slow_mirror.books_match(&harness.publisher, &instruments)) {
+            assert!(Instant::now() < deadline, "watchdog: the slow client never caught up");
+            let message = tokio::time::timeout(Duration::from_millis(500), slow.next()).await;
+            if let Ok(Some(Ok(Message::Text(text)))) = message {
+                slow_mirror.apply(text.as_str());
+            }
+        }
+    });
+    assert!(slow_mirror.conflated_batches >= 1, "{slow_mirror:?}");
+    assert!(
+        slow_mirror.events < fast_mirror.events,
+        "the slow client got fewer updates: {} vs {}",
+        slow_mirror.events,
+        fast_mirror.events
+    );
+}
