@@ -5,19 +5,28 @@
 //!   full replay (criterion's median is the p50).
 //! - `replay/subscriber`: a new subscriber replaying the whole WAL from seq
 //!   1 through replay-merge, L1 and L2 (`Throughput::Elements`: records/s).
+//! - `replay/subscriber_without_l2`: the same with L2 off (what keeping
+//!   history in memory costs).
 //! - `history/ticks_l3_1000`: `History::ticks` of a range holding 1000
 //!   trades of one instrument, straight from the WAL (open, seek by time
 //!   through the sparse index, read).
 //!
+//! - `restart/to_live_<N>mb`: a subscriber started on a WAL of N MiB
+//!   (64 MiB segments, as the publisher's default) from its default start
+//!   point (the newest full snapshot set) until it has delivered the WAL's
+//!   last record: what a restart costs before it is live, whatever the
+//!   history's length.
+//!
 //! Environment: `MDBUS_SUB_BENCH_EVENTS` (default 100000) market events in
-//! the WAL (4 instruments, 16 MiB segments).
+//! the WAL (4 instruments, 16 MiB segments); `MDBUS_SUB_BENCH_RESTART_MB`
+//! (default 128) the WAL size of `restart`.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
-use mdbus_subscriber::{History, StartFrom, Subscriber, SubscriberConfig};
+use mdbus_subscriber::{History, L2Config, StartFrom, Subscriber, SubscriberConfig};
 use mdbus_transport::InProcBus;
 use mdbus_types::{FLAG_RECOVERY_SNAPSHOT, RecordRef, clock::now_ns};
 use mdbus_wal::{ReadOptions, WalOptions, WalReader};
@@ -49,9 +58,47 @@ fn write_wal(dir: &std::path::Path, events: usize) -> u64 {
     publisher.next_seq() - 1
 }
 
-fn replay(dir: &std::path::Path, last: u64) -> Subscriber<mdbus_transport::InProcReceiver> {
+/// A WAL of at least `mb` MiB in 64 MiB segments; returns its last seq.
+fn write_wal_mb(dir: &std::path::Path, mb: u64) -> u64 {
     let bus = InProcBus::new(16);
-    let config = SubscriberConfig::default().wal(dir, FEED).start(StartFrom::Seq(1));
+    let mut config = FeedConfig::new(FEED);
+    config.wal_dir = Some(dir.to_path_buf());
+    config.wal = WalOptions::default().segment_bytes(64 << 20);
+    let mut publisher = FeedPublisher::open(config, bus.sender()).unwrap();
+    let mut feed = SyntheticFeed::new(16, 1).unwrap();
+    let mut batch = Vec::new();
+    let bytes = |dir: &std::path::Path| -> u64 {
+        let feed_dir = dir.join(FEED);
+        std::fs::read_dir(feed_dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    // Segments are preallocated: the last one is full once the one after it exists.
+    while bytes(dir) < (mb + 64) << 20 {
+        for _ in 0..100_000 {
+            batch.clear();
+            feed.next_event(now_ns(), &mut batch);
+            publisher.publish_batch(&mut batch).unwrap();
+        }
+    }
+    publisher.flush().unwrap();
+    publisher.next_seq() - 1
+}
+
+fn replay(dir: &std::path::Path, last: u64) -> Subscriber<mdbus_transport::InProcReceiver> {
+    catch_up(dir, last, StartFrom::Seq(1), L2Config::default())
+}
+
+/// A new subscriber from `start` until it delivered `last`.
+fn catch_up(
+    dir: &std::path::Path,
+    last: u64,
+    start: StartFrom,
+    l2: L2Config,
+) -> Subscriber<mdbus_transport::InProcReceiver> {
+    let bus = InProcBus::new(16);
+    let config = SubscriberConfig::default().wal(dir, FEED).start(start).l2(l2);
     let mut subscriber = Subscriber::new(bus.subscribe(), config).unwrap();
     while subscriber.stats().last_seq != Some(last) {
         subscriber
@@ -78,6 +125,10 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(last));
     group.sample_size(10);
     group.bench_function("subscriber", |b| b.iter(|| black_box(replay(dir.path(), last).stats())));
+    let no_l2 = L2Config::default().max_ticks(0).max_book_records(0);
+    group.bench_function("subscriber_without_l2", |b| {
+        b.iter(|| black_box(catch_up(dir.path(), last, StartFrom::Seq(1), no_l2).stats()))
+    });
     group.finish();
 
     // A range of 1000 trades of `id` in the middle of the WAL.
@@ -100,6 +151,23 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("history");
     group.bench_function("ticks_l3_1000", |b| {
         b.iter(|| black_box(history.ticks(&id, from, to).unwrap()))
+    });
+    group.finish();
+
+    let mb: u64 = std::env::var("MDBUS_SUB_BENCH_RESTART_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128);
+    let dir = tempfile::tempdir().unwrap();
+    let last = write_wal_mb(dir.path(), mb);
+    let replayed = catch_up(dir.path(), last, StartFrom::RecoveryPoint, L2Config::default())
+        .stats()
+        .replayed;
+    eprintln!("restart/to_live_{mb}mb: {last} records in the WAL, {replayed} replayed from the recovery point");
+    let mut group = c.benchmark_group("restart");
+    group.sample_size(10);
+    group.bench_function(format!("to_live_{mb}mb"), |b| {
+        b.iter(|| black_box(catch_up(dir.path(), last, StartFrom::RecoveryPoint, L2Config::default()).stats()))
     });
     group.finish();
 }

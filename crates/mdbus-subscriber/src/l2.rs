@@ -171,6 +171,10 @@ impl L2Cache {
 
     /// Adds one delivered record (in seq order, no holes since the last reset).
     pub(crate) fn push(&mut self, record: RecordRef<'_>) {
+        if self.config.max_ticks == 0 && self.config.max_book_records == 0 {
+            // No history in memory: every query goes to L3.
+            return;
+        }
         let ts = record.header().ts_event;
         if self.known_from.is_none() && (record.header().seq == 1 || is_current(&record)) {
             // The feed's first record (seq 1) has nothing before it;
