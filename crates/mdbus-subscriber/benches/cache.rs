@@ -4,7 +4,8 @@
 //!   and current book (`BookSnapshot` copy) from the L1 `DashMap`, after a
 //!   full replay (criterion's median is the p50).
 //! - `replay/subscriber`: a new subscriber replaying the whole WAL from seq
-//!   1 through replay-merge, L1 and L2 (`Throughput::Elements`: records/s).
+//!   1 through replay-merge, L1 and L2 (`Throughput::Elements`: records/s),
+//!   with `next_event_ref`; `replay/subscriber_by_value` with `next_event`.
 //! - `replay/subscriber_without_l2`: the same with L2 off (what keeping
 //!   history in memory costs).
 //! - `history/ticks_l3_1000`: `History::ticks` of a range holding 1000
@@ -102,9 +103,25 @@ fn catch_up(
     let mut subscriber = Subscriber::new(bus.subscribe(), config).unwrap();
     while subscriber.stats().last_seq != Some(last) {
         subscriber
-            .next_event(Duration::from_secs(1))
+            .next_event_ref(Duration::from_secs(1))
             .unwrap()
             .expect("WAL record");
+    }
+    subscriber
+}
+
+/// [`replay`] with `next_event` (each event copied out).
+fn replay_by_value(dir: &std::path::Path, last: u64) -> Subscriber<mdbus_transport::InProcReceiver> {
+    let bus = InProcBus::new(16);
+    let config = SubscriberConfig::default().wal(dir, FEED).start(StartFrom::Seq(1));
+    let mut subscriber = Subscriber::new(bus.subscribe(), config).unwrap();
+    while subscriber.stats().last_seq != Some(last) {
+        black_box(
+            subscriber
+                .next_event(Duration::from_secs(1))
+                .unwrap()
+                .expect("WAL record"),
+        );
     }
     subscriber
 }
@@ -125,6 +142,9 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(last));
     group.sample_size(10);
     group.bench_function("subscriber", |b| b.iter(|| black_box(replay(dir.path(), last).stats())));
+    group.bench_function("subscriber_by_value", |b| {
+        b.iter(|| black_box(replay_by_value(dir.path(), last).stats()))
+    });
     let no_l2 = L2Config::default().max_ticks(0).max_book_records(0);
     group.bench_function("subscriber_without_l2", |b| {
         b.iter(|| black_box(catch_up(dir.path(), last, StartFrom::Seq(1), no_l2).stats()))

@@ -12,7 +12,7 @@ use common::{WATCHDOG, assert_dense, events_until, publish, publisher, seqs};
 use mdbus_publisher::SyntheticFeed;
 use mdbus_subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig};
 use mdbus_transport::InProcBus;
-use mdbus_types::{BookSnapshot, InstrumentId};
+use mdbus_types::{BookSnapshot, InstrumentId, MdSample};
 
 const EVENTS: usize = if cfg!(miri) { 500 } else { 60_000 };
 
@@ -137,6 +137,16 @@ fn publisher_stopped_then_started_switches_without_gap_or_duplicate() {
     // Replay everything there is, then wait: nothing live.
     let on_disk = common::wal_records(dir.path(), "restart").len() as u64;
     let mut events = events_until(&mut subscriber, on_disk, |_| {});
+    // Every replayed record is the WAL's, byte for byte (the zero tail of
+    // a short record after a long one included).
+    let replayed: Vec<MdSample> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Record { sample, .. } => Some(*sample),
+            _ => None,
+        })
+        .collect();
+    assert!(replayed == common::wal_records(dir.path(), "restart"));
     assert_eq!(subscriber.next_event(Duration::from_millis(30)).unwrap(), None);
     assert!(!subscriber.is_live());
 
