@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::payload::MAX_BATCH;
+
 /// The transports the harness compares. Every one carries the same
 /// 376-byte `MdSample` (a `Tick`) per record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
@@ -109,6 +111,9 @@ pub struct RunSpec {
     pub slow_ns: u64,
     /// Records per second; 0 is unpaced (as fast as the publisher goes).
     pub rate: u64,
+    /// Records per send batch: a paced publisher waits until this many
+    /// are due (1: each record is sent when due); unpaced, every batch.
+    pub batch: u64,
     /// Seconds of warm-up (sent, received, not recorded).
     pub warmup_s: f64,
     /// Seconds measured after the warm-up.
@@ -143,6 +148,9 @@ pub const PACED_RATE: u64 = 100_000;
 /// 20 k records/s of the 100 k/s feed.
 pub const SLOW_NS: u64 = 50_000;
 
+/// Records per batch of the 1 M records/s scenario.
+pub const PERSISTED_BATCH: u64 = 8;
+
 /// The runs of `mode`, transports not built into this binary left out.
 pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
     let (warmup_s, measure_s) = match mode {
@@ -159,6 +167,7 @@ pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
         slow_subscribers: 0,
         slow_ns: SLOW_NS,
         rate,
+        batch: if rate == 0 { MAX_BATCH } else { 1 },
         warmup_s,
         measure_s,
         pin,
@@ -191,7 +200,7 @@ pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
     for transport in Transport::ALL {
         runs.push(run(
             "unpaced-spin",
-            "unpaced (as fast as the publisher goes), 1 subscriber, spin".to_string(),
+            format!("unpaced (as fast as the publisher goes, batches of {MAX_BATCH}), 1 subscriber, spin"),
             transport,
             Wait::Spin,
             1,
@@ -236,24 +245,30 @@ pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
         runs.push(slow);
     }
     for transport in [Transport::RawIceoryx2, Transport::MdbusWalInterval] {
-        runs.push(run(
+        let mut persisted = run(
             "persisted-1m",
-            "paced 1 M records/s, 1 subscriber, spin (persisted IPC: WAL on)".to_string(),
+            format!("paced 1 M records/s in batches of {PERSISTED_BATCH}, 1 subscriber, spin (persisted IPC: WAL on)"),
             transport,
             Wait::Spin,
             1,
             1_000_000,
-        ));
+        );
+        persisted.batch = PERSISTED_BATCH;
+        runs.push(persisted);
     }
     for transport in [Transport::RawIceoryx2, Transport::MdbusWalInterval] {
-        runs.push(run(
+        let mut sustained = run(
             "sustained-2m",
-            "paced 2 M records/s, 1 subscriber, spin (sustained, WAL on, loss counted)".to_string(),
+            format!(
+                "paced 2 M records/s in batches of {MAX_BATCH}, 1 subscriber, spin (sustained, WAL on, loss counted)"
+            ),
             transport,
             Wait::Spin,
             1,
             2_000_000,
-        ));
+        );
+        sustained.batch = MAX_BATCH;
+        runs.push(sustained);
     }
     runs.into_iter().filter(|r| r.transport.available()).collect()
 }

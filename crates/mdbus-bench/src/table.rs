@@ -255,6 +255,7 @@ pub(crate) mod tests {
                 slow_subscribers: 0,
                 slow_ns: SLOW_NS,
                 rate: 100_000,
+                batch: 1,
                 warmup_s: 0.1,
                 measure_s: 1.0,
                 pin: false,

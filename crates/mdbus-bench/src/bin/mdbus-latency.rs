@@ -145,6 +145,10 @@ fn run(args: &RunArgs) -> Result<()> {
         "loss: measured records the publisher sent that a subscriber did not receive; iceoryx2 (safe overflow) drops a lagging subscriber's oldest records, the socket and crossbeam block the publisher instead".to_string(),
         format!("slow subscriber: sleeps {} us after each record", SLOW_NS / 1000),
         format!(
+            "Unix socket: one connected datagram socket per subscriber, blocking sends; the kernel queues at most net.unix.max_dgram_qlen = {} datagrams per socket",
+            std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen").map_or_else(|_| "?".to_string(), |s| s.trim().to_string())
+        ),
+        format!(
             "core pinning: {}",
             if args.pin {
                 "on (publisher core 0, subscriber i core i+1 modulo the cores)"

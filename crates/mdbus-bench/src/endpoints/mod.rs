@@ -67,6 +67,7 @@ pub struct PublisherOutcome {
 pub fn publish(sink: &mut impl Sink, spec: &RunSpec) -> Result<PublisherOutcome> {
     let warmup = Duration::from_secs_f64(spec.warmup_s);
     let total = warmup + Duration::from_secs_f64(spec.measure_s);
+    let batch_size = spec.batch.clamp(1, MAX_BATCH);
     let mut batch: Vec<MdSample> = Vec::with_capacity(MAX_BATCH as usize);
     let mut outcome = PublisherOutcome::default();
     let start = Instant::now();
@@ -87,7 +88,7 @@ pub fn publish(sink: &mut impl Sink, spec: &RunSpec) -> Result<PublisherOutcome>
             measured_start = Some(now);
         }
         let due = payload::due(spec.rate, elapsed);
-        if outcome.sent_total >= due {
+        if due.saturating_sub(outcome.sent_total) < batch_size {
             std::hint::spin_loop();
             continue;
         }

@@ -1,6 +1,7 @@
 //! Unix domain datagram sockets: one bound socket per subscriber; the
-//! publisher sends each record to every subscriber's path with blocking
-//! sends (a full socket queue makes the publisher wait, no loss).
+//! publisher connects one socket to each and sends every record to each
+//! with blocking sends (a full socket queue, `net.unix.max_dgram_qlen`
+//! datagrams, makes the publisher wait: no loss).
 
 use std::io::ErrorKind;
 use std::os::unix::net::UnixDatagram;
@@ -18,18 +19,24 @@ pub fn socket_path(dir: &Path, index: usize) -> PathBuf {
     dir.join(format!("sub-{index}.sock"))
 }
 
-/// The publisher's end: an unbound socket that sends to every path.
+/// The publisher's end: one socket connected to each subscriber's path.
 #[derive(Debug)]
 pub struct UnixSink {
-    socket: UnixDatagram,
-    targets: Vec<PathBuf>,
+    sockets: Vec<(UnixDatagram, PathBuf)>,
 }
 
 impl UnixSink {
     /// A sink that sends to `targets` (bound by the subscribers).
     pub fn new(targets: Vec<PathBuf>) -> Result<UnixSink> {
-        let socket = UnixDatagram::unbound().map_err(|e| Error::io("unbound unix datagram socket", e))?;
-        Ok(UnixSink { socket, targets })
+        let sockets = targets
+            .into_iter()
+            .map(|target| {
+                let socket = UnixDatagram::unbound().map_err(|e| Error::io(&target, e))?;
+                socket.connect(&target).map_err(|e| Error::io(&target, e))?;
+                Ok((socket, target))
+            })
+            .collect::<Result<_>>()?;
+        Ok(UnixSink { sockets })
     }
 }
 
@@ -37,10 +44,8 @@ impl Sink for UnixSink {
     fn send_batch(&mut self, batch: &mut [MdSample]) -> Result<()> {
         for sample in batch.iter_mut() {
             stamp(sample);
-            for target in &self.targets {
-                self.socket
-                    .send_to(sample.as_bytes(), target)
-                    .map_err(|e| Error::io(target, e))?;
+            for (socket, target) in &self.sockets {
+                socket.send(sample.as_bytes()).map_err(|e| Error::io(target, e))?;
             }
         }
         Ok(())
