@@ -92,6 +92,8 @@ fn run(args: &RunArgs) -> Result<()> {
         .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("target"));
     let out_dir = target.join("bench-report");
+    // Files of an earlier run would be mixed into this one's.
+    let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
     let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
     let runs: Vec<_> = matrix(args.mode, args.pin)
