@@ -3,8 +3,12 @@
 //! test; every wait has a watchdog; child processes are killed on drop.
 #![cfg(feature = "iceoryx2")]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use common::Proc;
 use std::time::{Duration, Instant};
 
 use mdbus::transport::iceoryx::{IoxSubscriber, IoxSubscriberConfig, WaitStrategy, init_logging};
@@ -22,37 +26,6 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A child process killed (SIGKILL) when dropped, so a failing test leaves
-/// nothing running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn kill_9(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-
-    /// Waits for the exit, killing the child after the watchdog.
-    fn wait_ok(&mut self) {
-        let deadline = Instant::now() + WATCHDOG;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                assert!(status.success(), "child failed: {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "watchdog: child still running");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 fn feed(name: &str) -> String {
@@ -137,7 +110,7 @@ fn hundred_thousand_records_in_order_and_two_subscribers_get_everything() {
     assert!(s.windows(2).all(|w| w[1] == w[0] + 1), "dense, in order");
     assert!(seqs(&theirs).windows(2).all(|w| w[1] == w[0] + 1));
     // Both saw the same bytes for the seqs they share, equal to the WAL's.
-    publisher.wait_ok();
+    publisher.wait_ok("mdbus publish");
     let wal = wal_records(dir.path(), &feed);
     for sample in mine.iter().chain(&theirs) {
         assert_eq!(&wal[sample.header().seq as usize - 1], sample);
@@ -155,7 +128,7 @@ fn a_sleeping_subscriber_loses_the_oldest_and_sees_the_exact_hole() {
     // 1.5 s of sleep at 20 k/s: far more than the 4096-sample buffer.
     std::thread::sleep(Duration::from_millis(1500));
     let after = receive(&mut sub, 5_000);
-    publisher.wait_ok();
+    publisher.wait_ok("mdbus publish");
     let last_before = before.last().unwrap().header().seq;
     let s = seqs(&after);
     // Everything it got is in order. The holes are where it slept: the
@@ -232,7 +205,7 @@ fn board_reads_from_another_process_are_never_torn_at_full_rate() {
         assert!(seq >= last_seq, "last_seq went back");
         last_seq = seq;
     }
-    publisher.wait_ok();
+    publisher.wait_ok("mdbus publish");
     println!("{reads} board reads, publisher reached seq {last_seq}");
     assert!(reads > 1_000 && last_seq > 10_000);
 }
@@ -250,7 +223,7 @@ fn publisher_kill_9_and_restart_continue_the_seq_for_running_subscribers() {
     // The same WAL, a new process: it cleans the dead node and continues.
     let mut second = publish(&feed, dir.path(), 10_000, 1.5);
     let after = receive(&mut sub, 3_000);
-    second.wait_ok();
+    second.wait_ok("the restarted mdbus publish");
     let last_before = before.last().unwrap().header().seq;
     let first_after = after[0].header().seq;
     assert!(first_after > last_before, "{first_after} after {last_before}");
@@ -292,7 +265,7 @@ fn subscriber_kill_9_never_stalls_the_publisher() {
     // The publisher goes on, and this subscriber keeps receiving densely.
     let after = receive(&mut sub, 20_000);
     assert!(seqs(&after).windows(2).all(|w| w[1] == w[0] + 1));
-    publisher.wait_ok();
+    publisher.wait_ok("mdbus publish");
 }
 
 #[test]
@@ -314,7 +287,7 @@ fn live_books_equal_the_board_and_the_wal_after_the_publisher_ends() {
             Err(e) => panic!("{e}"),
         }
     }
-    publisher.wait_ok();
+    publisher.wait_ok("mdbus publish");
     let wal = wal_records(dir.path(), &feed);
     let first = got[0].header().seq as usize;
     assert_eq!(

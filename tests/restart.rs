@@ -9,9 +9,11 @@
 //! processes are killed on drop.
 #![cfg(feature = "iceoryx2")]
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mdbus::subscriber::{Event, L1Entry, Subscriber, SubscriberConfig};
@@ -21,32 +23,9 @@ use mdbus::types::RecordRef;
 use mdbus::types::json::record_to_json;
 use mdbus::wal::{ReadOptions, WalReader};
 
-const WATCHDOG: Duration = Duration::from_secs(90);
+use common::{Proc, WATCHDOG};
+
 const CHILD_ENV: &str = "MDBUS_RESTART_CHILD";
-
-/// A child process killed (SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn wait_ok(&mut self, what: &str) {
-        let deadline = Instant::now() + WATCHDOG;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                assert!(status.success(), "{what} failed: {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "watchdog: {what} still running");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
 
 /// xorshift64*: random kill points without a dependency; the seed is
 /// printed so a failing run can be repeated (`MDBUS_RESTART_SEED`).
@@ -101,9 +80,10 @@ fn a_subscriber_killed_and_restarted_ends_with_the_cache_of_one_that_never_stopp
     let mut publisher = Proc(
         Command::new(env!("CARGO_BIN_EXE_mdbus"))
             .args(["publish", "--feed", &feed, "--synthetic", "--instruments", "24"])
-            // Unpaced would write gigabytes in a test; 150 k records/s keeps
-            // several segment rolls (snapshot sets) and the subscribers busy.
-            .args(["--rate", "150000", "--duration", "4", "--segment-bytes", "8388608"])
+            // Unpaced would write gigabytes in a test; 150 k records/s (less
+            // on a loaded machine: a debug build) and 1 MiB segments give
+            // several segment rolls (snapshot sets) and busy subscribers.
+            .args(["--rate", "150000", "--duration", "4", "--segment-bytes", "1048576"])
             .arg("--wal")
             .arg(&wal)
             .arg("--board-dir")
@@ -129,8 +109,7 @@ fn a_subscriber_killed_and_restarted_ends_with_the_cache_of_one_that_never_stopp
             let ms = 20 + rng.below(300);
             std::thread::sleep(Duration::from_millis(ms));
             eprintln!("round {round}: SIGKILL {name} after {ms} ms");
-            victim.0.kill().unwrap();
-            victim.0.wait().unwrap();
+            victim.kill_9();
         }
         round += 1;
     }
@@ -144,7 +123,9 @@ fn a_subscriber_killed_and_restarted_ends_with_the_cache_of_one_that_never_stopp
     while let Some(r) = reader.next_record().unwrap() {
         last = r.record.header().seq;
     }
-    assert!(last > 100_000, "the publisher wrote only {last} records");
+    // At least a few segments (~9 k records each), whatever the machine's load.
+    assert!(last > 30_000, "the publisher wrote only {last} records");
+    eprintln!("the publisher wrote {last} records");
     let tmp = dir.path().join("done.tmp");
     std::fs::write(&tmp, last.to_string()).unwrap();
     std::fs::rename(&tmp, &done).unwrap();

@@ -43,31 +43,11 @@ fn events() -> usize {
 
 /// A WAL of `events` market events; returns its last seq.
 fn write_wal(dir: &std::path::Path, events: usize) -> u64 {
-    let bus = InProcBus::new(16);
-    let mut config = FeedConfig::new(FEED);
-    config.wal_dir = Some(dir.to_path_buf());
-    config.wal = WalOptions::default().segment_bytes(16 << 20);
-    let mut publisher = FeedPublisher::open(config, bus.sender()).unwrap();
-    let mut feed = SyntheticFeed::new(4, 1).unwrap();
-    let mut batch = Vec::new();
-    for _ in 0..events {
-        batch.clear();
-        feed.next_event(now_ns(), &mut batch);
-        publisher.publish_batch(&mut batch).unwrap();
-    }
-    publisher.flush().unwrap();
-    publisher.next_seq() - 1
+    write_wal_until(dir, 16 << 20, 4, |written| written >= events as u64)
 }
 
 /// A WAL of at least `mb` MiB in 64 MiB segments; returns its last seq.
 fn write_wal_mb(dir: &std::path::Path, mb: u64) -> u64 {
-    let bus = InProcBus::new(16);
-    let mut config = FeedConfig::new(FEED);
-    config.wal_dir = Some(dir.to_path_buf());
-    config.wal = WalOptions::default().segment_bytes(64 << 20);
-    let mut publisher = FeedPublisher::open(config, bus.sender()).unwrap();
-    let mut feed = SyntheticFeed::new(16, 1).unwrap();
-    let mut batch = Vec::new();
     let bytes = |dir: &std::path::Path| -> u64 {
         let feed_dir = dir.join(FEED);
         std::fs::read_dir(feed_dir)
@@ -75,13 +55,29 @@ fn write_wal_mb(dir: &std::path::Path, mb: u64) -> u64 {
             .map(|e| e.unwrap().metadata().unwrap().len())
             .sum()
     };
-    // Segments are preallocated: the last one is full once the one after it exists.
-    while bytes(dir) < (mb + 64) << 20 {
-        for _ in 0..100_000 {
-            batch.clear();
-            feed.next_event(now_ns(), &mut batch);
-            publisher.publish_batch(&mut batch).unwrap();
-        }
+    // Segments are preallocated: the last one is full once the one after
+    // it exists. The size is looked at every 100 000 events.
+    write_wal_until(dir, 64 << 20, 16, |written| {
+        written.is_multiple_of(100_000) && bytes(dir) >= (mb + 64) << 20
+    })
+}
+
+/// Publishes the synthetic market of `instruments` into a WAL of
+/// `segment_bytes` segments until `done(events written)`; the last seq.
+fn write_wal_until(dir: &std::path::Path, segment_bytes: u64, instruments: usize, done: impl Fn(u64) -> bool) -> u64 {
+    let bus = InProcBus::new(16);
+    let mut config = FeedConfig::new(FEED);
+    config.wal_dir = Some(dir.to_path_buf());
+    config.wal = WalOptions::default().segment_bytes(segment_bytes);
+    let mut publisher = FeedPublisher::open(config, bus.sender()).unwrap();
+    let mut feed = SyntheticFeed::new(instruments, 1).unwrap();
+    let mut batch = Vec::new();
+    let mut written = 0;
+    while !done(written) {
+        batch.clear();
+        feed.next_event(now_ns(), &mut batch);
+        publisher.publish_batch(&mut batch).unwrap();
+        written += 1;
     }
     publisher.flush().unwrap();
     publisher.next_seq() - 1

@@ -606,16 +606,15 @@ struct FastFrame {
     ts_event: i64,
 }
 
-/// The kind and length of the frame at `off` when its length is a record
-/// size, it lies in bounds and its record's seq is `expected`; nothing else
-/// is checked (see [`WalReader::next_event_where`]).
+/// The kind and the payload of the frame at `off` when its length (loaded
+/// with Acquire, which makes the frame's bytes visible) is a record size
+/// and the frame lies in bounds; nothing else is checked.
 #[inline(always)]
-fn peek_frame(bytes: &[u8], off: usize, expected: u64) -> Option<(Kind, usize)> {
+fn frame_payload(bytes: &[u8], off: usize) -> Option<(Kind, &[u8])> {
     let header_end = off.checked_add(FRAME_HEADER_LEN)?;
     if header_end > bytes.len() {
         return None;
     }
-    // The Acquire load of `len` makes the frame's bytes visible.
     let len = load_len(bytes, off) as usize;
     let kind = match len {
         32 => Kind::Heartbeat,
@@ -624,8 +623,17 @@ fn peek_frame(bytes: &[u8], off: usize, expected: u64) -> Option<(Kind, usize)> 
         376 => Kind::BookSnapshot,
         _ => return None,
     };
-    let seq = bytes.get(header_end..header_end + len)?.get(..8)?;
-    (u64::from_le_bytes(seq.try_into().expect("8 bytes")) == expected).then_some((kind, len))
+    Some((kind, bytes.get(header_end..header_end + len)?))
+}
+
+/// The kind and length of the frame at `off` when [`frame_payload`] finds
+/// one and its record's seq is `expected`; nothing else is checked (see
+/// [`WalReader::next_event_where`]).
+#[inline(always)]
+fn peek_frame(bytes: &[u8], off: usize, expected: u64) -> Option<(Kind, usize)> {
+    let (kind, payload) = frame_payload(bytes, off)?;
+    let seq = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
+    (seq == expected).then_some((kind, payload.len()))
 }
 
 /// The frame at `off` when it is valid and carries `expected`: exactly
@@ -635,21 +643,10 @@ fn peek_frame(bytes: &[u8], off: usize, expected: u64) -> Option<(Kind, usize)> 
 /// `check_frame` for the verdict.
 #[inline(always)]
 fn fast_frame(bytes: &[u8], off: usize, expected: u64) -> Option<FastFrame> {
-    let header_end = off.checked_add(FRAME_HEADER_LEN)?;
-    if header_end > bytes.len() {
-        return None;
-    }
-    let len = load_len(bytes, off) as usize;
-    let kind = match len {
-        32 => Kind::Heartbeat,
-        72 => Kind::BookDelta,
-        104 => Kind::Tick,
-        376 => Kind::BookSnapshot,
-        _ => return None,
-    };
     // Every record size is a multiple of 8: no padding bytes to check.
     // (32, 72, 104 and 376 are multiples of 8, and `len` is one of them.)
-    let payload = bytes.get(header_end..header_end + len)?;
+    let (kind, payload) = frame_payload(bytes, off)?;
+    let (len, header_end) = (payload.len(), off + FRAME_HEADER_LEN);
     let stored = u32::from_le_bytes(bytes[off + 4..header_end].try_into().expect("4 bytes"));
     if crc32c_words(payload) != stored {
         return None;
