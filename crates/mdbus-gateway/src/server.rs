@@ -111,7 +111,11 @@ async fn upgrade(
         )
             .into_response();
     }
-    ws.max_message_size(HARD_FRAME_LIMIT)
+    // A small read buffer: requests are small, and the WebSocket layer
+    // zeroes the whole read buffer before every read attempt (with the
+    // default 128 KiB that was a memset per batch written).
+    ws.read_buffer_size(4096)
+        .max_message_size(HARD_FRAME_LIMIT)
         .max_frame_size(HARD_FRAME_LIMIT)
         .on_upgrade(move |socket| connection(socket, shared, peer))
 }
@@ -394,16 +398,33 @@ impl Connection {
 
     /// Writes everything pending as one batch.
     async fn flush(&mut self, socket: &mut WebSocket) -> SendResult {
+        let Some((batch, events)) = self.batch() else {
+            return Ok(());
+        };
+        send(socket, batch).await?;
+        use std::sync::atomic::Ordering::Relaxed;
+        self.client.events_sent.fetch_add(events, Relaxed);
+        self.client.batches_sent.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Everything pending as one batch message and its event count
+    /// (`None`: nothing to send).
+    fn batch(&mut self) -> Option<(String, u64)> {
         let (gaps, drained) = self.client.take(std::mem::take(&mut self.spare));
         if gaps.is_empty() && drained.is_none() {
-            return Ok(());
+            return None;
         }
         let ts_send = clock::now_ns();
         let conflated = matches!(drained, Some(Drained::Conflated(_)));
         let mut out = String::with_capacity(4096);
         protocol::batch_head(&mut out, ts_send, conflated);
         let mut events = 0u64;
-        let mut latencies: Vec<i64> = Vec::new();
+        // Uncontended (only /stats reads it); released before the write.
+        let mut latency = self.client.latency.lock();
+        let mut record = |ts_publish: i64| {
+            let _ = latency.record(ts_send.saturating_sub(ts_publish).max(0) as u64);
+        };
         for &(from, to) in &gaps {
             if events > 0 {
                 out.push(',');
@@ -414,7 +435,6 @@ impl Connection {
         match drained {
             None => {}
             Some(Drained::Events(mut queue)) => {
-                latencies.reserve(queue.len());
                 for pending in queue.drain(..) {
                     if self.covered(&pending.instrument, pending.channel, pending.seq) {
                         continue;
@@ -423,7 +443,7 @@ impl Connection {
                         out.push(',');
                     }
                     out.push_str(&pending.json);
-                    latencies.push(pending.ts_publish);
+                    record(pending.ts_publish);
                     self.last_sent = pending.seq;
                     events += 1;
                 }
@@ -465,11 +485,11 @@ impl Connection {
                     match state {
                         State::Tick(p) => {
                             out.push_str(&p.json);
-                            latencies.push(p.ts_publish);
+                            record(p.ts_publish);
                         }
                         State::Book(book) => {
                             json::write_record(&mut out, RecordRef::BookSnapshot(&book));
-                            latencies.push(book.header.ts_publish);
+                            record(book.header.ts_publish);
                         }
                     }
                     events += 1;
@@ -477,20 +497,10 @@ impl Connection {
             }
         }
         if events == 0 {
-            return Ok(());
+            return None;
         }
         out.push_str("]}");
-        {
-            let mut histogram = self.client.latency.lock();
-            for ts_publish in latencies {
-                let _ = histogram.record(ts_send.saturating_sub(ts_publish).max(0) as u64);
-            }
-        }
-        send(socket, out).await?;
-        use std::sync::atomic::Ordering::Relaxed;
-        self.client.events_sent.fetch_add(events, Relaxed);
-        self.client.batches_sent.fetch_add(1, Relaxed);
-        Ok(())
+        Some((out, events))
     }
 }
 

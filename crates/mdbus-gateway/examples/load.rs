@@ -1,0 +1,49 @@
+//! The gateway's load test on loopback, for numbers: a paced publisher,
+//! the gateway and N WebSocket clients (every instrument each) in one
+//! process, on this machine's cores.
+//!
+//! ```text
+//! cargo run --release -p mdbus-gateway --example load -- [--clients 100] [--rate 10000] [--duration 5]
+//!     [--instruments 16] [--queue 2048] [--gateway-threads 1] [--client-threads 1]
+//! ```
+//!
+//! Prints push latency (ts_publish to the client's receive) p50/p99 and
+//! the conflation counts. Nothing is asserted: speed is reported, not
+//! tested.
+
+#[path = "../tests/common/load.rs"]
+mod load;
+
+use std::time::Duration;
+
+fn main() {
+    let mut config = load::LoadConfig::default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for pair in args.chunks(2) {
+        let [key, value] = pair else {
+            eprintln!("load: {} needs a value", pair[0]);
+            std::process::exit(2);
+        };
+        let number = |name: &str| -> u64 {
+            value.parse().unwrap_or_else(|_| {
+                eprintln!("load: {name} {value:?} is not a number");
+                std::process::exit(2)
+            })
+        };
+        match key.as_str() {
+            "--clients" => config.clients = number(key) as usize,
+            "--rate" => config.rate = number(key),
+            "--duration" => config.duration = Duration::from_secs(number(key)),
+            "--instruments" => config.instruments = number(key) as usize,
+            "--queue" => config.queue_capacity = number(key) as usize,
+            "--gateway-threads" => config.gateway_threads = number(key) as usize,
+            "--client-threads" => config.client_threads = number(key) as usize,
+            other => {
+                eprintln!("load: unknown argument {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    let report = load::run(config);
+    println!("{}", report.summary());
+}

@@ -1,0 +1,318 @@
+//! A bounded load run on loopback: a paced in-process publisher, the
+//! gateway, and N WebSocket clients subscribed to every instrument, all in
+//! one process. Shared by the short CI test (`tests/load.rs`) and the
+//! example that reports the numbers (`examples/load.rs`).
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use mdbus_gateway::{Gateway, GatewayConfig};
+use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
+use mdbus_subscriber::{Subscriber, SubscriberConfig};
+use mdbus_transport::InProcBus;
+use mdbus_types::clock::now_ns;
+use mdbus_types::{Kind, MdSample};
+use tokio_tungstenite::tungstenite::Message;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub clients: usize,
+    pub instruments: usize,
+    /// Records per second the publisher sends (all kinds).
+    pub rate: u64,
+    pub duration: Duration,
+    /// Per-client queue capacity of the gateway.
+    pub queue_capacity: usize,
+    /// Gateway runtime threads.
+    pub gateway_threads: usize,
+    /// Client runtime threads.
+    pub client_threads: usize,
+}
+
+impl Default for LoadConfig {
+    fn default() -> LoadConfig {
+        LoadConfig {
+            clients: 100,
+            instruments: 16,
+            rate: 10_000,
+            duration: Duration::from_secs(5),
+            queue_capacity: GatewayConfig::default().queue_capacity,
+            gateway_threads: 1,
+            client_threads: 1,
+        }
+    }
+}
+
+/// What one client saw.
+#[derive(Debug)]
+pub struct ClientReport {
+    pub events: u64,
+    pub batches: u64,
+    pub conflated_batches: u64,
+    pub max_seq: u64,
+    pub latency: Histogram<u64>,
+}
+
+/// The outcome of a run.
+#[derive(Debug)]
+pub struct LoadReport {
+    pub config: LoadConfig,
+    pub published: u64,
+    pub publish_secs: f64,
+    pub last_seq: u64,
+    /// Seq every client had to reach (the final tick).
+    pub target_seq: u64,
+    pub drain_secs: f64,
+    pub clients: Vec<ClientReport>,
+    /// ts_publish -> client receive, every event of every client (ns).
+    pub latency: Histogram<u64>,
+    /// Per client, from the gateway: (conflated, conflations, gateway p50, gateway p99).
+    pub gateway: Vec<(u64, u64, u64, u64)>,
+    pub gateway_records: u64,
+}
+
+/// The integers that follow each `key` in `text` (a SIMD substring
+/// search: the clients share the cores with the gateway, so they stay
+/// cheap).
+fn numbers_after<'a>(text: &'a str, finder: &'a memchr::memmem::Finder<'a>) -> impl Iterator<Item = i64> + 'a {
+    let bytes = text.as_bytes();
+    finder.find_iter(bytes).map(move |at| {
+        let mut value = 0i64;
+        for &b in &bytes[at + finder.needle().len()..] {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            value = value * 10 + i64::from(b - b'0');
+        }
+        value
+    })
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One client's loop; the connection comes back open, so the gateway's
+/// counts for it can still be read.
+async fn client(url: String, target: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> (ClientReport, Ws) {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(16 * 1024);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
+        .await
+        .expect("connect");
+    let ts_publish_key = memchr::memmem::Finder::new(br#""ts_publish":"#);
+    let seq_key = memchr::memmem::Finder::new(br#"{"seq":"#);
+    ws.send(Message::text(r#"{"type":"subscribe","instruments":["*"]}"#))
+        .await
+        .expect("subscribe");
+    let mut report = ClientReport {
+        events: 0,
+        batches: 0,
+        conflated_batches: 0,
+        max_seq: 0,
+        latency: Histogram::new(3).expect("3 significant digits"),
+    };
+    while report.max_seq < target.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
+        let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(100), ws.next()).await else {
+            continue;
+        };
+        let received = now_ns();
+        let Message::Text(text) = message else { continue };
+        let text = text.as_str();
+        if !text.starts_with(r#"{"type":"batch""#) {
+            continue;
+        }
+        report.batches += 1;
+        if text.contains(r#""conflated":true"#) {
+            report.conflated_batches += 1;
+        }
+        for ts_publish in numbers_after(text, &ts_publish_key) {
+            report.events += 1;
+            let _ = report.latency.record(received.saturating_sub(ts_publish).max(0) as u64);
+        }
+        if let Some(seq) = numbers_after(text, &seq_key).max() {
+            report.max_seq = report.max_seq.max(seq as u64);
+        }
+    }
+    (report, ws)
+}
+
+/// Runs the load and reports; bounded by `duration` plus at most 30 s of
+/// draining.
+pub fn run(config: LoadConfig) -> LoadReport {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let feed_name = format!("gw-load-{}", std::process::id());
+    let bus = InProcBus::new(1 << 16);
+    let mut feed_config = FeedConfig::new(&feed_name);
+    feed_config.wal_dir = Some(dir.path().to_path_buf());
+    feed_config.wal = mdbus_wal::WalOptions::default().segment_bytes(32 << 20);
+    let mut publisher = FeedPublisher::open(feed_config, bus.sender()).expect("publisher");
+    let mut feed = SyntheticFeed::new(config.instruments, 11).expect("synthetic feed");
+    let mut batch: Vec<MdSample> = Vec::with_capacity(300);
+    // Every instrument's first snapshot before the clients come.
+    for _ in 0..config.instruments {
+        batch.clear();
+        feed.next_event(now_ns(), &mut batch);
+        publisher.publish_batch(&mut batch).expect("publish");
+    }
+
+    let mut gateway_config = GatewayConfig::default();
+    gateway_config.listen = "127.0.0.1:0".parse().unwrap();
+    gateway_config.queue_capacity = config.queue_capacity;
+    gateway_config.worker_threads = config.gateway_threads;
+    let receiver = bus.subscribe();
+    let wal_dir = dir.path().to_path_buf();
+    let feed_for_gateway = feed_name.clone();
+    let gateway = Gateway::start(gateway_config, move || {
+        Ok(Subscriber::new(
+            receiver,
+            SubscriberConfig::default().wal(wal_dir, &feed_for_gateway),
+        )?)
+    })
+    .expect("gateway");
+    let url = format!("ws://{}/ws", gateway.local_addr());
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.client_threads)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..config.clients)
+        .map(|_| rt.spawn(client(url.clone(), Arc::clone(&target), Arc::clone(&stop))))
+        .collect();
+    // Every client subscribed before the clock starts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gateway.stats().clients.iter().filter(|c| c.subscriptions > 0).count() < config.clients {
+        assert!(
+            Instant::now() < deadline,
+            "clients did not all subscribe: {:?}",
+            gateway.stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Paced publishing: records due by now, in batches of at most 256.
+    let start = Instant::now();
+    let mut published = 0u64;
+    while start.elapsed() < config.duration {
+        publisher.poll().expect("poll");
+        let due = (config.rate as f64 * start.elapsed().as_secs_f64()) as u64;
+        if published >= due {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        let want = (due - published).min(256) as usize;
+        batch.clear();
+        let ts = now_ns();
+        while batch.len() < want {
+            feed.next_event(ts, &mut batch);
+        }
+        published += batch.len() as u64;
+        publisher.publish_batch(&mut batch).expect("publish");
+    }
+    let publish_secs = start.elapsed().as_secs_f64();
+    // A final tick: every client must end with it (as itself or as the
+    // latest tick of its instrument after conflation).
+    let target_seq = loop {
+        batch.clear();
+        feed.next_event(now_ns(), &mut batch);
+        publisher.publish_batch(&mut batch).expect("publish");
+        published += batch.len() as u64;
+        if let Some(tick) = batch.iter().rev().find(|s| s.header().kind == Kind::Tick as u16) {
+            break tick.header().seq;
+        }
+    };
+    target.store(target_seq, Ordering::Relaxed);
+    let drain_start = Instant::now();
+    let (clients, connections): (Vec<ClientReport>, Vec<Ws>) = rt.block_on(async {
+        let all = futures_util::future::join_all(tasks);
+        match tokio::time::timeout(Duration::from_secs(30), all).await {
+            Ok(results) => results.into_iter().map(|r| r.expect("client task")).unzip(),
+            Err(_) => panic!("clients did not reach seq {target_seq} within 30 s"),
+        }
+    });
+    let drain_secs = drain_start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let stats = gateway.stats();
+    drop(connections);
+    let mut latency = Histogram::<u64>::new(3).unwrap();
+    for c in &clients {
+        latency.add(&c.latency).unwrap();
+    }
+    LoadReport {
+        config,
+        published,
+        publish_secs,
+        last_seq: publisher.next_seq() - 1,
+        target_seq,
+        drain_secs,
+        clients,
+        latency,
+        gateway: stats
+            .clients
+            .iter()
+            .map(|c| (c.conflated, c.conflations, c.latency_ns.0, c.latency_ns.1))
+            .collect(),
+        gateway_records: stats.records,
+    }
+}
+
+impl LoadReport {
+    /// The report as text.
+    pub fn summary(&self) -> String {
+        let c = &self.config;
+        let events: u64 = self.clients.iter().map(|r| r.events).sum();
+        let batches: u64 = self.clients.iter().map(|r| r.batches).sum();
+        let min_events = self.clients.iter().map(|r| r.events).min().unwrap_or(0);
+        let max_events = self.clients.iter().map(|r| r.events).max().unwrap_or(0);
+        let conflated: Vec<u64> = self.gateway.iter().map(|g| g.0).collect();
+        let conflating = conflated.iter().filter(|&&n| n > 0).count();
+        let conflations: u64 = self.gateway.iter().map(|g| g.1).sum();
+        let mut gw_p50: Vec<u64> = self.gateway.iter().map(|g| g.2).collect();
+        let mut gw_p99: Vec<u64> = self.gateway.iter().map(|g| g.3).collect();
+        gw_p50.sort_unstable();
+        gw_p99.sort_unstable();
+        let mid = |v: &[u64]| v.get(v.len() / 2).copied().unwrap_or(0);
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let h = &self.latency;
+        format!(
+            "load: {} clients x every instrument ({}), {} records/s in for {:.2} s: {} records published, last seq {}, gateway received {}\n\
+             delivered: {} events in {} batches ({:.1} events/batch), {:.0} events/s out; per client {}..{} events; drain after the publisher stopped {:.2} s\n\
+             push latency ts_publish -> client receive (us): p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} ({} samples)\n\
+             gateway side ts_publish -> batch handed to the socket (us, median over clients): p50 {:.1} p99 {:.1}\n\
+             conflation: {} of {} clients conflated, {} events merged in total (per client {}..{}), {} overflows",
+            c.clients,
+            c.instruments,
+            c.rate,
+            self.publish_secs,
+            self.published,
+            self.last_seq,
+            self.gateway_records,
+            events,
+            batches,
+            events as f64 / batches.max(1) as f64,
+            events as f64 / (self.publish_secs + self.drain_secs),
+            min_events,
+            max_events,
+            self.drain_secs,
+            us(h.value_at_quantile(0.5)),
+            us(h.value_at_quantile(0.9)),
+            us(h.value_at_quantile(0.99)),
+            us(h.value_at_quantile(0.999)),
+            us(h.max()),
+            h.len(),
+            us(mid(&gw_p50)),
+            us(mid(&gw_p99)),
+            conflating,
+            c.clients,
+            conflated.iter().sum::<u64>(),
+            conflated.iter().min().unwrap_or(&0),
+            conflated.iter().max().unwrap_or(&0),
+            conflations,
+        )
+    }
+}
