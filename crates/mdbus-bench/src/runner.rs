@@ -205,6 +205,7 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
         spec: spec.clone(),
         latency: Percentiles::of(&merged),
         sent: outcome.sent_measured,
+        measured_secs: outcome.measured_secs,
         publisher_rate: if outcome.measured_secs > 0.0 {
             outcome.sent_measured as f64 / outcome.measured_secs
         } else {

@@ -118,6 +118,13 @@ pub struct RunSpec {
     pub warmup_s: f64,
     /// Seconds measured after the warm-up.
     pub measure_s: f64,
+    /// Which round this run is (0-based): every scenario runs `rounds`
+    /// times, the rounds one after the other, and the harness merges the
+    /// rounds of a row, so a burst of load from elsewhere falls on every
+    /// transport alike rather than on one.
+    pub round: usize,
+    /// Rounds of every run.
+    pub rounds: usize,
     /// Pin the publisher and subscribers to cores.
     pub pin: bool,
 }
@@ -153,10 +160,10 @@ pub const PERSISTED_BATCH: u64 = 8;
 
 /// The runs of `mode`, transports not built into this binary left out.
 pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
-    let (warmup_s, measure_s) = match mode {
-        Mode::Smoke => (0.1, 0.3),
-        Mode::Quick => (0.3, 1.0),
-        Mode::Full => (1.0, 5.0),
+    let (warmup_s, measure_s, rounds) = match mode {
+        Mode::Smoke => (0.1, 0.3, 1),
+        Mode::Quick => (0.2, 0.5, 2),
+        Mode::Full => (0.3, 1.0, 5),
     };
     let run = |scenario: &str, title: String, transport, wait, subscribers, rate| RunSpec {
         scenario: scenario.to_string(),
@@ -170,6 +177,8 @@ pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
         batch: if rate == 0 { MAX_BATCH } else { 1 },
         warmup_s,
         measure_s,
+        round: 0,
+        rounds,
         pin,
     };
     let paced = format!("{} k records/s", PACED_RATE / 1000);
@@ -185,7 +194,7 @@ pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
         ));
     }
     if mode == Mode::Smoke {
-        return runs.into_iter().filter(|r| r.transport.available()).collect();
+        return in_rounds(runs);
     }
     for transport in Transport::ALL {
         runs.push(run(
@@ -270,7 +279,16 @@ pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
         sustained.batch = MAX_BATCH;
         runs.push(sustained);
     }
-    runs.into_iter().filter(|r| r.transport.available()).collect()
+    in_rounds(runs)
+}
+
+/// The runs this binary can make, repeated round after round.
+fn in_rounds(runs: Vec<RunSpec>) -> Vec<RunSpec> {
+    let runs: Vec<RunSpec> = runs.into_iter().filter(|r| r.transport.available()).collect();
+    let rounds = runs.first().map_or(1, |r| r.rounds);
+    (0..rounds)
+        .flat_map(|round| runs.iter().cloned().map(move |r| RunSpec { round, ..r }))
+        .collect()
 }
 
 #[cfg(test)]
@@ -299,19 +317,39 @@ mod tests {
     fn smoke_is_one_short_paced_run_per_available_transport() {
         let runs = matrix(Mode::Smoke, true);
         assert_eq!(runs.len(), Transport::ALL.iter().filter(|t| t.available()).count());
-        assert!(runs.iter().all(|r| r.rate == PACED_RATE && r.pin && r.measure_s < 1.0));
+        assert!(
+            runs.iter()
+                .all(|r| r.rate == PACED_RATE && r.pin && r.measure_s < 1.0 && r.rounds == 1)
+        );
+    }
+
+    #[test]
+    fn rounds_repeat_the_whole_matrix_in_order() {
+        let runs = matrix(Mode::Full, false);
+        let rounds = runs[0].rounds;
+        assert!(rounds > 1);
+        let per_round = runs.len() / rounds;
+        assert_eq!(per_round * rounds, runs.len());
+        for (i, run) in runs.iter().enumerate() {
+            assert_eq!(run.round, i / per_round);
+            let first = &runs[i % per_round];
+            assert_eq!((&run.scenario, run.transport), (&first.scenario, first.transport));
+        }
     }
 
     #[test]
     fn quick_and_full_differ_only_in_duration() {
-        let quick = matrix(Mode::Quick, false);
-        let full = matrix(Mode::Full, false);
+        let first_round = |mode| {
+            matrix(mode, false)
+                .into_iter()
+                .filter(|r| r.round == 0)
+                .collect::<Vec<_>>()
+        };
+        let quick = first_round(Mode::Quick);
+        let full = first_round(Mode::Full);
         assert_eq!(quick.len(), full.len());
-        assert!(
-            quick
-                .iter()
-                .zip(&full)
-                .all(|(q, f)| q.scenario == f.scenario && q.measure_s < f.measure_s)
-        );
+        assert!(quick.iter().zip(&full).all(
+            |(q, f)| q.scenario == f.scenario && (q.measure_s * q.rounds as f64) < (f.measure_s * f.rounds as f64)
+        ));
     }
 }

@@ -4,9 +4,11 @@
 
 use std::fmt::Write as _;
 
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::hist::Percentiles;
+use crate::error::{Error, Result};
+use crate::hist::{self, Percentiles};
 use crate::scenario::{RunSpec, Transport};
 
 /// What one slow subscriber got.
@@ -27,6 +29,8 @@ pub struct Row {
     pub latency: Percentiles,
     /// Measured records the publisher sent.
     pub sent: u64,
+    /// Seconds of the measured phase (all rounds).
+    pub measured_secs: f64,
     /// Records per second the publisher sent over the measured phase.
     pub publisher_rate: f64,
     /// Measured records lost, summed over the subscribers that keep up.
@@ -50,6 +54,42 @@ impl Row {
         }
         self.lost as f64 / self.expected() as f64
     }
+}
+
+/// Whether two rows are rounds of the same run (same scenario, transport
+/// and wait).
+pub fn same_run(a: &Row, b: &Row) -> bool {
+    a.spec.scenario == b.spec.scenario && a.spec.transport == b.spec.transport && a.spec.wait == b.spec.wait
+}
+
+/// The rounds of one run as one row: the histograms merged, records,
+/// losses and measured time summed; the rate is the total records over
+/// the total time. `parts` must not be empty.
+pub fn combine(parts: &[(Row, Histogram<u64>)], histogram_file: String) -> Result<(Row, Histogram<u64>)> {
+    let first = &parts
+        .first()
+        .ok_or_else(|| Error::Run("no rounds to combine".to_string()))?
+        .0;
+    let merged = hist::merge(parts.iter().map(|(_, h)| h))?;
+    let mut row = first.clone();
+    row.sent = parts.iter().map(|(r, _)| r.sent).sum();
+    row.lost = parts.iter().map(|(r, _)| r.lost).sum();
+    row.measured_secs = parts.iter().map(|(r, _)| r.measured_secs).sum();
+    row.publisher_rate = if row.measured_secs > 0.0 {
+        row.sent as f64 / row.measured_secs
+    } else {
+        0.0
+    };
+    row.slow = first.slow.clone();
+    for (other, _) in &parts[1..] {
+        for (total, part) in row.slow.iter_mut().zip(&other.slow) {
+            total.received += part.received;
+            total.lost += part.lost;
+        }
+    }
+    row.latency = Percentiles::of(&merged);
+    row.histogram_file = histogram_file;
+    Ok((row, merged))
 }
 
 /// The raw iceoryx2 row of `row`'s scenario.
@@ -258,6 +298,8 @@ pub(crate) mod tests {
                 batch: 1,
                 warmup_s: 0.1,
                 measure_s: 1.0,
+                round: 0,
+                rounds: 1,
                 pin: false,
             },
             latency: Percentiles {
@@ -269,6 +311,7 @@ pub(crate) mod tests {
                 max: p99,
             },
             sent: 1000,
+            measured_secs: 0.01,
             publisher_rate: 100_000.0,
             lost: 0,
             slow: Vec::new(),
@@ -349,6 +392,58 @@ pub(crate) mod tests {
         assert_eq!(checks[3].met, Some(true));
         let text = targets_markdown(&checks);
         assert!(text.contains("**no**") && text.contains("| yes |") && text.contains("not measured"));
+    }
+
+    #[test]
+    fn combine_merges_rounds() {
+        let mut a = row("slow-subscriber", Transport::RawIceoryx2, 0, 0);
+        a.sent = 1000;
+        a.lost = 3;
+        a.measured_secs = 0.5;
+        a.slow = vec![SlowOutcome {
+            received: 10,
+            lost: 990,
+        }];
+        let mut b = a.clone();
+        b.sent = 3000;
+        b.lost = 0;
+        b.measured_secs = 1.5;
+        b.slow = vec![SlowOutcome {
+            received: 30,
+            lost: 2970,
+        }];
+        let mut ha = hist::new_histogram();
+        let mut hb = hist::new_histogram();
+        for v in 1..=1000 {
+            hist::record(&mut ha, v);
+        }
+        for v in 1001..=4000 {
+            hist::record(&mut hb, v);
+        }
+        assert!(same_run(&a, &b));
+        let (row, merged) = combine(&[(a, ha), (b, hb)], "all.hgrm".to_string()).unwrap();
+        assert_eq!(merged.len(), 4000);
+        assert_eq!(row.latency, Percentiles::of(&merged));
+        assert_eq!((row.sent, row.lost), (4000, 3));
+        assert_eq!(row.publisher_rate, 2000.0);
+        assert_eq!(
+            row.slow,
+            vec![SlowOutcome {
+                received: 40,
+                lost: 3960
+            }]
+        );
+        assert_eq!(row.histogram_file, "all.hgrm");
+        assert!(combine(&[], String::new()).is_err());
+    }
+
+    #[test]
+    fn rows_of_other_scenarios_or_waits_are_other_runs() {
+        let a = row("x", Transport::RawIceoryx2, 1, 1);
+        let mut b = a.clone();
+        b.spec.wait = crate::scenario::Wait::Block;
+        assert!(!same_run(&a, &b));
+        assert!(!same_run(&a, &row("y", Transport::RawIceoryx2, 1, 1)));
     }
 
     #[test]

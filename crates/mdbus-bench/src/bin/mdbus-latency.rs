@@ -104,9 +104,10 @@ fn run(args: &RunArgs) -> Result<()> {
     let mut rows: Vec<Row> = Vec::new();
     for (number, spec) in runs.iter().enumerate() {
         eprint!(
-            "[{}/{}] {} {} {} ... ",
+            "[{}/{}] round {} {} {} {} ... ",
             number + 1,
             runs.len(),
+            spec.round + 1,
             spec.scenario,
             spec.transport.label(),
             spec.wait.label()
@@ -121,6 +122,7 @@ fn run(args: &RunArgs) -> Result<()> {
         );
         rows.push(row);
     }
+    let rows = combine_rounds(&out_dir, rows)?;
     let results = out_dir.join("results.json");
     let text = serde_json::to_string_pretty(&rows).map_err(|e| Error::Json {
         path: results.clone(),
@@ -136,10 +138,12 @@ fn run(args: &RunArgs) -> Result<()> {
             quoted.push((what.to_string(), estimate));
         }
     }
-    let (warmup_s, measure_s) = runs.first().map_or((0.0, 0.0), |r| (r.warmup_s, r.measure_s));
+    let (warmup_s, measure_s, rounds) = runs
+        .first()
+        .map_or((0.0, 0.0, 1), |r| (r.warmup_s, r.measure_s, r.rounds));
     let mut settings = vec![
         "payload: the 376-byte `MdSample` holding a `Tick` of one instrument, on every transport (the WAL stores the 104-byte Tick in a 112-byte frame)".to_string(),
-        format!("each run: {warmup_s} s warm-up (sent and received, not recorded), then {measure_s} s measured"),
+        format!("each run: {rounds} round(s), each a fresh publisher and fresh subscribers with {warmup_s} s warm-up (sent and received, not recorded), then {measure_s} s measured; round r of every scenario runs before round r+1 of any, and a row merges its rounds"),
         format!("paced runs: the publisher spins until records are due and sends the due ones (at most 64 per batch); unpaced runs: batches of 64 back to back; the comparison rate is {} k records/s", PACED_RATE / 1000),
         "latency: `ts_publish` (CLOCK_REALTIME, stamped just before the WAL append and the send) to the subscriber's clock read on receive; HDR histograms (1 ns to 60 s, 3 significant digits), one per subscriber, written as HdrHistogram V2 files and merged by the harness".to_string(),
         "processes: one publisher process and one process per subscriber; crossbeam: threads of one process".to_string(),
@@ -180,6 +184,36 @@ fn run(args: &RunArgs) -> Result<()> {
     println!("{}", table::targets_markdown(&table::targets(&rows)));
     println!("report: {}", path.display());
     Ok(())
+}
+
+/// The rounds of each run merged into one row (in the order of the
+/// first round), its histogram written to `<out_dir>/<scenario>-<transport>-<wait>.hgrm`.
+fn combine_rounds(out_dir: &Path, rows: Vec<Row>) -> Result<Vec<Row>> {
+    let mut groups: Vec<Vec<Row>> = Vec::new();
+    for row in rows {
+        match groups.iter_mut().find(|g| table::same_run(&g[0], &row)) {
+            Some(group) => group.push(row),
+            None => groups.push(vec![row]),
+        }
+    }
+    let mut combined = Vec::new();
+    for group in groups {
+        let mut parts = Vec::new();
+        for row in group {
+            let histogram = hist::read_file(&out_dir.join(&row.histogram_file))?;
+            parts.push((row, histogram));
+        }
+        let spec = &parts[0].0.spec;
+        let transport = serde_json::to_value(spec.transport)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let file = format!("{}-{transport}-{}.hgrm", spec.scenario, spec.wait.label());
+        let (row, merged) = table::combine(&parts, file.clone())?;
+        hist::write_file(&out_dir.join(&file), &merged)?;
+        combined.push(row);
+    }
+    Ok(combined)
 }
 
 /// One SVG per scenario next to the report, one line per transport.
