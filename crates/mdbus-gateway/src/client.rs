@@ -158,7 +158,8 @@ pub struct ClientStats {
     /// Subscriptions (`"*"` counts as one).
     pub subscriptions: usize,
     /// Push latency, `ts_publish` to the batch being handed to the socket,
-    /// of the events written (ns, p50 and p99; 0 before any).
+    /// of the oldest event of each batch written (the batch's worst; ns,
+    /// p50 and p99; 0 before any).
     pub latency_ns: (u64, u64),
 }
 
