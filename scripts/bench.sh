@@ -39,10 +39,14 @@ done
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 started=$(date +%s)
 commands=()
+timings=()
 run() {
     echo "+ $*" >&2
     commands+=("$*")
+    local t0
+    t0=$(date +%s)
     "$@"
+    timings+=("$(($(date +%s) - t0)) s: $*")
 }
 
 run cargo build --release -p mdbus-bench --bin mdbus-latency
@@ -71,5 +75,8 @@ done
 listed+=(--command "${harness[*]}")
 listed+=(--note "load average at the start of the harness: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)")
 echo "+ ${harness[*]}" >&2
+t0=$(date +%s)
 "${harness[@]}" "${listed[@]}"
-echo "scripts/bench.sh --$mode: $(($(date +%s) - started)) s; report $target/bench-report.md" >&2
+timings+=("$(($(date +%s) - t0)) s: the harness")
+printf '%s\n' "${timings[@]}" >&2
+echo "scripts/bench.sh --$mode: $(($(date +%s) - started)) s in all; report $target/bench-report.md" >&2
