@@ -67,6 +67,17 @@ pub(crate) fn run(args: &GatewayArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(wal) = &args.wal
+        && !wal.join(&args.feed).is_dir()
+    {
+        eprintln!(
+            "mdbus gateway: no WAL of feed {} in {} (its segments would be in {})",
+            args.feed,
+            wal.display(),
+            wal.join(&args.feed).display()
+        );
+        return ExitCode::from(2);
+    }
     let mut config = GatewayConfig::default();
     config.listen = args.listen;
     config.token = args.token.clone();

@@ -175,3 +175,26 @@ fn gateway_process_serves_a_published_feed_over_websocket() {
     assert!(summary.contains("records of feed"), "{summary}");
     assert!(wait_with_watchdog(&mut publisher).success());
 }
+
+#[test]
+fn gateway_bad_arguments_exit_2_naming_what_is_wrong() {
+    let Some(mdbus) = mdbus_binary() else {
+        println!("SKIP: the mdbus binary is not built next to this test (run `cargo test --workspace`)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (args, names) in [
+        (vec!["--feed", "f", "--listen", "nope"], "--listen"),
+        (vec!["--feed", "f", "--token", "a b"], "token"),
+        (vec!["--feed", "f", "--queue", "0"], "--queue"),
+        (
+            vec!["--feed", "f", "--wal", dir.path().to_str().unwrap()],
+            "no WAL of feed f",
+        ),
+    ] {
+        let out = Command::new(&mdbus).arg("gateway").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(names), "{args:?}: {stderr}");
+    }
+}
