@@ -324,8 +324,10 @@ impl<R: MdReceiver> Subscriber<R> {
     pub fn next_event_ref(&mut self, timeout: Duration) -> Result<Option<&Event>> {
         let mut deadline = None;
         loop {
-            if let Some(event) = self.stash.take() {
-                self.ready = Some(event);
+            // (`is_some` first: `take` would move the whole ~390-byte
+            // option on every call, stash or not.)
+            if self.stash.is_some() {
+                self.ready = self.stash.take();
                 return Ok(self.deliver());
             }
             self.drain_tick = self.drain_tick.wrapping_add(1);
