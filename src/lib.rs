@@ -9,6 +9,8 @@
 //!   policy) and the synthetic feed;
 //! - [`subscriber`]: replay-merge into the live stream, gap fill, L1/L2/L3
 //!   caches and history queries;
+//! - [`gateway`]: the WebSocket gateway (event-driven push, per-client
+//!   conflation, the live depth page);
 //! - [`cli`]: the `mdbus` command line.
 //!
 //! # Feature flags
@@ -16,6 +18,7 @@
 //! - `iceoryx2`: the iceoryx2 shared-memory payload marker on `MdSample`.
 
 pub use mdbus_cli as cli;
+pub use mdbus_gateway as gateway;
 pub use mdbus_publisher as publisher;
 pub use mdbus_subscriber as subscriber;
 pub use mdbus_transport as transport;
