@@ -1,5 +1,5 @@
 //! The feed thread: one subscriber, event-driven (it sleeps in
-//! `Subscriber::next_event` until a record comes), fanning every record
+//! `Subscriber::next_event_ref` until a record comes), fanning every record
 //! out to the clients that subscribed to it.
 
 use std::sync::Arc;
@@ -23,7 +23,8 @@ pub(crate) fn run<R: MdReceiver>(mut subscriber: Subscriber<R>, shared: &Arc<Sha
     let mut window_start = Instant::now();
     let mut window_records = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
-        let event = subscriber.next_event(STOP_CHECK).map_err(|e| e.to_string())?;
+        // In place: the record is not copied out of the subscriber.
+        let event = subscriber.next_event_ref(STOP_CHECK).map_err(|e| e.to_string())?;
         match event {
             Some(Event::Record { sample, .. }) => {
                 window_records += 1;
@@ -54,7 +55,7 @@ pub(crate) fn run<R: MdReceiver>(mut subscriber: Subscriber<R>, shared: &Arc<Sha
             Some(Event::Gap { from, to }) => {
                 shared.gaps.fetch_add(1, Ordering::Relaxed);
                 for client in shared.clients.read().iter() {
-                    client.offer_gap(from, to);
+                    client.offer_gap(*from, *to);
                 }
             }
             Some(Event::ReplayDone { .. }) => shared.replay_done.store(true, Ordering::Relaxed),
