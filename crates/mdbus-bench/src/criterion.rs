@@ -28,7 +28,7 @@ pub const QUOTED: [(&str, &str); 8] = [
     ("l1/book_get", "L1 cache get, top-10 book"),
     (
         "publish_path/wal_interval_board_iceoryx2",
-        "publish path per batch: WAL Interval + board + iceoryx2 send",
+        "publish path per record (FeedPublisher: WAL Interval + board + iceoryx2 send)",
     ),
 ];
 

@@ -100,6 +100,12 @@ impl Report<'_> {
             }
         }
         out.push_str("\n## Targets\n\n");
+        if let Some(why) = table::disturbed(self.rows) {
+            let _ = writeln!(
+                out,
+                "**This run is disturbed** ({why}); rerun on an idle machine, ideally with `--pin`.\n"
+            );
+        }
         out.push_str(&table::targets_markdown(&table::targets(self.rows)));
         out.push_str("\n## Criterion benches\n\n");
         if self.criterion.is_empty() {
