@@ -70,26 +70,100 @@ pub(crate) struct Pending {
     pub(crate) json: Arc<str>,
 }
 
-/// What a client subscribed to: channels for every instrument (`"*"`) and
-/// per instrument, as bit masks of [`Channel::bit`].
+/// What a client subscribed to: channels for every instrument (`"*"`),
+/// channels of `"*"` taken back for one instrument (unsubscribing one
+/// instrument after `"*"`), and per instrument, as bit masks of
+/// [`Channel::bit`].
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {
     pub(crate) all: u8,
+    /// Channels of `all` not wanted for an instrument; subscribing the
+    /// instrument (or `"*"`) again clears them.
+    pub(crate) excluded: FxHashMap<InstrumentId, u8>,
     pub(crate) by_instrument: FxHashMap<InstrumentId, u8>,
 }
 
 impl Subscriptions {
     #[inline]
     pub(crate) fn mask(&self, id: &InstrumentId) -> u8 {
-        if self.by_instrument.is_empty() {
+        if self.by_instrument.is_empty() && self.excluded.is_empty() {
             return self.all;
         }
-        self.all | self.by_instrument.get(id).copied().unwrap_or(0)
+        let excluded = self.excluded.get(id).copied().unwrap_or(0);
+        (self.all & !excluded) | self.by_instrument.get(id).copied().unwrap_or(0)
     }
 
     /// Subscriptions counted against the limit (`"*"` is one).
     pub(crate) fn count(&self) -> usize {
         self.by_instrument.len() + usize::from(self.all != 0)
+    }
+
+    /// Takes `mask` back for every instrument (unsubscribing `"*"`).
+    pub(crate) fn remove_all(&mut self, mask: u8) {
+        self.all &= !mask;
+        for m in self.by_instrument.values_mut() {
+            *m &= !mask;
+        }
+        self.tidy();
+    }
+
+    /// Takes `mask` back for `id`; `false` when that needs a new exclusion
+    /// of `"*"` and `max_excluded` are already kept (the caller refuses it).
+    pub(crate) fn remove(&mut self, id: &InstrumentId, mask: u8, max_excluded: usize) -> bool {
+        if let Some(m) = self.by_instrument.get_mut(id) {
+            *m &= !mask;
+        }
+        let from_all = self.all & mask;
+        let mut kept = true;
+        if from_all != 0 {
+            let room = self.excluded.len() < max_excluded;
+            match self.excluded.get_mut(id) {
+                Some(m) => *m |= from_all,
+                None if room => {
+                    self.excluded.insert(*id, from_all);
+                }
+                None => kept = false,
+            }
+        }
+        self.tidy();
+        kept
+    }
+
+    /// Subscribes `mask` for `"*"` (clearing those exclusions).
+    pub(crate) fn add_all(&mut self, mask: u8) {
+        self.all |= mask;
+        for m in self.excluded.values_mut() {
+            *m &= !mask;
+        }
+        self.tidy();
+    }
+
+    /// Subscribes `mask` for `id` (clearing its exclusion of those
+    /// channels); `false` when `id` is new and `limit` subscriptions are
+    /// already held.
+    pub(crate) fn add(&mut self, id: InstrumentId, mask: u8, limit: usize) -> bool {
+        if let Some(m) = self.by_instrument.get_mut(&id) {
+            *m |= mask;
+        } else if self.count() < limit {
+            self.by_instrument.insert(id, mask);
+        } else {
+            return false;
+        }
+        if let Some(m) = self.excluded.get_mut(&id) {
+            *m &= !mask;
+        }
+        self.tidy();
+        true
+    }
+
+    /// Drops empty entries and exclusions of channels `"*"` lacks.
+    fn tidy(&mut self) {
+        let all = self.all;
+        self.by_instrument.retain(|_, m| *m != 0);
+        self.excluded.retain(|_, m| {
+            *m &= all;
+            *m != 0
+        });
     }
 }
 
@@ -390,6 +464,33 @@ mod tests {
         let mut json = || Arc::<str>::from("{}");
         client.offer(11, 0, &id("A"), Channel::Tick, &mut json, &l1);
         assert!(matches!(client.take(VecDeque::new()).1, Some(Drained::Events(e)) if e.len() == 1));
+    }
+
+    #[test]
+    fn star_minus_one_instrument_excludes_it_until_it_is_subscribed_again() {
+        let (tick, book) = (Channel::Tick.bit(), Channel::Book.bit());
+        let mut subs = Subscriptions::default();
+        subs.add_all(tick | book);
+        assert!(subs.remove(&id("A"), tick | book, 8));
+        assert_eq!(subs.mask(&id("A")), 0);
+        assert_eq!(subs.mask(&id("B")), tick | book);
+        // Only the book channel back for A.
+        assert!(subs.add(id("A"), book, 8));
+        assert_eq!(subs.mask(&id("A")), book);
+        // Removing the tick of B; `"*"` again brings everything back.
+        assert!(subs.remove(&id("B"), tick, 8));
+        assert_eq!(subs.mask(&id("B")), book);
+        subs.add_all(tick);
+        assert_eq!(subs.mask(&id("B")), tick | book);
+        assert!(subs.excluded.is_empty());
+        // Exclusions are bounded.
+        assert!(subs.remove(&id("C"), tick, 1));
+        assert!(!subs.remove(&id("D"), tick, 1));
+        assert_eq!(subs.mask(&id("D")), tick | book);
+        // Unsubscribing `"*"` leaves only explicit subscriptions.
+        subs.remove_all(tick | book);
+        assert_eq!(subs.mask(&id("A")), 0);
+        assert!(subs.excluded.is_empty());
     }
 
     #[test]

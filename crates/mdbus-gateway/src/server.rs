@@ -281,16 +281,12 @@ impl Connection {
             let mut refused = Vec::new();
             let accepted_all = all && (subs.all != 0 || subs.count() < limit);
             if accepted_all {
-                subs.all |= mask;
+                subs.add_all(mask);
             } else if all {
                 refused.push("*".to_string());
             }
             for id in ids {
-                if let Some(m) = subs.by_instrument.get_mut(&id) {
-                    *m |= mask;
-                    accepted.push(id);
-                } else if subs.count() < limit {
-                    subs.by_instrument.insert(id, mask);
+                if subs.add(id, mask, limit) {
                     accepted.push(id);
                 } else {
                     refused.push(id.as_str().to_string());
@@ -359,21 +355,32 @@ impl Connection {
         for error in channel_error.iter().chain(&instrument_error) {
             send(socket, error.to_json()).await?;
         }
-        self.client.update_subscriptions(|subs| {
+        // An instrument taken out of `"*"` is remembered as an exclusion;
+        // those are bounded like subscriptions.
+        let limit = self.shared.config.max_subscriptions;
+        let refused: Vec<String> = self.client.update_subscriptions(|subs| {
             if all {
-                subs.all &= !mask;
-                for m in subs.by_instrument.values_mut() {
-                    *m &= !mask;
-                }
-            } else {
-                for id in &ids {
-                    if let Some(m) = subs.by_instrument.get_mut(id) {
-                        *m &= !mask;
-                    }
-                }
+                subs.remove_all(mask);
+                return Vec::new();
             }
-            subs.by_instrument.retain(|_, m| *m != 0);
+            ids.iter()
+                .filter(|id| !subs.remove(id, mask, limit))
+                .map(|id| id.as_str().to_string())
+                .collect()
         });
+        let ids: Vec<InstrumentId> = ids
+            .into_iter()
+            .filter(|id| !refused.iter().any(|r| r == id.as_str()))
+            .collect();
+        if !refused.is_empty() {
+            let error = ProtocolError::new(
+                ErrorCode::TooManySubscriptions,
+                format!(
+                    "at most {limit} instruments may be taken out of \"*\" per connection; still subscribed: {refused:?}"
+                ),
+            );
+            send(socket, error.to_json()).await?;
+        }
         let mut symbols: Vec<String> = ids.iter().map(|id| id.as_str().to_string()).collect();
         if all {
             symbols.insert(0, "*".to_string());

@@ -174,6 +174,76 @@ fn every_malformed_request_gets_its_error_and_the_connection_keeps_working() {
 }
 
 #[test]
+fn star_then_unsubscribing_one_instrument_stops_it_and_subscribing_it_again_brings_it_back() {
+    let mut harness = Harness::start(&format!("gw-star-unsub-{}", std::process::id()), 4, 500, config());
+    let rt = runtime();
+    let mut client = rt.block_on(Client::connect(&harness.url()));
+    rt.block_on(async {
+        client.send(r#"{"type":"subscribe","instruments":["*"]}"#).await;
+        client.recv_until("subscribed").await;
+        client.send(r#"{"type":"unsubscribe","instruments":["IF2501"]}"#).await;
+        let (ack, _) = client.recv_until("unsubscribed").await;
+        assert_eq!(ack["instruments"], serde_json::json!(["IF2501"]));
+    });
+    let instruments: Vec<_> = harness.feed.instruments().collect();
+    let if2501 = id("IF2501");
+    let others: Vec<_> = instruments.iter().filter(|i| **i != if2501).copied().collect();
+    assert_eq!(others.len(), 3);
+    harness.publish(2000);
+    let last = harness.wal_records().last().unwrap().0;
+    let mut mirror = Mirror {
+        lenient: true,
+        ..Mirror::default()
+    };
+    // Until every other instrument's last record came.
+    let others_last: Vec<u64> = others.iter().map(|i| harness.last_seq_of(i)).collect();
+    rt.block_on(async {
+        while others
+            .iter()
+            .zip(&others_last)
+            .any(|(i, &l)| mirror.seqs.get(i).and_then(|s| s.last()).is_none_or(|&s| s < l))
+        {
+            let text = client.recv_text().await;
+            mirror.apply(&text);
+        }
+    });
+    assert!(
+        !mirror.seqs.contains_key(&if2501),
+        "IF2501 events after unsubscribing it from \"*\": {:?}",
+        mirror.seqs.get(&if2501).map(Vec::len)
+    );
+    for other in &others {
+        assert!(mirror.seqs.contains_key(other), "no event of {other}");
+    }
+    assert!(mirror.last_seq <= last);
+
+    // Subscribing IF2501 again clears the exclusion: a snapshot, then its events.
+    rt.block_on(async {
+        client.send(r#"{"type":"subscribe","instruments":["IF2501"]}"#).await;
+        let (_, before) = client.recv_until("subscribed").await;
+        assert!(
+            before
+                .iter()
+                .any(|m| m["type"] == "snapshot" && m["instrument"] == "IF2501"),
+            "{before:?}"
+        );
+    });
+    harness.publish(2000);
+    let last_if = harness.last_seq_of(&if2501);
+    rt.block_on(async {
+        while mirror
+            .seqs
+            .get(&if2501)
+            .and_then(|s| s.last())
+            .is_none_or(|&s| s < last_if)
+        {
+            let text = client.recv_text().await;
+            mirror.apply(&text);
+        }
+    });
+}
+
+#[test]
 fn star_subscribes_every_instrument() {
     let mut harness = Harness::start(&format!("gw-star-{}", std::process::id()), 6, 2000, config());
     let rt = runtime();
