@@ -167,46 +167,112 @@ impl Subscriptions {
     }
 }
 
+/// Gaps a folded queue keeps apart; past this the two oldest are merged
+/// into one span (which may then cover records that were delivered, as
+/// folded states between them: a client reads a gap as "some of
+/// `from..=to` may be missing").
+pub(crate) const MAX_FOLDED_GAPS: usize = 64;
+
+/// One entry of a client's queue, in seq order.
+#[derive(Debug, Clone)]
+pub(crate) enum Entry {
+    /// A record as published.
+    Record(Pending),
+    /// Records `from..=to` lost upstream (neither the stream nor the WAL
+    /// had them).
+    Gap(u64, u64),
+}
+
 /// A queue folded to the latest state per instrument and channel.
 #[derive(Debug, Default)]
 pub(crate) struct Conflated {
     pub(crate) ticks: FxHashMap<InstrumentId, Pending>,
     pub(crate) books: FxHashMap<InstrumentId, BookSnapshot>,
-    /// Records lost upstream while folded (`from`, `to`), merged.
-    pub(crate) gap: Option<(u64, u64)>,
+    /// Records lost upstream while folded (`from`, `to`), in seq order;
+    /// overlapping or adjacent ones merged, at most [`MAX_FOLDED_GAPS`].
+    pub(crate) gaps: Vec<(u64, u64)>,
+}
+
+/// One event of a folded queue, as [`Conflated::into_ordered`] lists it.
+#[derive(Debug)]
+pub(crate) enum Folded {
+    /// The latest tick of an instrument.
+    Tick(Pending),
+    /// The latest book of an instrument.
+    Book(InstrumentId, Box<BookSnapshot>),
+    /// Records `from..=to` lost upstream.
+    Gap(u64, u64),
+}
+
+impl Folded {
+    /// Where it stands in seq order (a gap: its first lost seq).
+    pub(crate) fn seq(&self) -> u64 {
+        match self {
+            Folded::Tick(p) => p.seq,
+            Folded::Book(_, b) => b.header.seq,
+            Folded::Gap(from, _) => *from,
+        }
+    }
 }
 
 impl Conflated {
     fn len(&self) -> usize {
-        self.ticks.len() + self.books.len() + usize::from(self.gap.is_some())
+        self.ticks.len() + self.books.len() + self.gaps.len()
+    }
+
+    /// Notes a gap, merging it with the last one only when they overlap or
+    /// touch; the list stays at most [`MAX_FOLDED_GAPS`] long.
+    fn push_gap(&mut self, from: u64, to: u64) {
+        match self.gaps.last_mut() {
+            Some(last) if from <= last.1.saturating_add(1) && to.saturating_add(1) >= last.0 => {
+                *last = (last.0.min(from), last.1.max(to));
+            }
+            _ => self.gaps.push((from, to)),
+        }
+        if self.gaps.len() > MAX_FOLDED_GAPS {
+            let (oldest_from, _) = self.gaps.remove(0);
+            self.gaps[0].0 = self.gaps[0].0.min(oldest_from);
+        }
+    }
+
+    /// Every state and gap, in seq order.
+    pub(crate) fn into_ordered(self) -> Vec<Folded> {
+        let mut out: Vec<Folded> = self
+            .ticks
+            .into_values()
+            .map(Folded::Tick)
+            .chain(self.books.into_iter().map(|(id, b)| Folded::Book(id, Box::new(b))))
+            .chain(self.gaps.into_iter().map(|(from, to)| Folded::Gap(from, to)))
+            .collect();
+        out.sort_unstable_by_key(Folded::seq);
+        out
     }
 }
 
 /// What [`Client::take`] hands to the connection task.
 #[derive(Debug)]
 pub(crate) enum Drained {
-    /// Records in seq order, each as published.
-    Events(VecDeque<Pending>),
-    /// The latest state per instrument and channel.
+    /// Records and gaps in seq order, each as it came.
+    Events(VecDeque<Entry>),
+    /// The latest state per instrument and channel, and the gaps.
     Conflated(Conflated),
 }
 
 #[derive(Debug, Default)]
 struct Queue {
     subs: Subscriptions,
-    events: VecDeque<Pending>,
+    /// Records and gaps in seq order (gaps count against the capacity).
+    entries: VecDeque<Entry>,
     conflated: Option<Conflated>,
-    /// Gaps seen while not folded, as events (kept in order).
-    gaps: Vec<(u64, u64)>,
 }
 
 impl Queue {
     fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.conflated.is_none() && self.gaps.is_empty()
+        self.entries.is_empty() && self.conflated.is_none()
     }
 
     fn depth(&self) -> usize {
-        self.events.len() + self.conflated.as_ref().map_or(0, Conflated::len) + self.gaps.len()
+        self.entries.len() + self.conflated.as_ref().map_or(0, Conflated::len)
     }
 }
 
@@ -287,7 +353,7 @@ impl Client {
             return;
         }
         let was_empty = queue.is_empty();
-        if queue.conflated.is_none() && queue.events.len() >= self.capacity {
+        if queue.conflated.is_none() && queue.entries.len() >= self.capacity {
             self.fold(&mut queue, l1);
         }
         match queue.conflated.as_mut() {
@@ -315,13 +381,13 @@ impl Client {
                     self.conflated.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            None => queue.events.push_back(Pending {
+            None => queue.entries.push_back(Entry::Record(Pending {
                 seq,
                 ts_publish,
                 instrument: *instrument,
                 channel,
                 json: json(),
-            }),
+            })),
         }
         drop(queue);
         if was_empty {
@@ -330,14 +396,18 @@ impl Client {
     }
 
     /// Folds the full queue into the latest state per instrument and
-    /// channel (books as of now, from `l1`).
+    /// channel (books as of now, from `l1`), gaps kept in order.
     fn fold(&self, queue: &mut Queue, l1: &L1Cache) {
         let mut folded = Conflated::default();
         let mut merged = 0u64;
-        for (from, to) in queue.gaps.drain(..) {
-            folded.gap = Some(folded.gap.map_or((from, to), |(f, t)| (f.min(from), t.max(to))));
-        }
-        for pending in queue.events.drain(..) {
+        for entry in queue.entries.drain(..) {
+            let pending = match entry {
+                Entry::Gap(from, to) => {
+                    folded.push_gap(from, to);
+                    continue;
+                }
+                Entry::Record(pending) => pending,
+            };
             let replaced = match pending.channel {
                 Channel::Tick => folded.ticks.insert(pending.instrument, pending).is_some(),
                 Channel::Book => match folded.books.entry(pending.instrument) {
@@ -357,13 +427,17 @@ impl Client {
         self.conflations.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records that `from..=to` were lost upstream (every client hears it).
-    pub(crate) fn offer_gap(&self, from: u64, to: u64) {
+    /// Records that `from..=to` were lost upstream (every client hears
+    /// it, after what was queued before). `l1` is current as of now.
+    pub(crate) fn offer_gap(&self, from: u64, to: u64, l1: &L1Cache) {
         let mut queue = self.queue.lock();
         let was_empty = queue.is_empty();
+        if queue.conflated.is_none() && queue.entries.len() >= self.capacity {
+            self.fold(&mut queue, l1);
+        }
         match queue.conflated.as_mut() {
-            Some(folded) => folded.gap = Some(folded.gap.map_or((from, to), |(f, t)| (f.min(from), t.max(to)))),
-            None => queue.gaps.push((from, to)),
+            Some(folded) => folded.push_gap(from, to),
+            None => queue.entries.push_back(Entry::Gap(from, to)),
         }
         drop(queue);
         if was_empty {
@@ -371,19 +445,16 @@ impl Client {
         }
     }
 
-    /// Takes everything pending (gaps first: they happened before the
-    /// records after them); `spare` becomes the new empty queue.
-    pub(crate) fn take(&self, spare: VecDeque<Pending>) -> (Vec<(u64, u64)>, Option<Drained>) {
+    /// Takes everything pending; `spare` becomes the new empty queue.
+    pub(crate) fn take(&self, spare: VecDeque<Entry>) -> Option<Drained> {
         let mut queue = self.queue.lock();
-        let gaps = std::mem::take(&mut queue.gaps);
-        let drained = if let Some(folded) = queue.conflated.take() {
+        if let Some(folded) = queue.conflated.take() {
             Some(Drained::Conflated(folded))
-        } else if queue.events.is_empty() {
+        } else if queue.entries.is_empty() {
             None
         } else {
-            Some(Drained::Events(std::mem::replace(&mut queue.events, spare)))
-        };
-        (gaps, drained)
+            Some(Drained::Events(std::mem::replace(&mut queue.entries, spare)))
+        }
     }
 
     /// Changes the subscriptions under the queue's lock; `f` returns what
@@ -393,11 +464,13 @@ impl Client {
         let out = f(&mut queue.subs);
         let Queue {
             subs,
-            events,
+            entries,
             conflated,
-            ..
         } = &mut *queue;
-        events.retain(|p| subs.mask(&p.instrument) & p.channel.bit() != 0);
+        entries.retain(|e| match e {
+            Entry::Record(p) => subs.mask(&p.instrument) & p.channel.bit() != 0,
+            Entry::Gap(..) => true,
+        });
         if let Some(folded) = conflated {
             folded.ticks.retain(|id, _| subs.mask(id) & Channel::Tick.bit() != 0);
             folded.books.retain(|id, _| subs.mask(id) & Channel::Book.bit() != 0);
@@ -441,7 +514,7 @@ mod tests {
     #[test]
     fn overflow_folds_to_the_latest_tick_per_instrument_and_counts() {
         let client = Client::new(1, "127.0.0.1:1".parse().unwrap(), 4);
-        client.update_subscriptions(|s| s.all = Channel::Tick.bit());
+        client.update_subscriptions(|s| s.add_all(Channel::Tick.bit()));
         let l1 = L1Cache::new();
         for seq in 1..=10u64 {
             let instrument = if seq % 2 == 0 { id("A") } else { id("B") };
@@ -453,9 +526,7 @@ mod tests {
         assert_eq!(stats.queue_depth, 2);
         // 4 queued + 6 more = 10 offered, 2 states left.
         assert_eq!(stats.conflated, 8);
-        let (gaps, drained) = client.take(VecDeque::new());
-        assert!(gaps.is_empty());
-        let Some(Drained::Conflated(folded)) = drained else {
+        let Some(Drained::Conflated(folded)) = client.take(VecDeque::new()) else {
             panic!("expected a folded queue")
         };
         assert_eq!(folded.ticks[&id("A")].seq, 10);
@@ -463,7 +534,73 @@ mod tests {
         // Taken: the queue is empty and unfolded again.
         let mut json = || Arc::<str>::from("{}");
         client.offer(11, 0, &id("A"), Channel::Tick, &mut json, &l1);
-        assert!(matches!(client.take(VecDeque::new()).1, Some(Drained::Events(e)) if e.len() == 1));
+        assert!(matches!(client.take(VecDeque::new()), Some(Drained::Events(e)) if e.len() == 1));
+    }
+
+    fn tick(client: &Client, seq: u64, instrument: &str, l1: &L1Cache) {
+        let mut json = || Arc::<str>::from(format!("{{\"seq\":{seq}}}"));
+        client.offer(seq, 0, &id(instrument), Channel::Tick, &mut json, l1);
+    }
+
+    #[test]
+    fn a_gap_after_records_stays_after_them() {
+        let client = Client::new(1, "127.0.0.1:1".parse().unwrap(), 16);
+        client.update_subscriptions(|s| s.add_all(Channel::Tick.bit()));
+        let l1 = L1Cache::new();
+        tick(&client, 1, "A", &l1);
+        tick(&client, 2, "B", &l1);
+        client.offer_gap(3, 4, &l1);
+        tick(&client, 5, "A", &l1);
+        let Some(Drained::Events(entries)) = client.take(VecDeque::new()) else {
+            panic!("expected events")
+        };
+        let order: Vec<(u64, bool)> = entries
+            .iter()
+            .map(|e| match e {
+                Entry::Record(p) => (p.seq, false),
+                Entry::Gap(from, _) => (*from, true),
+            })
+            .collect();
+        assert_eq!(order, [(1, false), (2, false), (3, true), (5, false)]);
+    }
+
+    #[test]
+    fn folded_gaps_stay_apart_and_in_order_merging_only_touching_ones() {
+        let client = Client::new(1, "127.0.0.1:1".parse().unwrap(), 2);
+        client.update_subscriptions(|s| s.add_all(Channel::Tick.bit()));
+        let l1 = L1Cache::new();
+        tick(&client, 1, "A", &l1);
+        client.offer_gap(2, 3, &l1);
+        // Full: this folds.
+        tick(&client, 4, "A", &l1);
+        client.offer_gap(10, 11, &l1);
+        client.offer_gap(12, 12, &l1);
+        tick(&client, 13, "B", &l1);
+        client.offer_gap(20, 21, &l1);
+        let Some(Drained::Conflated(folded)) = client.take(VecDeque::new()) else {
+            panic!("expected a folded queue")
+        };
+        assert_eq!(folded.gaps, [(2, 3), (10, 12), (20, 21)]);
+        let order: Vec<u64> = folded.into_ordered().iter().map(Folded::seq).collect();
+        // A's tick 4 (1 was folded into it), the gaps, B's 13, in seq order.
+        assert_eq!(order, [2, 4, 10, 13, 20]);
+    }
+
+    #[test]
+    fn folded_gaps_are_bounded_by_merging_the_oldest() {
+        let client = Client::new(1, "127.0.0.1:1".parse().unwrap(), 1);
+        let l1 = L1Cache::new();
+        for k in 0..(MAX_FOLDED_GAPS as u64 + 10) {
+            client.offer_gap(10 * k, 10 * k + 1, &l1);
+        }
+        let Some(Drained::Conflated(folded)) = client.take(VecDeque::new()) else {
+            panic!("expected a folded queue")
+        };
+        assert_eq!(folded.gaps.len(), MAX_FOLDED_GAPS);
+        assert_eq!(folded.gaps[0].0, 0);
+        assert!(folded.gaps.windows(2).all(|w| w[0].1 < w[1].0), "{:?}", folded.gaps);
+        let last = MAX_FOLDED_GAPS as u64 + 9;
+        assert_eq!(*folded.gaps.last().unwrap(), (10 * last, 10 * last + 1));
     }
 
     #[test]

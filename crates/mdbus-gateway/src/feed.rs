@@ -55,7 +55,7 @@ pub(crate) fn run<R: MdReceiver>(mut subscriber: Subscriber<R>, shared: &Arc<Sha
             Some(Event::Gap { from, to }) => {
                 shared.gaps.fetch_add(1, Ordering::Relaxed);
                 for client in shared.clients.read().iter() {
-                    client.offer_gap(*from, *to);
+                    client.offer_gap(*from, *to, &l1);
                 }
             }
             Some(Event::ReplayDone { .. }) => shared.replay_done.store(true, Ordering::Relaxed),

@@ -15,7 +15,7 @@ use axum::routing::get;
 use mdbus_types::{InstrumentId, RecordRef, clock, json};
 use rustc_hash::FxHashMap;
 
-use crate::client::{Channel, Client, Drained, Pending};
+use crate::client::{Channel, Client, Drained, Entry, Folded};
 use crate::config::{HARD_FRAME_LIMIT, MAX_CLIENT_FRAME};
 use crate::protocol::{self, ErrorCode, ProtocolError, Request as ClientRequest};
 use crate::shared::Shared;
@@ -146,7 +146,7 @@ struct Connection {
     /// Seq of the last record written: a folded state no newer than it
     /// was already delivered (the record that made it was sent).
     last_sent: u64,
-    spare: VecDeque<Pending>,
+    spare: VecDeque<Entry>,
 }
 
 type SendResult = Result<(), axum::Error>;
@@ -418,19 +418,21 @@ impl Connection {
     /// Everything pending as one batch message and its event count
     /// (`None`: nothing to send).
     fn batch(&mut self) -> Option<(String, u64)> {
-        let (gaps, drained) = self.client.take(std::mem::take(&mut self.spare));
-        if gaps.is_empty() && drained.is_none() {
-            return None;
-        }
+        let drained = self.client.take(std::mem::take(&mut self.spare))?;
         let ts_send = clock::now_ns();
-        let conflated = matches!(drained, Some(Drained::Conflated(_)));
+        let conflated = matches!(drained, Drained::Conflated(_));
         // Sized once: a batch under load is tens of KiB.
         let size = match &drained {
-            Some(Drained::Events(queue)) => queue.iter().map(|p| p.json.len() + 1).sum::<usize>(),
-            Some(Drained::Conflated(folded)) => folded.ticks.len() * 256 + folded.books.len() * 512,
-            None => 0,
+            Drained::Events(queue) => queue
+                .iter()
+                .map(|e| match e {
+                    Entry::Record(p) => p.json.len() + 1,
+                    Entry::Gap(..) => 64,
+                })
+                .sum::<usize>(),
+            Drained::Conflated(folded) => folded.ticks.len() * 256 + folded.books.len() * 512 + folded.gaps.len() * 64,
         };
-        let mut out = String::with_capacity(128 + size + gaps.len() * 64);
+        let mut out = String::with_capacity(128 + size);
         protocol::batch_head(&mut out, ts_send, conflated);
         let mut events = 0u64;
         // The oldest ts_publish of the batch: its latency is the batch's
@@ -438,71 +440,66 @@ impl Connection {
         // writer's time at 1 M events/s).
         let mut oldest = i64::MAX;
         let mut record = |ts_publish: i64| oldest = oldest.min(ts_publish);
-        for &(from, to) in &gaps {
-            if events > 0 {
-                out.push(',');
-            }
-            protocol::write_gap(&mut out, from, to);
-            events += 1;
-        }
         match drained {
-            None => {}
-            Some(Drained::Events(mut queue)) => {
-                for pending in queue.drain(..) {
-                    if self.covered(&pending.instrument, pending.channel, pending.seq) {
-                        continue;
+            // Records and gaps in the order they came.
+            Drained::Events(mut queue) => {
+                for entry in queue.drain(..) {
+                    match entry {
+                        Entry::Gap(from, to) => {
+                            if events > 0 {
+                                out.push(',');
+                            }
+                            protocol::write_gap(&mut out, from, to);
+                        }
+                        Entry::Record(pending) => {
+                            if self.covered(&pending.instrument, pending.channel, pending.seq) {
+                                continue;
+                            }
+                            if events > 0 {
+                                out.push(',');
+                            }
+                            out.push_str(&pending.json);
+                            record(pending.ts_publish);
+                            self.last_sent = pending.seq;
+                        }
                     }
-                    if events > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&pending.json);
-                    record(pending.ts_publish);
-                    self.last_sent = pending.seq;
                     events += 1;
                 }
                 self.spare = queue;
             }
-            Some(Drained::Conflated(folded)) => {
-                if let Some((from, to)) = folded.gap {
-                    if events > 0 {
-                        out.push(',');
-                    }
-                    protocol::write_gap(&mut out, from, to);
-                    events += 1;
-                }
-                enum State {
-                    Tick(Pending),
-                    Book(Box<mdbus_types::BookSnapshot>),
-                }
-                let mut states: Vec<(u64, State)> = folded
-                    .ticks
-                    .into_values()
-                    .filter(|p| p.seq > self.last_sent && !self.covered(&p.instrument, Channel::Tick, p.seq))
-                    .map(|p| (p.seq, State::Tick(p)))
-                    .chain(
-                        folded
-                            .books
-                            .into_iter()
-                            .filter(|(id, b)| {
-                                b.header.seq > self.last_sent && !self.covered(id, Channel::Book, b.header.seq)
-                            })
-                            .map(|(_, b)| (b.header.seq, State::Book(Box::new(b)))),
-                    )
-                    .collect();
-                states.sort_unstable_by_key(|(seq, _)| *seq);
-                for (seq, state) in states {
-                    self.last_sent = seq;
-                    if events > 0 {
-                        out.push(',');
-                    }
+            // States and gaps in seq order; a state no newer than what was
+            // sent, or than a snapshot, is already delivered.
+            Drained::Conflated(folded) => {
+                for state in folded.into_ordered() {
                     match state {
-                        State::Tick(p) => {
+                        Folded::Gap(from, to) => {
+                            if events > 0 {
+                                out.push(',');
+                            }
+                            protocol::write_gap(&mut out, from, to);
+                        }
+                        Folded::Tick(p) => {
+                            if p.seq <= self.last_sent || self.covered(&p.instrument, Channel::Tick, p.seq) {
+                                continue;
+                            }
+                            if events > 0 {
+                                out.push(',');
+                            }
                             out.push_str(&p.json);
                             record(p.ts_publish);
+                            self.last_sent = p.seq;
                         }
-                        State::Book(book) => {
+                        Folded::Book(id, book) => {
+                            let seq = book.header.seq;
+                            if seq <= self.last_sent || self.covered(&id, Channel::Book, seq) {
+                                continue;
+                            }
+                            if events > 0 {
+                                out.push(',');
+                            }
                             json::write_record(&mut out, RecordRef::BookSnapshot(&book));
                             record(book.header.ts_publish);
+                            self.last_sent = seq;
                         }
                     }
                     events += 1;
