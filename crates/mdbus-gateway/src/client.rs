@@ -70,6 +70,45 @@ pub(crate) struct Pending {
     pub(crate) json: Arc<str>,
 }
 
+/// The forms of one record shared by every client that wants them, each
+/// made once, the first time a client asks: the JSON (for a queue), the
+/// book as of this record copied from L1 (for folded queues).
+pub(crate) struct Forms<'a> {
+    make_json: &'a mut dyn FnMut() -> String,
+    json: Option<Arc<str>>,
+    book: Option<Option<Arc<BookSnapshot>>>,
+}
+
+impl std::fmt::Debug for Forms<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Forms")
+            .field("json", &self.json)
+            .field("book", &self.book.as_ref().map(Option::is_some))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Forms<'a> {
+    pub(crate) fn new(make_json: &'a mut dyn FnMut() -> String) -> Forms<'a> {
+        Forms {
+            make_json,
+            json: None,
+            book: None,
+        }
+    }
+
+    fn json(&mut self) -> Arc<str> {
+        let make_json = &mut self.make_json;
+        Arc::clone(self.json.get_or_insert_with(|| Arc::from(make_json())))
+    }
+
+    fn book(&mut self, instrument: &InstrumentId, l1: &L1Cache) -> Option<Arc<BookSnapshot>> {
+        self.book
+            .get_or_insert_with(|| l1.book(instrument).map(Arc::new))
+            .clone()
+    }
+}
+
 /// What a client subscribed to: channels for every instrument (`"*"`),
 /// channels of `"*"` taken back for one instrument (unsubscribing one
 /// instrument after `"*"`), and per instrument, as bit masks of
@@ -187,7 +226,7 @@ pub(crate) enum Entry {
 #[derive(Debug, Default)]
 pub(crate) struct Conflated {
     pub(crate) ticks: FxHashMap<InstrumentId, Pending>,
-    pub(crate) books: FxHashMap<InstrumentId, BookSnapshot>,
+    pub(crate) books: FxHashMap<InstrumentId, Arc<BookSnapshot>>,
     /// Records lost upstream while folded (`from`, `to`), in seq order;
     /// overlapping or adjacent ones merged, at most [`MAX_FOLDED_GAPS`].
     pub(crate) gaps: Vec<(u64, u64)>,
@@ -199,7 +238,7 @@ pub(crate) enum Folded {
     /// The latest tick of an instrument.
     Tick(Pending),
     /// The latest book of an instrument.
-    Book(InstrumentId, Box<BookSnapshot>),
+    Book(InstrumentId, Arc<BookSnapshot>),
     /// Records `from..=to` lost upstream.
     Gap(u64, u64),
 }
@@ -241,7 +280,7 @@ impl Conflated {
             .ticks
             .into_values()
             .map(Folded::Tick)
-            .chain(self.books.into_iter().map(|(id, b)| Folded::Book(id, Box::new(b))))
+            .chain(self.books.into_iter().map(|(id, b)| Folded::Book(id, b)))
             .chain(self.gaps.into_iter().map(|(from, to)| Folded::Gap(from, to)))
             .collect();
         out.sort_unstable_by_key(Folded::seq);
@@ -336,8 +375,8 @@ impl Client {
         }
     }
 
-    /// Offers a record to this client; `json` makes its (shared) JSON the
-    /// first time a client wants it. `l1` is current as of this record.
+    /// Offers a record to this client; `forms` makes its JSON and book
+    /// once, shared by every client. `l1` is current as of this record.
     #[inline]
     pub(crate) fn offer(
         &self,
@@ -345,7 +384,7 @@ impl Client {
         ts_publish: i64,
         instrument: &InstrumentId,
         channel: Channel,
-        json: &mut dyn FnMut() -> Arc<str>,
+        forms: &mut Forms<'_>,
         l1: &L1Cache,
     ) {
         let mut queue = self.queue.lock();
@@ -368,11 +407,11 @@ impl Client {
                                 ts_publish,
                                 instrument: *instrument,
                                 channel,
-                                json: json(),
+                                json: forms.json(),
                             },
                         )
                         .is_some(),
-                    Channel::Book => match l1.book(instrument) {
+                    Channel::Book => match forms.book(instrument, l1) {
                         Some(book) => folded.books.insert(*instrument, book).is_some(),
                         None => false,
                     },
@@ -386,7 +425,7 @@ impl Client {
                 ts_publish,
                 instrument: *instrument,
                 channel,
-                json: json(),
+                json: forms.json(),
             })),
         }
         drop(queue);
@@ -414,7 +453,7 @@ impl Client {
                     std::collections::hash_map::Entry::Occupied(_) => true,
                     std::collections::hash_map::Entry::Vacant(slot) => {
                         if let Some(book) = l1.book(&pending.instrument) {
-                            slot.insert(book);
+                            slot.insert(Arc::new(book));
                         }
                         false
                     }
@@ -518,8 +557,7 @@ mod tests {
         let l1 = L1Cache::new();
         for seq in 1..=10u64 {
             let instrument = if seq % 2 == 0 { id("A") } else { id("B") };
-            let mut json = || Arc::<str>::from(format!("{{\"seq\":{seq}}}"));
-            client.offer(seq, 0, &instrument, Channel::Tick, &mut json, &l1);
+            offer(&client, seq, &instrument, Channel::Tick, &l1);
         }
         let stats = client.stats();
         assert_eq!(stats.conflations, 1);
@@ -532,14 +570,48 @@ mod tests {
         assert_eq!(folded.ticks[&id("A")].seq, 10);
         assert_eq!(folded.ticks[&id("B")].seq, 9);
         // Taken: the queue is empty and unfolded again.
-        let mut json = || Arc::<str>::from("{}");
-        client.offer(11, 0, &id("A"), Channel::Tick, &mut json, &l1);
+        offer(&client, 11, &id("A"), Channel::Tick, &l1);
         assert!(matches!(client.take(VecDeque::new()), Some(Drained::Events(e)) if e.len() == 1));
     }
 
+    fn offer(client: &Client, seq: u64, instrument: &InstrumentId, channel: Channel, l1: &L1Cache) {
+        let mut json = || format!("{{\"seq\":{seq}}}");
+        client.offer(seq, 0, instrument, channel, &mut Forms::new(&mut json), l1);
+    }
+
     fn tick(client: &Client, seq: u64, instrument: &str, l1: &L1Cache) {
-        let mut json = || Arc::<str>::from(format!("{{\"seq\":{seq}}}"));
-        client.offer(seq, 0, &id(instrument), Channel::Tick, &mut json, l1);
+        offer(client, seq, &id(instrument), Channel::Tick, l1);
+    }
+
+    #[test]
+    fn a_record_is_made_into_json_once_for_every_client() {
+        let l1 = L1Cache::new();
+        let clients: Vec<Client> = (0..5)
+            .map(|n| {
+                let client = Client::new(n, "127.0.0.1:1".parse().unwrap(), 1);
+                client.update_subscriptions(|s| s.add_all(Channel::Tick.bit() | Channel::Book.bit()));
+                client
+            })
+            .collect();
+        let mut made = 0;
+        for seq in 1..=3 {
+            let mut json = || {
+                made += 1;
+                format!("{{\"seq\":{seq}}}")
+            };
+            let mut forms = Forms::new(&mut json);
+            // Queued, then folded (capacity 1): both use the one JSON.
+            for client in &clients {
+                client.offer(seq, 0, &id("A"), Channel::Tick, &mut forms, &l1);
+            }
+        }
+        assert_eq!(made, 3);
+        for client in &clients {
+            let Some(Drained::Conflated(folded)) = client.take(VecDeque::new()) else {
+                panic!("expected a folded queue")
+            };
+            assert_eq!(&*folded.ticks[&id("A")].json, r#"{"seq":3}"#);
+        }
     }
 
     #[test]
@@ -634,16 +706,15 @@ mod tests {
     fn unsubscribed_records_are_not_queued_and_unsubscribe_drops_pending() {
         let client = Client::new(1, "127.0.0.1:1".parse().unwrap(), 16);
         let l1 = L1Cache::new();
-        let mut json = || Arc::<str>::from("{}");
-        client.offer(1, 0, &id("A"), Channel::Tick, &mut json, &l1);
+        offer(&client, 1, &id("A"), Channel::Tick, &l1);
         assert_eq!(client.stats().queue_depth, 0);
         client.update_subscriptions(|s| {
             s.by_instrument
                 .insert(id("A"), Channel::Tick.bit() | Channel::Book.bit());
         });
-        client.offer(2, 0, &id("A"), Channel::Tick, &mut json, &l1);
-        client.offer(3, 0, &id("A"), Channel::Book, &mut json, &l1);
-        client.offer(4, 0, &id("B"), Channel::Book, &mut json, &l1);
+        offer(&client, 2, &id("A"), Channel::Tick, &l1);
+        offer(&client, 3, &id("A"), Channel::Book, &l1);
+        offer(&client, 4, &id("B"), Channel::Book, &l1);
         assert_eq!(client.stats().queue_depth, 2);
         client.update_subscriptions(|s| {
             s.by_instrument.insert(id("A"), Channel::Book.bit());

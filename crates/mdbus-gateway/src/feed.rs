@@ -10,7 +10,7 @@ use mdbus_subscriber::{Event, Subscriber};
 use mdbus_transport::MdReceiver;
 use mdbus_types::{Kind, clock, json};
 
-use crate::client::Channel;
+use crate::client::{Channel, Forms};
 use crate::shared::Shared;
 
 /// How long one wait may last before the stop flag is looked at again (a
@@ -40,16 +40,15 @@ pub(crate) fn run<R: MdReceiver>(mut subscriber: Subscriber<R>, shared: &Arc<Sha
                 let Some(instrument) = record.instrument() else {
                     continue;
                 };
-                let mut cached: Option<Arc<str>> = None;
+                // Made once, the first time a client needs them.
                 let mut make_json = || {
-                    Arc::clone(cached.get_or_insert_with(|| {
-                        let mut text = String::with_capacity(400);
-                        json::write_record(&mut text, record);
-                        Arc::from(text)
-                    }))
+                    let mut text = String::with_capacity(400);
+                    json::write_record(&mut text, record);
+                    text
                 };
+                let mut forms = Forms::new(&mut make_json);
                 for client in shared.clients.read().iter() {
-                    client.offer(header.seq, header.ts_publish, &instrument, channel, &mut make_json, &l1);
+                    client.offer(header.seq, header.ts_publish, &instrument, channel, &mut forms, &l1);
                 }
             }
             Some(Event::Gap { from, to }) => {
