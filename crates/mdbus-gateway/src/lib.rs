@@ -149,6 +149,15 @@ impl Gateway {
             }
         };
 
+        // From here on the feed thread runs: the guard stops and joins it
+        // if anything below fails (dropping it on the early return).
+        let mut gateway = Gateway {
+            shared,
+            local_addr,
+            runtime: None,
+            feed: Some(feed),
+            stop_server: None,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.worker_threads)
             .thread_name("mdbus-gateway-io")
@@ -167,7 +176,7 @@ impl Gateway {
             })?
         };
         let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = server::router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>();
+        let app = server::router(Arc::clone(&gateway.shared)).into_make_service_with_connect_info::<SocketAddr>();
         runtime.spawn(async move {
             use axum::serve::ListenerExt;
             let listener = listener.tap_io(|tcp| {
@@ -182,14 +191,8 @@ impl Gateway {
                 eprintln!("mdbus gateway: server stopped: {e}");
             }
         });
-        let mut gateway = Gateway {
-            shared,
-            local_addr,
-            runtime: Some(runtime),
-            feed: None,
-            stop_server: Some(stop_server),
-        };
-        gateway.feed = Some(feed);
+        gateway.runtime = Some(runtime);
+        gateway.stop_server = Some(stop_server);
         Ok(gateway)
     }
 
