@@ -1,6 +1,7 @@
 //! How a gateway runs.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -38,6 +39,12 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     /// Worker threads of the gateway's tokio runtime (at least 1).
     pub worker_threads: usize,
+    /// Longest one write to a client may wait for the peer (a dead peer
+    /// or one that stopped reading with its socket buffers full); past
+    /// it the connection is closed and counted in
+    /// [`GatewayStats::send_timeouts`](crate::GatewayStats::send_timeouts).
+    /// Default 10 s; not zero.
+    pub send_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -49,6 +56,7 @@ impl Default for GatewayConfig {
             max_subscriptions: 1024,
             allowed_origins: Vec::new(),
             worker_threads: 2,
+            send_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -70,6 +78,9 @@ impl GatewayConfig {
         }
         if self.max_subscriptions == 0 {
             return Err(Error::Config("max_subscriptions must be at least 1".into()));
+        }
+        if self.send_timeout.is_zero() {
+            return Err(Error::Config("send_timeout must be above zero".into()));
         }
         if self.worker_threads == 0 {
             return Err(Error::Config("worker_threads must be at least 1".into()));

@@ -152,6 +152,23 @@ struct Connection {
 type SendResult = Result<(), axum::Error>;
 
 impl Connection {
+    /// Writes one text frame; a write that waits past the send timeout
+    /// (a dead peer, or one not reading) ends the connection.
+    async fn send(&self, socket: &mut WebSocket, text: String) -> SendResult {
+        let timeout = self.shared.config.send_timeout;
+        match tokio::time::timeout(timeout, socket.send(Message::Text(text.into()))).await {
+            Ok(sent) => sent,
+            Err(_) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.shared.send_timeouts.fetch_add(1, Relaxed);
+                Err(axum::Error::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("a write to {} waited over {timeout:?}", self.client.peer),
+                )))
+            }
+        }
+    }
+
     async fn run(&mut self, socket: &mut WebSocket) -> SendResult {
         loop {
             tokio::select! {
@@ -165,7 +182,7 @@ impl Connection {
                         } else {
                             ProtocolError::new(ErrorCode::BadJson, "binary frame: requests are JSON text frames")
                         };
-                        send(socket, error.to_json()).await?;
+                        self.send(socket, error.to_json()).await?;
                     }
                     // Pings are answered by the WebSocket layer.
                     Some(Ok(_)) => {}
@@ -177,16 +194,16 @@ impl Connection {
 
     async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> SendResult {
         if text.len() > MAX_CLIENT_FRAME {
-            return send(socket, too_large(text.len()).to_json()).await;
+            return self.send(socket, too_large(text.len()).to_json()).await;
         }
         match protocol::parse_request(text) {
-            Err(error) => send(socket, error.to_json()).await,
+            Err(error) => self.send(socket, error.to_json()).await,
             Ok(ClientRequest::Ping { id }) => {
                 let mut pong = serde_json::json!({"type": "pong", "ts": clock::now_ns()});
                 if let Some(id) = id {
                     pong["id"] = id;
                 }
-                send(socket, pong.to_string()).await
+                self.send(socket, pong.to_string()).await
             }
             Ok(ClientRequest::Subscribe { channels, instruments }) => {
                 self.subscribe(socket, channels, instruments).await
@@ -270,7 +287,7 @@ impl Connection {
         let (mask, channel_error) = Self::channels(channels);
         let (all, ids, instrument_error) = self.instruments(instruments, true);
         for error in channel_error.iter().chain(&instrument_error) {
-            send(socket, error.to_json()).await?;
+            self.send(socket, error.to_json()).await?;
         }
         if mask == 0 || (!all && ids.is_empty()) {
             return Ok(());
@@ -302,7 +319,7 @@ impl Connection {
                     refused.len()
                 ),
             );
-            send(socket, error.to_json()).await?;
+            self.send(socket, error.to_json()).await?;
         }
         // Snapshots after the subscription is in place: a record that
         // lands in between is either in the snapshot (and skipped from the
@@ -326,7 +343,7 @@ impl Connection {
             if let Some(book) = &book {
                 floor[1] = floor[1].max(book.header.seq);
             }
-            send(
+            self.send(
                 socket,
                 protocol::snapshot_message(id.as_str(), book.as_ref(), tick.as_ref()),
             )
@@ -341,7 +358,7 @@ impl Connection {
             "channels": Channel::names(mask),
             "instruments": symbols,
         });
-        send(socket, ack.to_string()).await
+        self.send(socket, ack.to_string()).await
     }
 
     async fn unsubscribe(
@@ -353,7 +370,7 @@ impl Connection {
         let (mask, channel_error) = Self::channels(channels);
         let (all, ids, instrument_error) = self.instruments(instruments, false);
         for error in channel_error.iter().chain(&instrument_error) {
-            send(socket, error.to_json()).await?;
+            self.send(socket, error.to_json()).await?;
         }
         // An instrument taken out of `"*"` is remembered as an exclusion;
         // those are bounded like subscriptions.
@@ -379,7 +396,7 @@ impl Connection {
                     "at most {limit} instruments may be taken out of \"*\" per connection; still subscribed: {refused:?}"
                 ),
             );
-            send(socket, error.to_json()).await?;
+            self.send(socket, error.to_json()).await?;
         }
         let mut symbols: Vec<String> = ids.iter().map(|id| id.as_str().to_string()).collect();
         if all {
@@ -390,7 +407,7 @@ impl Connection {
             "channels": Channel::names(mask),
             "instruments": symbols,
         });
-        send(socket, ack.to_string()).await
+        self.send(socket, ack.to_string()).await
     }
 
     /// Whether a queued record is already in a snapshot message sent.
@@ -408,7 +425,7 @@ impl Connection {
         let Some((batch, events)) = self.batch() else {
             return Ok(());
         };
-        send(socket, batch).await?;
+        self.send(socket, batch).await?;
         use std::sync::atomic::Ordering::Relaxed;
         self.client.events_sent.fetch_add(events, Relaxed);
         self.client.batches_sent.fetch_add(1, Relaxed);
@@ -526,8 +543,4 @@ fn too_large(len: usize) -> ProtocolError {
         ErrorCode::FrameTooLarge,
         format!("frame of {len} bytes: requests are at most {MAX_CLIENT_FRAME} bytes"),
     )
-}
-
-async fn send(socket: &mut WebSocket, text: String) -> SendResult {
-    socket.send(Message::Text(text.into())).await
 }

@@ -25,6 +25,9 @@ pub struct GatewayStats {
     pub gaps: u64,
     /// Instruments known (in the L1 cache).
     pub instruments: usize,
+    /// Connections closed because a write waited longer than
+    /// [`GatewayConfig::send_timeout`](crate::GatewayConfig::send_timeout).
+    pub send_timeouts: u64,
     /// The feed thread's error, if it stopped on one.
     pub feed_error: Option<String>,
     /// Every connected client.
@@ -45,6 +48,7 @@ pub(crate) struct Shared {
     pub(crate) rate_at_ns: AtomicI64,
     pub(crate) replay_done: AtomicBool,
     pub(crate) gaps: AtomicU64,
+    pub(crate) send_timeouts: AtomicU64,
     pub(crate) feed_error: Mutex<Option<String>>,
 }
 
@@ -62,6 +66,7 @@ impl Shared {
             rate_at_ns: AtomicI64::new(0),
             replay_done: AtomicBool::new(false),
             gaps: AtomicU64::new(0),
+            send_timeouts: AtomicU64::new(0),
             feed_error: Mutex::new(None),
         }
     }
@@ -90,6 +95,7 @@ impl Shared {
             replay_done: self.replay_done.load(Ordering::Relaxed),
             gaps: self.gaps.load(Ordering::Relaxed),
             instruments: self.l1.len(),
+            send_timeouts: self.send_timeouts.load(Ordering::Relaxed),
             feed_error: self.feed_error.lock().clone(),
             clients: clients.iter().map(|c| c.stats()).collect(),
         }
@@ -124,6 +130,7 @@ impl GatewayStats {
             "replay_done": self.replay_done,
             "gaps": self.gaps,
             "instruments": self.instruments,
+            "send_timeouts": self.send_timeouts,
             "queue_depth_total": self.clients.iter().map(|c| c.queue_depth).sum::<usize>(),
             "conflated_total": self.clients.iter().map(|c| c.conflated).sum::<u64>(),
             "feed_error": self.feed_error,

@@ -27,6 +27,8 @@ fn rss_kib() -> Option<u64> {
 fn a_client_that_never_reads_is_conflated_and_the_others_keep_up() {
     let mut config = GatewayConfig::default();
     config.queue_capacity = CAPACITY;
+    // The slow client stops reading for the whole run: it is not dropped.
+    config.send_timeout = WATCHDOG * 10;
     let mut harness = Harness::start(&format!("gw-slow-{}", std::process::id()), INSTRUMENTS, 2000, config);
     let url = harness.url();
     let instruments: Vec<_> = harness.feed.instruments().collect();
@@ -156,4 +158,65 @@ fn a_client_that_never_reads_is_conflated_and_the_others_keep_up() {
         slow_mirror.events,
         fast_mirror.events
     );
+}
+
+/// A peer that stops reading is dropped once a write waits past the send
+/// timeout, and counted; the gateway goes on serving.
+#[test]
+fn a_peer_that_stops_reading_is_dropped_after_the_send_timeout() {
+    let mut config = GatewayConfig::default();
+    config.queue_capacity = CAPACITY;
+    config.send_timeout = Duration::from_millis(500);
+    let mut harness = Harness::start(
+        &format!("gw-send-timeout-{}", std::process::id()),
+        INSTRUMENTS,
+        200,
+        config,
+    );
+    let url = harness.url();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Subscribes to everything with a tiny receive buffer, then reads nothing.
+    let _dead = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(harness.gateway.local_addr()).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), stream).await.unwrap();
+        ws.send(Message::text(r#"{"type":"subscribe","instruments":["*"]}"#))
+            .await
+            .unwrap();
+        ws
+    });
+    let deadline = Instant::now() + WATCHDOG;
+    // Publish until its socket buffers are full and a write times out.
+    while harness.gateway.stats().send_timeouts == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: no send timeout: {:?}",
+            harness.gateway.stats()
+        );
+        harness.publish(500);
+    }
+    while !harness.gateway.stats().clients.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: the client is still listed: {:?}",
+            harness.gateway.stats()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = harness.gateway.stats();
+    assert_eq!(stats.send_timeouts, 1, "{stats:?}");
+    assert!(stats.to_json().contains(r#""send_timeouts":1"#), "{}", stats.to_json());
+    // Still serving: a new client gets its snapshot.
+    rt.block_on(async {
+        let mut client = Client::connect(&url).await;
+        client.send(r#"{"type":"subscribe","instruments":["IF2501"]}"#).await;
+        let (_, before) = client.recv_until("subscribed").await;
+        assert_eq!(before.len(), 1, "{before:?}");
+        assert_eq!(before[0]["type"], "snapshot");
+    });
 }
