@@ -56,6 +56,9 @@ pub struct ClientReport {
     pub conflated_batches: u64,
     pub max_seq: u64,
     pub latency: Histogram<u64>,
+    /// Why the client stopped before the target seq, if the connection
+    /// was closed or failed.
+    pub closed: Option<String>,
 }
 
 /// The outcome of a run.
@@ -113,10 +116,22 @@ async fn client(url: String, target: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> (
         conflated_batches: 0,
         max_seq: 0,
         latency: Histogram::new(3).expect("3 significant digits"),
+        closed: None,
     };
     while report.max_seq < target.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
-        let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(100), ws.next()).await else {
-            continue;
+        let message = match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
+            // Nothing yet: look at the target and the stop flag again.
+            Err(_) => continue,
+            Ok(Some(Ok(message))) => message,
+            // A closed or failed connection yields the same forever: stop.
+            Ok(None) => {
+                report.closed = Some("the gateway closed the connection".into());
+                break;
+            }
+            Ok(Some(Err(e))) => {
+                report.closed = Some(format!("websocket error: {e}"));
+                break;
+            }
         };
         let received = now_ns();
         let Message::Text(text) = message else { continue };
