@@ -68,10 +68,12 @@ fn gateway_process_serves_a_published_feed_over_websocket() {
     let dir = tempfile::tempdir().unwrap();
     let feed = format!("gwcli-{}", std::process::id());
     let wal = dir.path().join("wal");
-    let mut publisher = Reaped(
+    let publisher = Reaped(
         Command::new(&mdbus)
             .args(["publish", "--feed", &feed, "--synthetic", "--instruments", "8"])
-            .args(["--rate", "5000", "--duration", "6", "--wal"])
+            // Far longer than the test: the guard kills it at the end, so a
+            // slow machine never sees the feed end before the client reads.
+            .args(["--rate", "5000", "--duration", "600", "--wal"])
             .arg(&wal)
             .arg("--board-dir")
             .arg(dir.path())
@@ -82,7 +84,7 @@ fn gateway_process_serves_a_published_feed_over_websocket() {
     let mut gateway = Reaped(
         Command::new(&mdbus)
             .args(["gateway", "--feed", &feed, "--listen", "127.0.0.1:0", "--token", "t0k"])
-            .args(["--duration", "5"])
+            .args(["--duration", "600"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -100,7 +102,7 @@ fn gateway_process_serves_a_published_feed_over_websocket() {
         assert!(Instant::now() < deadline, "watchdog: no banner from mdbus gateway");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let (banner, mut stdout) = reader.join().unwrap();
+    let (banner, stdout) = reader.join().unwrap();
     if banner.is_empty() {
         let mut stderr = String::new();
         gateway.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
@@ -131,23 +133,31 @@ fn gateway_process_serves_a_published_feed_over_websocket() {
         .build()
         .unwrap();
     let (snapshot, events) = rt.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token=t0k"))
-            .await
-            .unwrap();
+        let (mut ws, _) = tokio::time::timeout(
+            WATCHDOG,
+            tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token=t0k")),
+        )
+        .await
+        .expect("watchdog: no WebSocket connection within the watchdog")
+        .unwrap_or_else(|e| panic!("WebSocket connection to {addr} refused: {e}"));
         ws.send(Message::text(
             r#"{"type":"subscribe","channels":["tick","orderbook"],"instruments":["IF2501"]}"#,
         ))
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("sending the subscription failed: {e}"));
+        let mut received = 0usize;
         let mut next = async || -> serde_json::Value {
             loop {
-                let message = tokio::time::timeout(WATCHDOG, ws.next())
-                    .await
-                    .unwrap()
-                    .unwrap()
-                    .unwrap();
+                let message = match tokio::time::timeout(WATCHDOG, ws.next()).await {
+                    Err(_) => panic!("watchdog: no message from the gateway after {received} messages"),
+                    Ok(None) => panic!("the gateway closed the WebSocket after {received} messages"),
+                    Ok(Some(Err(e))) => panic!("WebSocket error after {received} messages: {e}"),
+                    Ok(Some(Ok(message))) => message,
+                };
                 if let Message::Text(text) = message {
-                    return serde_json::from_str(text.as_str()).unwrap();
+                    received += 1;
+                    return serde_json::from_str(text.as_str())
+                        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text.as_str()));
                 }
             }
         };
@@ -156,7 +166,10 @@ fn gateway_process_serves_a_published_feed_over_websocket() {
         while events.len() < 50 {
             let message = next().await;
             if message["type"] == "batch" {
-                events.extend(message["events"].as_array().unwrap().iter().cloned());
+                let batch = message["events"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("a batch without events: {message}"));
+                events.extend(batch.iter().cloned());
             }
         }
         (snapshot, events)
@@ -164,16 +177,67 @@ fn gateway_process_serves_a_published_feed_over_websocket() {
     assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
     assert_eq!(snapshot["instrument"], "IF2501");
     assert!(snapshot["book"]["bids"].is_array(), "{snapshot}");
-    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    // Nothing at or below what the snapshot carried (per channel), the
+    // first batch event included.
+    let floor_tick = snapshot["tick"]["seq"].as_u64().unwrap_or(0);
+    let floor_book = snapshot["book"]["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a snapshot book without a seq: {snapshot}"));
+    let seqs: Vec<u64> = events
+        .iter()
+        .map(|e| {
+            e["seq"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("an event without a seq: {e}"))
+        })
+        .collect();
+    for (event, &seq) in events.iter().zip(&seqs) {
+        let floor = if event["kind"] == "tick" {
+            floor_tick
+        } else {
+            floor_book
+        };
+        assert!(
+            seq > floor,
+            "event {seq} at or below the snapshot's seq {floor}: {event}"
+        );
+    }
+    assert!(
+        seqs[0] > floor_tick.min(floor_book),
+        "first batch seq {} vs snapshot {snapshot}",
+        seqs[0]
+    );
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     assert!(events.iter().all(|e| e["instrument"] == "IF2501"));
 
-    let status = wait_with_watchdog(&mut gateway);
+    // /stats counts what it served.
+    let stats = http_get(&addr, "/stats?token=t0k");
+    let body = stats.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let stats_json: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("/stats is not JSON ({e}): {stats}"));
+    assert!(stats_json["records"].as_u64().is_some_and(|r| r > 0), "{stats_json}");
+
+    // A gateway run to its end (--duration) prints its summary and exits 0,
+    // whatever the feed did meanwhile.
+    let mut short = Reaped(
+        Command::new(&mdbus)
+            .args(["gateway", "--feed", &feed, "--listen", "127.0.0.1:0", "--duration", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_with_watchdog(&mut short);
     let mut summary = String::new();
-    stdout.read_to_string(&mut summary).unwrap();
-    assert!(status.success(), "{summary}");
-    assert!(summary.contains("records of feed"), "{summary}");
-    assert!(wait_with_watchdog(&mut publisher).success());
+    short.0.stdout.take().unwrap().read_to_string(&mut summary).unwrap();
+    let mut stderr = String::new();
+    short.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(status.success(), "{summary}\n{stderr}");
+    assert!(summary.contains("records of feed"), "{summary}\n{stderr}");
+    // The long-running gateway and publisher are killed by their guards.
+    drop(gateway);
+    drop(stdout);
+    drop(publisher);
 }
 
 #[test]
