@@ -23,6 +23,15 @@ pub(crate) fn run<R: MdReceiver>(mut subscriber: Subscriber<R>, shared: &Arc<Sha
     let mut window_start = Instant::now();
     let mut window_records = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
+        // First, so that no `continue` below skips it.
+        let elapsed = window_start.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let rate = window_records as f64 / elapsed.as_secs_f64();
+            shared.records_per_sec.store(rate.to_bits(), Ordering::Relaxed);
+            shared.rate_at_ns.store(clock::now_ns(), Ordering::Relaxed);
+            window_start = Instant::now();
+            window_records = 0;
+        }
         // In place: the record is not copied out of the subscriber.
         let event = subscriber.next_event_ref(STOP_CHECK).map_err(|e| e.to_string())?;
         match event {
@@ -59,14 +68,6 @@ pub(crate) fn run<R: MdReceiver>(mut subscriber: Subscriber<R>, shared: &Arc<Sha
             }
             Some(Event::ReplayDone { .. }) => shared.replay_done.store(true, Ordering::Relaxed),
             Some(_) | None => {}
-        }
-        let elapsed = window_start.elapsed();
-        if elapsed >= Duration::from_secs(1) {
-            let rate = window_records as f64 / elapsed.as_secs_f64();
-            shared.records_per_sec.store(rate.to_bits(), Ordering::Relaxed);
-            shared.rate_at_ns.store(clock::now_ns(), Ordering::Relaxed);
-            window_start = Instant::now();
-            window_records = 0;
         }
     }
     Ok(())
