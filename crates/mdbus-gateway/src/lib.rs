@@ -220,6 +220,15 @@ impl Gateway {
 
     fn stop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        if self.runtime.is_some() {
+            // Every connection sends Close (1001) and ends; wait for them
+            // a little longer than one Close may take.
+            self.shared.closing.send_replace(true);
+            let deadline = std::time::Instant::now() + server::CLOSE_DEADLINE * 2;
+            while !self.shared.clients.read().is_empty() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }

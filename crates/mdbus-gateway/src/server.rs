@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -23,6 +23,9 @@ use crate::shared::Shared;
 /// The live depth page (static HTML and JavaScript, nothing fetched from
 /// elsewhere).
 pub(crate) const DEPTH_PAGE: &str = include_str!("depth.html");
+
+/// How long a connection tries to send its Close frame at shutdown.
+pub(crate) const CLOSE_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -131,8 +134,20 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr
         last_sent: 0,
         spare: VecDeque::new(),
     };
-    // An error here is the peer going away: nothing to report.
-    let _ = connection.run(&mut socket).await;
+    let mut closing = shared.closing.subscribe();
+    let shutting_down = tokio::select! {
+        // An error here is the peer going away: nothing to report.
+        _ = connection.run(&mut socket) => false,
+        _ = async { closing.wait_for(|closing| *closing).await.is_ok() } => true,
+    };
+    if shutting_down {
+        // Tell the peer, briefly.
+        let close = Message::Close(Some(CloseFrame {
+            code: close_code::AWAY,
+            reason: "the gateway is shutting down".into(),
+        }));
+        let _ = tokio::time::timeout(CLOSE_DEADLINE, socket.send(close)).await;
+    }
     shared.remove_client(id);
 }
 

@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     pub(crate) gaps: AtomicU64,
     pub(crate) send_timeouts: AtomicU64,
     pub(crate) feed_error: Mutex<Option<String>>,
+    /// Set to `true` when the gateway shuts down: every connection sends
+    /// a Close frame (1001, going away) and ends.
+    pub(crate) closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -68,6 +71,7 @@ impl Shared {
             gaps: AtomicU64::new(0),
             send_timeouts: AtomicU64::new(0),
             feed_error: Mutex::new(None),
+            closing: tokio::sync::watch::Sender::new(false),
         }
     }
 

@@ -374,3 +374,47 @@ async fn http_get(addr: std::net::SocketAddr, path: &str, headers: &[&str]) -> S
         .expect("watchdog: http");
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[test]
+fn shutdown_sends_each_client_a_close_frame_going_away() {
+    use futures_util::StreamExt;
+    use mdbus_gateway::Gateway;
+    use mdbus_subscriber::{Subscriber, SubscriberConfig};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let bus = mdbus_transport::InProcBus::new(1024);
+    let mut config = GatewayConfig::default();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let receiver = bus.subscribe();
+    let gateway = Gateway::start(config, move || {
+        Ok(Subscriber::new(receiver, SubscriberConfig::default())?)
+    })
+    .unwrap();
+    let rt = runtime();
+    let mut client = rt.block_on(Client::connect(&format!("ws://{}/ws", gateway.local_addr())));
+    let deadline = std::time::Instant::now() + common::WATCHDOG;
+    while gateway.stats().clients.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watchdog: the client is not listed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    gateway.shutdown();
+    rt.block_on(async {
+        loop {
+            let message = tokio::time::timeout(common::WATCHDOG, client.ws.next())
+                .await
+                .expect("watchdog: nothing after the shutdown");
+            match message {
+                Some(Ok(Message::Close(frame))) => {
+                    let frame = frame.expect("a Close frame with a code");
+                    assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
+                    break;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("no Close frame: {other:?}"),
+            }
+        }
+    });
+}
