@@ -5,12 +5,15 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// Largest client frame the protocol accepts (64 KiB); a larger one gets a
-/// `frame_too_large` error and the connection stays open.
+/// Largest client frame the protocol accepts (64 KiB); a larger one, up
+/// to [`HARD_FRAME_LIMIT`], gets a `frame_too_large` error and the
+/// connection stays open.
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 
-/// Frames above this (1 MiB) are refused by the WebSocket layer itself,
-/// which closes the connection: nothing that large is read into memory.
+/// Frames (and messages) above this (1 MiB) are refused by the WebSocket
+/// layer itself, which closes the connection with no `frame_too_large`
+/// error: a guard against memory exhaustion, nothing that large is read
+/// into memory.
 pub const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 
 /// How a [`Gateway`](crate::Gateway) runs. Start from
