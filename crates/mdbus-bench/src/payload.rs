@@ -6,7 +6,7 @@
 use std::mem::offset_of;
 use std::time::Duration;
 
-use mdbus_types::{InstrumentId, Kind, MdSample, Price, RecordHeader, Tick};
+use mdbus_types::{FLAG_RECOVERY_SNAPSHOT, InstrumentId, Kind, MdSample, Price, RecordHeader, Tick};
 
 /// The instrument of every bench record.
 pub const INSTRUMENT: &str = "BENCH";
@@ -19,6 +19,10 @@ const INDEX_WORD: usize = offset_of!(Tick, volume) / 8;
 const MEASURED_WORD: usize = offset_of!(Tick, last_qty) / 8;
 const TS_PUBLISH_WORD: usize = offset_of!(RecordHeader, ts_publish) / 8;
 const KIND_WORD: usize = offset_of!(RecordHeader, kind) / 8;
+// `kind` and `flags` share word 3: kind in the low 16 bits, flags in the
+// next 16 (little-endian layout).
+const FLAGS_SHIFT: usize = (offset_of!(RecordHeader, flags) - offset_of!(RecordHeader, kind)) * 8;
+const _: () = assert!(offset_of!(RecordHeader, kind) % 8 == 0 && offset_of!(RecordHeader, flags) / 8 == KIND_WORD);
 
 /// A bench tick with running `index` (from 1), marked measured or warm-up.
 pub fn tick(index: u64, measured: bool) -> MdSample {
@@ -47,11 +51,17 @@ pub struct Received {
 }
 
 /// The bench fields of `sample`, `None` for a record that is not a bench
-/// tick (mdbus also sends its snapshot set and heartbeats).
+/// tick: any other kind (mdbus also sends book snapshots and heartbeats)
+/// and any record flagged [`FLAG_RECOVERY_SNAPSHOT`] (on each WAL segment
+/// roll mdbus resends the last tick, restamped, in its snapshot set: it is
+/// neither recorded nor counted as received).
 #[inline]
 pub fn read(sample: &MdSample) -> Option<Received> {
-    // The kind is the low 16 bits of word 3 (little-endian layout).
-    if (sample.words[KIND_WORD] & 0xffff) as u16 != Kind::Tick as u16 {
+    let word = sample.words[KIND_WORD];
+    if (word & 0xffff) as u16 != Kind::Tick as u16 {
+        return None;
+    }
+    if ((word >> FLAGS_SHIFT) & 0xffff) as u16 & FLAG_RECOVERY_SNAPSHOT != 0 {
         return None;
     }
     Some(Received {
@@ -96,6 +106,15 @@ mod tests {
             header: RecordHeader::new(Kind::Heartbeat, 0),
         });
         assert_eq!(read(&heartbeat), None);
+    }
+
+    #[test]
+    fn snapshot_set_ticks_are_not_bench_records() {
+        let mut sample = tick(9, true);
+        sample.header_mut().flags = FLAG_RECOVERY_SNAPSHOT | mdbus_types::FLAG_END_OF_BATCH;
+        assert_eq!(read(&sample), None);
+        sample.header_mut().flags = mdbus_types::FLAG_END_OF_BATCH;
+        assert_eq!(read(&sample).map(|r| r.index), Some(9));
     }
 
     #[test]
