@@ -114,7 +114,7 @@ fn write_subscriber(dir: &Path, index: usize, spec: &RunSpec, outcome: &endpoint
     write_json(
         &summary_file(dir, index),
         &SubscriberSummary {
-            received: outcome.received,
+            sequence: outcome.sequence,
             slow: index >= spec.subscribers,
         },
     )

@@ -181,18 +181,22 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
     let outcome: PublisherOutcome = read_json(&publisher_file(&dir))?;
     let mut kept_up: Vec<Histogram<u64>> = Vec::new();
     let mut lost = 0;
+    let mut duplicates = 0;
     let mut slow = Vec::new();
     for index in 0..spec.subscribers + spec.slow_subscribers {
         let summary: SubscriberSummary = read_json(&summary_file(&dir, index))?;
-        let missing = outcome.sent_measured.saturating_sub(summary.received);
+        // Gaps in the index sequence, not a difference of counts.
+        let missing = summary.sequence.lost(&outcome);
         if summary.slow {
             slow.push(SlowOutcome {
-                received: summary.received,
+                received: summary.sequence.received,
                 lost: missing,
+                duplicates: summary.sequence.duplicates,
             });
         } else {
             kept_up.push(hist::read_file(&histogram_file(&dir, index))?);
             lost += missing;
+            duplicates += summary.sequence.duplicates;
         }
     }
     let merged = hist::merge(&kept_up)?;
@@ -212,6 +216,7 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
             0.0
         },
         lost,
+        duplicates,
         slow,
         histogram_file: file_name,
     })

@@ -16,8 +16,11 @@ use crate::scenario::{RunSpec, Transport};
 pub struct SlowOutcome {
     /// Measured records it received.
     pub received: u64,
-    /// Measured records it lost (or that the publisher had not sent).
+    /// Measured records it lost (gaps in the index sequence).
     pub lost: u64,
+    /// Measured records received twice or out of order.
+    #[serde(default)]
+    pub duplicates: u64,
 }
 
 /// The outcome of one run.
@@ -33,8 +36,13 @@ pub struct Row {
     pub measured_secs: f64,
     /// Records per second the publisher sent over the measured phase.
     pub publisher_rate: f64,
-    /// Measured records lost, summed over the subscribers that keep up.
+    /// Measured records lost (gaps in each subscriber's index sequence),
+    /// summed over the subscribers that keep up.
     pub lost: u64,
+    /// Measured records received twice or out of order, summed over the
+    /// subscribers that keep up. Non-zero makes the row invalid.
+    #[serde(default)]
+    pub duplicates: u64,
     /// The slow subscribers, if any.
     pub slow: Vec<SlowOutcome>,
     /// The file of the merged histogram (V2), relative to the report.
@@ -45,6 +53,14 @@ impl Row {
     /// Measured records the subscribers that keep up should have received.
     pub fn expected(&self) -> u64 {
         self.sent * self.spec.subscribers as u64
+    }
+
+    /// Why the row is not valid, if it is not: a duplicate or
+    /// out-of-order record (any subscriber) means the transport or the
+    /// harness is broken.
+    pub fn invalid(&self) -> Option<String> {
+        let all = self.duplicates + self.slow.iter().map(|s| s.duplicates).sum::<u64>();
+        (all > 0).then(|| format!("**invalid**: {all} duplicate or out-of-order records"))
     }
 
     /// Lost records as a fraction of the expected ones.
@@ -74,6 +90,7 @@ pub fn combine(parts: &[(Row, Histogram<u64>)], histogram_file: String) -> Resul
     let mut row = first.clone();
     row.sent = parts.iter().map(|(r, _)| r.sent).sum();
     row.lost = parts.iter().map(|(r, _)| r.lost).sum();
+    row.duplicates = parts.iter().map(|(r, _)| r.duplicates).sum();
     row.measured_secs = parts.iter().map(|(r, _)| r.measured_secs).sum();
     row.publisher_rate = if row.measured_secs > 0.0 {
         row.sent as f64 / row.measured_secs
@@ -85,6 +102,7 @@ pub fn combine(parts: &[(Row, Histogram<u64>)], histogram_file: String) -> Resul
         for (total, part) in row.slow.iter_mut().zip(&other.slow) {
             total.received += part.received;
             total.lost += part.lost;
+            total.duplicates += part.duplicates;
         }
     }
     row.latency = Percentiles::of(&merged);
@@ -137,22 +155,29 @@ fn loss_cell(lost: u64, fraction: f64) -> String {
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| scenario | transport | wait | subs | p50 us | p90 us | p99 us | p99.9 us | max us | publisher rate | loss | p50 vs raw iceoryx2 | p99 vs raw iceoryx2 | note |\n",
+        "| scenario | transport | wait | subs | p50 us | p90 us | p99 us | p99.9 us | max us | publisher rate | loss | dup/ooo | p50 vs raw iceoryx2 | p99 vs raw iceoryx2 | note |\n",
     );
-    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for row in rows {
         let base = baseline(rows, row);
         let p50 = base.and_then(|b| ratio(row.latency.p50, b.latency.p50));
         let p99 = base.and_then(|b| ratio(row.latency.p99, b.latency.p99));
         let note = row
-            .slow
-            .iter()
-            .map(|s| format!("slow subscriber: {} received, {} lost", s.received, s.lost))
+            .invalid()
+            .into_iter()
+            .chain(row.slow.iter().map(|s| {
+                let dup = if s.duplicates > 0 {
+                    format!(", {} duplicate or out of order", s.duplicates)
+                } else {
+                    String::new()
+                };
+                format!("slow subscriber: {} received, {} lost{dup}", s.received, s.lost)
+            }))
             .collect::<Vec<_>>()
             .join("; ");
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.spec.scenario,
             row.spec.label(),
             row.spec.wait.label(),
@@ -164,6 +189,7 @@ pub fn markdown(rows: &[Row]) -> String {
             micros(row.latency.max),
             rate(row.publisher_rate),
             loss_cell(row.lost, row.loss_fraction()),
+            row.duplicates,
             ratio_cell(p50),
             ratio_cell(p99),
             note,
@@ -348,6 +374,7 @@ pub(crate) mod tests {
             measured_secs: 0.01,
             publisher_rate: 100_000.0,
             lost: 0,
+            duplicates: 0,
             slow: Vec::new(),
             histogram_file: String::new(),
         }
@@ -366,7 +393,7 @@ pub(crate) mod tests {
         assert_eq!(ratio(rows[1].latency.p50, base.latency.p50), Some(1.1));
         assert_eq!(baseline(&rows, &rows[3]).unwrap().latency.p50, 4000);
         let table = markdown(&rows);
-        assert!(table.contains("| a | mdbus (WAL Interval) | spin | 1 | 1.10 | 1.10 | 5.00 | 5.00 | 5.00 | 100.0 k/s | 0 | 1.10x | 2.50x |"), "{table}");
+        assert!(table.contains("| a | mdbus (WAL Interval) | spin | 1 | 1.10 | 1.10 | 5.00 | 5.00 | 5.00 | 100.0 k/s | 0 | 0 | 1.10x | 2.50x |"), "{table}");
         assert!(
             table.contains("| b | Unix datagram socket | spin | 1 | 20.00 |"),
             "{table}"
@@ -394,12 +421,38 @@ pub(crate) mod tests {
         r.slow = vec![SlowOutcome {
             received: 200,
             lost: 800,
+            duplicates: 0,
         }];
         assert_eq!(r.expected(), 2000);
         let table = markdown(&[r]);
         assert!(table.contains("| 3 |"), "{table}");
         assert!(table.contains("5 (0.250 %)"), "{table}");
         assert!(table.contains("slow subscriber: 200 received, 800 lost"), "{table}");
+        assert!(!table.contains("invalid"), "{table}");
+    }
+
+    #[test]
+    fn duplicates_mark_the_row_invalid() {
+        let mut r = row("paced-spin", Transport::Crossbeam, 1000, 2000);
+        r.duplicates = 3;
+        let table = markdown(std::slice::from_ref(&r));
+        assert!(table.contains("| 0 | 3 |"), "{table}");
+        assert!(
+            table.contains("**invalid**: 3 duplicate or out-of-order records"),
+            "{table}"
+        );
+        r.duplicates = 0;
+        r.slow = vec![SlowOutcome {
+            received: 10,
+            lost: 0,
+            duplicates: 2,
+        }];
+        let table = markdown(&[r]);
+        assert!(table.contains("**invalid**: 2 duplicate"), "{table}");
+        assert!(
+            table.contains("10 received, 0 lost, 2 duplicate or out of order"),
+            "{table}"
+        );
     }
 
     #[test]
@@ -437,6 +490,7 @@ pub(crate) mod tests {
         a.slow = vec![SlowOutcome {
             received: 10,
             lost: 990,
+            duplicates: 0,
         }];
         let mut b = a.clone();
         b.sent = 3000;
@@ -445,6 +499,7 @@ pub(crate) mod tests {
         b.slow = vec![SlowOutcome {
             received: 30,
             lost: 2970,
+            duplicates: 0,
         }];
         let mut ha = hist::new_histogram();
         let mut hb = hist::new_histogram();
@@ -464,7 +519,8 @@ pub(crate) mod tests {
             row.slow,
             vec![SlowOutcome {
                 received: 40,
-                lost: 3960
+                lost: 3960,
+                duplicates: 0
             }]
         );
         assert_eq!(row.histogram_file, "all.hgrm");

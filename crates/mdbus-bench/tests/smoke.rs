@@ -58,6 +58,11 @@ fn smoke_run_writes_report_plots_and_histograms_for_every_transport() {
         // Whatever was received was recorded: the merged histogram holds
         // exactly the records that were not lost.
         assert_eq!(row.latency.count + row.lost, row.sent, "{:?}", row.spec.transport);
+        assert_eq!(row.duplicates, 0, "{:?}", row.spec.transport);
+        // These two block the sender instead of dropping.
+        if matches!(row.spec.transport, Transport::UnixDatagram | Transport::Crossbeam) {
+            assert_eq!(row.lost, 0, "{:?}", row.spec.transport);
+        }
         let merged =
             mdbus_bench::hist::read_file(&target.path().join("bench-report").join(&row.histogram_file)).unwrap();
         assert_eq!(merged.len(), row.latency.count);

@@ -114,11 +114,12 @@ fn run(args: &RunArgs) -> Result<()> {
         );
         let row = runner::run(&exe, &out_dir, number, spec)?;
         eprintln!(
-            "p50 {} us p99 {} us, {}, lost {}",
+            "p50 {} us p99 {} us, {}, lost {}, duplicate or out of order {}",
             table::micros(row.latency.p50),
             table::micros(row.latency.p99),
             table::rate(row.publisher_rate),
-            row.lost
+            row.lost,
+            row.duplicates
         );
         rows.push(row);
     }

@@ -60,6 +60,10 @@ pub struct PublisherOutcome {
     pub sent_measured: u64,
     /// Seconds of the measured phase.
     pub measured_secs: f64,
+    /// Index of the first measured record (0: none sent); the measured
+    /// records are `first_measured..first_measured + sent_measured`.
+    #[serde(default)]
+    pub first_measured: u64,
 }
 
 /// Sends paced (or unpaced) bench ticks for the warm-up and the measured
@@ -96,6 +100,9 @@ pub fn publish(sink: &mut impl Sink, spec: &RunSpec) -> Result<PublisherOutcome>
         batch.clear();
         batch.extend((1..=n).map(|k| payload::tick(outcome.sent_total + k, measured)));
         sink.send_batch(&mut batch)?;
+        if measured && outcome.sent_measured == 0 {
+            outcome.first_measured = outcome.sent_total + 1;
+        }
         outcome.sent_total += n;
         if measured {
             outcome.sent_measured += n;
@@ -105,20 +112,68 @@ pub fn publish(sink: &mut impl Sink, spec: &RunSpec) -> Result<PublisherOutcome>
     Ok(outcome)
 }
 
+/// The index sequence of the measured records one subscriber received:
+/// an index above the last one seen is new (a jump leaves a gap: lost
+/// records); an index at or below it is a duplicate or out of order
+/// (counted apart, never as received: a late record stays lost).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sequence {
+    /// Measured records received in order (each index once).
+    pub received: u64,
+    /// The first measured index received (0: none).
+    pub first: u64,
+    /// The highest measured index received (0: none).
+    pub last: u64,
+    /// Indexes missing between `first` and `last`.
+    pub gaps: u64,
+    /// Records whose index was at or below the last one seen.
+    pub duplicates: u64,
+}
+
+impl Sequence {
+    /// Takes measured record `index`; `true` when it is new (in order).
+    #[inline]
+    pub fn see(&mut self, index: u64) -> bool {
+        if self.received == 0 {
+            self.first = index;
+        } else if index <= self.last {
+            self.duplicates += 1;
+            return false;
+        } else {
+            self.gaps += index - self.last - 1;
+        }
+        self.last = index;
+        self.received += 1;
+        true
+    }
+
+    /// Measured records lost of what the publisher sent (`outcome`): the
+    /// gaps, the ones before the first and after the last received.
+    pub fn lost(&self, outcome: &PublisherOutcome) -> u64 {
+        if self.received == 0 {
+            return outcome.sent_measured;
+        }
+        let end = outcome.first_measured + outcome.sent_measured;
+        let before = self.first.saturating_sub(outcome.first_measured);
+        let after = end.saturating_sub(self.last + 1);
+        self.gaps + before + after
+    }
+}
+
 /// What a subscriber got.
 #[derive(Debug, Clone)]
 pub struct SubscriberOutcome {
-    /// One-way latency of the measured records, ns.
+    /// One-way latency of the measured records received in order, ns.
     pub histogram: Histogram<u64>,
-    /// Measured records received.
-    pub received: u64,
+    /// The index sequence of the measured records.
+    pub sequence: Sequence,
 }
 
 /// Summary of a [`SubscriberOutcome`] written next to its histogram.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubscriberSummary {
-    /// Measured records received.
-    pub received: u64,
+    /// The index sequence of the measured records.
+    pub sequence: Sequence,
     /// Whether it was a slow subscriber.
     pub slow: bool,
 }
@@ -133,7 +188,7 @@ pub fn subscribe(
     stop: &AtomicBool,
 ) -> Result<SubscriberOutcome> {
     let mut histogram = new_histogram();
-    let mut received = 0u64;
+    let mut sequence = Sequence::default();
     loop {
         let got = source.recv(wait, Duration::from_millis(10), |sample| {
             let now = clock::now_ns();
@@ -142,13 +197,14 @@ pub fn subscribe(
         match got {
             Some(Some((
                 Received {
-                    ts_publish, measured, ..
+                    ts_publish,
+                    measured,
+                    index,
                 },
                 now,
             ))) => {
-                if measured {
+                if measured && sequence.see(index) {
                     record(&mut histogram, now.saturating_sub(ts_publish));
-                    received += 1;
                 }
                 if let Some(pause) = slow {
                     std::thread::sleep(pause);
@@ -160,5 +216,53 @@ pub fn subscribe(
             None => {}
         }
     }
-    Ok(SubscriberOutcome { histogram, received })
+    Ok(SubscriberOutcome { histogram, sequence })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(first_measured: u64, sent_measured: u64) -> PublisherOutcome {
+        PublisherOutcome {
+            sent_total: first_measured + sent_measured - 1,
+            sent_measured,
+            measured_secs: 1.0,
+            first_measured,
+        }
+    }
+
+    #[test]
+    fn an_unbroken_sequence_loses_nothing() {
+        let mut seq = Sequence::default();
+        assert!((11..=20).all(|i| seq.see(i)));
+        assert_eq!((seq.received, seq.gaps, seq.duplicates), (10, 0, 0));
+        assert_eq!(seq.lost(&sent(11, 10)), 0);
+    }
+
+    #[test]
+    fn gaps_head_and_tail_are_lost() {
+        let mut seq = Sequence::default();
+        for i in [13, 14, 17, 18] {
+            assert!(seq.see(i));
+        }
+        assert_eq!(seq.gaps, 2);
+        // 11, 12 before; 15, 16 between; 19, 20 after.
+        assert_eq!(seq.lost(&sent(11, 10)), 6);
+        assert_eq!(Sequence::default().lost(&sent(11, 10)), 10);
+    }
+
+    #[test]
+    fn duplicates_and_late_records_are_counted_not_received() {
+        let mut seq = Sequence::default();
+        for i in [1, 2, 4] {
+            seq.see(i);
+        }
+        assert!(!seq.see(4), "a duplicate");
+        assert!(!seq.see(3), "out of order");
+        assert!(seq.see(5));
+        assert_eq!((seq.received, seq.gaps, seq.duplicates), (4, 1, 2));
+        // Sums back up: received + lost = sent.
+        assert_eq!(seq.lost(&sent(1, 5)), 1);
+    }
 }
