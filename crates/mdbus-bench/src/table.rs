@@ -232,87 +232,135 @@ pub fn disturbed(rows: &[Row]) -> Option<String> {
 }
 
 /// The targets of the benchmark issue, checked against `rows`. A
-/// latency target of a [`disturbed`] run is not judged (`met: None`).
+/// latency target of a [`disturbed`] run is not judged (`met: None`),
+/// unless the mdbus row itself is broken (nothing received, a loss or a
+/// duplicate): that is a miss whatever the machine did.
 pub fn targets(rows: &[Row]) -> Vec<TargetCheck> {
     let mut checks = targets_as_measured(rows);
     if let Some(why) = disturbed(rows) {
-        for check in checks
+        for (check, broken) in checks
             .iter_mut()
-            .filter(|c| c.claim.contains("p50") || c.claim.contains("p99"))
+            .filter(|(c, _)| c.claim.contains("p50") || c.claim.contains("p99"))
         {
-            if check.met.is_some() {
+            if check.met.is_some() && !*broken {
                 check.measured = format!("{}; {why}", check.measured);
                 check.met = None;
             }
         }
     }
-    checks
+    checks.into_iter().map(|(c, _)| c).collect()
 }
 
-fn targets_as_measured(rows: &[Row]) -> Vec<TargetCheck> {
+/// Why an mdbus row cannot meet a latency target, if it cannot: it
+/// received nothing, lost records or is [invalid](Row::invalid).
+fn broken(row: &Row) -> Option<String> {
+    if row.latency.count == 0 {
+        Some("nothing received".to_string())
+    } else if row.lost > 0 {
+        Some(format!("{} lost of {}", row.lost, row.expected()))
+    } else if row.duplicates > 0 {
+        Some(format!("{} duplicate or out-of-order records", row.duplicates))
+    } else {
+        None
+    }
+}
+
+/// A p50 target on the mdbus row `m`: `x` is the ratio, `ok` judges it.
+fn p50_check(claim: &'static str, m: &Row, other: &Row, x: Option<f64>, ok: fn(f64) -> bool) -> (TargetCheck, bool) {
+    let measured = format!(
+        "{} us vs {} us: {}",
+        micros(m.latency.p50),
+        micros(other.latency.p50),
+        ratio_cell(x)
+    );
+    match broken(m) {
+        Some(why) => (
+            TargetCheck {
+                claim,
+                measured: format!("{measured}; mdbus row broken: {why}"),
+                met: Some(false),
+            },
+            true,
+        ),
+        None => (
+            TargetCheck {
+                claim,
+                measured,
+                met: x.map(ok),
+            },
+            false,
+        ),
+    }
+}
+
+/// Records per second one subscriber that keeps up received over the
+/// measured phase (what the bus delivered, not what was sent).
+pub fn delivered_rate(row: &Row) -> f64 {
+    if row.measured_secs <= 0.0 || row.spec.subscribers == 0 {
+        return 0.0;
+    }
+    let received = row.expected().saturating_sub(row.lost);
+    received as f64 / row.spec.subscribers as f64 / row.measured_secs
+}
+
+/// Each check, and whether it failed on a broken mdbus row (so a
+/// disturbed run does not excuse it).
+fn targets_as_measured(rows: &[Row]) -> Vec<(TargetCheck, bool)> {
     let mut checks = Vec::new();
     let mdbus = find(rows, "paced-spin", Transport::MdbusWalInterval);
     let raw = find(rows, "paced-spin", Transport::RawIceoryx2);
     let uds = find(rows, "paced-spin", Transport::UnixDatagram);
+    let claim = "mdbus cross-process p50 <= 1.2x raw iceoryx2 with the WAL on";
     checks.push(match (mdbus, raw) {
-        (Some(m), Some(r)) => {
-            let x = ratio(m.latency.p50, r.latency.p50);
-            TargetCheck {
-                claim: "mdbus cross-process p50 <= 1.2x raw iceoryx2 with the WAL on",
-                measured: format!(
-                    "{} us vs {} us: {}",
-                    micros(m.latency.p50),
-                    micros(r.latency.p50),
-                    ratio_cell(x)
-                ),
-                met: x.map(|x| x <= 1.2),
-            }
-        }
-        _ => not_measured("mdbus cross-process p50 <= 1.2x raw iceoryx2 with the WAL on"),
+        (Some(m), Some(r)) => p50_check(claim, m, r, ratio(m.latency.p50, r.latency.p50), |x| x <= 1.2),
+        _ => (not_measured(claim), false),
     });
+    let claim = "mdbus p50 >= 10x better than the Unix socket";
     checks.push(match (mdbus, uds) {
-        (Some(m), Some(u)) => {
-            let x = ratio(u.latency.p50, m.latency.p50);
-            TargetCheck {
-                claim: "mdbus p50 >= 10x better than the Unix socket",
-                measured: format!(
-                    "{} us vs {} us: {}",
-                    micros(m.latency.p50),
-                    micros(u.latency.p50),
-                    ratio_cell(x)
-                ),
-                met: x.map(|x| x >= 10.0),
-            }
-        }
-        _ => not_measured("mdbus p50 >= 10x better than the Unix socket"),
+        (Some(m), Some(u)) => p50_check(claim, m, u, ratio(u.latency.p50, m.latency.p50), |x| x >= 10.0),
+        _ => (not_measured(claim), false),
     });
     let claim = ">= 2 M records/s sustained through the bus with the WAL on, no loss";
     checks.push(match find(rows, "sustained-2m", Transport::MdbusWalInterval) {
-        Some(r) => TargetCheck {
-            claim,
-            measured: format!(
-                "publisher {}, {} lost of {}",
-                rate(r.publisher_rate),
-                r.lost,
-                r.expected()
-            ),
-            met: Some(r.publisher_rate >= 2e6 * 0.99 && r.lost == 0 && r.sent > 0),
-        },
-        None => not_measured(claim),
+        Some(r) => (
+            TargetCheck {
+                claim,
+                measured: format!(
+                    "publisher {}, {} lost of {}, {} duplicate or out of order",
+                    rate(r.publisher_rate),
+                    r.lost,
+                    r.expected(),
+                    r.duplicates
+                ),
+                met: Some(r.publisher_rate >= 2e6 * 0.99 && r.lost == 0 && r.duplicates == 0 && r.sent > 0),
+            },
+            false,
+        ),
+        None => (not_measured(claim), false),
     });
     let claim = "persisted IPC (WAL on) p99 <= 10 us at 1 M records/s";
     checks.push(match find(rows, "persisted-1m", Transport::MdbusWalInterval) {
-        Some(r) => TargetCheck {
-            claim,
-            measured: format!(
-                "p99 {} us, publisher {}, {} lost",
-                micros(r.latency.p99),
-                rate(r.publisher_rate),
-                r.lost
-            ),
-            met: Some(r.latency.count > 0 && r.latency.p99 <= 10_000 && r.publisher_rate >= 1e6 * 0.99),
-        },
-        None => not_measured(claim),
+        Some(r) => {
+            let delivered = delivered_rate(r);
+            let broken = broken(r);
+            (
+                TargetCheck {
+                    claim,
+                    measured: format!(
+                        "p99 {} us, publisher {}, delivered {} per subscriber, {} lost of {}, {} duplicate or out of order",
+                        micros(r.latency.p99),
+                        rate(r.publisher_rate),
+                        rate(delivered),
+                        r.lost,
+                        r.expected(),
+                        r.duplicates
+                    ),
+                    met: Some(broken.is_none() && r.latency.p99 <= 10_000 && delivered >= 1e6 * 0.99),
+                },
+                broken.is_some(),
+            )
+        }
+        None => (not_measured(claim), false),
     });
     checks
 }
@@ -471,6 +519,7 @@ pub(crate) mod tests {
             row("persisted-1m", Transport::MdbusWalInterval, 2000, 9000),
         ];
         rows[3].publisher_rate = 1_000_000.0;
+        rows[3].measured_secs = 0.001;
         let checks = targets(&rows);
         assert_eq!(checks.len(), 4);
         assert_eq!(checks[0].met, Some(false), "1.3x is over 1.2x");
@@ -554,6 +603,53 @@ pub(crate) mod tests {
         assert_eq!(checks[2].met, Some(false));
         rows[0].latency.p50 = 1500;
         assert_eq!(disturbed(&rows), None);
+    }
+
+    #[test]
+    fn persisted_target_fails_on_loss_or_low_delivered_rate() {
+        let mut r = row("persisted-1m", Transport::MdbusWalInterval, 2000, 9000);
+        r.publisher_rate = 1_000_000.0;
+        r.sent = 1_000_000;
+        r.measured_secs = 1.0;
+        assert_eq!(targets(std::slice::from_ref(&r))[3].met, Some(true));
+        r.lost = 1;
+        let check = &targets(std::slice::from_ref(&r))[3];
+        assert_eq!(check.met, Some(false), "{check:?}");
+        // Sent at 1 M/s but delivered 0.9 M/s.
+        r.lost = 100_000;
+        let check = &targets(std::slice::from_ref(&r))[3];
+        assert_eq!(check.met, Some(false));
+        assert!(check.measured.contains("delivered 900.0 k/s"), "{check:?}");
+        assert_eq!(delivered_rate(&r), 900_000.0);
+        r.lost = 0;
+        r.duplicates = 1;
+        assert_eq!(targets(&[r])[3].met, Some(false));
+    }
+
+    #[test]
+    fn a_broken_mdbus_row_fails_the_p50_targets() {
+        let mut rows = vec![
+            row("paced-spin", Transport::RawIceoryx2, 1000, 2000),
+            row("paced-spin", Transport::MdbusWalInterval, 0, 0),
+            row("paced-spin", Transport::UnixDatagram, 15_000, 30_000),
+        ];
+        rows[1].latency.count = 0;
+        rows[1].lost = 1000;
+        let checks = targets(&rows);
+        for check in &checks[..2] {
+            assert_eq!(check.met, Some(false), "{check:?}");
+            assert!(check.measured.contains("nothing received"), "{check:?}");
+        }
+        rows[1].latency = rows[0].latency;
+        rows[1].lost = 7;
+        let checks = targets(&rows);
+        assert_eq!(checks[0].met, Some(false));
+        assert!(checks[0].measured.contains("7 lost of 1000"), "{:?}", checks[0]);
+        // A disturbed run does not excuse a broken row.
+        rows[0].latency.p50 = 3_000_000;
+        let checks = targets(&rows);
+        assert_eq!(checks[0].met, Some(false));
+        assert_eq!(checks[1].met, Some(false));
     }
 
     #[test]
