@@ -3,6 +3,7 @@
 //! iteration) and `benchmark.json` (elements per iteration).
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -97,6 +98,34 @@ pub fn read(criterion_dir: &Path, id: &str) -> Result<Option<BenchEstimate>> {
     }))
 }
 
+/// What [`read_since`] found of one bench.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading {
+    /// No `estimates.json`.
+    Missing,
+    /// An `estimates.json` older than this run: an earlier run's number.
+    Stale,
+    /// This run's estimate.
+    Fresh(BenchEstimate),
+}
+
+/// The estimate of bench `id` if it was written at or after `since`
+/// (the start of this benchmark run; `None`: any age counts).
+pub fn read_since(criterion_dir: &Path, id: &str, since: Option<SystemTime>) -> Result<Reading> {
+    let estimates = criterion_dir.join(id).join("new").join("estimates.json");
+    if let Some(since) = since
+        && estimates.exists()
+    {
+        let modified = std::fs::metadata(&estimates)
+            .and_then(|m| m.modified())
+            .map_err(|e| Error::io(&estimates, e))?;
+        if modified < since {
+            return Ok(Reading::Stale);
+        }
+    }
+    Ok(read(criterion_dir, id)?.map_or(Reading::Missing, Reading::Fresh))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +169,34 @@ mod tests {
         assert_eq!(e.elements, None);
         assert_eq!(e.per_second(), 40_000_000.0);
         assert_eq!(read(dir.path(), "l1/book_get").unwrap(), None);
+    }
+
+    #[test]
+    fn estimates_older_than_the_run_are_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "l1/tick_get", r#"{"mean":{"point_estimate":25.0}}"#, None);
+        let written = std::fs::metadata(dir.path().join("l1/tick_get/new/estimates.json"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let later = written + std::time::Duration::from_secs(5);
+        let earlier = written - std::time::Duration::from_secs(5);
+        assert_eq!(
+            read_since(dir.path(), "l1/tick_get", Some(later)).unwrap(),
+            Reading::Stale
+        );
+        assert!(matches!(
+            read_since(dir.path(), "l1/tick_get", Some(earlier)).unwrap(),
+            Reading::Fresh(e) if e.mean_ns == 25.0
+        ));
+        assert!(matches!(
+            read_since(dir.path(), "l1/tick_get", None).unwrap(),
+            Reading::Fresh(_)
+        ));
+        assert_eq!(
+            read_since(dir.path(), "l1/book_get", Some(later)).unwrap(),
+            Reading::Missing
+        );
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct Report<'a> {
     pub rows: &'a [Row],
     /// The criterion numbers found: `(what, estimate)`.
     pub criterion: Vec<(String, BenchEstimate)>,
+    /// The quoted criterion benches not run this time: `(id, why)`
+    /// (missing, or estimates older than this run's start: not quoted).
+    pub criterion_not_run: Vec<(String, String)>,
     /// The plots.
     pub plots: Vec<PlotLink>,
 }
@@ -123,6 +126,12 @@ impl Report<'_> {
                 );
             }
         }
+        if !self.criterion_not_run.is_empty() {
+            out.push_str("\nNot run this time (no number quoted):\n\n");
+            for (id, why) in &self.criterion_not_run {
+                let _ = writeln!(out, "- `{id}`: {why}");
+            }
+        }
         if !self.plots.is_empty() {
             out.push_str("\n## Percentile plots\n\n");
             for plot in &self.plots {
@@ -171,6 +180,7 @@ mod tests {
                     elements: None,
                 },
             )],
+            criterion_not_run: Vec::new(),
             plots: vec![PlotLink {
                 caption: "paced, spin".to_string(),
                 file: "bench-report-paced-spin.svg".to_string(),
@@ -204,10 +214,15 @@ mod tests {
             settings: Vec::new(),
             rows: &[],
             criterion: Vec::new(),
+            criterion_not_run: vec![("l1/tick_get".to_string(), "estimates from an earlier run".to_string())],
             plots: Vec::new(),
         };
         let text = report.render();
         assert!(text.contains("Not run"));
+        assert!(
+            text.contains("Not run this time (no number quoted):\n\n- `l1/tick_get`: estimates from an earlier run"),
+            "{text}"
+        );
         assert!(!text.contains("## Percentile plots"));
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mdbus_bench::criterion::{self, QUOTED};
+use mdbus_bench::criterion::{self, QUOTED, Reading};
 use mdbus_bench::plot::{Series, percentile_svg};
 use mdbus_bench::report::{Machine, PlotLink, Report};
 use mdbus_bench::role::{self, RoleArgs};
@@ -60,6 +60,11 @@ struct RunArgs {
     /// Where criterion wrote its results (default TARGET/criterion).
     #[arg(long)]
     criterion_dir: Option<PathBuf>,
+    /// Unix time (seconds) this benchmark run started: criterion
+    /// estimates written before it are an earlier run's and are listed as
+    /// not run this time instead of quoted. Default: any age is quoted.
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    since: Option<u64>,
     /// A command to list in the report as how the numbers were made; repeatable.
     #[arg(long)]
     command: Vec<String>,
@@ -133,10 +138,19 @@ fn run(args: &RunArgs) -> Result<()> {
 
     let plots = draw_plots(&target, &out_dir, &rows)?;
     let criterion_dir = args.criterion_dir.clone().unwrap_or_else(|| target.join("criterion"));
+    let since = args
+        .since
+        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
     let mut quoted = Vec::new();
+    let mut not_run = Vec::new();
     for (id, what) in QUOTED {
-        if let Some(estimate) = criterion::read(&criterion_dir, id)? {
-            quoted.push((what.to_string(), estimate));
+        match criterion::read_since(&criterion_dir, id, since)? {
+            Reading::Fresh(estimate) => quoted.push((what.to_string(), estimate)),
+            Reading::Stale => not_run.push((
+                id.to_string(),
+                "estimates.json older than this run's start (an earlier run's number)".to_string(),
+            )),
+            Reading::Missing => not_run.push((id.to_string(), "no estimates.json".to_string())),
         }
     }
     let (warmup_s, measure_s, rounds) = runs
@@ -177,6 +191,7 @@ fn run(args: &RunArgs) -> Result<()> {
         settings,
         rows: &rows,
         criterion: quoted,
+        criterion_not_run: not_run,
         plots,
     };
     let path = target.join("bench-report.md");
