@@ -58,6 +58,9 @@ pub struct UnixSource {
     socket: UnixDatagram,
     path: PathBuf,
     nonblocking: bool,
+    /// The read timeout last set (`None`: none set yet), so block mode
+    /// pays the `setsockopt` only when the timeout changes.
+    read_timeout: Option<Duration>,
     buffer: MdSample,
 }
 
@@ -70,6 +73,7 @@ impl UnixSource {
             socket,
             path: path.to_path_buf(),
             nonblocking: false,
+            read_timeout: None,
             buffer: bytemuck::Zeroable::zeroed(),
         })
     }
@@ -80,6 +84,17 @@ impl UnixSource {
                 .set_nonblocking(nonblocking)
                 .map_err(|e| Error::io(&self.path, e))?;
             self.nonblocking = nonblocking;
+        }
+        Ok(())
+    }
+
+    fn set_read_timeout(&mut self, timeout: Duration) -> Result<()> {
+        let timeout = timeout.max(Duration::from_micros(1));
+        if self.read_timeout != Some(timeout) {
+            self.socket
+                .set_read_timeout(Some(timeout))
+                .map_err(|e| Error::io(&self.path, e))?;
+            self.read_timeout = Some(timeout);
         }
         Ok(())
     }
@@ -132,11 +147,32 @@ impl Source for UnixSource {
             }
             Wait::Block => {
                 self.set_nonblocking(false)?;
-                self.socket
-                    .set_read_timeout(Some(timeout.max(Duration::from_micros(1))))
-                    .map_err(|e| Error::io(&self.path, e))?;
+                self.set_read_timeout(timeout)?;
                 Ok(self.recv_once()?.then(|| f(&self.buffer)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload;
+
+    #[test]
+    fn block_mode_sets_the_read_timeout_once_and_receives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = socket_path(dir.path(), 0);
+        let mut source = UnixSource::bind(&path).unwrap();
+        let timeout = Duration::from_millis(1);
+        assert_eq!(source.recv(Wait::Block, timeout, |_| ()).unwrap(), None);
+        assert_eq!(source.read_timeout, Some(timeout));
+        // The kernel rounds it up to its tick: set, not necessarily 1 ms.
+        assert!(source.socket.read_timeout().unwrap().is_some());
+        let mut sink = UnixSink::new(vec![path]).unwrap();
+        sink.send_batch(&mut [payload::tick(5, true)]).unwrap();
+        let got = source.recv(Wait::Block, timeout, payload::read).unwrap();
+        assert_eq!(got.flatten().map(|r| r.index), Some(5));
+        assert_eq!(source.read_timeout, Some(timeout));
     }
 }
