@@ -6,13 +6,14 @@
 # machine, the date, the exact commands, and HDR percentile plots
 # (<target>/bench-report-*.svg) next to it.
 #
-#   scripts/bench.sh            full run (5 s per scenario; a few minutes)
-#   scripts/bench.sh --quick    1 s per scenario, short criterion runs (under 2 min warm)
-#   scripts/bench.sh --smoke    a few seconds, no criterion (for CI)
+#   scripts/bench.sh            full run: each scenario 5 rounds of 0.3 s warm-up + 1 s measured
+#   scripts/bench.sh --quick    each scenario 2 rounds of 0.2 s warm-up + 0.5 s measured, short criterion runs
+#   scripts/bench.sh --smoke    one 0.1 s warm-up + 0.3 s run per transport, no criterion (for CI)
 #   --pin                       pin publisher and subscribers to cores (off by default)
 #
 # <target> is $CARGO_TARGET_DIR, or ./target. Never asserts a time: the
-# numbers go to the report only.
+# numbers go to the report only. The bench binaries are built first, in
+# steps timed apart from the measured ones.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -40,19 +41,49 @@ target="${CARGO_TARGET_DIR:-$PWD/target}"
 started=$(date +%s)
 commands=()
 timings=()
+# The command line as a shell would read it back (quoting kept).
+quoted() {
+    local line
+    line=$(printf '%q ' "$@")
+    printf '%s' "${line% }"
+}
 run() {
-    echo "+ $*" >&2
-    commands+=("$*")
-    local t0
+    local line t0
+    line=$(quoted "$@")
+    echo "+ $line" >&2
+    commands+=("$line")
     t0=$(date +%s)
     "$@"
-    timings+=("$(($(date +%s) - t0)) s: $*")
+    timings+=("$(($(date +%s) - t0)) s: $line")
+}
+# A build step: timed, not listed among the commands that made the numbers.
+build() {
+    local line t0
+    line=$(quoted "$@")
+    echo "+ $line" >&2
+    t0=$(date +%s)
+    "$@"
+    timings+=("$(($(date +%s) - t0)) s (build): $line")
 }
 
-run cargo build --release -p mdbus-bench --bin mdbus-latency
+build cargo build --release -p mdbus-bench --bin mdbus-latency
 
 # Criterion: each bench writes <target>/criterion/<id>/new/estimates.json,
 # which the harness reads into the report.
+# The bench binaries are built before the timed runs.
+case "$mode" in
+    quick)
+        build cargo bench --no-run -p mdbus-wal --bench wal
+        build cargo bench --no-run -p mdbus-subscriber --bench cache
+        ;;
+    full)
+        build cargo bench --no-run -p mdbus-wal --bench wal
+        build cargo bench --no-run -p mdbus-subscriber --bench cache
+        build cargo bench --no-run -p mdbus --bench publish
+        ;;
+    smoke) ;;
+esac
+
 case "$mode" in
     quick)
         short=(--warm-up-time 0.3 --measurement-time 1 --sample-size 10 --noplot)
@@ -62,7 +93,7 @@ case "$mode" in
     full)
         run cargo bench -p mdbus-wal --bench wal -- 'append_tick/(never|interval)/(warm|steady)|replay/' --noplot
         run cargo bench -p mdbus-subscriber --bench cache -- '^l1/' --noplot
-        run cargo bench --bench publish -- 'wal_interval_board_iceoryx2' --noplot
+        run cargo bench -p mdbus --bench publish -- 'wal_interval_board_iceoryx2' --noplot
         ;;
     smoke) ;;
 esac
@@ -74,9 +105,9 @@ listed=()
 for c in "${commands[@]}"; do
     listed+=(--command "$c")
 done
-listed+=(--command "${harness[*]}")
+listed+=(--command "$(quoted "${harness[@]}")")
 listed+=(--note "load average at the start of the harness: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)")
-echo "+ ${harness[*]}" >&2
+echo "+ $(quoted "${harness[@]}")" >&2
 t0=$(date +%s)
 "${harness[@]}" "${listed[@]}"
 timings+=("$(($(date +%s) - t0)) s: the harness")
