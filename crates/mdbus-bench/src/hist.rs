@@ -22,11 +22,14 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 /// Records one latency in ns; 0 and negative values (clock steps) count
-/// as 1 ns, values above [`MAX_TRACKED_NS`] as the maximum.
+/// as 1 ns, values above [`MAX_TRACKED_NS`] as the maximum. Returns
+/// whether the value was negative (received before it was stamped: the
+/// caller counts these so the report shows them).
 #[inline]
-pub fn record(histogram: &mut Histogram<u64>, latency_ns: i64) {
+pub fn record(histogram: &mut Histogram<u64>, latency_ns: i64) -> bool {
     let value = u64::try_from(latency_ns).unwrap_or(0).max(1);
     histogram.saturating_record(value);
+    latency_ns < 0
 }
 
 /// The histogram in the HdrHistogram V2 binary format (uncompressed).
@@ -130,6 +133,15 @@ mod tests {
             record(&mut h, v);
         }
         h
+    }
+
+    #[test]
+    fn negative_latencies_are_reported_and_count_as_one_ns() {
+        let mut h = new_histogram();
+        assert!(record(&mut h, -5));
+        assert!(!record(&mut h, 0));
+        assert!(!record(&mut h, 7));
+        assert_eq!((h.len(), h.min(), h.max()), (3, 1, 7));
     }
 
     #[test]

@@ -112,7 +112,7 @@ impl Report<'_> {
         out.push_str(&table::targets_markdown(&table::targets(self.rows)));
         out.push_str("\n## Criterion benches\n\n");
         if self.criterion.is_empty() {
-            out.push_str("Not run (no `criterion/*/new/estimates.json` found).\n");
+            out.push_str("Not run (no `criterion/*/new/estimates.json` written by this run).\n");
         } else {
             out.push_str("| bench | what | mean per element | elements/s |\n|---|---|---:|---:|\n");
             for (what, estimate) in &self.criterion {

@@ -93,29 +93,41 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))
 }
 
-/// Pins the calling thread to core `slot` modulo the cores, if asked.
-pub fn pin(spec: &RunSpec, slot: usize) {
+/// Pins the calling thread to core `slot` modulo the cores, if asked;
+/// `true` when asked and it failed (said on stderr and in the results).
+pub fn pin(spec: &RunSpec, slot: usize) -> bool {
     if !spec.pin {
-        return;
+        return false;
     }
-    if let Some(cores) = core_affinity::get_core_ids()
-        && !cores.is_empty()
-    {
-        let _pinned = core_affinity::set_for_current(cores[slot % cores.len()]);
+    let pinned = match core_affinity::get_core_ids() {
+        Some(cores) if !cores.is_empty() => core_affinity::set_for_current(cores[slot % cores.len()]),
+        _ => false,
+    };
+    if !pinned {
+        eprintln!("mdbus-latency: cannot pin slot {slot} to a core: runs unpinned");
     }
+    !pinned
 }
 
 fn slow_pause(spec: &RunSpec, index: usize) -> Option<Duration> {
     (index >= spec.subscribers).then(|| Duration::from_nanos(spec.slow_ns))
 }
 
-fn write_subscriber(dir: &Path, index: usize, spec: &RunSpec, outcome: &endpoints::SubscriberOutcome) -> Result<()> {
+fn write_subscriber(
+    dir: &Path,
+    index: usize,
+    spec: &RunSpec,
+    outcome: &endpoints::SubscriberOutcome,
+    pin_failed: bool,
+) -> Result<()> {
     hist::write_file(&histogram_file(dir, index), &outcome.histogram)?;
     write_json(
         &summary_file(dir, index),
         &SubscriberSummary {
             sequence: outcome.sequence,
             slow: index >= spec.subscribers,
+            pause_ns: outcome.pause_ns,
+            pin_failed,
         },
     )
 }
@@ -131,8 +143,10 @@ pub fn run(args: &RoleArgs) -> Result<()> {
 }
 
 fn drive(args: &RoleArgs, sink: &mut impl Sink) -> Result<PublisherOutcome> {
-    pin(&args.spec, 0);
-    endpoints::publish(sink, &args.spec)
+    let pin_failed = pin(&args.spec, 0);
+    let mut outcome = endpoints::publish(sink, &args.spec)?;
+    outcome.pin_failed = pin_failed;
+    Ok(outcome)
 }
 
 fn finish_publisher(args: &RoleArgs, outcome: &PublisherOutcome) -> Result<()> {
@@ -193,8 +207,8 @@ fn run_crossbeam(args: &RoleArgs, all: usize) -> Result<()> {
             let spec = args.spec.clone();
             let never = Arc::clone(&never);
             std::thread::spawn(move || {
-                pin(&spec, index + 1);
-                endpoints::subscribe(&mut source, spec.wait, slow_pause(&spec, index), &never)
+                let pin_failed = pin(&spec, index + 1);
+                endpoints::subscribe(&mut source, spec.wait, slow_pause(&spec, index), &never).map(|o| (o, pin_failed))
             })
         })
         .collect();
@@ -204,10 +218,10 @@ fn run_crossbeam(args: &RoleArgs, all: usize) -> Result<()> {
     // Dropping the senders ends the subscriber threads once they drained.
     drop(sink);
     for (index, thread) in threads.into_iter().enumerate() {
-        let received = thread
+        let (received, pin_failed) = thread
             .join()
             .map_err(|_| Error::Run(format!("crossbeam subscriber thread {index} panicked")))??;
-        write_subscriber(&args.dir, index, &args.spec, &received)?;
+        write_subscriber(&args.dir, index, &args.spec, &received, pin_failed)?;
     }
     finish_publisher(args, &outcome?)
 }
@@ -252,7 +266,7 @@ fn receive(args: &RoleArgs, index: usize, mut source: impl Source) -> Result<()>
         // SYNC: pairs with the Acquire load in `endpoints::subscribe`.
         stop_reader.store(true, Ordering::Release);
     });
-    pin(&args.spec, index + 1);
+    let pin_failed = pin(&args.spec, index + 1);
     let outcome = endpoints::subscribe(&mut source, args.spec.wait, slow_pause(&args.spec, index), &stop)?;
-    write_subscriber(&args.dir, index, &args.spec, &outcome)
+    write_subscriber(&args.dir, index, &args.spec, &outcome, pin_failed)
 }

@@ -182,16 +182,21 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
     let mut kept_up: Vec<Histogram<u64>> = Vec::new();
     let mut lost = 0;
     let mut duplicates = 0;
+    let mut negative = 0;
+    let mut pin_failures = u64::from(outcome.pin_failed);
     let mut slow = Vec::new();
     for index in 0..spec.subscribers + spec.slow_subscribers {
         let summary: SubscriberSummary = read_json(&summary_file(&dir, index))?;
         // Gaps in the index sequence, not a difference of counts.
         let missing = summary.sequence.lost(&outcome);
+        negative += summary.sequence.negative;
+        pin_failures += u64::from(summary.pin_failed);
         if summary.slow {
             slow.push(SlowOutcome {
                 received: summary.sequence.received,
                 lost: missing,
                 duplicates: summary.sequence.duplicates,
+                pause_ns: summary.pause_ns,
             });
         } else {
             kept_up.push(hist::read_file(&histogram_file(&dir, index))?);
@@ -217,6 +222,9 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
         },
         lost,
         duplicates,
+        negative,
+        pin_failures,
+        late_p99_ns: outcome.late_p99_ns,
         slow,
         histogram_file: file_name,
     })

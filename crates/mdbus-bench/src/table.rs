@@ -21,6 +21,10 @@ pub struct SlowOutcome {
     /// Measured records received twice or out of order.
     #[serde(default)]
     pub duplicates: u64,
+    /// Measured time of its pause per record, ns (the sleep asked for
+    /// is a minimum; rounds: the largest).
+    #[serde(default)]
+    pub pause_ns: u64,
 }
 
 /// The outcome of one run.
@@ -43,6 +47,17 @@ pub struct Row {
     /// subscribers that keep up. Non-zero makes the row invalid.
     #[serde(default)]
     pub duplicates: u64,
+    /// Measured records received before their `ts_publish` (clock
+    /// steps), all subscribers: recorded as 1 ns.
+    #[serde(default)]
+    pub negative: u64,
+    /// Processes (or threads) whose core pinning failed.
+    #[serde(default)]
+    pub pin_failures: u64,
+    /// Paced runs: p99 of send time minus due time of the measured
+    /// records, ns (rounds: the largest); 0 when unpaced.
+    #[serde(default)]
+    pub late_p99_ns: u64,
     /// The slow subscribers, if any.
     pub slow: Vec<SlowOutcome>,
     /// The file of the merged histogram (V2), relative to the report.
@@ -91,6 +106,9 @@ pub fn combine(parts: &[(Row, Histogram<u64>)], histogram_file: String) -> Resul
     row.sent = parts.iter().map(|(r, _)| r.sent).sum();
     row.lost = parts.iter().map(|(r, _)| r.lost).sum();
     row.duplicates = parts.iter().map(|(r, _)| r.duplicates).sum();
+    row.negative = parts.iter().map(|(r, _)| r.negative).sum();
+    row.pin_failures = parts.iter().map(|(r, _)| r.pin_failures).sum();
+    row.late_p99_ns = parts.iter().map(|(r, _)| r.late_p99_ns).max().unwrap_or(0);
     row.measured_secs = parts.iter().map(|(r, _)| r.measured_secs).sum();
     row.publisher_rate = if row.measured_secs > 0.0 {
         row.sent as f64 / row.measured_secs
@@ -103,6 +121,7 @@ pub fn combine(parts: &[(Row, Histogram<u64>)], histogram_file: String) -> Resul
             total.received += part.received;
             total.lost += part.lost;
             total.duplicates += part.duplicates;
+            total.pause_ns = total.pause_ns.max(part.pause_ns);
         }
     }
     row.latency = Percentiles::of(&merged);
@@ -155,9 +174,9 @@ fn loss_cell(lost: u64, fraction: f64) -> String {
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| scenario | transport | wait | subs | p50 us | p90 us | p99 us | p99.9 us | max us | publisher rate | loss | dup/ooo | p50 vs raw iceoryx2 | p99 vs raw iceoryx2 | note |\n",
+        "| scenario | transport | wait | subs | p50 us | p90 us | p99 us | p99.9 us | max us | publisher rate | late p99 us | loss | dup/ooo | p50 vs raw iceoryx2 | p99 vs raw iceoryx2 | note |\n",
     );
-    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for row in rows {
         let base = baseline(rows, row);
         let p50 = base.and_then(|b| ratio(row.latency.p50, b.latency.p50));
@@ -171,13 +190,25 @@ pub fn markdown(rows: &[Row]) -> String {
                 } else {
                     String::new()
                 };
-                format!("slow subscriber: {} received, {} lost{dup}", s.received, s.lost)
+                format!(
+                    "slow subscriber: {} received, {} lost{dup}, {} us per record paused (measured)",
+                    s.received,
+                    s.lost,
+                    micros(s.pause_ns)
+                )
             }))
+            .chain((row.negative > 0).then(|| {
+                format!(
+                    "{} records received before their ts_publish (clock step), recorded as 1 ns",
+                    row.negative
+                )
+            }))
+            .chain((row.pin_failures > 0).then(|| format!("core pinning failed for {}", row.pin_failures)))
             .collect::<Vec<_>>()
             .join("; ");
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.spec.scenario,
             row.spec.label(),
             row.spec.wait.label(),
@@ -188,6 +219,11 @@ pub fn markdown(rows: &[Row]) -> String {
             micros(row.latency.p999),
             micros(row.latency.max),
             rate(row.publisher_rate),
+            if row.spec.rate > 0 {
+                micros(row.late_p99_ns)
+            } else {
+                "-".to_string()
+            },
             loss_cell(row.lost, row.loss_fraction()),
             row.duplicates,
             ratio_cell(p50),
@@ -423,6 +459,9 @@ pub(crate) mod tests {
             publisher_rate: 100_000.0,
             lost: 0,
             duplicates: 0,
+            negative: 0,
+            pin_failures: 0,
+            late_p99_ns: 0,
             slow: Vec::new(),
             histogram_file: String::new(),
         }
@@ -441,7 +480,7 @@ pub(crate) mod tests {
         assert_eq!(ratio(rows[1].latency.p50, base.latency.p50), Some(1.1));
         assert_eq!(baseline(&rows, &rows[3]).unwrap().latency.p50, 4000);
         let table = markdown(&rows);
-        assert!(table.contains("| a | mdbus (WAL Interval) | spin | 1 | 1.10 | 1.10 | 5.00 | 5.00 | 5.00 | 100.0 k/s | 0 | 0 | 1.10x | 2.50x |"), "{table}");
+        assert!(table.contains("| a | mdbus (WAL Interval) | spin | 1 | 1.10 | 1.10 | 5.00 | 5.00 | 5.00 | 100.0 k/s | 0.00 | 0 | 0 | 1.10x | 2.50x |"), "{table}");
         assert!(
             table.contains("| b | Unix datagram socket | spin | 1 | 20.00 |"),
             "{table}"
@@ -470,12 +509,16 @@ pub(crate) mod tests {
             received: 200,
             lost: 800,
             duplicates: 0,
+            pause_ns: 0,
         }];
         assert_eq!(r.expected(), 2000);
         let table = markdown(&[r]);
         assert!(table.contains("| 3 |"), "{table}");
         assert!(table.contains("5 (0.250 %)"), "{table}");
-        assert!(table.contains("slow subscriber: 200 received, 800 lost"), "{table}");
+        assert!(
+            table.contains("slow subscriber: 200 received, 800 lost, 0.00 us per record paused"),
+            "{table}"
+        );
         assert!(!table.contains("invalid"), "{table}");
     }
 
@@ -494,6 +537,7 @@ pub(crate) mod tests {
             received: 10,
             lost: 0,
             duplicates: 2,
+            pause_ns: 0,
         }];
         let table = markdown(&[r]);
         assert!(table.contains("**invalid**: 2 duplicate"), "{table}");
@@ -540,6 +584,7 @@ pub(crate) mod tests {
             received: 10,
             lost: 990,
             duplicates: 0,
+            pause_ns: 0,
         }];
         let mut b = a.clone();
         b.sent = 3000;
@@ -549,6 +594,7 @@ pub(crate) mod tests {
             received: 30,
             lost: 2970,
             duplicates: 0,
+            pause_ns: 0,
         }];
         let mut ha = hist::new_histogram();
         let mut hb = hist::new_histogram();
@@ -569,7 +615,8 @@ pub(crate) mod tests {
             vec![SlowOutcome {
                 received: 40,
                 lost: 3960,
-                duplicates: 0
+                duplicates: 0,
+                pause_ns: 0,
             }]
         );
         assert_eq!(row.histogram_file, "all.hgrm");

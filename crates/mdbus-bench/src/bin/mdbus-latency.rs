@@ -160,11 +160,11 @@ fn run(args: &RunArgs) -> Result<()> {
         "payload: the 376-byte `MdSample` holding a `Tick` of one instrument, on every transport (the WAL stores the 104-byte Tick in a 112-byte frame)".to_string(),
         format!("each run: {rounds} round(s), each a fresh publisher and fresh subscribers with {warmup_s} s warm-up (sent and received, not recorded), then {measure_s} s measured; round r of every scenario runs before round r+1 of any, and a row merges its rounds"),
         format!("paced runs: the publisher spins until records are due and sends the due ones (at most 64 per batch); unpaced runs: batches of 64 back to back; the comparison rate is {} k records/s", PACED_RATE / 1000),
-        "latency: `ts_publish` (CLOCK_REALTIME, stamped just before the WAL append and the send) to the subscriber's clock read on receive; HDR histograms (1 ns to 60 s, 3 significant digits), one per subscriber, written as HdrHistogram V2 files and merged by the harness".to_string(),
+        "latency: `ts_publish` (CLOCK_REALTIME, stamped at send time, just before the WAL append and the send, not when the record was due) to the subscriber's clock read on receive: a publisher that falls behind its schedule does not show in the latency but in the `late p99` column (p99 of send time minus due time, paced runs) and a lower publisher rate; a receive before its `ts_publish` (clock step) is recorded as 1 ns and counted in the note; HDR histograms (1 ns to 60 s, 3 significant digits), one per subscriber, written as HdrHistogram V2 files and merged by the harness".to_string(),
         "processes: one publisher process and one process per subscriber; crossbeam: threads of one process".to_string(),
         "mdbus: `FeedPublisher` (seq, WAL append, iceoryx2 send, end-of-batch notification, board update) and `IoxSubscriber::recv_timeout`; raw iceoryx2: the same service settings (buffer 4096, safe overflow), loan + write + send, a notification per batch only for blocking subscribers".to_string(),
         "loss: measured records the publisher sent that a subscriber did not receive; iceoryx2 (safe overflow) drops a lagging subscriber's oldest records, the socket and crossbeam block the publisher instead".to_string(),
-        format!("slow subscriber: sleeps {} us after each record", SLOW_NS / 1000),
+        format!("slow subscriber: sleeps {} us after each record (the sleep takes longer: the note gives the measured pause per record)", SLOW_NS / 1000),
         format!(
             "Unix socket: one connected datagram socket per subscriber, blocking sends; the kernel queues at most net.unix.max_dgram_qlen = {} datagrams per socket",
             std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen").map_or_else(|_| "?".to_string(), |s| s.trim().to_string())
@@ -172,7 +172,7 @@ fn run(args: &RunArgs) -> Result<()> {
         format!(
             "core pinning: {}",
             if args.pin {
-                "on (publisher core 0, subscriber i core i+1 modulo the cores)"
+                "on (publisher core 0, subscriber i core i+1 modulo the cores; a row notes any process whose pinning failed)"
             } else {
                 "off (the scheduler places the processes)"
             }

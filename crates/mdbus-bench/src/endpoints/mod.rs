@@ -64,6 +64,14 @@ pub struct PublisherOutcome {
     /// records are `first_measured..first_measured + sent_measured`.
     #[serde(default)]
     pub first_measured: u64,
+    /// Paced runs: p99 of how late the measured records were sent (send
+    /// time minus the time they were due), ns; 0 when unpaced. A
+    /// publisher that stalls shows here (latency is from the send time).
+    #[serde(default)]
+    pub late_p99_ns: u64,
+    /// Whether pinning the publisher to its core failed.
+    #[serde(default)]
+    pub pin_failed: bool,
 }
 
 /// Sends paced (or unpaced) bench ticks for the warm-up and the measured
@@ -77,6 +85,7 @@ pub fn publish(sink: &mut impl Sink, spec: &RunSpec) -> Result<PublisherOutcome>
     let start = Instant::now();
     let mut measured_start = None;
     let mut last_housekeeping = start;
+    let mut late = new_histogram();
     loop {
         let now = Instant::now();
         let elapsed = now - start;
@@ -99,6 +108,17 @@ pub fn publish(sink: &mut impl Sink, spec: &RunSpec) -> Result<PublisherOutcome>
         let n = (due - outcome.sent_total).min(MAX_BATCH);
         batch.clear();
         batch.extend((1..=n).map(|k| payload::tick(outcome.sent_total + k, measured)));
+        if measured && spec.rate > 0 {
+            // Record i is due at i / rate s after the start.
+            let now_ns = start.elapsed().as_nanos();
+            for k in 1..=n {
+                let due_ns = u128::from(outcome.sent_total + k) * 1_000_000_000 / u128::from(spec.rate);
+                record(
+                    &mut late,
+                    i64::try_from(now_ns.saturating_sub(due_ns)).unwrap_or(i64::MAX),
+                );
+            }
+        }
         sink.send_batch(&mut batch)?;
         if measured && outcome.sent_measured == 0 {
             outcome.first_measured = outcome.sent_total + 1;
@@ -109,6 +129,9 @@ pub fn publish(sink: &mut impl Sink, spec: &RunSpec) -> Result<PublisherOutcome>
         }
     }
     outcome.measured_secs = measured_start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+    if !late.is_empty() {
+        outcome.late_p99_ns = late.value_at_quantile(0.99);
+    }
     Ok(outcome)
 }
 
@@ -128,6 +151,10 @@ pub struct Sequence {
     pub gaps: u64,
     /// Records whose index was at or below the last one seen.
     pub duplicates: u64,
+    /// Measured records received before their `ts_publish` (a clock
+    /// step): recorded as 1 ns.
+    #[serde(default)]
+    pub negative: u64,
 }
 
 impl Sequence {
@@ -167,6 +194,8 @@ pub struct SubscriberOutcome {
     pub histogram: Histogram<u64>,
     /// The index sequence of the measured records.
     pub sequence: Sequence,
+    /// Mean measured time of the slow subscriber's pause, ns (0: none).
+    pub pause_ns: u64,
 }
 
 /// Summary of a [`SubscriberOutcome`] written next to its histogram.
@@ -176,6 +205,13 @@ pub struct SubscriberSummary {
     pub sequence: Sequence,
     /// Whether it was a slow subscriber.
     pub slow: bool,
+    /// A slow subscriber: the measured time of its pause per record, ns
+    /// (the sleep asked for is a minimum).
+    #[serde(default)]
+    pub pause_ns: u64,
+    /// Whether pinning this subscriber to its core failed.
+    #[serde(default)]
+    pub pin_failed: bool,
 }
 
 /// Receives until `stop` is set and nothing arrived for 10 ms (or the
@@ -189,6 +225,8 @@ pub fn subscribe(
 ) -> Result<SubscriberOutcome> {
     let mut histogram = new_histogram();
     let mut sequence = Sequence::default();
+    let mut paused = Duration::ZERO;
+    let mut pauses = 0u32;
     loop {
         let got = source.recv(wait, Duration::from_millis(10), |sample| {
             let now = clock::now_ns();
@@ -203,11 +241,14 @@ pub fn subscribe(
                 },
                 now,
             ))) => {
-                if measured && sequence.see(index) {
-                    record(&mut histogram, now.saturating_sub(ts_publish));
+                if measured && sequence.see(index) && record(&mut histogram, now.saturating_sub(ts_publish)) {
+                    sequence.negative += 1;
                 }
                 if let Some(pause) = slow {
+                    let t0 = Instant::now();
                     std::thread::sleep(pause);
+                    paused += t0.elapsed();
+                    pauses = pauses.saturating_add(1);
                 }
             }
             Some(None) => {}
@@ -216,7 +257,16 @@ pub fn subscribe(
             None => {}
         }
     }
-    Ok(SubscriberOutcome { histogram, sequence })
+    let pause_ns = if pauses > 0 {
+        u64::try_from((paused / pauses).as_nanos()).unwrap_or(u64::MAX)
+    } else {
+        0
+    };
+    Ok(SubscriberOutcome {
+        histogram,
+        sequence,
+        pause_ns,
+    })
 }
 
 #[cfg(test)]
@@ -229,6 +279,7 @@ mod tests {
             sent_measured,
             measured_secs: 1.0,
             first_measured,
+            ..PublisherOutcome::default()
         }
     }
 
