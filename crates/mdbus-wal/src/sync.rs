@@ -63,9 +63,7 @@ pub enum SyncPolicy {
     /// page cache) but not a power loss unless the kernel wrote them back.
     Never,
     /// Group commit: a background thread syncs what was written every
-    /// interval (default 2 ms); the page the writer is still filling is
-    /// synced once the writer pauses for an interval, or after 8 intervals
-    /// at most (syncing it under the writer would stall its appends).
+    /// interval (default 2 ms).
     Interval(Duration),
     /// Sync every frame before `append` returns (one `msync` per record).
     Always,
@@ -85,10 +83,6 @@ struct Dirty {
     synced: usize,
     /// Pages below this are unmapped in the writer's map.
     released: usize,
-    /// What was written at the last periodic flush.
-    seen: usize,
-    /// Periodic flushes in a row that left the writer's page unsynced.
-    deferred: u32,
 }
 
 impl Dirty {
@@ -100,8 +94,6 @@ impl Dirty {
             // Recovery may have rewritten bytes up to `end`: leave those
             // pages alone, release only what is appended from now on.
             released: end,
-            seen: end,
-            deferred: 0,
         }
     }
 }
@@ -162,51 +154,18 @@ fn flush_map(path: &Path, map: &MmapRaw, from: usize, to: usize) -> Result<(), E
     Ok(())
 }
 
-/// Periodic flushes that may leave the page the writer is filling
-/// unsynced before one syncs it anyway (the bound on how late a record in
-/// a slowly filling page reaches the disk: this many intervals).
-const MAX_DEFERRED: u32 = 8;
-
-/// How much of the current map a flush covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reach {
-    /// Everything written (`Wal::sync`, the last flush).
-    All,
-    /// The periodic flush: the whole pages below what is written, and the
-    /// page the writer is filling only once the writer has not moved since
-    /// the last periodic flush or after [`MAX_DEFERRED`] of them. Writing
-    /// that page back while the writer appends to it would write-protect
-    /// it under the writer, whose next append then waits for the disk
-    /// (stable pages): millisecond stalls on the hot path.
-    WholePages,
-}
-
-/// Syncs what was written so far (see [`Reach`]): the directory entry of
-/// a rolled segment, retired maps to their ends, the current map. The
-/// state lock is held only to take and to record the work.
-fn flush_all(shared: &Shared, reach: Reach) {
+/// Syncs everything written so far: the directory entry of a rolled
+/// segment, retired maps to their ends, the current map to `written`.
+/// The state lock is held only to take and to record the work.
+fn flush_all(shared: &Shared) {
     let _flushing = lock(&shared.flushing);
     let (path, map, synced, mut released, to, retired, dir) = {
         let mut state = lock(&shared.state);
         // SYNC: pairs with the Release store in `SyncWorker::written` (and
         // `switch`, made under this lock): the frames below the loaded
         // offset are complete in the current map.
-        let written = shared.hot.written.load(Ordering::Acquire);
-        let c = &mut state.current;
-        let whole_pages = (written & !(shared.page - 1)).max(c.synced);
-        let to = match reach {
-            Reach::WholePages if written != c.seen && whole_pages < written && c.deferred < MAX_DEFERRED => {
-                c.deferred += 1;
-                whole_pages
-            }
-            _ => {
-                c.deferred = 0;
-                written
-            }
-        };
-        if reach == Reach::WholePages {
-            c.seen = written;
-        }
+        let to = shared.hot.written.load(Ordering::Acquire);
+        let c = &state.current;
         let current = (c.path.clone(), Arc::clone(&c.map), c.synced, c.released, to);
         let retired = std::mem::take(&mut state.retired);
         let (path, map, synced, released, to) = current;
@@ -250,9 +209,10 @@ fn flush_all(shared: &Shared, reach: Reach) {
     }
 }
 
-impl Shared {
-    fn new(path: PathBuf, map: Arc<MmapRaw>, end: usize) -> Shared {
-        Shared {
+impl SyncWorker {
+    /// Starts the thread for `map` (the live segment), written up to `end`.
+    pub(crate) fn start(path: PathBuf, map: Arc<MmapRaw>, end: usize, every: Duration) -> std::io::Result<SyncWorker> {
+        let shared = Arc::new(Shared {
             hot: HotWords {
                 written: AtomicUsize::new(end),
                 failed: AtomicBool::new(false),
@@ -267,14 +227,7 @@ impl Shared {
             flushing: Mutex::new(()),
             wake: Condvar::new(),
             page: page_size(),
-        }
-    }
-}
-
-impl SyncWorker {
-    /// Starts the thread for `map` (the live segment), written up to `end`.
-    pub(crate) fn start(path: PathBuf, map: Arc<MmapRaw>, end: usize, every: Duration) -> std::io::Result<SyncWorker> {
-        let shared = Arc::new(Shared::new(path, map, end));
+        });
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("mdbus-wal-sync".into())
@@ -285,7 +238,7 @@ impl SyncWorker {
                     // appends happen before it sets `stop`, so the flush
                     // after seeing it covers them.
                     let stop = lock(&shared.state).stop;
-                    flush_all(&shared, if stop { Reach::All } else { Reach::WholePages });
+                    flush_all(&shared);
                     if stop {
                         break;
                     }
@@ -336,7 +289,7 @@ impl SyncWorker {
 
     /// Syncs everything now, in the caller's thread.
     pub(crate) fn sync_now(&self) -> Result<(), Error> {
-        flush_all(&self.shared, Reach::All);
+        flush_all(&self.shared);
         self.shared.hot.failed.store(false, Ordering::Relaxed);
         lock(&self.shared.state).error.take().map_or(Ok(()), Err)
     }
@@ -349,66 +302,5 @@ impl Drop for SyncWorker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The worker's shared state over a 64 KiB temp file, without its
-    /// thread: the test drives the flushes.
-    fn shared(dir: &Path) -> Shared {
-        let path = dir.join("seg");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        file.set_len(64 << 10).unwrap();
-        let map = Arc::new(MmapRaw::map_raw(&file).unwrap());
-        Shared::new(path, map, 128)
-    }
-
-    fn written(shared: &Shared, end: usize) {
-        shared.hot.written.store(end, Ordering::Release);
-    }
-
-    fn synced(shared: &Shared) -> usize {
-        lock(&shared.state).current.synced
-    }
-
-    #[test]
-    fn the_page_being_filled_waits_for_a_pause_or_the_deferral_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let shared = shared(dir.path());
-        let page = shared.page;
-        let mut end = page + 100;
-        written(&shared, end);
-        flush_all(&shared, Reach::WholePages);
-        assert_eq!(synced(&shared), page, "whole pages only while the writer moves");
-        // The writer paused: the next periodic flush takes the rest.
-        flush_all(&shared, Reach::WholePages);
-        assert_eq!(synced(&shared), end);
-        // A writer that keeps trickling into one page: deferred at most
-        // MAX_DEFERRED times in a row, then synced anyway.
-        let mut rounds = 0;
-        loop {
-            end += 8;
-            written(&shared, end);
-            flush_all(&shared, Reach::WholePages);
-            rounds += 1;
-            if synced(&shared) == end {
-                break;
-            }
-            assert!(rounds <= MAX_DEFERRED, "page left unsynced for {rounds} rounds");
-        }
-        assert_eq!(rounds, MAX_DEFERRED + 1);
-        // An explicit sync (and the last one) takes everything at once.
-        written(&shared, end + 8);
-        flush_all(&shared, Reach::All);
-        assert_eq!(synced(&shared), end + 8);
     }
 }
