@@ -65,15 +65,8 @@ mod engine {
             other => return Err(format!("unknown wait strategy {other:?}: spin, backoff or block").into()),
         };
         let config = IoxSubscriberConfig::new(feed.clone()).wait(wait);
-        // The publisher may still be starting: retry for up to 10 s.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let receiver = loop {
-            match IoxSubscriber::open(&config) {
-                Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-                Err(e) => return Err(e.into()),
-            }
-        };
+        // The publisher may still be starting: wait for up to 10 s.
+        let receiver = IoxSubscriber::open_waiting(&config, Duration::from_secs(10))?;
         // The publisher names its WAL in the service: replay-merge from it.
         let wal_dir = receiver.wal_dir();
         let mut sub_config = SubscriberConfig::default();

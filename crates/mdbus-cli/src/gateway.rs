@@ -159,19 +159,7 @@ mod imp {
         // Block: the feed thread sleeps on the event service until the
         // publisher ends a batch (event-driven, no polling interval).
         let config = IoxSubscriberConfig::new(feed.to_string()).wait(WaitStrategy::Block);
-        let deadline = Instant::now() + wait_for;
-        loop {
-            match IoxSubscriber::open(&config) {
-                Ok(subscriber) => return Ok(subscriber),
-                // The feed does not exist yet: a publisher may be starting.
-                Err(mdbus_transport::Error::Service { reason, .. })
-                    if reason.contains("does not exist") && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        IoxSubscriber::open_waiting(&config, wait_for)
     }
 
     pub(super) fn start(args: &GatewayArgs, config: GatewayConfig, wait_for: Duration) -> Result<Gateway, String> {

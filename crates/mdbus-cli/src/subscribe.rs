@@ -135,19 +135,7 @@ mod imp {
 
     fn open(feed: &str, strategy: WaitStrategy, wait_for: Duration) -> mdbus_transport::Result<IoxSubscriber> {
         let config = IoxSubscriberConfig::new(feed.to_string()).wait(strategy);
-        let deadline = Instant::now() + wait_for;
-        loop {
-            match IoxSubscriber::open(&config) {
-                Ok(subscriber) => return Ok(subscriber),
-                // The feed does not exist yet: a publisher may be starting.
-                Err(mdbus_transport::Error::Service { reason, .. })
-                    if reason.contains("does not exist") && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        IoxSubscriber::open_waiting(&config, wait_for)
     }
 
     fn human(record: RecordRef<'_>, latency: u64) -> String {

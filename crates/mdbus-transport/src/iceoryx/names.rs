@@ -19,6 +19,10 @@ use crate::{Error, Result, validate_feed_name};
 /// creates the services with exactly these; a subscriber asks for them as
 /// minimums (iceoryx2 treats an opener's settings as minimums), so a
 /// service created with less is refused with a clear [`Error::Service`].
+/// How a service error starts when the feed has no service yet (no
+/// publisher created it).
+pub(crate) const DOES_NOT_EXIST: &str = "does not exist: no publisher has created it yet";
+
 pub mod settings {
     /// `subscriber_max_buffer_size`: samples a subscriber queues before
     /// safe overflow drops its oldest.
@@ -180,7 +184,7 @@ fn md_differences(service: &str, wal_dir: Option<&str>) -> Option<Vec<String>> {
 pub(super) fn md_open_reason(service: &str, e: PublishSubscribeOpenError, wal_dir: Option<&str>) -> String {
     use PublishSubscribeOpenError as E;
     let what = match e {
-        E::DoesNotExist => return "does not exist: no publisher has created it yet".to_string(),
+        E::DoesNotExist => return DOES_NOT_EXIST.to_string(),
         E::InsufficientPermissions => return "insufficient permissions to open it".to_string(),
         E::IncompatibleTypes => "exists with another payload or user header type",
         E::IncompatibleAttributes => "exists with another mdbus.wal_dir attribute",
@@ -237,7 +241,7 @@ pub(super) fn event_open_reason(e: EventOpenError) -> String {
         "expected max_notifiers {EVENT_MAX_NOTIFIERS}, max_listeners {EVENT_MAX_LISTENERS}, max_nodes {MAX_NODES}"
     );
     match e {
-        E::DoesNotExist => "does not exist: no publisher has created it yet".to_string(),
+        E::DoesNotExist => DOES_NOT_EXIST.to_string(),
         E::DoesNotSupportRequestedAmountOfNotifiers => format!("exists with a smaller max_notifiers; {expected}"),
         E::DoesNotSupportRequestedAmountOfListeners => format!("exists with a smaller max_listeners; {expected}"),
         E::DoesNotSupportRequestedAmountOfNodes => format!("exists with a smaller max_nodes; {expected}"),

@@ -14,8 +14,8 @@ use mdbus_types::MdSample;
 
 use super::WaitStrategy;
 use super::names::{
-    EVENT_PUBLISHER_STARTED, create_node, event_open_reason, event_service_name, md_open_reason, md_service_name,
-    service_error, service_name, settings,
+    DOES_NOT_EXIST, EVENT_PUBLISHER_STARTED, create_node, event_open_reason, event_service_name, md_open_reason,
+    md_service_name, service_error, service_name, settings,
 };
 use super::publisher::wal_dir_of;
 use crate::{Error, MdReceiver, Result};
@@ -78,6 +78,22 @@ pub struct IoxSubscriber {
 }
 
 impl IoxSubscriber {
+    /// [`IoxSubscriber::open`], retried every 20 ms for up to `wait_for`
+    /// while the feed does not exist yet (a publisher may be starting);
+    /// any other error, or the feed still missing at the deadline, is
+    /// returned at once.
+    pub fn open_waiting(config: &IoxSubscriberConfig, wait_for: Duration) -> Result<IoxSubscriber> {
+        let deadline = Instant::now() + wait_for;
+        loop {
+            match IoxSubscriber::open(config) {
+                Err(Error::Service { reason, .. }) if reason.contains(DOES_NOT_EXIST) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Opens the feed's services, asking for DESIGN.md's settings as
     /// minimums, and creates the subscriber and the listener.
     ///
