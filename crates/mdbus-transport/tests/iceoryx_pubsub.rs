@@ -369,3 +369,31 @@ fn wal_dir_attribute_round_trip() {
     }
     assert_feed_gone(&feed);
 }
+
+#[test]
+fn open_waiting_waits_for_a_starting_publisher_and_names_a_feed_that_never_comes() {
+    // Nobody creates this feed: the wait ends with the "does not exist" error.
+    let missing = unique_feed("never");
+    let err = IoxSubscriber::open_waiting(&IoxSubscriberConfig::new(missing), Duration::from_millis(100))
+        .err()
+        .expect("no publisher ever created the feed");
+    let (_, reason) = service_reason(err);
+    assert!(reason.contains("does not exist"), "{reason}");
+
+    // A publisher that appears while the subscriber waits.
+    let feed = unique_feed("late");
+    let (tx, rx) = mpsc::channel();
+    let publisher_feed = feed.clone();
+    let publisher = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(200));
+        let publisher = IoxPublisher::create(&IoxPublisherConfig::new(publisher_feed)).unwrap();
+        // Keep the service alive until the subscriber has opened it.
+        rx.recv_timeout(WATCHDOG).unwrap();
+        drop(publisher);
+    });
+    let subscriber = IoxSubscriber::open_waiting(&IoxSubscriberConfig::new(feed.clone()), WATCHDOG).unwrap();
+    tx.send(()).unwrap();
+    publisher.join().unwrap();
+    drop(subscriber);
+    assert_feed_gone(&feed);
+}
