@@ -375,8 +375,7 @@ fn open_waiting_waits_for_a_starting_publisher_and_names_a_feed_that_never_comes
     // Nobody creates this feed: the wait ends with the "does not exist" error.
     let missing = unique_feed("never");
     let err = IoxSubscriber::open_waiting(&IoxSubscriberConfig::new(missing), Duration::from_millis(100))
-        .err()
-        .expect("no publisher ever created the feed");
+        .expect_err("no publisher ever created the feed");
     let (_, reason) = service_reason(err);
     assert!(reason.contains("does not exist"), "{reason}");
 
