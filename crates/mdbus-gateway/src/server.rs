@@ -364,16 +364,8 @@ impl Connection {
             )
             .await?;
         }
-        let mut symbols: Vec<String> = accepted.iter().map(|id| id.as_str().to_string()).collect();
-        if accepted_all {
-            symbols.insert(0, "*".to_string());
-        }
-        let ack = serde_json::json!({
-            "type": "subscribed",
-            "channels": Channel::names(mask),
-            "instruments": symbols,
-        });
-        self.send(socket, ack.to_string()).await
+        self.send(socket, ack("subscribed", mask, accepted_all, &accepted))
+            .await
     }
 
     async fn unsubscribe(
@@ -413,16 +405,7 @@ impl Connection {
             );
             self.send(socket, error.to_json()).await?;
         }
-        let mut symbols: Vec<String> = ids.iter().map(|id| id.as_str().to_string()).collect();
-        if all {
-            symbols.insert(0, "*".to_string());
-        }
-        let ack = serde_json::json!({
-            "type": "unsubscribed",
-            "channels": Channel::names(mask),
-            "instruments": symbols,
-        });
-        self.send(socket, ack.to_string()).await
+        self.send(socket, ack("unsubscribed", mask, all, &ids)).await
     }
 
     /// Whether a queued record is already in a snapshot message sent.
@@ -558,4 +541,20 @@ fn too_large(len: usize) -> ProtocolError {
         ErrorCode::FrameTooLarge,
         format!("frame of {len} bytes: requests are at most {MAX_CLIENT_FRAME} bytes"),
     )
+}
+
+/// The acknowledgement of a subscribe or unsubscribe: its channels, and
+/// its instruments (`"*"` first when it named every instrument).
+fn ack(kind: &str, mask: u8, all: bool, ids: &[InstrumentId]) -> String {
+    let mut symbols: Vec<&str> = Vec::with_capacity(ids.len() + 1);
+    if all {
+        symbols.push("*");
+    }
+    symbols.extend(ids.iter().map(InstrumentId::as_str));
+    serde_json::json!({
+        "type": kind,
+        "channels": Channel::names(mask),
+        "instruments": symbols,
+    })
+    .to_string()
 }
