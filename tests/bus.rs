@@ -122,11 +122,19 @@ fn a_sleeping_subscriber_loses_the_oldest_and_sees_the_exact_hole() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let feed = feed("sleeper");
-    let mut publisher = publish(&feed, dir.path(), 20_000, 4.0);
+    let mut publisher = publish(&feed, dir.path(), 20_000, 8.0);
     let mut sub = subscriber(&feed, WaitStrategy::Block);
     let before = receive(&mut sub, 100);
-    // 1.5 s of sleep at 20 k/s: far more than the 4096-sample buffer.
-    std::thread::sleep(Duration::from_millis(1500));
+    // "Sleeps" until the publisher is three 4096-sample buffers further
+    // (the board says how far it got): a condition, not a duration, so a
+    // slow machine only makes the wait longer.
+    let board = BoardReader::open(dir.path(), &feed).unwrap();
+    let far = before.last().unwrap().header().seq + 3 * 4096;
+    let deadline = Instant::now() + WATCHDOG;
+    while board.status().last_seq < far {
+        assert!(Instant::now() < deadline, "watchdog: {:?}", board.status());
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let after = receive(&mut sub, 5_000);
     publisher.wait_ok("mdbus publish");
     let last_before = before.last().unwrap().header().seq;

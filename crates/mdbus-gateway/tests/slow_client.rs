@@ -16,6 +16,11 @@ use tokio_tungstenite::tungstenite::Message;
 
 const CAPACITY: usize = 256;
 const INSTRUMENTS: usize = 16;
+/// Market events per chunk of the slow-client test: a few records each
+/// plus policy snapshots, far below `CAPACITY`.
+const CHUNK_EVENTS: usize = 16;
+/// Chunks published before the slow client's first conflation counts.
+const MIN_CHUNKS: u32 = 200;
 
 #[test]
 fn a_client_that_never_reads_is_conflated_and_the_others_keep_up() {
@@ -71,13 +76,16 @@ fn a_client_that_never_reads_is_conflated_and_the_others_keep_up() {
         std::thread::sleep(Duration::from_millis(5));
     }
 
+    // The fast client reads on the runtime's worker and says how far it got.
+    let fast_seen = Arc::new(AtomicU64::new(0));
     let fast_task = {
-        let target = Arc::clone(&target);
+        let (target, fast_seen) = (Arc::clone(&target), Arc::clone(&fast_seen));
         rt.spawn(async move {
             while fast_mirror.last_seq < target.load(Ordering::Relaxed) {
                 let message = tokio::time::timeout(Duration::from_millis(200), fast.ws.next()).await;
                 if let Ok(Some(Ok(Message::Text(text)))) = message {
                     fast_mirror.apply(text.as_str());
+                    fast_seen.store(fast_mirror.last_seq, Ordering::Relaxed);
                 }
             }
             // The client comes back too: the connection stays open.
@@ -85,21 +93,59 @@ fn a_client_that_never_reads_is_conflated_and_the_others_keep_up() {
         })
     };
 
-    // Publish while the fast client reads (on the runtime's worker).
+    // Publish in small chunks, each one only once the fast client has read
+    // the previous one: its queue never holds more than a chunk (far below
+    // the capacity), so it is never conflated however slow this machine
+    // is, while the slow client, which reads nothing, fills its socket and
+    // then its queue by volume alone. Conditions, not speeds, end each
+    // phase: first the slow client gets conflated, then it goes on being
+    // conflated.
     let mut max_depth = 0;
-    let mut conflated_mid = 0;
-    for chunk in 0..40 {
-        harness.publish(1000);
+    let mut chunks = 0u32;
+    let mut publish_chunk = |harness: &mut Harness| {
+        harness.publish(CHUNK_EVENTS);
+        chunks += 1;
+        let last = harness.publisher.next_seq() - 1;
+        let deadline = Instant::now() + WATCHDOG;
+        while fast_seen.load(Ordering::Relaxed) < last {
+            assert!(
+                Instant::now() < deadline,
+                "watchdog: the fast client stopped at seq {} of {last}",
+                fast_seen.load(Ordering::Relaxed)
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let stats = harness.gateway.stats();
         let slow = stats
             .clients
             .iter()
             .find(|c| c.id == 2)
-            .expect("the slow client is connected");
+            .expect("the slow client is connected")
+            .clone();
         max_depth = max_depth.max(slow.queue_depth);
-        if chunk == 30 {
-            conflated_mid = slow.conflated;
+        (chunks, slow)
+    };
+    let deadline = Instant::now() + WATCHDOG;
+    let conflated_mid = loop {
+        let (chunks, slow) = publish_chunk(&mut harness);
+        if chunks >= MIN_CHUNKS && slow.conflated > 0 {
+            break slow.conflated;
         }
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: the slow client was never conflated: {slow:?}"
+        );
+    };
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        let (_, slow) = publish_chunk(&mut harness);
+        if slow.conflated > conflated_mid {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watchdog: the slow client stopped being conflated at {conflated_mid}: {slow:?}"
+        );
     }
     harness.wait_gateway_caught_up();
     let last = harness.wal_records().last().unwrap().0;
@@ -115,8 +161,10 @@ fn a_client_that_never_reads_is_conflated_and_the_others_keep_up() {
     println!(
         "slow client: {slow_stats:?}\nfast client: {fast_stats:?}\nmax queue depth of the slow client {max_depth}, conflated at the middle {conflated_mid}"
     );
-    // The fast client got everything, and the publisher's books.
+    // The fast client got everything, unfolded, and the publisher's books.
     assert_eq!(fast_mirror.last_seq, last);
+    assert_eq!(fast_stats.conflations, 0, "{fast_stats:?}");
+    assert_eq!(fast_mirror.conflated_batches, 0, "{fast_mirror:?}");
     assert!(fast_mirror.books_match(&harness.publisher, &instruments));
     // The slow one: folded, bounded, and still being folded.
     assert!(slow_stats.conflations >= 1, "{slow_stats:?}");
@@ -124,7 +172,6 @@ fn a_client_that_never_reads_is_conflated_and_the_others_keep_up() {
         slow_stats.conflated > conflated_mid,
         "{slow_stats:?} vs {conflated_mid} at the middle"
     );
-    assert!(conflated_mid > 0, "{slow_stats:?}");
     assert!(
         max_depth <= CAPACITY,
         "queue depth {max_depth} over the capacity {CAPACITY}"

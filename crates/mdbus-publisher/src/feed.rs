@@ -23,14 +23,18 @@ use std::time::{Duration, Instant};
 
 use mdbus_transport::{BoardWriter, DEFAULT_BOARD_CAPACITY, MdSender};
 use mdbus_types::{
-    Book, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample, RecordHeader, RecordRef, Side,
-    Tick, clock, validate_snapshot,
+    Book, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample, Record, RecordHeader,
+    RecordRef, Side, Tick, clock, validate_snapshot,
 };
 use mdbus_wal::{AppendOutcome, ReadEvent, ReadFrom, ReadOptions, RecoveryReport, Wal, WalOptions, WalReader};
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::publisher::stamp;
+
+/// How often the housekeeping of [`FeedPublisher::poll`] runs when it is
+/// folded into [`FeedPublisher::publish_batch`].
+pub const POLL_EVERY: Duration = Duration::from_millis(1);
 
 /// How a [`FeedPublisher`] runs.
 #[derive(Debug, Clone)]
@@ -158,6 +162,8 @@ pub struct FeedPublisher<S> {
     order: Vec<InstrumentId>,
     sweep_cursor: usize,
     last_send: Instant,
+    /// The last time `poll_at` ran (from `poll` or folded into a send).
+    last_poll: Instant,
     last_board_heartbeat: Instant,
     stats: FeedStats,
     recovery: Option<RecoveryReport>,
@@ -208,6 +214,7 @@ impl<S: MdSender> FeedPublisher<S> {
             order: Vec::new(),
             sweep_cursor: 0,
             last_send: now,
+            last_poll: now,
             last_board_heartbeat: now,
             stats: FeedStats::default(),
             scratch: Vec::new(),
@@ -383,12 +390,29 @@ impl<S: MdSender> FeedPublisher<S> {
     /// is checked first: an invalid record is an error and nothing is
     /// published. Then the policy snapshots that became due are published
     /// as a batch of their own. Returns the seqs the batch took.
+    ///
+    /// The housekeeping of [`FeedPublisher::poll`] runs here too, at most
+    /// once per [`POLL_EVERY`]: a feed that publishes needs no `poll` call;
+    /// one that goes quiet calls `poll` from its idle loop so that
+    /// heartbeats go out.
     pub fn publish_batch(&mut self, batch: &mut [MdSample]) -> Result<RangeInclusive<u64>> {
         self.check_batch(batch)?;
         let range = self.send_batch(batch, true)?;
         self.policy_snapshots_for_dirty()?;
         self.flush_board()?;
+        // `send_batch` just read the clock into `last_send`.
+        if self.last_send - self.last_poll >= POLL_EVERY {
+            self.poll_at(self.last_send)?;
+        }
         Ok(range)
+    }
+
+    /// Publishes one record (a [`Tick`], [`BookSnapshot`], [`BookDelta`] or
+    /// heartbeat) as a batch of its own; returns its seq. See
+    /// [`FeedPublisher::publish_batch`].
+    pub fn publish<R: Record>(&mut self, record: &R) -> Result<u64> {
+        let mut one = [MdSample::from_record(record)];
+        Ok(*self.publish_batch(&mut one)?.start())
     }
 
     /// Sequences, logs and sends `batch` (already checked) as one send
@@ -557,7 +581,13 @@ impl<S: MdSender> FeedPublisher<S> {
     /// heartbeat, and sends the interval snapshots that are due (a bounded
     /// number per call, so a large universe is spread over calls).
     pub fn poll(&mut self) -> Result<()> {
-        let now = Instant::now();
+        self.poll_at(Instant::now())
+    }
+
+    /// [`FeedPublisher::poll`] as of `now` (a test's clock, or the caller's
+    /// reading of it when it has one at hand).
+    pub fn poll_at(&mut self, now: Instant) -> Result<()> {
+        self.last_poll = now;
         if now - self.last_send >= self.config.heartbeat_interval {
             let mut heartbeat: [MdSample; 1] = [Heartbeat {
                 header: RecordHeader::new(Kind::Heartbeat, clock::now_ns()),

@@ -28,6 +28,6 @@ mod publisher;
 mod synthetic;
 
 pub use error::{Error, Result};
-pub use feed::{FeedConfig, FeedPublisher, FeedStats};
+pub use feed::{FeedConfig, FeedPublisher, FeedStats, POLL_EVERY};
 pub use publisher::{Publisher, PublisherStats};
 pub use synthetic::{MAX_INSTRUMENTS, SyntheticFeed, synthetic_symbol};

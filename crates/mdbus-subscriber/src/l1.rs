@@ -6,7 +6,7 @@
 //! shard read lock and never see a half-applied record.
 
 use dashmap::DashMap;
-use mdbus_types::{Book, BookDelta, BookSnapshot, InstrumentId, Tick};
+use mdbus_types::{Book, BookDelta, BookSnapshot, InstrumentId, Level, Tick};
 
 use crate::hash::IdBuildHasher;
 
@@ -59,6 +59,42 @@ pub struct L1Entry {
     pub stale: bool,
 }
 
+/// The top of one instrument's book, read in one shard read: both sides,
+/// the seq and time of the record that last changed the book, and whether
+/// the book is stale, all from the same instant (no second lookup that
+/// could race the receive loop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    /// The instrument.
+    pub instrument: InstrumentId,
+    /// Best bid: price and total quantity; [`Level::EMPTY`] (`Price::NULL`,
+    /// 0) when the side is empty.
+    pub bid: Level,
+    /// Best ask, [`Level::EMPTY`] when the side is empty.
+    pub ask: Level,
+    /// Seq of the last record that changed the book.
+    pub seq: u64,
+    /// `ts_event` of that record, ns since Unix epoch.
+    pub ts_event: i64,
+    /// `ts_publish` of that record, ns since Unix epoch.
+    pub ts_publish: i64,
+    /// The book missed records (a [`Gap`](crate::Event::Gap)) and waits for
+    /// its next snapshot: do not trade on it.
+    pub stale: bool,
+}
+
+impl Quote {
+    /// Both sides have a level.
+    pub fn is_two_sided(&self) -> bool {
+        !self.bid.price.is_null() && !self.ask.price.is_null()
+    }
+
+    /// `(bid + ask) / 2` as a float, `None` unless both sides have a level.
+    pub fn mid(&self) -> Option<f64> {
+        Some((self.bid.price.to_f64()? + self.ask.price.to_f64()?) / 2.0)
+    }
+}
+
 /// The L1 cache: latest tick and current book per instrument. Share it as
 /// `Arc<L1Cache>` ([`Subscriber::l1`](crate::Subscriber::l1)); every read
 /// is a copy, lock-free for the writer apart from one shard.
@@ -90,6 +126,24 @@ impl L1Cache {
     /// (no copy; keep `f` short, the receive loop waits for it).
     pub fn with_book<T>(&self, id: &InstrumentId, f: impl FnOnce(&Book) -> T) -> Option<T> {
         self.slots.get(id).and_then(|s| s.book.as_ref().map(f))
+    }
+
+    /// The top of the book of `id` and its staleness, in one read; `None`
+    /// until a snapshot of its book was received.
+    #[inline]
+    pub fn quote(&self, id: &InstrumentId) -> Option<Quote> {
+        let slot = self.slots.get(id)?;
+        let book = slot.book.as_ref()?;
+        let last = book.last_change();
+        Some(Quote {
+            instrument: *id,
+            bid: book.best_bid().unwrap_or(Level::EMPTY),
+            ask: book.best_ask().unwrap_or(Level::EMPTY),
+            seq: last.seq,
+            ts_event: last.ts_event,
+            ts_publish: last.ts_publish,
+            stale: slot.stale,
+        })
     }
 
     /// Whether the book of `id` missed records and waits for the next

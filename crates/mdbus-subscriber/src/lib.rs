@@ -97,6 +97,6 @@ mod subscriber;
 pub use cached::CachedHistory;
 pub use error::{Error, Result};
 pub use history::History;
-pub use l1::{L1Cache, L1Entry};
+pub use l1::{L1Cache, L1Entry, Quote};
 pub use l2::{CacheLevel, L2Config};
 pub use subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig, SubscriberStats, WalSource};

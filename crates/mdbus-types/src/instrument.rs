@@ -31,6 +31,10 @@ pub const SYMBOL_LEN: usize = 16;
 pub struct InstrumentId(pub [u8; SYMBOL_LEN]);
 
 impl InstrumentId {
+    /// All NULs: not a valid symbol (a publisher refuses a record that
+    /// carries it); what `Default` records hold until the symbol is set.
+    pub const EMPTY: InstrumentId = InstrumentId([0; SYMBOL_LEN]);
+
     /// Checks `symbol` against DESIGN.md's rules and pads it with NULs.
     ///
     /// ```

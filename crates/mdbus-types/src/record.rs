@@ -172,6 +172,79 @@ const _: () = {
     assert!(offset_of!(Tick, volume) == 96);
 };
 
+impl Tick {
+    /// A tick of `instrument` at `ts_event` (ns since Unix epoch) with
+    /// nothing known yet: every price `Price::NULL`, every quantity 0. Fill
+    /// it with [`Tick::last`], [`Tick::bid`], [`Tick::ask`] and
+    /// [`Tick::volume`]; `seq` and `ts_publish` are the publisher's.
+    ///
+    /// ```
+    /// use mdbus_types::{InstrumentId, Price, Tick};
+    /// let id = InstrumentId::new("IF2501")?;
+    /// let px = |s: &str| s.parse::<Price>();
+    /// let tick = Tick::new(id, 1_764_000_000_000_000_000)
+    ///     .last(px("4123.4")?, 2)
+    ///     .bid(px("4123.2")?, 10)
+    ///     .ask(px("4123.6")?, 7);
+    /// assert_eq!(tick.bid_px.to_string(), "4123.2");
+    /// assert!(Tick::new(id, 0).last_px.is_null());
+    /// # Ok::<(), mdbus_types::Error>(())
+    /// ```
+    pub const fn new(instrument: InstrumentId, ts_event: i64) -> Tick {
+        Tick {
+            header: RecordHeader::new(Kind::Tick, ts_event),
+            instrument,
+            last_px: Price::NULL,
+            last_qty: 0,
+            bid_px: Price::NULL,
+            bid_qty: 0,
+            ask_px: Price::NULL,
+            ask_qty: 0,
+            volume: 0,
+        }
+    }
+
+    /// Sets the last trade's price and quantity.
+    #[must_use]
+    pub const fn last(mut self, price: Price, qty: Qty) -> Tick {
+        self.last_px = price;
+        self.last_qty = qty;
+        self
+    }
+
+    /// Sets the best bid after the trade.
+    #[must_use]
+    pub const fn bid(mut self, price: Price, qty: Qty) -> Tick {
+        self.bid_px = price;
+        self.bid_qty = qty;
+        self
+    }
+
+    /// Sets the best ask after the trade.
+    #[must_use]
+    pub const fn ask(mut self, price: Price, qty: Qty) -> Tick {
+        self.ask_px = price;
+        self.ask_qty = qty;
+        self
+    }
+
+    /// Sets the session's cumulative traded quantity.
+    #[must_use]
+    pub const fn volume(mut self, volume: Qty) -> Tick {
+        self.volume = volume;
+        self
+    }
+}
+
+/// A tick with an empty (all-NUL) symbol, `ts_event` 0, and "nothing
+/// known": prices `Price::NULL`, quantities 0. A publisher refuses it until
+/// the symbol is set.
+impl Default for Tick {
+    fn default() -> Tick {
+        Tick::new(InstrumentId::EMPTY, 0)
+    }
+}
+
 /// One price level of a book side (16 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Pod, Zeroable, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -253,6 +326,20 @@ impl BookSnapshot {
     }
 }
 
+/// An empty book with an empty (all-NUL) symbol: both counts 0, every
+/// level [`Level::EMPTY`] (`Price::NULL`, 0).
+impl Default for BookSnapshot {
+    fn default() -> BookSnapshot {
+        BookSnapshot::empty(InstrumentId::EMPTY, 0)
+    }
+}
+
+impl Default for Level {
+    fn default() -> Level {
+        Level::EMPTY
+    }
+}
+
 /// Book side of a [`BookDelta`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -324,6 +411,14 @@ impl BookDelta {
     }
 }
 
+/// A bid delta of an empty symbol at `Price::NULL`, qty 0: a publisher
+/// refuses it until the symbol and the price are set.
+impl Default for BookDelta {
+    fn default() -> BookDelta {
+        BookDelta::new(InstrumentId::EMPTY, Side::Bid, Price::NULL, 0, 0)
+    }
+}
+
 /// Sent when a feed is quiet so that gaps are seen without traffic
 /// (32 bytes, kind 4); also closes a snapshot set.
 #[repr(C)]
@@ -331,6 +426,21 @@ impl BookDelta {
 pub struct Heartbeat {
     /// Header, kind 4.
     pub header: RecordHeader,
+}
+
+impl Heartbeat {
+    /// A heartbeat at `ts_event` (ns since Unix epoch).
+    pub const fn new(ts_event: i64) -> Heartbeat {
+        Heartbeat {
+            header: RecordHeader::new(Kind::Heartbeat, ts_event),
+        }
+    }
+}
+
+impl Default for Heartbeat {
+    fn default() -> Heartbeat {
+        Heartbeat::new(0)
+    }
 }
 
 const _: () = {
