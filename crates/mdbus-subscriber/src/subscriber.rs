@@ -361,6 +361,13 @@ impl<R: MdReceiver> Subscriber<R> {
         }
     }
 
+    /// The event the last [`Subscriber::next_event_ref`] returned, again
+    /// (`None` before the first; after a call that returned `None`, the
+    /// one before it): for a caller that looped on `is_some()`.
+    pub fn last_event(&self) -> Option<&Event> {
+        self.ready.as_ref()
+    }
+
     /// Moves what the receiver has into the live buffer.
     fn drain_live(&mut self) -> Result<()> {
         while self.pending.len() < self.live_buffer {
