@@ -91,7 +91,10 @@ fn build_external_client(repo: &Path) -> Option<PathBuf> {
     let mut build = match Guard::spawn("cargo build (external client)", &mut cmd) {
         Ok(g) => g,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("SKIP external_client: cargo ({}) not found", cargo.to_string_lossy());
+            mdbus::types::test_support::skip(
+                "external_client",
+                &format!("cargo ({}) not found", cargo.to_string_lossy()),
+            );
             return None;
         }
         Err(e) => panic!("spawn {}: {e}", cargo.to_string_lossy()),

@@ -11,9 +11,10 @@ use crate::error::{Error, Result};
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 
 /// Frames (and messages) above this (1 MiB) are refused by the WebSocket
-/// layer itself, which closes the connection with no `frame_too_large`
-/// error: a guard against memory exhaustion, nothing that large is read
-/// into memory.
+/// layer itself: the connection is closed with code 1009 (message too
+/// big) and the sizes as the reason, without a `frame_too_large` error. A
+/// guard against memory exhaustion: nothing that large is read into
+/// memory.
 pub const HARD_FRAME_LIMIT: usize = 1024 * 1024;
 
 /// How a [`Gateway`](crate::Gateway) runs. Start from

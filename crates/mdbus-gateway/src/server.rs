@@ -151,6 +151,38 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr
     shared.remove_client(id);
 }
 
+/// The size and limit of a client message the WebSocket layer refused as
+/// over [`HARD_FRAME_LIMIT`] (it read only the frame's header).
+fn message_too_long(error: &axum::Error) -> Option<(usize, usize)> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+            size,
+            max_size,
+        })) = cause.downcast_ref::<tungstenite::Error>()
+        {
+            return Some((*size, *max_size));
+        }
+        source = cause.source();
+    }
+    None
+}
+
+/// RFC 6455 7.4.1: 1009, a message too big to process, with the sizes as
+/// the reason. The message's unread bytes are still in the socket, and
+/// closing a socket with unread data resets the connection (the peer may
+/// never read the close frame): the connection stays open, unread, for
+/// [`CLOSE_DEADLINE`] more so that the peer can read it first.
+async fn close_too_big(socket: &mut WebSocket, size: usize, limit: usize) {
+    let close = Message::Close(Some(CloseFrame {
+        code: close_code::SIZE,
+        reason: format!("message too big: {size} bytes, the limit is {limit}").into(),
+    }));
+    if let Ok(Ok(())) = tokio::time::timeout(CLOSE_DEADLINE, socket.send(close)).await {
+        tokio::time::sleep(CLOSE_DEADLINE).await;
+    }
+}
+
 /// One connection's task state.
 struct Connection {
     shared: Arc<Shared>,
@@ -189,7 +221,13 @@ impl Connection {
             tokio::select! {
                 biased;
                 message = socket.recv() => match message {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return Ok(()),
+                    Some(Err(error)) => {
+                        if let Some((size, limit)) = message_too_long(&error) {
+                            close_too_big(socket, size, limit).await;
+                        }
+                        return Ok(());
+                    }
+                    None | Some(Ok(Message::Close(_))) => return Ok(()),
                     Some(Ok(Message::Text(text))) => self.on_text(socket, text.as_str()).await?,
                     Some(Ok(Message::Binary(bytes))) => {
                         let error = if bytes.len() > MAX_CLIENT_FRAME {

@@ -418,3 +418,43 @@ fn shutdown_sends_each_client_a_close_frame_going_away() {
         }
     });
 }
+
+/// A message over the 1 MiB hard limit is answered with a Close frame 1009
+/// (message too big, RFC 6455 7.4.1) naming the sizes, not a reset; the
+/// gateway goes on serving others.
+#[test]
+fn a_message_over_the_hard_limit_is_closed_with_1009_and_a_reason() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let harness = Harness::start(&format!("gw-toobig-{}", std::process::id()), 2, 100, config());
+    let rt = runtime();
+    rt.block_on(async {
+        let mut client = Client::connect(&harness.url()).await;
+        let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(2 << 20));
+        client
+            .ws
+            .send(Message::text(big))
+            .await
+            .expect("the message is written");
+        let close = loop {
+            let message = tokio::time::timeout(common::WATCHDOG, client.ws.next())
+                .await
+                .expect("watchdog: nothing after the oversized message");
+            match message {
+                Some(Ok(Message::Close(frame))) => break frame.expect("a Close frame with a code"),
+                Some(Ok(_)) => {}
+                other => panic!("no Close frame (a reset?): {other:?}"),
+            }
+        };
+        assert_eq!(u16::from(close.code), 1009, "{close:?}");
+        let reason = close.reason.as_str();
+        assert!(reason.contains("too big") && reason.contains("1048576"), "{reason}");
+
+        // Others are still served.
+        let mut other = Client::connect(&harness.url()).await;
+        other.send(r#"{"type":"ping","id":"still"}"#).await;
+        let (pong, _) = other.recv_until("pong").await;
+        assert_eq!(pong["id"], "still");
+    });
+}

@@ -59,7 +59,7 @@ fn python() -> Option<&'static str> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        println!("SKIP: python3 not found; the Python board reader is not tested");
+        mdbus_types::test_support::skip("python_reader_reads_the_fixture_board", "python3 not found");
     }
     ok.then_some("python3")
 }

@@ -39,6 +39,8 @@ mod instrument;
 pub mod json;
 mod price;
 mod record;
+#[doc(hidden)]
+pub mod test_support;
 
 pub use book::{Book, validate_snapshot};
 pub use error::{Error, Result};

@@ -1,11 +1,6 @@
 //! `mdbus publish` and `mdbus gateway` as real processes over iceoryx2: a
 //! WebSocket client gets a snapshot then live batches, `/stats` counts,
 //! and the token is enforced.
-//!
-//! The `mdbus` binary belongs to the workspace's root package: it is found
-//! next to this test's directory (`target/<profile>/mdbus`), which
-//! `cargo test --workspace` builds. When it is not there the test prints
-//! `SKIP` and passes.
 #![cfg(feature = "iceoryx2")]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -18,11 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 const WATCHDOG: Duration = Duration::from_secs(60);
 
-fn mdbus_binary() -> Option<PathBuf> {
-    // target/<profile>/deps/gateway-<hash> -> target/<profile>/mdbus
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("mdbus");
-    path.is_file().then_some(path)
+fn mdbus_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mdbus"))
 }
 
 /// Kills the child when dropped (a failed assertion leaves nothing behind).
@@ -61,10 +53,7 @@ fn http_get(addr: &str, path: &str) -> String {
 
 #[test]
 fn gateway_process_serves_a_published_feed_over_websocket() {
-    let Some(mdbus) = mdbus_binary() else {
-        println!("SKIP: the mdbus binary is not built next to this test (run `cargo test --workspace`)");
-        return;
-    };
+    let mdbus = mdbus_binary();
     let dir = tempfile::tempdir().unwrap();
     let feed = format!("gwcli-{}", std::process::id());
     let wal = dir.path().join("wal");
@@ -242,10 +231,7 @@ fn gateway_process_serves_a_published_feed_over_websocket() {
 
 #[test]
 fn gateway_bad_arguments_exit_2_naming_what_is_wrong() {
-    let Some(mdbus) = mdbus_binary() else {
-        println!("SKIP: the mdbus binary is not built next to this test (run `cargo test --workspace`)");
-        return;
-    };
+    let mdbus = mdbus_binary();
     let dir = tempfile::tempdir().unwrap();
     for (args, names) in [
         (vec!["--feed", "f", "--listen", "nope"], "--listen"),
