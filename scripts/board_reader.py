@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Read an mdbus snapshot board with mmap and DESIGN.md's layout alone.
+"""Read an mdbus snapshot board with mmap and docs/spec.md's layout alone.
 
 No iceoryx2, no Rust: this is how a risk service in another language reads
 the latest tick and book of any instrument.

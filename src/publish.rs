@@ -137,7 +137,7 @@ fn live_sender(feed: &str, _wal_dir: Option<PathBuf>) -> mdbus_transport::Result
 #[allow(clippy::result_large_err)]
 impl Publisher {
     /// A builder for `feed` (`[A-Za-z0-9_-]{1,32}`, checked by `open`) with
-    /// DESIGN.md's defaults: iceoryx2 service `mdbus/<feed>/md`, board in
+    /// docs/spec.md's defaults: iceoryx2 service `mdbus/<feed>/md`, board in
     /// `/dev/shm`, snapshots every 1 s and on a 5 % depth change,
     /// heartbeats after 100 ms of silence, no WAL until [`PublisherBuilder::wal`].
     pub fn builder(feed: &str) -> PublisherBuilder {

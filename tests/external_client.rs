@@ -1,6 +1,6 @@
 //! A client built separately from this workspace (tests/external-client: its own Cargo project,
-//! written from DESIGN.md alone, no mdbus crate) opens a live feed's iceoryx2 service
-//! `mdbus/<feed>/md`, decodes and checks every record it receives, and prints DESIGN.md's JSON
+//! written from docs/spec.md alone, no mdbus crate) opens a live feed's iceoryx2 service
+//! `mdbus/<feed>/md`, decodes and checks every record it receives, and prints docs/spec.md's JSON
 //! form; every object must equal what `mdbus replay` prints for the same seq from the WAL.
 //!
 //! Every child process runs under a watchdog and is killed on timeout or when the test fails.

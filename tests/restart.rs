@@ -1,4 +1,4 @@
-//! Restart equivalence (DESIGN.md, "Subscribe path"): a subscriber process
+//! Restart equivalence (docs/spec.md, "Subscribe path"): a subscriber process
 //! killed with SIGKILL at random points and restarted, while `mdbus
 //! publish` runs, ends with exactly the L1 cache (every instrument's tick
 //! and book) of a subscriber process that never stopped.

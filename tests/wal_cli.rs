@@ -1,5 +1,5 @@
 //! The WAL commands through the real binary, on the fixture folders written
-//! independently from DESIGN.md (tests/fixtures/wal-*), and a publish ->
+//! independently from docs/spec.md (tests/fixtures/wal-*), and a publish ->
 //! verify -> inspect -> replay round trip.
 
 use std::path::{Path, PathBuf};

@@ -55,7 +55,7 @@ pub struct BookAtArgs {
     /// The time: ns since the epoch or RFC 3339.
     #[arg(long, value_parser = parse_time)]
     at: i64,
-    /// DESIGN.md's JSON form of the book.
+    /// docs/spec.md's JSON form of the book.
     #[arg(long)]
     json: bool,
 }

@@ -17,7 +17,7 @@ pub struct SnapshotArgs {
     /// Instrument symbol; every instrument on the board when omitted.
     #[arg(long)]
     instrument: Option<String>,
-    /// Print DESIGN.md's JSON form, one object per instrument.
+    /// Print docs/spec.md's JSON form, one object per instrument.
     #[arg(long)]
     json: bool,
     /// Directory of the board file `mdbus.<feed>.board`.

@@ -36,7 +36,7 @@ pub struct SubscribeArgs {
     /// Seconds to wait for a publisher to create the feed.
     #[arg(long, default_value_t = 10.0)]
     wait_for_publisher: f64,
-    /// One JSON object a line (DESIGN.md's form plus `latency_ns`);
+    /// One JSON object a line (docs/spec.md's form plus `latency_ns`);
     /// otherwise a short human line per record.
     #[arg(long)]
     json: bool,

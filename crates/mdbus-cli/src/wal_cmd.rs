@@ -44,7 +44,7 @@ pub struct InspectArgs {
 /// Output format of `mdbus replay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
-    /// DESIGN.md's JSON form, one object per line.
+    /// docs/spec.md's JSON form, one object per line.
     Json,
     /// CSV with a header line; book levels as JSON arrays in quoted cells.
     Csv,

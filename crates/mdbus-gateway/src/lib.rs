@@ -1,4 +1,4 @@
-//! The mdbus WebSocket gateway (DESIGN.md, "Gateway"): dashboards and
+//! The mdbus WebSocket gateway (docs/spec.md, "Gateway"): dashboards and
 //! remote clients see a feed through it.
 //!
 //! ```text

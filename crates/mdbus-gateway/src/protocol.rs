@@ -1,4 +1,4 @@
-//! The JSON protocol: client requests and server messages (DESIGN.md,
+//! The JSON protocol: client requests and server messages (docs/spec.md,
 //! "Gateway"; README has examples).
 
 use std::fmt::Write;

@@ -1,4 +1,4 @@
-//! The feed publisher: DESIGN.md's publish path.
+//! The feed publisher: docs/spec.md's publish path.
 //!
 //! Per record: assign `seq` and stamp `ts_publish` -> append to the WAL (a
 //! map write) -> send on the transport (iceoryx2: write into a loaned
@@ -60,7 +60,7 @@ pub struct FeedConfig {
 }
 
 impl FeedConfig {
-    /// DESIGN.md's defaults for `feed`: 1 s snapshots, 5 % threshold, 100 ms
+    /// docs/spec.md's defaults for `feed`: 1 s snapshots, 5 % threshold, 100 ms
     /// heartbeats, no WAL and no board until set.
     pub fn new(feed: &str) -> FeedConfig {
         FeedConfig {
@@ -407,7 +407,7 @@ impl<S: MdSender> FeedPublisher<S> {
         Ok(range)
     }
 
-    /// Publishes one record (a [`Tick`], [`BookSnapshot`], [`BookDelta`] or
+    /// Publishes one record (a [`Tick`], [`BookSnapshot`], [`BookDelta`](mdbus_types::BookDelta) or
     /// heartbeat) as a batch of its own; returns its seq. See
     /// [`FeedPublisher::publish_batch`].
     pub fn publish<R: Record>(&mut self, record: &R) -> Result<u64> {

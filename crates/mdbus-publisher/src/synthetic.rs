@@ -4,7 +4,7 @@
 //! spread, prices on its tick size) in two `BTreeMap`s. Market events add
 //! and cancel liquidity and trade against the best levels (a trade may sweep
 //! up to three levels), so the mid walks. Every level change is turned into
-//! [`BookDelta`]s by DESIGN.md's top-10 rule, so a consumer's last snapshot
+//! [`BookDelta`]s by docs/spec.md's top-10 rule, so a consumer's last snapshot
 //! plus the deltas after it always equals the generator's top-10 view.
 //! The same seed gives the same records.
 
@@ -102,7 +102,7 @@ impl Instrument {
     }
 
     /// Sets a level of the full book (qty 0 removes it) and appends the
-    /// deltas DESIGN.md's top-10 rule asks for.
+    /// deltas docs/spec.md's top-10 rule asks for.
     fn set(&mut self, side: Side, price: i64, qty: i64, ts_event: i64, out: &mut Vec<MdSample>) {
         let before = self.top(side, BOOK_DEPTH);
         let map = match side {

@@ -1,4 +1,4 @@
-//! The mdbus subscriber (DESIGN.md, "Subscribe path"): one stream of a
+//! The mdbus subscriber (docs/spec.md, "Subscribe path"): one stream of a
 //! feed in seq order, each record once, whether the subscriber starts
 //! late, restarts after a crash, or falls behind; and the caches a strategy
 //! or risk service reads.

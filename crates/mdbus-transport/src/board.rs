@@ -1,7 +1,7 @@
 //! The snapshot board: the latest `Tick` and top-10 book of every
 //! instrument in a shared-memory file, readable by any process at any time
 //! without subscribing, never torn, never blocked by a stalled or killed
-//! writer. DESIGN.md's "Snapshot board" section is the byte layout; C and
+//! writer. docs/spec.md's "Snapshot board" section is the byte layout; C and
 //! Python read it with `mmap` alone (see `scripts/board_reader.py`).
 //!
 //! Each cell is a seqcount latch with two copies (as in the Linux
@@ -39,7 +39,7 @@ const SLOT_LEN: usize = 1024;
 const TICK_CELL: usize = 0;
 const BOOK_CELL: usize = 256;
 
-// Header field offsets (DESIGN.md).
+// Header field offsets (docs/spec.md).
 const H_MAGIC: usize = 0;
 const H_VERSION: usize = 8;
 const H_HEADER_LEN: usize = 12;

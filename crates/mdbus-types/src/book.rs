@@ -1,6 +1,6 @@
 //! The top-10 order book that publisher, subscriber and snapshot board share.
 //!
-//! [`Book`] applies [`BookDelta`]s under DESIGN.md's top-10 rule: `qty` 0
+//! [`Book`] applies [`BookDelta`]s under docs/spec.md's top-10 rule: `qty` 0
 //! removes a level; an insert into a full side drops the level pushed past
 //! 10 (or the insert itself when it is worse than all 10); a deeper level
 //! that enters the top 10 after a removal arrives as its own delta. So the
@@ -97,7 +97,7 @@ impl Book {
         }
     }
 
-    /// A book from a snapshot, which must keep DESIGN.md's record rules
+    /// A book from a snapshot, which must keep docs/spec.md's record rules
     /// (see [`validate_snapshot`]).
     pub fn from_snapshot(snapshot: &BookSnapshot) -> Result<Book> {
         let mut book = Book::new(snapshot.instrument);
@@ -221,7 +221,7 @@ impl Book {
     }
 }
 
-/// Checks DESIGN.md's `BookSnapshot` rules: kind 2, a valid symbol, counts
+/// Checks docs/spec.md's `BookSnapshot` rules: kind 2, a valid symbol, counts
 /// 0..=10, levels `0..count` with `qty > 0` and strictly worsening prices
 /// (bids descending, asks ascending), levels `count..10` empty, padding 0.
 pub fn validate_snapshot(snapshot: &BookSnapshot) -> Result<()> {
@@ -358,7 +358,7 @@ mod tests {
 
     /// Reference model: full depth per side in a BTreeMap; the publisher's
     /// top-10 view is the best 10 of each, and the publisher sends deltas
-    /// by DESIGN.md's rule.
+    /// by docs/spec.md's rule.
     #[derive(Default)]
     struct Reference {
         bids: BTreeMap<i64, i64>,

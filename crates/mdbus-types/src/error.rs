@@ -12,7 +12,7 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// An instrument symbol outside DESIGN.md's rules.
+    /// An instrument symbol outside docs/spec.md's rules.
     #[error("invalid instrument symbol {symbol:?}: {reason}")]
     Instrument {
         /// The symbol given (lossy UTF-8 for raw bytes).
@@ -38,7 +38,7 @@ pub enum Error {
         /// The slice length given.
         actual: usize,
     },
-    /// A `BookSnapshot` that breaks DESIGN.md's record rules.
+    /// A `BookSnapshot` that breaks docs/spec.md's record rules.
     #[error("invalid book snapshot for {instrument} (seq {seq}): {reason}")]
     Snapshot {
         /// The snapshot's instrument.

@@ -6,7 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 
-/// Whether `feed` is a valid feed name (DESIGN.md, wire names): 1 to 32
+/// Whether `feed` is a valid feed name (docs/spec.md, wire names): 1 to 32
 /// characters of `[A-Za-z0-9_-]`. The WAL folder, the iceoryx2 services
 /// and the board file are all named after it; each crate wraps this check
 /// in its own error.
@@ -35,7 +35,7 @@ impl InstrumentId {
     /// carries it); what `Default` records hold until the symbol is set.
     pub const EMPTY: InstrumentId = InstrumentId([0; SYMBOL_LEN]);
 
-    /// Checks `symbol` against DESIGN.md's rules and pads it with NULs.
+    /// Checks `symbol` against docs/spec.md's rules and pads it with NULs.
     ///
     /// ```
     /// use mdbus_types::InstrumentId;

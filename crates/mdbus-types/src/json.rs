@@ -1,4 +1,4 @@
-//! DESIGN.md's JSON form of a record: one object per record, the same in
+//! docs/spec.md's JSON form of a record: one object per record, the same in
 //! `replay`, `subscribe`, `history`, `snapshot` and the gateway.
 //!
 //! Prices are JSON numbers printed as exact decimals from the fixed-point

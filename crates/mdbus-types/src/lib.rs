@@ -3,7 +3,7 @@
 //!
 //! Every record is `#[repr(C)]`, little-endian, 8-byte aligned, with
 //! explicit padding, `bytemuck::Pod`, and starts with a [`RecordHeader`].
-//! The byte layouts are DESIGN.md's contract: external clients in C, C++,
+//! The byte layouts are docs/spec.md's contract: external clients in C, C++,
 //! Python or another Rust build are written from that table, and
 //! [`layout_table`] prints it from the code.
 //!

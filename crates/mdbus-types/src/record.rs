@@ -1,9 +1,9 @@
-//! The fixed-layout records of DESIGN.md, byte for byte.
+//! The fixed-layout records of docs/spec.md, byte for byte.
 //!
 //! Every record is `#[repr(C)]`, little-endian, 8-byte aligned, with explicit
 //! padding fields, and starts with a [`RecordHeader`]. Sizes and every field
 //! offset are asserted at compile time below each record; [`layout_table`]
-//! prints the same table DESIGN.md holds.
+//! prints the same table docs/spec.md holds.
 
 use std::mem::{align_of, offset_of, size_of};
 
@@ -22,7 +22,7 @@ pub const BOOK_DEPTH: usize = 10;
 pub const FLAG_END_OF_BATCH: u16 = 1 << 0;
 /// Header flag: part of a snapshot set (segment start or on request).
 pub const FLAG_RECOVERY_SNAPSHOT: u16 = 1 << 1;
-/// All flag bits defined by DESIGN.md; the others are zero.
+/// All flag bits defined by docs/spec.md; the others are zero.
 pub const FLAGS_KNOWN: u16 = FLAG_END_OF_BATCH | FLAG_RECOVERY_SNAPSHOT;
 
 /// The record kinds, as `RecordHeader::kind` holds them. New kinds are
@@ -473,7 +473,7 @@ const _: () = {
 pub trait Record: Pod + std::fmt::Debug {
     /// The record's kind.
     const KIND: Kind;
-    /// The record's type name, as in DESIGN.md.
+    /// The record's type name, as in docs/spec.md.
     const NAME: &'static str;
     /// The header at offset 0.
     fn header(&self) -> &RecordHeader;
@@ -674,7 +674,7 @@ pub struct LayoutRow {
     pub size: usize,
     /// Field name.
     pub field: &'static str,
-    /// Field type as DESIGN.md writes it.
+    /// Field type as docs/spec.md writes it.
     pub ty: &'static str,
 }
 
@@ -695,7 +695,7 @@ macro_rules! rows {
 }
 
 /// The layout table of every record, from the code (offsets from
-/// `offset_of!`, sizes from `size_of`), in DESIGN.md's order.
+/// `offset_of!`, sizes from `size_of`), in docs/spec.md's order.
 pub fn layout_table() -> Vec<LayoutRow> {
     let mut out = Vec::new();
     rows!(out, RecordHeader, "RecordHeader",
@@ -715,7 +715,7 @@ pub fn layout_table() -> Vec<LayoutRow> {
     out
 }
 
-/// The layout table as DESIGN.md's markdown rows:
+/// The layout table as docs/spec.md's markdown rows:
 /// `| Tick (104) | 0 | 32 | header | RecordHeader |` (record name on a
 /// record's first row only; the meaning column is left out).
 pub fn layout_table_markdown() -> String {
@@ -736,7 +736,7 @@ pub fn layout_table_markdown() -> String {
     out
 }
 
-// The rkyv archive of each record is its plain bytes (DESIGN.md's WAL
+// The rkyv archive of each record is its plain bytes (docs/spec.md's WAL
 // frames hold it): same size and alignment, no relative pointers.
 const _: () = {
     assert!(size_of::<ArchivedRecordHeader>() == 32);

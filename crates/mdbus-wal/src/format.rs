@@ -1,4 +1,4 @@
-//! The on-disk format of DESIGN.md: segment header, frames, file names.
+//! The on-disk format of docs/spec.md: segment header, frames, file names.
 //!
 //! Segment header (128 bytes, little-endian): `MDBUSWAL`, version 1,
 //! header_len 128, first_seq, created_ns, segment_bytes, feed (32 bytes,
@@ -199,7 +199,7 @@ impl Frame {
     }
 }
 
-/// Why a frame is bad (DESIGN.md's list).
+/// Why a frame is bad (docs/spec.md's list).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BadFrame {
     /// `len` is not a record size.

@@ -1,4 +1,4 @@
-//! The segmented, memory-mapped write-ahead log of mdbus (DESIGN.md,
+//! The segmented, memory-mapped write-ahead log of mdbus (docs/spec.md,
 //! "WAL (crate mdbus-wal)").
 //!
 //! A feed's WAL lives in `<dir>/<feed>/` as preallocated segment files
@@ -19,7 +19,7 @@
 //! - [`WalReader`] replays from a seq, a time or the [`recovery_point`]
 //!   (newest full snapshot set) through a sparse index, zero-copy with
 //!   rkyv validation, and follows the writer across segment rolls.
-//! - [`verify`] checks every frame (exit codes 0, 1, 3 of DESIGN.md),
+//! - [`verify`] checks every frame (exit codes 0, 1, 3 of docs/spec.md),
 //!   [`inspect`] summarises each segment, [`apply_retention`] deletes old
 //!   segments by size and age.
 //! - [`SyncPolicy`]: never, group commit every few milliseconds (default),
@@ -54,6 +54,7 @@
 //!
 //! None.
 
+mod c_header;
 mod error;
 mod format;
 mod index;
@@ -66,6 +67,7 @@ mod sync;
 mod verify;
 mod writer;
 
+pub use c_header::c_header;
 pub use error::{Error, Result};
 pub use format::{
     DEFAULT_SEGMENT_BYTES, FRAME_HEADER_LEN, HEADER_LEN, MAGIC, MIN_SEGMENT_BYTES, SegmentHeader, VERSION,

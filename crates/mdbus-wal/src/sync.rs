@@ -1,5 +1,5 @@
 //! Group commit: a background thread that `msync`s the dirty range of
-//! the live segment every interval (DESIGN.md's `SyncPolicy::Interval`).
+//! the live segment every interval (docs/spec.md's `SyncPolicy::Interval`).
 //!
 //! The writer publishes the end of what it wrote in `written` (one Release
 //! store per append, nothing else); the thread flushes `[synced, written)`

@@ -134,7 +134,7 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    /// DESIGN.md's `mdbus wal verify` exit code: 0 clean, 1 corruption,
+    /// docs/spec.md's `mdbus wal verify` exit code: 0 clean, 1 corruption,
     /// 3 only a torn tail in the newest segment.
     pub fn exit_code(&self) -> i32 {
         if self.problems.iter().any(|p| p.kind != ProblemKind::TornTail) {

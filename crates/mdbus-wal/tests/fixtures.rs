@@ -1,4 +1,4 @@
-//! Conformance with the WAL fixtures written from DESIGN.md alone
+//! Conformance with the WAL fixtures written from docs/spec.md alone
 //! (tests/fixtures/wal-*/, feed `golden`): verify, replay, skip-corrupt
 //! replay, and a reopening writer, as each EXPECT.md says.
 

@@ -1,11 +1,11 @@
-//! An mdbus feed subscriber written from DESIGN.md alone ("Records", "Wire names (iceoryx2)",
+//! An mdbus feed subscriber written from docs/spec.md alone ("Records", "Wire names (iceoryx2)",
 //! "JSON form"), compiled outside the mdbus workspace and without any mdbus crate.
 //!
 //! Usage: `mdbus-external-client <feed> <count> [--open-timeout SECS] [--recv-timeout SECS] [--allow-gaps]`
 //!
 //! Opens the iceoryx2 service `mdbus/<feed>/md` (retrying until `--open-timeout` while it does not
 //! exist yet), receives `count` samples, decodes and checks each record, and prints one JSON object
-//! per record on stdout in DESIGN.md's JSON form. Exit 0 when all `count` records were good; any
+//! per record on stdout in docs/spec.md's JSON form. Exit 0 when all `count` records were good; any
 //! rule violation, a lost record (unless `--allow-gaps`) or a timeout prints a message on stderr
 //! and exits 1. Usage errors exit 2.
 
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use iceoryx2::prelude::*;
 use iceoryx2::service::builder::publish_subscribe::PublishSubscribeOpenError;
 
-/// DESIGN.md: `MdSample (376) | 0 | 376 | words | [u64; 47]`, type name `mdbus::v1::MdSample`.
+/// docs/spec.md: `MdSample (376) | 0 | 376 | words | [u64; 47]`, type name `mdbus::v1::MdSample`.
 #[repr(C)]
 #[derive(Debug, ZeroCopySend)]
 #[type_name("mdbus::v1::MdSample")]
@@ -47,7 +47,7 @@ const KIND_HEARTBEAT: u16 = 4;
 const FLAG_END_OF_BATCH: u16 = 1 << 0;
 const FLAG_RECOVERY_SNAPSHOT: u16 = 1 << 1;
 
-// Record sizes (DESIGN.md's table).
+// Record sizes (docs/spec.md's table).
 const TICK_SIZE: usize = 104;
 const BOOK_SNAPSHOT_SIZE: usize = 376;
 const BOOK_DELTA_SIZE: usize = 72;

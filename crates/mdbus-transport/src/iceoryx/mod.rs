@@ -1,7 +1,7 @@
 //! The iceoryx2 shared-memory transport (feature `iceoryx2`).
 //!
 //! One feed is two iceoryx2 services, named and configured exactly as
-//! DESIGN.md's "Wire names (iceoryx2)" says, so that independently built
+//! docs/spec.md's "Wire names (iceoryx2)" says, so that independently built
 //! clients (other languages, other builds) open the same services:
 //!
 //! - `mdbus/<feed>/md`: publish-subscribe of [`MdSample`](mdbus_types::MdSample),
@@ -54,7 +54,7 @@ pub use wait::WaitStrategy;
 /// Sets iceoryx2's log level to errors only, unless the environment
 /// variable `IOX2_LOG_LEVEL` says otherwise. (iceoryx2 warns in every
 /// process that no config file was loaded; mdbus uses the defaults on
-/// purpose, as DESIGN.md says.) Call once at process start.
+/// purpose, as docs/spec.md says.) Call once at process start.
 pub fn init_logging() {
     iceoryx2::prelude::set_log_level_from_env_or(iceoryx2::prelude::LogLevel::Error);
 }

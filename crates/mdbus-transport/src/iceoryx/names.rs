@@ -1,4 +1,4 @@
-//! Wire names and settings of a feed's iceoryx2 services (DESIGN.md,
+//! Wire names and settings of a feed's iceoryx2 services (docs/spec.md,
 //! "Wire names (iceoryx2)"), node creation, and iceoryx2 errors turned
 //! into [`Error::Service`] reasons that say what differs.
 
@@ -15,7 +15,7 @@ use mdbus_types::MdSample;
 
 use crate::{Error, Result, validate_feed_name};
 
-/// The settings DESIGN.md fixes for a feed's services. The publisher
+/// The settings docs/spec.md fixes for a feed's services. The publisher
 /// creates the services with exactly these; a subscriber asks for them as
 /// minimums (iceoryx2 treats an opener's settings as minimums), so a
 /// service created with less is refused with a clear [`Error::Service`].
@@ -112,10 +112,10 @@ pub(super) fn create_node(service: &str, role: &str) -> Result<Node<ipc::Service
     Ok(node)
 }
 
-/// The payload type name of the sample service (DESIGN.md).
+/// The payload type name of the sample service (docs/spec.md).
 const MD_TYPE_NAME: &str = "mdbus::v1::MdSample";
 
-/// How an existing sample service differs from DESIGN.md's settings (and
+/// How an existing sample service differs from docs/spec.md's settings (and
 /// from `wal_dir`, when one is required), read from its static
 /// configuration: `["safe overflow false (expected true)", ...]`. `None`
 /// when the service cannot be read.

@@ -61,7 +61,7 @@ pub struct IoxPublisher {
 }
 
 impl IoxPublisher {
-    /// Opens or creates the feed's services with DESIGN.md's settings,
+    /// Opens or creates the feed's services with docs/spec.md's settings,
     /// creates the publisher and the notifier, and notifies
     /// [`EVENT_PUBLISHER_STARTED`]. Dead nodes of crashed processes are
     /// cleaned first, so this works after a publisher was killed.

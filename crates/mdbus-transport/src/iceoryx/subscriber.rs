@@ -94,7 +94,7 @@ impl IoxSubscriber {
         }
     }
 
-    /// Opens the feed's services, asking for DESIGN.md's settings as
+    /// Opens the feed's services, asking for docs/spec.md's settings as
     /// minimums, and creates the subscriber and the listener.
     ///
     /// Errors: [`Error::FeedName`] for a bad feed name;
