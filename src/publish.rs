@@ -148,9 +148,9 @@ impl Publisher {
 
     /// Publishes any record; returns its seq. A record that was not
     /// published comes back in the error.
-    pub fn publish<R: Record>(&mut self, record: R) -> Result<u64, PublishError<R>> {
+    pub fn publish<R: Record>(&mut self, mut record: R) -> Result<u64, PublishError<R>> {
         let before = self.inner.next_seq();
-        self.inner.publish(&record).map_err(|error| {
+        self.inner.publish(&mut record).map_err(|error| {
             let logged = self.inner.next_seq() > before;
             PublishError {
                 record,

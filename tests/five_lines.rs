@@ -183,3 +183,56 @@ fn a_subscriber_without_a_wal_to_replay_says_so() {
         assert!(matches!(err, mdbus::Error::NoWal { .. }), "{err}");
     }
 }
+
+/// Zero copy means zero copies: a record handed to the publisher is
+/// stamped in place, appended to the WAL (the WAL's copy, not counted) and
+/// written once into shared memory. Counted by `mdbus-types`' debug
+/// counter (feature `count-copies`, on for these tests).
+#[test]
+fn a_published_record_is_copied_once_on_its_way_to_shared_memory() {
+    use mdbus::types::copies;
+    const { assert!(copies::ENABLED, "the tests build mdbus-types with count-copies") };
+    let dir = tempfile::tempdir().unwrap();
+    let feed = feed("copies");
+    // No heartbeat or interval snapshot of the publisher's own in between.
+    let hour = Duration::from_secs(3600);
+    let mut bus = mdbus::Publisher::builder(&feed)
+        .wal(dir.path())
+        .no_board()
+        .heartbeat_interval(hour)
+        .snapshot_interval(hour)
+        .open()
+        .unwrap();
+    let id = InstrumentId::new("IF2501").unwrap();
+    let before = bus.stats();
+    const N: u64 = 1000;
+    copies::reset();
+    for i in 0..N as i64 {
+        let px = Price::from_raw(100_000_000_000 + i);
+        bus.tick(
+            Tick::new(id, i)
+                .last(px, 1)
+                .bid(px, 2)
+                .ask(Price::from_raw(px.raw() + 1), 3),
+        )
+        .unwrap();
+    }
+    let copied = copies::count();
+    let stats = bus.stats();
+    assert_eq!(
+        stats.records - before.records,
+        N,
+        "only the caller's records were published"
+    );
+    assert_eq!(
+        copied, N,
+        "{copied} copies for {N} records: one each into shared memory"
+    );
+    // The WAL holds every one (its own copy).
+    let mut reader = mdbus::wal::WalReader::open(dir.path(), &feed, mdbus::wal::ReadOptions::default()).unwrap();
+    let mut ticks = 0;
+    while let Some(r) = reader.next_record().unwrap() {
+        ticks += u64::from(r.record.kind() == mdbus::types::Kind::Tick);
+    }
+    assert_eq!(ticks, N);
+}

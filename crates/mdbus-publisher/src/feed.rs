@@ -30,7 +30,7 @@ use mdbus_wal::{AppendOutcome, ReadEvent, ReadFrom, ReadOptions, RecoveryReport,
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
-use crate::publisher::stamp;
+use crate::publisher::stamp_header;
 
 /// How often the housekeeping of [`FeedPublisher::poll`] runs when it is
 /// folded into [`FeedPublisher::publish_batch`].
@@ -349,38 +349,45 @@ impl<S: MdSender> FeedPublisher<S> {
     fn check_batch(&self, batch: &[MdSample]) -> Result<()> {
         let mut booked: Vec<InstrumentId> = Vec::new();
         for sample in batch {
-            match sample.record()? {
-                RecordRef::Tick(t) => {
-                    InstrumentId::from_bytes(t.instrument.0)?;
-                }
-                RecordRef::BookSnapshot(s) => {
-                    validate_snapshot(s)?;
-                    booked.push(s.instrument);
-                }
-                RecordRef::BookDelta(d) => {
-                    let known = self.instruments.get(&d.instrument).is_some_and(|s| s.has_book)
-                        || booked.contains(&d.instrument);
-                    if !known {
-                        return Err(Error::Config(format!(
-                            "book delta for {} before any snapshot of it: publish a BookSnapshot first",
-                            d.instrument
-                        )));
-                    }
-                    let reason = if Side::from_u8(d.side).is_none() {
-                        Some(format!("side {} is neither 0 (bid) nor 1 (ask)", d.side))
-                    } else if d.price.is_null() {
-                        Some("price is NULL".to_string())
-                    } else if d.qty < 0 {
-                        Some(format!("negative qty {}", d.qty))
-                    } else {
-                        None
-                    };
-                    if let Some(reason) = reason {
-                        return Err(Error::Config(format!("book delta for {}: {reason}", d.instrument)));
-                    }
-                }
-                RecordRef::Heartbeat(_) => {}
+            self.check_record(sample.record()?, &mut booked)?;
+        }
+        Ok(())
+    }
+
+    /// Checks one record; `booked` holds the instruments whose snapshot
+    /// came earlier in the same batch.
+    fn check_record(&self, record: RecordRef<'_>, booked: &mut Vec<InstrumentId>) -> Result<()> {
+        match record {
+            RecordRef::Tick(t) => {
+                InstrumentId::from_bytes(t.instrument.0)?;
             }
+            RecordRef::BookSnapshot(s) => {
+                validate_snapshot(s)?;
+                booked.push(s.instrument);
+            }
+            RecordRef::BookDelta(d) => {
+                let known =
+                    self.instruments.get(&d.instrument).is_some_and(|s| s.has_book) || booked.contains(&d.instrument);
+                if !known {
+                    return Err(Error::Config(format!(
+                        "book delta for {} before any snapshot of it: publish a BookSnapshot first",
+                        d.instrument
+                    )));
+                }
+                let reason = if Side::from_u8(d.side).is_none() {
+                    Some(format!("side {} is neither 0 (bid) nor 1 (ask)", d.side))
+                } else if d.price.is_null() {
+                    Some("price is NULL".to_string())
+                } else if d.qty < 0 {
+                    Some(format!("negative qty {}", d.qty))
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    return Err(Error::Config(format!("book delta for {}: {reason}", d.instrument)));
+                }
+            }
+            RecordRef::Heartbeat(_) => {}
         }
         Ok(())
     }
@@ -410,9 +417,51 @@ impl<S: MdSender> FeedPublisher<S> {
     /// Publishes one record (a [`Tick`], [`BookSnapshot`], [`BookDelta`](mdbus_types::BookDelta) or
     /// heartbeat) as a batch of its own; returns its seq. See
     /// [`FeedPublisher::publish_batch`].
-    pub fn publish<R: Record>(&mut self, record: &R) -> Result<u64> {
-        let mut one = [MdSample::from_record(record)];
-        Ok(*self.publish_batch(&mut one)?.start())
+    ///
+    /// The record is stamped in place (`seq`, `ts_publish`, `flags`), then
+    /// its own bytes are appended to the WAL and written once into the
+    /// transport's shared-memory sample: no `MdSample` is built on the way.
+    /// A record refused by the checks is left as it was.
+    pub fn publish<R: Record>(&mut self, record: &mut R) -> Result<u64> {
+        self.check_record(record.to_ref()?, &mut Vec::new())?;
+        if let Some(wal) = &self.wal
+            && wal.needs_roll(size_of::<R>().next_multiple_of(8))
+        {
+            self.roll_with_snapshot_set()?;
+        }
+        let now = Instant::now();
+        let seq = self.next_seq;
+        stamp_header(record.header_mut(), seq, true);
+        let rolled = self.send_one(record.to_ref()?, now)?;
+        self.sender.end_batch()?;
+        self.stats.batches += 1;
+        self.last_send = now;
+        if rolled {
+            self.write_snapshot_set()?;
+        }
+        self.policy_snapshots_for_dirty()?;
+        self.flush_board()?;
+        if now - self.last_poll >= POLL_EVERY {
+            self.poll_at(now)?;
+        }
+        Ok(seq)
+    }
+
+    /// Logs, applies and sends one stamped record; whether the WAL started
+    /// a new segment for it.
+    #[inline]
+    fn send_one(&mut self, record: RecordRef<'_>, now: Instant) -> Result<bool> {
+        let mut rolled = false;
+        if let Some(wal) = &mut self.wal {
+            rolled = matches!(wal.append_record(record)?, AppendOutcome::NewSegment { .. });
+        }
+        // The seq is taken once the record is in the WAL: if the send
+        // fails, subscribers see a hole that the WAL fills.
+        self.next_seq += 1;
+        self.stats.records += 1;
+        self.apply(record, now)?;
+        self.sender.send_record(record)?;
+        Ok(rolled)
     }
 
     /// Sequences, logs and sends `batch` (already checked) as one send
@@ -434,16 +483,8 @@ impl<S: MdSender> FeedPublisher<S> {
         let now = Instant::now();
         let mut rolled_inside = false;
         for (i, sample) in batch.iter_mut().enumerate() {
-            stamp(sample, self.next_seq, i == last_index);
-            if let Some(wal) = &mut self.wal {
-                rolled_inside |= matches!(wal.append(sample)?, AppendOutcome::NewSegment { .. });
-            }
-            // The seq is taken once the record is in the WAL: if the send
-            // fails, subscribers see a hole that the WAL fills.
-            self.next_seq += 1;
-            self.stats.records += 1;
-            self.apply(sample.record()?, now)?;
-            self.sender.send(sample)?;
+            stamp_header(sample.header_mut(), self.next_seq, i == last_index);
+            rolled_inside |= self.send_one(sample.record()?, now)?;
         }
         self.sender.end_batch()?;
         self.stats.batches += 1;

@@ -13,7 +13,12 @@ use crate::error::Result;
 /// record only (other flags are kept).
 #[inline]
 pub(crate) fn stamp(sample: &mut MdSample, seq: u64, last_of_batch: bool) {
-    let header = sample.header_mut();
+    stamp_header(sample.header_mut(), seq, last_of_batch);
+}
+
+/// [`stamp`] on a record's header.
+#[inline]
+pub(crate) fn stamp_header(header: &mut RecordHeader, seq: u64, last_of_batch: bool) {
     header.seq = seq;
     header.ts_publish = clock::now_ns();
     header.flags &= !FLAG_END_OF_BATCH;

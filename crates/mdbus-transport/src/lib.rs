@@ -33,12 +33,19 @@ use std::time::Duration;
 pub use board::{BoardReader, BoardStatus, BoardWriter, DEFAULT_BOARD_CAPACITY, DEFAULT_BOARD_DIR, board_path};
 pub use error::{Error, Result, validate_feed_name};
 pub use inproc::{InProcBus, InProcReceiver, InProcSender};
-use mdbus_types::MdSample;
+use mdbus_types::{MdSample, RecordRef};
 
 /// The sending side of a feed's transport. Never blocks on a slow receiver.
 pub trait MdSender {
     /// Sends one sample (its header already stamped by the publisher).
     fn send(&mut self, sample: &MdSample) -> Result<()>;
+
+    /// Sends one record (its header already stamped) from its own bytes:
+    /// a transport with loaned shared memory writes them into the loan
+    /// once, the tail zeroed. The default builds an [`MdSample`] first.
+    fn send_record(&mut self, record: RecordRef<'_>) -> Result<()> {
+        self.send(&record.to_sample())
+    }
 
     /// Marks the end of a send batch: wakes receivers that wait (the
     /// iceoryx2 transport notifies its event service here).

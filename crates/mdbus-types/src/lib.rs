@@ -34,6 +34,7 @@
 
 mod book;
 pub mod clock;
+pub mod copies;
 mod error;
 mod instrument;
 pub mod json;

@@ -479,6 +479,12 @@ pub trait Record: Pod + std::fmt::Debug {
     fn header(&self) -> &RecordHeader;
     /// The header at offset 0, mutable.
     fn header_mut(&mut self) -> &mut RecordHeader;
+
+    /// The record as a [`RecordRef`], checked as a reader checks it: an
+    /// error when `header.kind` is not this type's kind.
+    fn to_ref(&self) -> Result<RecordRef<'_>> {
+        RecordRef::from_bytes(bytemuck::bytes_of(self))
+    }
 }
 
 macro_rules! impl_record {
@@ -607,6 +613,7 @@ impl MdSample {
 
     #[inline]
     fn from_bytes_unchecked_kind(bytes: &[u8]) -> MdSample {
+        crate::copies::note();
         let mut sample = MdSample::zeroed();
         bytemuck::bytes_of_mut(&mut sample)[..bytes.len()].copy_from_slice(bytes);
         sample

@@ -11,7 +11,7 @@ use iceoryx2::prelude::{AttributeVerifier, EventId, PortFactory, SemanticString}
 use iceoryx2::service::attribute::{AttributeKey, AttributeValue};
 use iceoryx2::service::ipc;
 use iceoryx2::service::port_factory::{event as event_factory, publish_subscribe as md_factory};
-use mdbus_types::MdSample;
+use mdbus_types::{MdSample, RecordRef, SAMPLE_SIZE};
 
 use super::names::{
     EVENT_END_OF_BATCH, EVENT_PUBLISHER_STARTED, WAL_DIR_ATTRIBUTE, create_node, event_open_or_create_reason,
@@ -150,12 +150,40 @@ impl MdSender for IoxPublisher {
     /// and sends it. Never blocks: a full subscriber queue drops its oldest.
     #[inline]
     fn send(&mut self, sample: &MdSample) -> Result<()> {
+        let loaned = self
+            .publisher
+            .loan_uninit()
+            .map_err(|e| service_error(&self.md_service, format!("cannot loan a sample: {e:?}")))?;
+        mdbus_types::copies::note();
+        loaned
+            .write_payload(*sample)
+            .send()
+            .map_err(|e| service_error(&self.md_service, format!("cannot send a sample: {e:?}")))?;
+        Ok(())
+    }
+
+    /// The record's bytes go straight into the loaned sample (one copy),
+    /// the rest of it zeroed: no `MdSample` is built on the way.
+    fn send_record(&mut self, record: RecordRef<'_>) -> Result<()> {
+        let bytes = record.as_bytes();
         let mut loaned = self
             .publisher
             .loan_uninit()
             .map_err(|e| service_error(&self.md_service, format!("cannot loan a sample: {e:?}")))?;
-        loaned.payload_mut().write(*sample);
-        // SAFETY: the payload was fully written on the line above.
+        let payload: *mut u8 = loaned.payload_mut().as_mut_ptr().cast();
+        debug_assert!(bytes.len() <= SAMPLE_SIZE);
+        mdbus_types::copies::note();
+        // SAFETY: `payload` points to the loaned sample's `SAMPLE_SIZE`
+        // bytes, exclusively ours until `send`; every record is at most
+        // `SAMPLE_SIZE` bytes (the largest record is the sample's size), so
+        // the copy and the zeroed tail stay inside it, and the record's
+        // bytes (our own memory) cannot overlap the loan.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), payload, bytes.len());
+            std::ptr::write_bytes(payload.add(bytes.len()), 0, SAMPLE_SIZE - bytes.len());
+        }
+        // SAFETY: all `SAMPLE_SIZE` bytes were written just above, and any
+        // bytes are a valid `MdSample` (it is `Pod`).
         let loaned = unsafe { loaned.assume_init() };
         loaned
             .send()
