@@ -128,8 +128,54 @@ fn iceoryx(c: &mut Criterion) {
     );
 }
 
+/// One tick per publish over iceoryx2 with the WAL (`Never`): the record
+/// stamped in place and copied once into the loan (`publish`), against the
+/// same tick wrapped in an `MdSample` first and sent as a batch of one
+/// (`publish_batch`, the path before `publish` existed: two copies).
+#[cfg(feature = "iceoryx2")]
+fn one_record(c: &mut Criterion) {
+    use mdbus::transport::iceoryx::{IoxPublisher, IoxPublisherConfig, init_logging};
+    use mdbus::types::{InstrumentId, Price, Tick};
+    init_logging();
+    let feed = format!("benchone{}", std::process::id());
+    let id = InstrumentId::new("IF2501").unwrap();
+    let tick = |i: u64| {
+        let px = Price::from_raw(4_000_000_000_000 + (i % 1000) as i64);
+        Tick::new(id, i as i64)
+            .last(px, 1)
+            .bid(px, 2)
+            .ask(Price::from_raw(px.raw() + 1), 3)
+    };
+    let mut group = c.benchmark_group("publish_one");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(3)).sample_size(20);
+    let make = || IoxPublisher::create(&IoxPublisherConfig::new(feed.clone())).unwrap();
+    group.bench_function("tick_in_place_iceoryx2", |b| {
+        let (_dir, mut publisher) = publisher(make(), Some(SyncPolicy::Never), false);
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            let mut record = tick(i);
+            publisher.publish(black_box(&mut record)).unwrap()
+        })
+    });
+    group.bench_function("tick_as_sample_batch_iceoryx2", |b| {
+        let (_dir, mut publisher) = publisher(make(), Some(SyncPolicy::Never), false);
+        let mut i = 0u64;
+        b.iter(|| {
+            i += 1;
+            let mut one = [MdSample::from(tick(i))];
+            *publisher.publish_batch(black_box(&mut one)).unwrap().start()
+        })
+    });
+    group.finish();
+}
+
 #[cfg(not(feature = "iceoryx2"))]
 fn iceoryx(_: &mut Criterion) {}
 
-criterion_group!(benches, inproc, iceoryx);
+#[cfg(not(feature = "iceoryx2"))]
+fn one_record(_: &mut Criterion) {}
+
+criterion_group!(benches, inproc, iceoryx, one_record);
 criterion_main!(benches);

@@ -31,9 +31,9 @@ mod engine {
     use std::time::{Duration, Instant};
 
     use hdrhistogram::Histogram;
-    use mdbus::subscriber::{Event, Source, Subscriber, SubscriberConfig};
-    use mdbus::transport::iceoryx::{IoxSubscriber, IoxSubscriberConfig, WaitStrategy, init_logging};
-    use mdbus::types::{Book, InstrumentId, RecordRef, clock};
+    use mdbus::transport::iceoryx::WaitStrategy;
+    use mdbus::types::{RecordRef, clock};
+    use mdbus::{Event, InstrumentId, Quote, Source};
 
     #[derive(Default)]
     struct Signal {
@@ -43,10 +43,9 @@ mod engine {
 
     /// Microprice (the mid weighted towards the thinner side) and
     /// imbalance (bid qty - ask qty) / (bid qty + ask qty) at the top.
-    fn signal(book: &Book) -> Option<Signal> {
-        let (bid, ask) = (book.best_bid()?, book.best_ask()?);
-        let (bq, aq) = (bid.qty as f64, ask.qty as f64);
-        let (bp, ap) = (bid.price.to_f64()?, ask.price.to_f64()?);
+    fn signal(q: &Quote) -> Option<Signal> {
+        let (bq, aq) = (q.bid.qty as f64, q.ask.qty as f64);
+        let (bp, ap) = (q.bid.price.to_f64()?, q.ask.price.to_f64()?);
         Some(Signal {
             microprice: (bp * aq + ap * bq) / (bq + aq),
             imbalance: (bq - aq) / (bq + aq),
@@ -54,7 +53,6 @@ mod engine {
     }
 
     pub(super) fn run() -> Result<(), Box<dyn std::error::Error>> {
-        init_logging();
         let args: Vec<String> = std::env::args().skip(1).collect();
         let feed = args.first().cloned().unwrap_or_else(|| "example".into());
         let seconds: f64 = args.get(1).map_or(Ok(5.0), |s| s.parse())?;
@@ -64,17 +62,14 @@ mod engine {
             "block" => WaitStrategy::Block,
             other => return Err(format!("unknown wait strategy {other:?}: spin, backoff or block").into()),
         };
-        let config = IoxSubscriberConfig::new(feed.clone()).wait(wait);
-        // The publisher may still be starting: wait for up to 10 s.
-        let receiver = IoxSubscriber::open_waiting(&config, Duration::from_secs(10))?;
-        // The publisher names its WAL in the service: replay-merge from it.
-        let wal_dir = receiver.wal_dir();
-        let mut sub_config = SubscriberConfig::default();
-        if let Some(dir) = &wal_dir {
-            sub_config = sub_config.wal_feed_dir(dir)?;
-        }
-        println!("strategy_engine: subscribed to {feed} ({wait:?}), WAL at {wal_dir:?}");
-        let mut subscriber = Subscriber::new(receiver, sub_config)?;
+        // Replay from the WAL the publisher announces, then live; the
+        // publisher may still be starting: wait for up to 10 s.
+        let mut subscriber = mdbus::Subscriber::builder(&feed)
+            .replay(true)
+            .wait(wait)
+            .open_timeout(Duration::from_secs(10))
+            .open()?;
+        println!("strategy_engine: subscribed to {feed} ({wait:?})");
         let l1 = std::sync::Arc::clone(subscriber.l1());
 
         let mut signals: HashMap<InstrumentId, Signal> = HashMap::new();
@@ -83,7 +78,7 @@ mod engine {
         let start = Instant::now();
         let mut next_report = start + Duration::from_secs(1);
         while start.elapsed() < Duration::from_secs_f64(seconds) {
-            let (sample, source) = match subscriber.next_event(Duration::from_millis(50))? {
+            let (sample, source) = match subscriber.next_timeout(Duration::from_millis(50))? {
                 Some(Event::Record { sample, source }) => (sample, source),
                 Some(Event::ReplayDone { last_replayed_seq }) => {
                     println!(
@@ -110,9 +105,11 @@ mod engine {
                 RecordRef::BookDelta(d) => Some(d.instrument),
                 RecordRef::Tick(_) | RecordRef::Heartbeat(_) => None,
             };
+            // Top of book and staleness in one read of the L1 cache.
             if let Some(id) = changed
-                && !l1.is_stale(&id)
-                && let Some(Some(s)) = l1.with_book(&id, signal)
+                && let Some(quote) = subscriber.quote(&id)
+                && !quote.stale
+                && let Some(s) = signal(&quote)
             {
                 signals.insert(id, s);
                 updates += 1;
