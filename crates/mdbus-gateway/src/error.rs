@@ -25,9 +25,14 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// The feed's subscriber could not be created or failed.
+    /// The feed's subscriber could not be created (the error of the
+    /// caller's `make_subscriber`, kept as it is: downcast it to
+    /// `mdbus_subscriber::Error` or the caller's own type).
     #[error("feed: {0}")]
-    Feed(String),
+    Feed(#[source] crate::BoxError),
+    /// The feed thread ended (panicked) before its subscriber was ready.
+    #[error("feed: the feed thread ended before its subscriber was ready")]
+    FeedThreadEnded,
 }
 
 /// The gateway's result type.

@@ -18,7 +18,10 @@ use crate::shared::Shared;
 const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// Runs until `shared.stop` is set; an error of the subscriber ends it.
-pub(crate) fn run<R: MdReceiver>(mut subscriber: Subscriber<R>, shared: &Arc<Shared>) -> Result<(), String> {
+pub(crate) fn run<R: MdReceiver>(
+    mut subscriber: Subscriber<R>,
+    shared: &Arc<Shared>,
+) -> Result<(), mdbus_subscriber::Error> {
     let l1 = Arc::clone(subscriber.l1());
     let mut window_start = Instant::now();
     let mut window_records = 0u64;
@@ -33,7 +36,7 @@ pub(crate) fn run<R: MdReceiver>(mut subscriber: Subscriber<R>, shared: &Arc<Sha
             window_records = 0;
         }
         // In place: the record is not copied out of the subscriber.
-        let event = subscriber.next_event_ref(STOP_CHECK).map_err(|e| e.to_string())?;
+        let event = subscriber.next_event_ref(STOP_CHECK)?;
         match event {
             Some(Event::Record { sample, .. }) => {
                 window_records += 1;

@@ -110,7 +110,7 @@ impl Gateway {
             source,
         })?;
 
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::result::Result<Arc<Shared>, String>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::result::Result<Arc<Shared>, BoxError>>();
         let feed_config = config.clone();
         let feed = std::thread::Builder::new()
             .name("mdbus-gateway-feed".into())
@@ -118,7 +118,7 @@ impl Gateway {
                 let subscriber = match make_subscriber() {
                     Ok(subscriber) => subscriber,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
+                        let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
@@ -128,7 +128,7 @@ impl Gateway {
                 }
                 if let Err(e) = feed::run(subscriber, &shared) {
                     eprintln!("mdbus gateway: feed stopped: {e}");
-                    *shared.feed_error.lock() = Some(e);
+                    *shared.feed_error.lock() = Some(Arc::new(e));
                 }
             })
             .map_err(|source| Error::Start {
@@ -143,9 +143,7 @@ impl Gateway {
             }
             Err(_) => {
                 let _ = feed.join();
-                return Err(Error::Feed(
-                    "the feed thread ended before its subscriber was ready".into(),
-                ));
+                return Err(Error::FeedThreadEnded);
             }
         };
 
@@ -205,6 +203,11 @@ impl Gateway {
     /// Counters: records, rate, clients with their queues and conflation.
     pub fn stats(&self) -> GatewayStats {
         self.shared.stats()
+    }
+
+    /// The subscriber's error that stopped the feed thread, typed.
+    pub fn feed_error(&self) -> Option<Arc<mdbus_subscriber::Error>> {
+        self.shared.feed_error.lock().clone()
     }
 
     /// Whether the feed thread is still running (it stops on a subscriber

@@ -28,7 +28,8 @@ pub struct GatewayStats {
     /// Connections closed because a write waited longer than
     /// [`GatewayConfig::send_timeout`](crate::GatewayConfig::send_timeout).
     pub send_timeouts: u64,
-    /// The feed thread's error, if it stopped on one.
+    /// The feed thread's error as text, if it stopped on one (the typed
+    /// error: [`Gateway::feed_error`](crate::Gateway::feed_error)).
     pub feed_error: Option<String>,
     /// Every connected client.
     pub clients: Vec<ClientStats>,
@@ -49,7 +50,7 @@ pub(crate) struct Shared {
     pub(crate) replay_done: AtomicBool,
     pub(crate) gaps: AtomicU64,
     pub(crate) send_timeouts: AtomicU64,
-    pub(crate) feed_error: Mutex<Option<String>>,
+    pub(crate) feed_error: Mutex<Option<Arc<mdbus_subscriber::Error>>>,
     /// Set to `true` when the gateway shuts down: every connection sends
     /// a Close frame (1001, going away) and ends.
     pub(crate) closing: tokio::sync::watch::Sender<bool>,
@@ -100,7 +101,7 @@ impl Shared {
             gaps: self.gaps.load(Ordering::Relaxed),
             instruments: self.l1.len(),
             send_timeouts: self.send_timeouts.load(Ordering::Relaxed),
-            feed_error: self.feed_error.lock().clone(),
+            feed_error: self.feed_error.lock().as_ref().map(ToString::to_string),
             clients: clients.iter().map(|c| c.stats()).collect(),
         }
     }

@@ -13,9 +13,50 @@ pub enum Error {
     /// The write-ahead log failed (full disk, lock held, corruption, ...).
     #[error("WAL: {0}")]
     Wal(#[from] mdbus_wal::Error),
-    /// An invalid configuration value or record, named in the message.
+    /// An invalid configuration value, named in the message.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A book delta for an instrument whose book was never snapshotted:
+    /// publish a `BookSnapshot` of it first. Nothing of its batch was
+    /// published.
+    #[error("book delta for {instrument} before any snapshot of it: publish a BookSnapshot first")]
+    DeltaBeforeSnapshot {
+        /// The instrument.
+        instrument: mdbus_types::InstrumentId,
+    },
+    /// A book delta that no book can apply (its side, price or quantity).
+    /// Nothing of its batch was published.
+    #[error("book delta for {instrument}: {reason}")]
+    BadDelta {
+        /// The instrument.
+        instrument: mdbus_types::InstrumentId,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The snapshot set (one snapshot and tick per instrument) does not fit
+    /// in one WAL segment: raise the segment size.
+    #[error(
+        "the snapshot set of {instruments} instruments takes {bytes} bytes: more than a WAL segment of {segment_bytes} bytes holds"
+    )]
+    SnapshotSetTooLarge {
+        /// Instruments in the set.
+        instruments: usize,
+        /// The set's WAL bytes.
+        bytes: u64,
+        /// The configured segment size.
+        segment_bytes: u64,
+    },
+    /// Rebuilding the publisher's books from its WAL found a record that
+    /// does not apply (a delta before its snapshot, an invalid book): the
+    /// WAL's history is inconsistent at that seq.
+    #[error("recovering the books from the WAL: record seq {seq}: {source}")]
+    Recovery {
+        /// The record's seq.
+        seq: u64,
+        /// Why it does not apply.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// `Result` with [`Error`].

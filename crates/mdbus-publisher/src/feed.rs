@@ -167,6 +167,7 @@ pub struct FeedPublisher<S> {
     last_board_heartbeat: Instant,
     stats: FeedStats,
     recovery: Option<RecoveryReport>,
+    recovery_failures: Vec<Error>,
     scratch: Vec<MdSample>,
     /// Instruments changed since the last board flush (each once, guarded
     /// by `InstrumentState::board_dirty`): the board flush and the depth
@@ -208,6 +209,7 @@ impl<S: MdSender> FeedPublisher<S> {
             sender,
             next_seq: wal.as_ref().map_or(1, Wal::next_seq),
             recovery: wal.as_ref().map(|w| w.recovery_report().clone()),
+            recovery_failures: Vec::new(),
             wal,
             board: None,
             instruments: FxHashMap::default(),
@@ -270,11 +272,34 @@ impl<S: MdSender> FeedPublisher<S> {
             if let ReadEvent::Record(record) = event {
                 let record = record.record;
                 self.stats.recovered_records += 1;
-                // A record the WAL holds was valid when published.
-                let _ = self.apply(record, now);
+                // A record the WAL holds was valid when published: one that
+                // does not pass the publish checks now (a delta whose
+                // snapshot was in a corrupt stretch the reader skipped) or
+                // does not apply is kept for the caller, and its book is
+                // forgotten (its deltas are refused until a snapshot comes).
+                let checked = self.check_record(record, &mut Vec::new());
+                if let Err(e) = checked.and_then(|()| self.apply(record, now)) {
+                    if let Some(id) = record.instrument()
+                        && let Some(state) = self.instruments.get_mut(&id)
+                    {
+                        state.has_book = false;
+                    }
+                    self.recovery_failures.push(Error::Recovery {
+                        seq: record.header().seq,
+                        source: Box::new(e),
+                    });
+                }
             }
         }
         Ok(())
+    }
+
+    /// Records of the WAL that did not apply while the publisher rebuilt
+    /// its books on open (each an [`Error::Recovery`] naming its seq); the
+    /// books concerned were dropped until their next snapshot. Empty for a
+    /// consistent WAL.
+    pub fn recovery_failures(&self) -> &[Error] {
+        &self.recovery_failures
     }
 
     /// The WAL's recovery report from [`FeedPublisher::open`], if a WAL is used.
@@ -369,10 +394,9 @@ impl<S: MdSender> FeedPublisher<S> {
                 let known =
                     self.instruments.get(&d.instrument).is_some_and(|s| s.has_book) || booked.contains(&d.instrument);
                 if !known {
-                    return Err(Error::Config(format!(
-                        "book delta for {} before any snapshot of it: publish a BookSnapshot first",
-                        d.instrument
-                    )));
+                    return Err(Error::DeltaBeforeSnapshot {
+                        instrument: d.instrument,
+                    });
                 }
                 let reason = if Side::from_u8(d.side).is_none() {
                     Some(format!("side {} is neither 0 (bid) nor 1 (ask)", d.side))
@@ -384,7 +408,10 @@ impl<S: MdSender> FeedPublisher<S> {
                     None
                 };
                 if let Some(reason) = reason {
-                    return Err(Error::Config(format!("book delta for {}: {reason}", d.instrument)));
+                    return Err(Error::BadDelta {
+                        instrument: d.instrument,
+                        reason,
+                    });
                 }
             }
             RecordRef::Heartbeat(_) => {}
@@ -491,11 +518,11 @@ impl<S: MdSender> FeedPublisher<S> {
         self.last_send = now;
         if rolled_inside {
             if !may_roll {
-                return Err(Error::Config(format!(
-                    "a snapshot set of {} records does not fit in a WAL segment of {} bytes",
-                    batch.len(),
-                    self.config.wal.segment_bytes
-                )));
+                return Err(Error::SnapshotSetTooLarge {
+                    instruments: self.order.len(),
+                    bytes: frame_bytes(batch)? as u64,
+                    segment_bytes: self.config.wal.segment_bytes,
+                });
             }
             self.write_snapshot_set()?;
         }
@@ -595,11 +622,11 @@ impl<S: MdSender> FeedPublisher<S> {
                 .segment_bytes
                 .saturating_sub(mdbus_wal::HEADER_LEN as u64);
             if bytes as u64 > room {
-                return Err(Error::Config(format!(
-                    "the snapshot set of {} instruments takes {bytes} bytes: more than a WAL segment of {} bytes holds",
-                    self.order.len(),
-                    self.config.wal.segment_bytes
-                )));
+                return Err(Error::SnapshotSetTooLarge {
+                    instruments: self.order.len(),
+                    bytes: bytes as u64,
+                    segment_bytes: self.config.wal.segment_bytes,
+                });
             }
             if wal.needs_roll(bytes - mdbus_wal::FRAME_HEADER_LEN) {
                 wal.roll()?;

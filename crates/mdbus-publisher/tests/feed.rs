@@ -296,3 +296,57 @@ fn a_segment_too_small_for_the_snapshot_set_is_a_clear_error() {
     let err = err.expect("8 snapshots do not fit in 1 KiB segments");
     assert!(err.contains("snapshot set") && err.contains("1024"), "{err}");
 }
+
+/// A WAL whose snapshot of a book was corrupted: the restarted publisher
+/// reports each record that no longer applies (never drops it silently),
+/// forgets that book, and refuses its deltas until a new snapshot.
+#[test]
+fn a_lost_snapshot_in_the_wal_is_reported_on_restart_and_its_book_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = InstrumentId::new("IF2501").unwrap();
+    let delta = |px: i64, qty: i64| BookDelta::new(id, Side::Bid, Price::from_raw(px), qty, 1);
+    {
+        let bus = InProcBus::new(1 << 10);
+        // No policy snapshot in between: the deltas follow the one snapshot.
+        let mut config = config(dir.path(), "lost");
+        config.snapshot_threshold = 1e9;
+        let mut publisher = FeedPublisher::open(config, bus.sender()).unwrap();
+        let mut snapshot = mdbus_types::BookSnapshot::empty(id, 1);
+        snapshot.bid_count = 1;
+        snapshot.bids[0] = mdbus_types::Level {
+            price: Price::from_raw(100),
+            qty: 5,
+        };
+        publisher.publish(&mut snapshot).unwrap();
+        publisher.publish(&mut delta(99, 3)).unwrap();
+        publisher.publish(&mut delta(98, 2)).unwrap();
+        publisher.flush().unwrap();
+    }
+    // The first segment: its snapshot set (a heartbeat, nothing was known
+    // yet) at 128, then the book snapshot frame: flip a byte of it.
+    let segment = dir.path().join("wal/lost/00000000000000000001.wal");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let snapshot_frame = 128 + 8 + 32;
+    assert_eq!(
+        u32::from_le_bytes(bytes[snapshot_frame..snapshot_frame + 4].try_into().unwrap()),
+        376,
+        "the book snapshot frame"
+    );
+    bytes[snapshot_frame + 8 + 60] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let bus = InProcBus::new(1 << 10);
+    let mut publisher = FeedPublisher::open(config(dir.path(), "lost"), bus.sender()).unwrap();
+    let failures: Vec<String> = publisher.recovery_failures().iter().map(ToString::to_string).collect();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    assert!(
+        failures[0].contains("seq 3") && failures[0].contains("before any snapshot"),
+        "{failures:?}"
+    );
+    assert!(publisher.book(&id).is_none(), "the book is forgotten");
+    let err = publisher.publish(&mut delta(97, 1)).unwrap_err();
+    assert!(
+        matches!(err, mdbus_publisher::Error::DeltaBeforeSnapshot { instrument } if instrument == id),
+        "{err}"
+    );
+}
