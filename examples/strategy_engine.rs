@@ -88,8 +88,8 @@ mod engine {
                     );
                     continue;
                 }
-                Some(Event::Gap { from, to }) => {
-                    println!("  GAP: seq {from}..={to} lost (not in the WAL): books stale until their next snapshot");
+                Some(Event::Gap(lost)) => {
+                    println!("  GAP: seq {lost} lost (not in the WAL): books stale until their next snapshot");
                     continue;
                 }
                 Some(_) | None => continue,

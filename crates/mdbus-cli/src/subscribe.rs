@@ -334,7 +334,7 @@ mod imp {
                         ));
                     }
                 }
-                Event::Gap { from, to } => {
+                Event::Gap(mdbus_types::SeqRange { from, to }) => {
                     if args.json {
                         line.push_str(&format!("{{\"type\":\"gap\",\"from\":{from},\"to\":{to}}}\n"));
                     } else {

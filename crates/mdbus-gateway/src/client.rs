@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 use mdbus_subscriber::L1Cache;
-use mdbus_types::{BookSnapshot, InstrumentId};
+use mdbus_types::{BookSnapshot, InstrumentId, SeqRange};
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
@@ -217,9 +217,8 @@ pub(crate) const MAX_FOLDED_GAPS: usize = 64;
 pub(crate) enum Entry {
     /// A record as published.
     Record(Pending),
-    /// Records `from..=to` lost upstream (neither the stream nor the WAL
-    /// had them).
-    Gap(u64, u64),
+    /// Records lost upstream (neither the stream nor the WAL had them).
+    Gap(SeqRange),
 }
 
 /// A queue folded to the latest state per instrument and channel.
@@ -227,9 +226,9 @@ pub(crate) enum Entry {
 pub(crate) struct Conflated {
     pub(crate) ticks: FxHashMap<InstrumentId, Pending>,
     pub(crate) books: FxHashMap<InstrumentId, Arc<BookSnapshot>>,
-    /// Records lost upstream while folded (`from`, `to`), in seq order;
-    /// overlapping or adjacent ones merged, at most [`MAX_FOLDED_GAPS`].
-    pub(crate) gaps: Vec<(u64, u64)>,
+    /// Records lost upstream while folded, in seq order; overlapping or
+    /// adjacent ones merged, at most [`MAX_FOLDED_GAPS`].
+    pub(crate) gaps: Vec<SeqRange>,
 }
 
 /// One event of a folded queue, as [`Conflated::into_ordered`] lists it.
@@ -239,8 +238,8 @@ pub(crate) enum Folded {
     Tick(Pending),
     /// The latest book of an instrument.
     Book(InstrumentId, Arc<BookSnapshot>),
-    /// Records `from..=to` lost upstream.
-    Gap(u64, u64),
+    /// Records lost upstream.
+    Gap(SeqRange),
 }
 
 impl Folded {
@@ -249,7 +248,7 @@ impl Folded {
         match self {
             Folded::Tick(p) => p.seq,
             Folded::Book(_, b) => b.header.seq,
-            Folded::Gap(from, _) => *from,
+            Folded::Gap(gap) => gap.from,
         }
     }
 }
@@ -261,16 +260,19 @@ impl Conflated {
 
     /// Notes a gap, merging it with the last one only when they overlap or
     /// touch; the list stays at most [`MAX_FOLDED_GAPS`] long.
-    fn push_gap(&mut self, from: u64, to: u64) {
+    fn push_gap(&mut self, gap: SeqRange) {
         match self.gaps.last_mut() {
-            Some(last) if from <= last.1.saturating_add(1) && to.saturating_add(1) >= last.0 => {
-                *last = (last.0.min(from), last.1.max(to));
+            Some(last) if gap.from <= last.to.saturating_add(1) && gap.to.saturating_add(1) >= last.from => {
+                *last = SeqRange {
+                    from: last.from.min(gap.from),
+                    to: last.to.max(gap.to),
+                };
             }
-            _ => self.gaps.push((from, to)),
+            _ => self.gaps.push(gap),
         }
         if self.gaps.len() > MAX_FOLDED_GAPS {
-            let (oldest_from, _) = self.gaps.remove(0);
-            self.gaps[0].0 = self.gaps[0].0.min(oldest_from);
+            let oldest = self.gaps.remove(0);
+            self.gaps[0].from = self.gaps[0].from.min(oldest.from);
         }
     }
 
@@ -281,7 +283,7 @@ impl Conflated {
             .into_values()
             .map(Folded::Tick)
             .chain(self.books.into_iter().map(|(id, b)| Folded::Book(id, b)))
-            .chain(self.gaps.into_iter().map(|(from, to)| Folded::Gap(from, to)))
+            .chain(self.gaps.into_iter().map(Folded::Gap))
             .collect();
         out.sort_unstable_by_key(Folded::seq);
         out
@@ -441,8 +443,8 @@ impl Client {
         let mut merged = 0u64;
         for entry in queue.entries.drain(..) {
             let pending = match entry {
-                Entry::Gap(from, to) => {
-                    folded.push_gap(from, to);
+                Entry::Gap(gap) => {
+                    folded.push_gap(gap);
                     continue;
                 }
                 Entry::Record(pending) => pending,
@@ -466,17 +468,17 @@ impl Client {
         self.conflations.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records that `from..=to` were lost upstream (every client hears
-    /// it, after what was queued before). `l1` is current as of now.
-    pub(crate) fn offer_gap(&self, from: u64, to: u64, l1: &L1Cache) {
+    /// Records that `gap` was lost upstream (every client hears it, after
+    /// what was queued before). `l1` is current as of now.
+    pub(crate) fn offer_gap(&self, gap: SeqRange, l1: &L1Cache) {
         let mut queue = self.queue.lock();
         let was_empty = queue.is_empty();
         if queue.conflated.is_none() && queue.entries.len() >= self.capacity {
             self.fold(&mut queue, l1);
         }
         match queue.conflated.as_mut() {
-            Some(folded) => folded.push_gap(from, to),
-            None => queue.entries.push_back(Entry::Gap(from, to)),
+            Some(folded) => folded.push_gap(gap),
+            None => queue.entries.push_back(Entry::Gap(gap)),
         }
         drop(queue);
         if was_empty {
@@ -550,6 +552,10 @@ mod tests {
         InstrumentId::new(s).unwrap()
     }
 
+    fn range(from: u64, to: u64) -> SeqRange {
+        SeqRange::new(from, to).unwrap()
+    }
+
     #[test]
     fn overflow_folds_to_the_latest_tick_per_instrument_and_counts() {
         let client = Client::new(1, "127.0.0.1:1".parse().unwrap(), 4);
@@ -621,7 +627,7 @@ mod tests {
         let l1 = L1Cache::new();
         tick(&client, 1, "A", &l1);
         tick(&client, 2, "B", &l1);
-        client.offer_gap(3, 4, &l1);
+        client.offer_gap(range(3, 4), &l1);
         tick(&client, 5, "A", &l1);
         let Some(Drained::Events(entries)) = client.take(VecDeque::new()) else {
             panic!("expected events")
@@ -630,7 +636,7 @@ mod tests {
             .iter()
             .map(|e| match e {
                 Entry::Record(p) => (p.seq, false),
-                Entry::Gap(from, _) => (*from, true),
+                Entry::Gap(gap) => (gap.from, true),
             })
             .collect();
         assert_eq!(order, [(1, false), (2, false), (3, true), (5, false)]);
@@ -642,17 +648,17 @@ mod tests {
         client.update_subscriptions(|s| s.add_all(Channel::Tick.bit()));
         let l1 = L1Cache::new();
         tick(&client, 1, "A", &l1);
-        client.offer_gap(2, 3, &l1);
+        client.offer_gap(range(2, 3), &l1);
         // Full: this folds.
         tick(&client, 4, "A", &l1);
-        client.offer_gap(10, 11, &l1);
-        client.offer_gap(12, 12, &l1);
+        client.offer_gap(range(10, 11), &l1);
+        client.offer_gap(range(12, 12), &l1);
         tick(&client, 13, "B", &l1);
-        client.offer_gap(20, 21, &l1);
+        client.offer_gap(range(20, 21), &l1);
         let Some(Drained::Conflated(folded)) = client.take(VecDeque::new()) else {
             panic!("expected a folded queue")
         };
-        assert_eq!(folded.gaps, [(2, 3), (10, 12), (20, 21)]);
+        assert_eq!(folded.gaps, [range(2, 3), range(10, 12), range(20, 21)]);
         let order: Vec<u64> = folded.into_ordered().iter().map(Folded::seq).collect();
         // A's tick 4 (1 was folded into it), the gaps, B's 13, in seq order.
         assert_eq!(order, [2, 4, 10, 13, 20]);
@@ -663,16 +669,16 @@ mod tests {
         let client = Client::new(1, "127.0.0.1:1".parse().unwrap(), 1);
         let l1 = L1Cache::new();
         for k in 0..(MAX_FOLDED_GAPS as u64 + 10) {
-            client.offer_gap(10 * k, 10 * k + 1, &l1);
+            client.offer_gap(range(10 * k, 10 * k + 1), &l1);
         }
         let Some(Drained::Conflated(folded)) = client.take(VecDeque::new()) else {
             panic!("expected a folded queue")
         };
         assert_eq!(folded.gaps.len(), MAX_FOLDED_GAPS);
-        assert_eq!(folded.gaps[0].0, 0);
-        assert!(folded.gaps.windows(2).all(|w| w[0].1 < w[1].0), "{:?}", folded.gaps);
+        assert_eq!(folded.gaps[0].from, 0);
+        assert!(folded.gaps.windows(2).all(|w| w[0].to < w[1].from), "{:?}", folded.gaps);
         let last = MAX_FOLDED_GAPS as u64 + 9;
-        assert_eq!(*folded.gaps.last().unwrap(), (10 * last, 10 * last + 1));
+        assert_eq!(*folded.gaps.last().unwrap(), range(10 * last, 10 * last + 1));
     }
 
     #[test]

@@ -63,10 +63,10 @@ pub(crate) fn run<R: MdReceiver>(
                     client.offer(header.seq, header.ts_publish, &instrument, channel, &mut forms, &l1);
                 }
             }
-            Some(Event::Gap { from, to }) => {
+            Some(Event::Gap(gap)) => {
                 shared.gaps.fetch_add(1, Ordering::Relaxed);
                 for client in shared.clients.read().iter() {
-                    client.offer_gap(*from, *to, &l1);
+                    client.offer_gap(*gap, &l1);
                 }
             }
             Some(Event::ReplayDone { .. }) => shared.replay_done.store(true, Ordering::Relaxed),

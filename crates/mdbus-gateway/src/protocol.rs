@@ -152,7 +152,8 @@ pub(crate) fn batch_head(out: &mut String, ts_send: i64, conflated: bool) {
 }
 
 /// A gap event inside a batch.
-pub(crate) fn write_gap(out: &mut String, from: u64, to: u64) {
+pub(crate) fn write_gap(out: &mut String, gap: mdbus_types::SeqRange) {
+    let (from, to) = (gap.from, gap.to);
     let _ = write!(out, "{{\"kind\":\"gap\",\"from\":{from},\"to\":{to}}}");
 }
 

@@ -498,11 +498,11 @@ impl Connection {
             Drained::Events(mut queue) => {
                 for entry in queue.drain(..) {
                     match entry {
-                        Entry::Gap(from, to) => {
+                        Entry::Gap(gap) => {
                             if events > 0 {
                                 out.push(',');
                             }
-                            protocol::write_gap(&mut out, from, to);
+                            protocol::write_gap(&mut out, gap);
                         }
                         Entry::Record(pending) => {
                             if self.covered(&pending.instrument, pending.channel, pending.seq) {
@@ -525,11 +525,11 @@ impl Connection {
             Drained::Conflated(folded) => {
                 for state in folded.into_ordered() {
                     match state {
-                        Folded::Gap(from, to) => {
+                        Folded::Gap(gap) => {
                             if events > 0 {
                                 out.push(',');
                             }
-                            protocol::write_gap(&mut out, from, to);
+                            protocol::write_gap(&mut out, gap);
                         }
                         Folded::Tick(p) => {
                             if p.seq <= self.last_sent || self.covered(&p.instrument, Channel::Tick, p.seq) {

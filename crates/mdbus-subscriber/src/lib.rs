@@ -67,7 +67,7 @@
 //! while subscriber.stats().last_seq != Some(last) {
 //!     match subscriber.next_event(Duration::from_secs(5))? {
 //!         Some(Event::ReplayDone { .. }) => replay_done = true,
-//!         Some(Event::Gap { from, to }) => panic!("lost {from}..={to}"),
+//!         Some(Event::Gap(lost)) => panic!("lost {lost}"),
 //!         Some(_) => {}
 //!         None => panic!("no record within 5 s"),
 //!     }

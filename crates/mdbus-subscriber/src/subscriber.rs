@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mdbus_transport::MdReceiver;
-use mdbus_types::{BookSnapshot, InstrumentId, MdSample, RecordRef, Tick};
+use mdbus_types::{BookSnapshot, InstrumentId, MdSample, RecordRef, SeqRange, Tick};
 use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, WalReader};
 use parking_lot::Mutex;
 
@@ -84,15 +84,10 @@ pub enum Event {
         /// replayed).
         last_replayed_seq: Option<u64>,
     },
-    /// Records `from..=to` were published but neither the live stream nor
-    /// the WAL has them any more (retention, corruption, no WAL). Every
-    /// book is stale until its next snapshot.
-    Gap {
-        /// First lost seq.
-        from: u64,
-        /// Last lost seq.
-        to: u64,
-    },
+    /// These records were published but neither the live stream nor the
+    /// WAL has them any more (retention, corruption, no WAL). Every book is
+    /// stale until its next snapshot.
+    Gap(SeqRange),
 }
 
 impl Event {
@@ -410,10 +405,10 @@ impl<R: MdReceiver> Subscriber<R> {
                         None => return Ok(self.take_live()),
                         Some(n) => {
                             self.next_seq = Some(live_seq);
-                            self.ready = Some(Event::Gap {
+                            self.ready = Some(Event::Gap(SeqRange {
                                 from: n,
                                 to: live_seq - 1,
-                            });
+                            }));
                             return Ok(true);
                         }
                     }
@@ -484,7 +479,7 @@ impl<R: MdReceiver> Subscriber<R> {
                     } else {
                         self.next_seq = Some(limit);
                     }
-                    self.ready = Some(Event::Gap { from: n, to });
+                    self.ready = Some(Event::Gap(SeqRange { from: n, to }));
                     return Ok(true);
                 }
                 _ => {
@@ -570,9 +565,9 @@ impl<R: MdReceiver> Subscriber<R> {
                     }
                 }
             }
-            Event::Gap { from, to } => {
+            Event::Gap(lost) => {
                 stats.gaps += 1;
-                stats.gap_records += to - from + 1;
+                stats.gap_records += lost.len();
                 self.l1.mark_all_stale();
                 self.l2.lock().reset();
             }

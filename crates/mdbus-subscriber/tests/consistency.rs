@@ -65,7 +65,7 @@ fn run(samples: &[MdSample]) -> Subscriber<mdbus_transport::InProcReceiver> {
     let mut subscriber = Subscriber::new(receiver, SubscriberConfig::default().start(StartFrom::LiveOnly)).unwrap();
     let last = samples.len() as u64;
     let events = common::events_until(&mut subscriber, last, |_| {});
-    assert!(!events.iter().any(|e| matches!(e, Event::Gap { .. })));
+    assert!(!events.iter().any(|e| matches!(e, Event::Gap(_))));
     assert_eq!(subscriber.next_event(Duration::from_millis(10)).unwrap(), None);
     subscriber
 }

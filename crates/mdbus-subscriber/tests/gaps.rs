@@ -9,6 +9,7 @@ use common::{WATCHDOG, assert_dense, events_until, publish, publisher, seqs};
 use mdbus_publisher::SyntheticFeed;
 use mdbus_subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig};
 use mdbus_transport::{InProcBus, MdReceiver};
+use mdbus_types::SeqRange;
 use mdbus_wal::{RetentionPolicy, apply_retention, inspect};
 
 #[test]
@@ -109,17 +110,17 @@ fn retention_removed_the_needed_segment_gives_an_explicit_gap() {
     assert!(oldest > resume);
     let last = p.next_seq() - 1;
     events.extend(events_until(&mut live, last, |_| {}));
-    let gaps: Vec<_> = events.iter().filter(|e| matches!(e, Event::Gap { .. })).collect();
+    let gaps: Vec<_> = events.iter().filter(|e| matches!(e, Event::Gap(_))).collect();
     assert_eq!(
         gaps,
-        [&Event::Gap {
+        [&Event::Gap(SeqRange {
             from: resume,
             to: oldest - 1
-        }]
+        })]
     );
     let after: Vec<u64> = events
         .iter()
-        .skip_while(|e| !matches!(e, Event::Gap { .. }))
+        .skip_while(|e| !matches!(e, Event::Gap(_)))
         .filter_map(Event::seq)
         .collect();
     assert_dense(&after, oldest, last);
@@ -144,10 +145,10 @@ fn retention_removed_the_needed_segment_gives_an_explicit_gap() {
     let first = replay.next_event(Duration::from_secs(5)).unwrap();
     assert_eq!(
         first,
-        Some(Event::Gap {
+        Some(Event::Gap(SeqRange {
             from: 1,
             to: oldest - 1
-        })
+        }))
     );
     let next = replay.next_event(Duration::from_secs(5)).unwrap().unwrap();
     assert_eq!(next.seq(), Some(oldest));
@@ -166,10 +167,7 @@ fn without_a_wal_a_hole_is_a_gap_and_the_book_waits_for_a_snapshot() {
     publish(&mut p, &mut feed, 100); // overflows the 4-slot queue
     let id = feed.instruments().next().unwrap();
     let event = subscriber.next_event(Duration::from_secs(5)).unwrap().unwrap();
-    assert!(
-        matches!(event, Event::Gap { from, .. } if from == seen + 1),
-        "{event:?}"
-    );
+    assert!(matches!(event, Event::Gap(lost) if lost.from == seen + 1), "{event:?}");
     assert!(subscriber.l1().is_stale(&id));
     // Drain, then a snapshot repairs the book without counting a mismatch.
     while subscriber.next_event(Duration::from_millis(20)).unwrap().is_some() {}

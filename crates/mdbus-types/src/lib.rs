@@ -40,6 +40,7 @@ mod instrument;
 pub mod json;
 mod price;
 mod record;
+mod seq;
 #[doc(hidden)]
 pub mod test_support;
 
@@ -52,3 +53,4 @@ pub use record::{
     LayoutRow, Level, MdSample, Record, RecordHeader, RecordRef, SAMPLE_SIZE, Side, Tick, layout_table,
     layout_table_markdown,
 };
+pub use seq::SeqRange;

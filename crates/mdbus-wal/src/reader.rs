@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mdbus_types::{BookDelta, BookSnapshot, Heartbeat, Kind, RecordHeader, RecordRef, Tick};
+use mdbus_types::{BookDelta, BookSnapshot, Heartbeat, Kind, RecordHeader, RecordRef, SeqRange, Tick};
 
 use crate::error::{Error, Result};
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN, check_frame, find_resync, list_segments, load_len, validate_feed};
@@ -50,8 +50,8 @@ pub struct SkippedRange {
     pub from: u64,
     /// Where reading resumed (exclusive end of the skipped bytes).
     pub to: u64,
-    /// The seqs lost, `first..=last`, when known.
-    pub seq_hole: Option<(u64, u64)>,
+    /// The seqs lost, when known.
+    pub seq_hole: Option<SeqRange>,
     /// What was wrong at `from`.
     pub reason: String,
 }
@@ -67,8 +67,8 @@ impl fmt::Display for SkippedRange {
             self.reason
         )?;
         match self.seq_hole {
-            Some((a, b)) if a == b => write!(f, "; seq {a} lost"),
-            Some((a, b)) => write!(f, "; seq {a}..={b} lost"),
+            Some(hole) if hole.len() == 1 => write!(f, "; seq {} lost", hole.from),
+            Some(hole) => write!(f, "; seq {hole} lost"),
             None => Ok(()),
         }
     }
@@ -340,7 +340,7 @@ impl WalReader {
                     path: path.to_path_buf(),
                     from: HEADER_LEN as u64,
                     to: HEADER_LEN as u64,
-                    seq_hole: (first > prev + 1).then(|| (prev + 1, first - 1)),
+                    seq_hole: SeqRange::between(prev, first),
                     reason,
                 }))
             }
@@ -438,7 +438,7 @@ impl WalReader {
                             let seq = crate::format::read_header(&bytes[r + FRAME_HEADER_LEN..]).seq;
                             cursor.off = r;
                             cursor.expected = None;
-                            let seq_hole = last.and_then(|l| (seq > l + 1).then(|| (l + 1, seq - 1)));
+                            let seq_hole = last.and_then(|l| SeqRange::between(l, seq));
                             return Ok(Some(Step::Skipped(SkippedRange {
                                 path,
                                 from: bad_off as u64,
@@ -462,8 +462,7 @@ impl WalReader {
                             };
                             if let Some(next) = next {
                                 let next_first = MappedSegment::open(&next)?.header.first_seq;
-                                skipped.seq_hole =
-                                    last.and_then(|l| (next_first > l + 1).then(|| (l + 1, next_first - 1)));
+                                skipped.seq_hole = last.and_then(|l| SeqRange::between(l, next_first));
                                 // The hole is reported here; do not report it twice.
                                 if let Some(c) = self.cursor.as_mut() {
                                     c.last_seq = next_first.checked_sub(1);
