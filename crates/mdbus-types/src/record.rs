@@ -550,7 +550,16 @@ impl<'a> RecordRef<'a> {
                 expected: size_of::<RecordHeader>(),
                 actual: bytes.len(),
             })?;
-        Ok(match header.kind()? {
+        RecordRef::of_kind(header.kind()?, bytes)
+    }
+
+    /// Reads exactly the bytes of a record of `kind` (8-aligned), whose
+    /// kind the caller already knows (a checked WAL frame): the one place
+    /// where a kind becomes a typed reference. A length that is not the
+    /// kind's size, or misaligned bytes, is an error.
+    #[inline]
+    pub fn of_kind(kind: Kind, bytes: &'a [u8]) -> Result<RecordRef<'a>> {
+        Ok(match kind {
             Kind::Tick => RecordRef::Tick(cast_exact(bytes)?),
             Kind::BookSnapshot => RecordRef::BookSnapshot(cast_exact(bytes)?),
             Kind::BookDelta => RecordRef::BookDelta(cast_exact(bytes)?),

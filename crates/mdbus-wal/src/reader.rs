@@ -485,26 +485,12 @@ impl WalReader {
         let cursor = self.cursor.as_ref().expect("cursor is set");
         let bytes = cursor.segment.bytes();
         let start = off + FRAME_HEADER_LEN;
-        assert!(
-            start + kind.record_size() <= bytes.len(),
-            "frame at {off} checked in bounds"
-        );
-        let ptr = bytes[start..].as_ptr();
-        // SAFETY: `check_frame` accepted this frame: `kind.record_size()`
-        // payload bytes at `start` lie in the map (asserted again above),
-        // rkyv's checked access of them as the archived type of `kind`
-        // succeeded (so they are 8-aligned), and the archived types are
-        // byte-identical to the plain `#[repr(C)]` Pod records (every bit
-        // pattern valid). The map outlives `&self`, and the bytes of a
-        // frame below the live end never change.
-        let record = unsafe {
-            match kind {
-                Kind::Tick => RecordRef::Tick(&*ptr.cast::<Tick>()),
-                Kind::BookSnapshot => RecordRef::BookSnapshot(&*ptr.cast::<BookSnapshot>()),
-                Kind::BookDelta => RecordRef::BookDelta(&*ptr.cast::<BookDelta>()),
-                Kind::Heartbeat => RecordRef::Heartbeat(&*ptr.cast::<Heartbeat>()),
-            }
-        };
+        // `check_frame` accepted this frame: its payload is in the map,
+        // 8-aligned, `kind.record_size()` bytes (the archived records are
+        // byte-identical to the plain Pod records). bytemuck checks the
+        // length and alignment again, safely.
+        let record = RecordRef::of_kind(kind, &bytes[start..start + kind.record_size()])
+            .unwrap_or_else(|e| panic!("the frame at {off} was checked: {e}"));
         WalRecord {
             record,
             path: &cursor.segment.path,

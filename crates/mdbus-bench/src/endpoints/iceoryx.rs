@@ -115,11 +115,8 @@ impl Sink for RawSink {
     fn send_batch(&mut self, batch: &mut [MdSample]) -> Result<()> {
         for sample in batch.iter_mut() {
             stamp(sample);
-            let mut loaned = self.publisher.loan_uninit().map_err(|e| iox_error("loan", e))?;
-            loaned.payload_mut().write(*sample);
-            // SAFETY: the payload was fully written on the line above.
-            let loaned = unsafe { loaned.assume_init() };
-            loaned.send().map_err(|e| iox_error("send", e))?;
+            let loaned = self.publisher.loan_uninit().map_err(|e| iox_error("loan", e))?;
+            loaned.write_payload(*sample).send().map_err(|e| iox_error("send", e))?;
         }
         if let Some(notifier) = &self.notifier {
             notifier.notify().map_err(|e| iox_error("notify", e))?;

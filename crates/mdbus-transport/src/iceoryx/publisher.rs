@@ -1,7 +1,6 @@
 //! [`IoxPublisher`]: the sending side of a feed on iceoryx2.
 
 use std::fmt;
-use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 
 use iceoryx2::node::Node;
@@ -52,8 +51,9 @@ impl IoxPublisherConfig {
 pub struct IoxPublisher {
     feed: String,
     md_service: String,
-    /// Dropped by hand in `Drop`, before the last notification.
-    publisher: ManuallyDrop<Publisher<ipc::Service, MdSample, ()>>,
+    /// Taken (dropped) in `Drop`, before the last notification; `Some`
+    /// until then.
+    publisher: Option<Publisher<ipc::Service, MdSample, ()>>,
     notifier: Notifier<ipc::Service>,
     md: md_factory::PortFactory<ipc::Service, MdSample, ()>,
     _event: event_factory::PortFactory<ipc::Service>,
@@ -120,7 +120,7 @@ impl IoxPublisher {
         Ok(IoxPublisher {
             feed: config.feed.clone(),
             md_service,
-            publisher: ManuallyDrop::new(publisher),
+            publisher: Some(publisher),
             notifier,
             md,
             _event: event,
@@ -139,6 +139,12 @@ impl IoxPublisher {
         wal_dir_of(self.md.attributes())
     }
 
+    /// The publisher port (taken only by `Drop`).
+    #[inline]
+    fn port(&self) -> &Publisher<ipc::Service, MdSample, ()> {
+        self.publisher.as_ref().expect("the publisher port lives until drop")
+    }
+
     /// Subscribers connected to the sample service now.
     pub fn subscriber_count(&self) -> usize {
         self.md.dynamic_config().number_of_subscribers()
@@ -151,7 +157,7 @@ impl MdSender for IoxPublisher {
     #[inline]
     fn send(&mut self, sample: &MdSample) -> Result<()> {
         let loaned = self
-            .publisher
+            .port()
             .loan_uninit()
             .map_err(|e| service_error(&self.md_service, format!("cannot loan a sample: {e:?}")))?;
         mdbus_types::copies::note();
@@ -167,7 +173,7 @@ impl MdSender for IoxPublisher {
     fn send_record(&mut self, record: RecordRef<'_>) -> Result<()> {
         let bytes = record.as_bytes();
         let mut loaned = self
-            .publisher
+            .port()
             .loan_uninit()
             .map_err(|e| service_error(&self.md_service, format!("cannot loan a sample: {e:?}")))?;
         let payload: *mut u8 = loaned.payload_mut().as_mut_ptr().cast();
@@ -207,9 +213,9 @@ impl MdSender for IoxPublisher {
 
 impl Drop for IoxPublisher {
     fn drop(&mut self) {
-        // SAFETY: `publisher` is dropped exactly once, here, and never used
-        // after: `drop` is the last use of `self`.
-        unsafe { ManuallyDrop::drop(&mut self.publisher) };
+        // The publisher port goes first, so subscribers woken below see it
+        // gone.
+        drop(self.publisher.take());
         // Wake blocked subscribers so they see the publisher is gone.
         let _ignored = self.notifier.notify();
     }
