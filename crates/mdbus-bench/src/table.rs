@@ -1,6 +1,9 @@
 //! The result table: one row per run, ratios against the raw iceoryx2
 //! row of the same scenario, and the product targets checked against
 //! the rows.
+//!
+//! Length (~700 lines): the table, the ratio rules and the target verdicts,
+//! more than half of it unit tests of those rules.
 
 use std::fmt::Write as _;
 

@@ -16,6 +16,10 @@
 //!
 //! With no publisher running, the subscriber replays the WAL, follows its
 //! tail, and switches to live when a publisher appears.
+//!
+//! Length (~650 lines): the replay-merge state machine (replay, live, gap
+//! fill) is read as one; its nine fields are not yet one state enum (open in
+//! issue 11).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

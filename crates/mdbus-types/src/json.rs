@@ -14,9 +14,8 @@ use serde_json::value::RawValue;
 use crate::error::{Error, Result};
 use crate::instrument::InstrumentId;
 use crate::price::Price;
-use crate::record::{
-    BOOK_DEPTH, BookDelta, BookSnapshot, Heartbeat, Kind, Level, MdSample, RecordHeader, RecordRef, Side, Tick,
-};
+use crate::record::{BOOK_DEPTH, BookDelta, BookSnapshot, Heartbeat, Kind, Level, RecordHeader, Side, Tick};
+use crate::sample::{MdSample, RecordRef};
 
 fn write_str(out: &mut String, s: &str) {
     out.push('"');

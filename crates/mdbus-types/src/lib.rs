@@ -38,8 +38,10 @@ pub mod copies;
 mod error;
 mod instrument;
 pub mod json;
+mod layout;
 mod price;
 mod record;
+mod sample;
 mod seq;
 #[doc(hidden)]
 pub mod test_support;
@@ -47,10 +49,11 @@ pub mod test_support;
 pub use book::{Book, validate_snapshot};
 pub use error::{Error, Result};
 pub use instrument::{InstrumentId, SYMBOL_LEN, is_valid_feed_name};
+pub use layout::{LayoutRow, layout_table, layout_table_markdown};
 pub use price::{PRICE_SCALE, Price, Qty};
 pub use record::{
     BOOK_DEPTH, BookDelta, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, FLAGS_KNOWN, Heartbeat, Kind,
-    LayoutRow, Level, MdSample, Record, RecordHeader, RecordRef, SAMPLE_SIZE, Side, Tick, layout_table,
-    layout_table_markdown,
+    Level, Record, RecordHeader, Side, Tick,
 };
+pub use sample::{MdSample, RecordRef, SAMPLE_SIZE};
 pub use seq::SeqRange;

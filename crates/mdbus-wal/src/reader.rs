@@ -1,5 +1,10 @@
 //! Readers: replay from a seq, a time or the recovery point, and tail a
 //! live writer across segment rolls. Read-only maps; never modify a file.
+//!
+//! Length (~700 lines): the reader's hot path (`fast_frame`) and its slow
+//! path share the cursor; the frame check is still written twice (here and
+//! `format::check_frame`): merging them measured 20-45 % slower replay, so
+//! they stay apart.
 
 use std::fmt;
 use std::os::unix::fs::MetadataExt;

@@ -1,6 +1,9 @@
 //! The one writer of a feed: appends frames into the memory-mapped live
 //! segment, rolls to a new segment when a frame does not fit, and
 //! recovers the newest segment on open.
+//!
+//! Length (~740 lines): append, roll, preallocation and open-time recovery of
+//! the newest segment all move the same live-segment state.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;

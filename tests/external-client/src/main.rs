@@ -8,6 +8,9 @@
 //! per record on stdout in docs/spec.md's JSON form. Exit 0 when all `count` records were good; any
 //! rule violation, a lost record (unless `--allow-gaps`) or a timeout prints a message on stderr
 //! and exits 1. Usage errors exit 2.
+//!
+//! Length (~550 lines): one file on purpose, so an outsider reads the whole
+//! client written from the spec in one place.
 
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -1,0 +1,232 @@
+//! [`MdSample`], the one shared-memory payload of a feed, and
+//! [`RecordRef`], the typed borrowed view of any record (from a sample, a
+//! WAL frame or a record's own bytes).
+
+use std::mem::{align_of, offset_of, size_of};
+
+use bytemuck::{Pod, Zeroable};
+#[cfg(feature = "iceoryx2")]
+use iceoryx2::prelude::ZeroCopySend;
+
+use crate::error::{Error, Result};
+use crate::instrument::InstrumentId;
+use crate::record::{BookDelta, BookSnapshot, Heartbeat, Kind, Record, RecordHeader, Tick};
+
+/// Size of [`MdSample`] in bytes: the largest record.
+pub const SAMPLE_SIZE: usize = 376;
+const SAMPLE_WORDS: usize = SAMPLE_SIZE / 8;
+
+/// The one shared-memory payload of a feed: any one record at offset 0
+/// (`header.kind` says which), the tail zeroed. 376 bytes, align 8.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Pod, Zeroable)]
+#[cfg_attr(feature = "iceoryx2", derive(ZeroCopySend))]
+#[cfg_attr(feature = "iceoryx2", type_name("mdbus::v1::MdSample"))]
+pub struct MdSample {
+    /// The record's bytes as little-endian words.
+    pub words: [u64; SAMPLE_WORDS],
+}
+
+const _: () = {
+    assert!(size_of::<MdSample>() == SAMPLE_SIZE);
+    assert!(align_of::<MdSample>() == 8);
+    assert!(offset_of!(MdSample, words) == 0);
+};
+
+/// A typed borrowed view of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordRef<'a> {
+    /// A [`Tick`].
+    Tick(&'a Tick),
+    /// A [`BookSnapshot`].
+    BookSnapshot(&'a BookSnapshot),
+    /// A [`BookDelta`].
+    BookDelta(&'a BookDelta),
+    /// A [`Heartbeat`].
+    Heartbeat(&'a Heartbeat),
+}
+
+fn cast_exact<T: Record>(bytes: &[u8]) -> Result<&T> {
+    bytemuck::try_from_bytes(bytes).map_err(|_| Error::Size {
+        record: T::NAME,
+        expected: size_of::<T>(),
+        actual: bytes.len(),
+    })
+}
+
+impl<'a> RecordRef<'a> {
+    /// Reads a record from exactly its bytes (8-aligned, little-endian),
+    /// e.g. a WAL payload. The kind comes from the header; an unknown kind
+    /// or a length that is not the kind's size is an error.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<RecordRef<'a>> {
+        let header: &RecordHeader = bytes
+            .get(..size_of::<RecordHeader>())
+            .and_then(|h| bytemuck::try_from_bytes(h).ok())
+            .ok_or(Error::Size {
+                record: "RecordHeader",
+                expected: size_of::<RecordHeader>(),
+                actual: bytes.len(),
+            })?;
+        RecordRef::of_kind(header.kind()?, bytes)
+    }
+
+    /// Reads exactly the bytes of a record of `kind` (8-aligned), whose
+    /// kind the caller already knows (a checked WAL frame): the one place
+    /// where a kind becomes a typed reference. A length that is not the
+    /// kind's size, or misaligned bytes, is an error.
+    #[inline]
+    pub fn of_kind(kind: Kind, bytes: &'a [u8]) -> Result<RecordRef<'a>> {
+        Ok(match kind {
+            Kind::Tick => RecordRef::Tick(cast_exact(bytes)?),
+            Kind::BookSnapshot => RecordRef::BookSnapshot(cast_exact(bytes)?),
+            Kind::BookDelta => RecordRef::BookDelta(cast_exact(bytes)?),
+            Kind::Heartbeat => RecordRef::Heartbeat(cast_exact(bytes)?),
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &'a RecordHeader {
+        match *self {
+            RecordRef::Tick(r) => &r.header,
+            RecordRef::BookSnapshot(r) => &r.header,
+            RecordRef::BookDelta(r) => &r.header,
+            RecordRef::Heartbeat(r) => &r.header,
+        }
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            RecordRef::Tick(_) => Kind::Tick,
+            RecordRef::BookSnapshot(_) => Kind::BookSnapshot,
+            RecordRef::BookDelta(_) => Kind::BookDelta,
+            RecordRef::Heartbeat(_) => Kind::Heartbeat,
+        }
+    }
+
+    /// The instrument, `None` for a heartbeat.
+    pub fn instrument(&self) -> Option<InstrumentId> {
+        match *self {
+            RecordRef::Tick(r) => Some(r.instrument),
+            RecordRef::BookSnapshot(r) => Some(r.instrument),
+            RecordRef::BookDelta(r) => Some(r.instrument),
+            RecordRef::Heartbeat(_) => None,
+        }
+    }
+
+    /// The record's own bytes (its size, not the sample's).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            RecordRef::Tick(r) => bytemuck::bytes_of(r),
+            RecordRef::BookSnapshot(r) => bytemuck::bytes_of(r),
+            RecordRef::BookDelta(r) => bytemuck::bytes_of(r),
+            RecordRef::Heartbeat(r) => bytemuck::bytes_of(r),
+        }
+    }
+
+    /// The record copied into an [`MdSample`].
+    pub fn to_sample(&self) -> MdSample {
+        MdSample::from_bytes_unchecked_kind(self.as_bytes())
+    }
+}
+
+impl MdSample {
+    /// A sample holding `record` at offset 0, the tail zeroed.
+    #[inline]
+    pub fn from_record<R: Record>(record: &R) -> MdSample {
+        MdSample::from_bytes_unchecked_kind(bytemuck::bytes_of(record))
+    }
+
+    #[inline]
+    fn from_bytes_unchecked_kind(bytes: &[u8]) -> MdSample {
+        crate::copies::note();
+        let mut sample = MdSample::zeroed();
+        bytemuck::bytes_of_mut(&mut sample)[..bytes.len()].copy_from_slice(bytes);
+        sample
+    }
+
+    /// The header at offset 0 (whatever the kind).
+    #[inline]
+    pub fn header(&self) -> &RecordHeader {
+        bytemuck::from_bytes(&bytemuck::bytes_of(self)[..size_of::<RecordHeader>()])
+    }
+
+    /// The header at offset 0, mutable (the publisher stamps `seq`,
+    /// `ts_publish` and `flags` here).
+    #[inline]
+    pub fn header_mut(&mut self) -> &mut RecordHeader {
+        bytemuck::from_bytes_mut(&mut bytemuck::bytes_of_mut(self)[..size_of::<RecordHeader>()])
+    }
+
+    /// The typed record; an unknown `kind` is an error, never a panic.
+    pub fn record(&self) -> Result<RecordRef<'_>> {
+        let kind = self.header().kind()?;
+        RecordRef::from_bytes(&bytemuck::bytes_of(self)[..kind.record_size()])
+    }
+
+    /// The record's own bytes (`len` of its kind); an unknown kind is an error.
+    pub fn record_bytes(&self) -> Result<&[u8]> {
+        let kind = self.header().kind()?;
+        Ok(&bytemuck::bytes_of(self)[..kind.record_size()])
+    }
+
+    /// All 376 bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        bytemuck::bytes_of(self)
+    }
+}
+
+impl std::fmt::Debug for MdSample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.record() {
+            Ok(record) => f.debug_tuple("MdSample").field(&record).finish(),
+            Err(_) => f
+                .debug_struct("MdSample")
+                .field("header", self.header())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Default for MdSample {
+    fn default() -> MdSample {
+        MdSample::zeroed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_kind_is_an_error_not_a_panic() {
+        let mut sample = MdSample::from(Heartbeat {
+            header: RecordHeader::new(Kind::Heartbeat, 5),
+        });
+        sample.header_mut().kind = 9;
+        sample.header_mut().seq = 77;
+        let err = sample.record().unwrap_err();
+        assert_eq!(err, Error::UnknownKind { kind: 9, seq: 77 });
+        assert!(format!("{sample:?}").contains("MdSample"));
+    }
+
+    #[test]
+    fn record_from_bytes_checks_length() {
+        let tick = Tick::zeroed();
+        let mut tick = tick;
+        tick.header.kind = Kind::Tick as u16;
+        let bytes = bytemuck::bytes_of(&tick);
+        assert!(RecordRef::from_bytes(bytes).is_ok());
+        // A tick header on 376 bytes is not a tick.
+        let sample = MdSample::from(tick);
+        assert!(matches!(
+            RecordRef::from_bytes(sample.as_bytes()),
+            Err(Error::Size {
+                record: "Tick",
+                expected: 104,
+                actual: 376
+            })
+        ));
+        assert!(RecordRef::from_bytes(&bytes[..16]).is_err());
+    }
+}
