@@ -144,12 +144,10 @@ impl SubscriberBuilder {
         if let Some(l2) = self.l2 {
             config = config.l2(l2);
         }
-        config = match (&self.wal, announced) {
-            (Some(root), _) => config.wal(root, &self.feed),
-            (None, Some(feed_dir)) => config.wal_feed_dir(feed_dir)?,
-            (None, None) if self.start == StartFrom::LiveOnly => config,
-            (None, None) => return Err(Error::NoWal { feed: self.feed }),
-        };
+        config = config.wal_found(self.wal.as_deref(), &self.feed, announced.as_deref())?;
+        if config.wal.is_none() && self.start != StartFrom::LiveOnly {
+            return Err(Error::NoWal { feed: self.feed });
+        }
         Ok(Subscriber {
             inner: mdbus_subscriber::Subscriber::new(live, config)?,
             idle_timeout: self.idle_timeout,

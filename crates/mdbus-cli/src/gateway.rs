@@ -168,11 +168,11 @@ mod imp {
         // gateway's feed thread.
         Gateway::start(config, move || -> Result<Subscriber<IoxSubscriber>, BoxError> {
             let live = open(&feed, wait_for)?;
-            let subscriber_config = match (wal, live.wal_dir()) {
-                (Some(dir), _) => SubscriberConfig::default().wal(dir, &feed),
-                (None, Some(feed_dir)) => SubscriberConfig::default().wal_feed_dir(&feed_dir)?,
-                (None, None) => SubscriberConfig::default().start(StartFrom::LiveOnly),
-            };
+            let mut subscriber_config =
+                SubscriberConfig::default().wal_found(wal.as_deref(), &feed, live.wal_dir().as_deref())?;
+            if subscriber_config.wal.is_none() {
+                subscriber_config = subscriber_config.start(StartFrom::LiveOnly);
+            }
             Ok(Subscriber::new(live, subscriber_config)?)
         })
         .map_err(|e| e.to_string())

@@ -249,24 +249,22 @@ mod imp {
     /// and explicit gaps.
     fn merged(args: &SubscribeArgs, live: IoxSubscriber, duration: Option<Duration>) -> ExitCode {
         use mdbus_subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig};
-        let mut config = SubscriberConfig::default();
-        config = match (&args.wal, live.wal_dir()) {
-            (Some(dir), _) => config.wal(dir, &args.feed),
-            (None, Some(feed_dir)) => match config.wal_feed_dir(&feed_dir) {
+        let announced = live.wal_dir();
+        let mut config =
+            match SubscriberConfig::default().wal_found(args.wal.as_deref(), &args.feed, announced.as_deref()) {
                 Ok(config) => config,
                 Err(e) => {
-                    eprintln!("mdbus subscribe: the feed's WAL folder {}: {e}", feed_dir.display());
+                    eprintln!("mdbus subscribe: the feed's WAL folder {announced:?}: {e}");
                     return ExitCode::FAILURE;
                 }
-            },
-            (None, None) => {
-                eprintln!(
-                    "mdbus subscribe: feed {} announces no WAL folder: pass --wal DIR",
-                    args.feed
-                );
-                return ExitCode::from(2);
-            }
-        };
+            };
+        if config.wal.is_none() {
+            eprintln!(
+                "mdbus subscribe: feed {} announces no WAL folder: pass --wal DIR",
+                args.feed
+            );
+            return ExitCode::from(2);
+        }
         if let Some(seq) = args.from_seq {
             config = config.start(StartFrom::Seq(seq));
         }

@@ -163,6 +163,19 @@ impl SubscriberConfig {
         Ok(self.wal(dir, &feed))
     }
 
+    /// The WAL to use, found the one way every mdbus program finds it: the
+    /// root the user gave (`<root>/<feed>`) first, else the feed folder the
+    /// publisher announces (the iceoryx2 service attribute `mdbus.wal_dir`,
+    /// `IoxSubscriber::wal_dir()`), else none (the config is unchanged:
+    /// check [`SubscriberConfig::wal`] to tell).
+    pub fn wal_found(self, root: Option<&Path>, feed: &str, announced: Option<&Path>) -> Result<SubscriberConfig> {
+        match (root, announced) {
+            (Some(root), _) => Ok(self.wal(root, feed)),
+            (None, Some(feed_dir)) => self.wal_feed_dir(feed_dir),
+            (None, None) => Ok(self),
+        }
+    }
+
     /// Sets the start point.
     pub fn start(mut self, start: StartFrom) -> SubscriberConfig {
         self.start = start;
