@@ -23,6 +23,18 @@ pub fn fnv1a64(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Where a probe for an instrument ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// On the board, in this slot (as the entry says: not yet checked
+    /// against the capacity).
+    Found(u32),
+    /// Not on the board; this index entry is where it would go.
+    Vacant(usize),
+    /// Not on the board, and every index entry is taken.
+    Full,
+}
+
 /// Whether index entry `entry` (an offset) is complete.
 fn is_ready(words: &Words, entry: usize) -> bool {
     // SYNC: pairs with the Release store of `ready` in `publish_entry`: a
@@ -38,22 +50,21 @@ fn slot(words: &Words, entry: usize) -> u32 {
     words.u32(entry + ENTRY_SLOT).load(Ordering::Relaxed)
 }
 
-/// Index probe: the slot of `id`, or `Err(free entry)` where it would go
-/// (`Err(None)`: every entry is taken).
-pub(crate) fn probe(words: &Words, layout: &Layout, id: &InstrumentId) -> Result<u32, Option<usize>> {
+/// Looks `id` up in the index.
+pub(crate) fn probe(words: &Words, layout: &Layout, id: &InstrumentId) -> Probe {
     let mask = layout.index_len - 1;
     let mut i = fnv1a64(id.as_bytes()) as usize & mask;
     for _ in 0..layout.index_len {
         let entry = layout.entry(i);
         if !is_ready(words, entry) {
-            return Err(Some(i));
+            return Probe::Vacant(i);
         }
         if symbol(words, entry) == *id {
-            return Ok(slot(words, entry));
+            return Probe::Found(slot(words, entry));
         }
         i = (i + 1) & mask;
     }
-    Err(None)
+    Probe::Full
 }
 
 /// Every complete index entry, in index order: `(instrument, slot)`.
@@ -83,5 +94,35 @@ mod tests {
     fn fnv1a64_known_values() {
         assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn probe_finds_vacant_found_and_full() {
+        let layout = Layout::new(1); // index_len 2
+        assert_eq!(layout.index_len, 2);
+        let mut backing = vec![0u64; layout.file_len / 8];
+        // SAFETY: a local, 8-aligned buffer of the layout's size, used only here.
+        let words = unsafe { Words::new(backing.as_mut_ptr().cast::<u8>(), layout.file_len) };
+        let (a, b, c) = (
+            InstrumentId::new("A").unwrap(),
+            InstrumentId::new("B").unwrap(),
+            InstrumentId::new("C").unwrap(),
+        );
+        let Probe::Vacant(i) = probe(&words, &layout, &a) else {
+            panic!("empty index")
+        };
+        assert_eq!(i, fnv1a64(a.as_bytes()) as usize & 1);
+        publish_entry(&words, &layout, i, &a, 0);
+        assert_eq!(probe(&words, &layout, &a), Probe::Found(0));
+        let Probe::Vacant(j) = probe(&words, &layout, &b) else {
+            panic!("one entry free")
+        };
+        assert_eq!(j, 1 - i, "linear probing takes the other entry");
+        publish_entry(&words, &layout, j, &b, 7);
+        assert_eq!(probe(&words, &layout, &b), Probe::Found(7));
+        assert_eq!(probe(&words, &layout, &c), Probe::Full);
+        let mut all: Vec<_> = entries(&words, &layout).collect();
+        all.sort();
+        assert_eq!(all, vec![(a, 0), (b, 7)]);
     }
 }

@@ -8,7 +8,7 @@ use memmap2::Mmap;
 
 use crate::board_path;
 use crate::error::{Error, Result, validate_feed_name};
-use crate::index;
+use crate::index::{self, Probe};
 use crate::layout::{BOOK_CELL, BOOK_WORDS, BoardStatus, Layout, TICK_CELL, TICK_WORDS, check_header, read_status};
 use crate::words::Words;
 
@@ -87,10 +87,12 @@ impl BoardReader {
 
     /// The slot of `id`, `None` if the instrument is not on the board.
     pub fn entry(&self, id: &InstrumentId) -> Option<BoardEntry<'_>> {
-        let slot = index::probe(&self.words, &self.layout, id).ok()? as usize;
-        (slot < self.layout.capacity).then(|| BoardEntry {
+        let Probe::Found(slot) = index::probe(&self.words, &self.layout, id) else {
+            return None;
+        };
+        ((slot as usize) < self.layout.capacity).then(|| BoardEntry {
             reader: self,
-            offset: self.layout.slot(slot),
+            offset: self.layout.slot(slot as usize),
         })
     }
 

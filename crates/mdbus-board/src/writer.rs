@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::board_path;
 use crate::error::{Error, Result, validate_feed_name};
-use crate::index;
+use crate::index::{self, Probe};
 use crate::layout::{
     BOARD_MAGIC, BOARD_VERSION, BOOK_CELL, BOOK_WORDS, BoardStatus, H_CAPACITY, H_COUNT, H_EPOCH, H_FEED, H_HEADER_LEN,
     H_HEARTBEAT, H_INDEX_LEN, H_LAST_SEQ, H_MAGIC, H_SLOT_LEN, H_VERSION, H_WRITER_PID, HEADER_LEN, Layout,
@@ -212,11 +212,11 @@ impl BoardWriter {
             return Err(full());
         }
         let vacant = match index::probe(&self.words, &self.layout, id) {
-            Ok(slot) if (slot as usize) < self.layout.capacity => {
+            Probe::Found(slot) if (slot as usize) < self.layout.capacity => {
                 self.slots.insert(*id, slot);
                 return Ok(self.layout.slot(slot as usize));
             }
-            Ok(slot) => {
+            Probe::Found(slot) => {
                 return Err(Error::invalid(
                     &self.path,
                     format!(
@@ -225,8 +225,8 @@ impl BoardWriter {
                     ),
                 ));
             }
-            Err(Some(i)) => i,
-            Err(None) => return Err(full()),
+            Probe::Vacant(i) => i,
+            Probe::Full => return Err(full()),
         };
         let slot = self.slots.len() as u32;
         index::publish_entry(&self.words, &self.layout, vacant, id, slot);
