@@ -46,11 +46,9 @@ fn has_magic(file: &File) -> bool {
     read_header_bytes::<8>(file, H_MAGIC) == Some(BOARD_MAGIC)
 }
 
-fn read_pid(path: &Path) -> Option<u32> {
-    let bytes = std::fs::read(path).ok()?;
-    Some(u32::from_le_bytes(
-        bytes.get(H_WRITER_PID..H_WRITER_PID + 4)?.try_into().ok()?,
-    ))
+/// The `writer_pid` field of `file`'s header: 4 bytes, not the whole file.
+fn read_pid(file: &File) -> Option<u32> {
+    read_header_bytes::<4>(file, H_WRITER_PID).map(u32::from_le_bytes)
 }
 
 impl BoardWriter {
@@ -80,7 +78,7 @@ impl BoardWriter {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 return Err(Error::Locked {
-                    pid: read_pid(&path),
+                    pid: read_pid(&file),
                     path,
                     feed: feed.to_string(),
                 });
@@ -263,5 +261,25 @@ impl BoardWriter {
         self.words
             .u64(H_HEARTBEAT)
             .store(clock::now_ns() as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_and_magic_are_read_from_header_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = BoardWriter::open(dir.path(), "pid", 8).unwrap();
+        let file = File::open(writer.path()).unwrap();
+        assert_eq!(read_pid(&file), Some(std::process::id()));
+        assert!(has_magic(&file));
+        // A file too short for the field has no pid (and no magic).
+        let short = dir.path().join("short");
+        std::fs::write(&short, [0u8; 43]).unwrap();
+        let file = File::open(&short).unwrap();
+        assert_eq!(read_pid(&file), None);
+        assert!(!has_magic(&file));
     }
 }
