@@ -6,85 +6,137 @@
 //! retries only if `seq` moved meanwhile. A reader never waits for the
 //! writer.
 
-use std::sync::atomic::{Ordering, fence};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use bytemuck::Pod;
 
 use crate::words::Words;
 
-impl Words {
-    /// Writer side of the latch at `cell` holding records of `W` words.
-    pub(crate) fn latch_write<R: Pod>(&self, cell: usize, record: &R) {
-        let seq = self.u64(cell);
-        let copy_len = size_of::<R>();
-        let s = seq.load(Ordering::Relaxed);
-        debug_assert!(s.is_multiple_of(2), "a cell is even between updates (fixed on open)");
-        // SYNC: the previous update's copy-1 stores happen before `seq`
-        // turns odd; pairs with the Acquire load of `seq` in `latch_read`
-        // (a reader that sees the odd `seq` reads a complete copy 1).
-        fence(Ordering::Release);
-        seq.store(s + 1, Ordering::Relaxed);
-        // SYNC: this fence orders the odd `seq` before the copy-0 stores;
-        // pairs with the Acquire fence in `latch_read` (a reader that saw
-        // any copy-0 word of this update then sees `seq` moved).
-        fence(Ordering::Release);
-        self.write_record(cell + 8, record);
-        // SYNC: copy 0 is complete before `seq` turns even; pairs with the
-        // Acquire load of `seq` in `latch_read`.
-        fence(Ordering::Release);
-        seq.store(s + 2, Ordering::Relaxed);
-        // SYNC: the even `seq` before the copy-1 stores; pairs with the
-        // Acquire fence in `latch_read`.
-        fence(Ordering::Release);
-        self.write_record(cell + 8 + copy_len, record);
+/// One latch cell holding records `R`, its range checked once by
+/// [`Latch::at`]; its words are then read and written without checks.
+pub(crate) struct Latch<'a, R> {
+    seq: &'a AtomicU64,
+    copies: [&'a [AtomicU64]; 2],
+    record: PhantomData<fn() -> R>,
+}
+
+/// Copies a record out of `copy`'s words (Relaxed loads; the latch
+/// protocol of the caller orders them).
+#[inline]
+fn load<R: Pod>(copy: &[AtomicU64]) -> R {
+    let mut record = R::zeroed();
+    let dst: &mut [u64] = bytemuck::cast_slice_mut(bytemuck::bytes_of_mut(&mut record));
+    debug_assert_eq!(dst.len(), copy.len());
+    for (word, shared) in dst.iter_mut().zip(copy) {
+        *word = shared.load(Ordering::Relaxed);
+    }
+    record
+}
+
+/// Stores `record` into `copy`'s words (Relaxed stores).
+#[inline]
+fn store<R: Pod>(copy: &[AtomicU64], record: &R) {
+    let src: &[u64] = bytemuck::cast_slice(bytemuck::bytes_of(record));
+    debug_assert_eq!(src.len(), copy.len());
+    for (shared, word) in copy.iter().zip(src) {
+        shared.store(*word, Ordering::Relaxed);
+    }
+}
+
+impl<'a, R: Pod> Latch<'a, R> {
+    /// The cell at byte offset `cell`: `seq`, then two copies of `R`. The
+    /// whole cell's range is checked here, once.
+    #[inline]
+    pub(crate) fn at(words: &'a Words, cell: usize) -> Latch<'a, R> {
+        const {
+            assert!(size_of::<R>().is_multiple_of(8) && align_of::<R>() >= 8);
+        }
+        let n = size_of::<R>() / 8;
+        let (seq, copies) = words
+            .words(cell, 1 + 2 * n)
+            .split_first()
+            .expect("a cell has a seq word");
+        let (copy0, copy1) = copies.split_at(n);
+        Latch {
+            seq,
+            copies: [copy0, copy1],
+            record: PhantomData,
+        }
     }
 
-    /// Reader side of the latch: the copy not being written; never waits.
-    pub(crate) fn latch_read<R: Pod, const W: usize>(&self, cell: usize) -> R {
-        let seq = self.u64(cell);
-        let copy_len = size_of::<R>();
+    /// The cell's `seq` word (tests simulate a writer's death with it).
+    #[cfg(test)]
+    pub(crate) fn seq(&self) -> &'a AtomicU64 {
+        self.seq
+    }
+
+    /// Writer side: stores `record` in both copies, `seq` += 2. The one
+    /// writer only (the cell is even between updates).
+    pub(crate) fn write(&self, record: &R) {
+        let s = self.seq.load(Ordering::Relaxed);
+        debug_assert!(s.is_multiple_of(2), "a cell is even between updates (fixed on open)");
+        // SYNC: the previous update's copy-1 stores happen before `seq`
+        // turns odd; pairs with the Acquire load of `seq` in `read`
+        // (a reader that sees the odd `seq` reads a complete copy 1).
+        fence(Ordering::Release);
+        self.seq.store(s + 1, Ordering::Relaxed);
+        // SYNC: this fence orders the odd `seq` before the copy-0 stores;
+        // pairs with the Acquire fence in `read` (a reader that saw any
+        // copy-0 word of this update then sees `seq` moved).
+        fence(Ordering::Release);
+        store(self.copies[0], record);
+        // SYNC: copy 0 is complete before `seq` turns even; pairs with the
+        // Acquire load of `seq` in `read`.
+        fence(Ordering::Release);
+        self.seq.store(s + 2, Ordering::Relaxed);
+        // SYNC: the even `seq` before the copy-1 stores; pairs with the
+        // Acquire fence in `read`.
+        fence(Ordering::Release);
+        store(self.copies[1], record);
+    }
+
+    /// Reader side: the copy not being written; never waits.
+    pub(crate) fn read(&self) -> R {
         loop {
             // SYNC: pairs with the Release fences before each `seq` store in
-            // `latch_write`: the copy we pick was completed before.
-            let s = seq.load(Ordering::Acquire);
-            let copy = if s & 1 == 0 { cell + 8 } else { cell + 8 + copy_len };
-            let record = self.read_record::<R, W>(copy);
+            // `write`: the copy we pick was completed before.
+            let s = self.seq.load(Ordering::Acquire);
+            let record = load(self.copies[(s & 1) as usize]);
             // SYNC: pairs with the Release fences after each `seq` store in
-            // `latch_write`: if any word above came from a newer update, the
+            // `write`: if any word above came from a newer update, the
             // reload below sees `seq` moved.
             fence(Ordering::Acquire);
-            if seq.load(Ordering::Relaxed) == s {
+            if self.seq.load(Ordering::Relaxed) == s {
                 return record;
             }
         }
     }
 
-    /// After a writer died mid-update, make both copies the last complete
+    /// After a writer died mid-update, makes both copies the last complete
     /// value: with `seq` odd it died writing copy 0 (copy 1 is complete);
     /// with `seq` even it may have died writing copy 1 (copy 0 is
     /// complete). Readers are never exposed to the copy being repaired.
     /// Returns whether a copy was rewritten.
-    pub(crate) fn latch_repair<R: Pod, const W: usize>(&self, cell: usize) -> bool {
-        let seq = self.u64(cell);
-        let s = seq.load(Ordering::Relaxed);
-        let copy_len = size_of::<R>();
-        let (copy0, copy1) = (cell + 8, cell + 8 + copy_len);
+    pub(crate) fn repair(&self) -> bool {
+        let s = self.seq.load(Ordering::Relaxed);
+        let [copy0, copy1] = self.copies;
         if s.is_multiple_of(2) {
             // Readers read copy 0 while `seq` is even: copy 1 may be fixed.
-            let complete: R = self.read_record::<R, W>(copy0);
-            let other: R = self.read_record::<R, W>(copy1);
+            let complete: R = load(copy0);
+            let other: R = load(copy1);
             if bytemuck::bytes_of(&complete) == bytemuck::bytes_of(&other) {
                 return false;
             }
-            self.write_record(copy1, &complete);
+            store(copy1, &complete);
             return true;
         }
-        let complete: R = self.read_record::<R, W>(copy1);
-        self.write_record(copy0, &complete);
+        let complete: R = load(copy1);
+        store(copy0, &complete);
         // SYNC: copy 0 repaired before `seq` turns even; pairs with the
-        // Acquire load of `seq` in `latch_read`.
+        // Acquire load of `seq` in `read`.
         fence(Ordering::Release);
-        seq.store(s + 1, Ordering::Relaxed);
+        self.seq.store(s + 1, Ordering::Relaxed);
         true
     }
 }

@@ -43,11 +43,6 @@ pub(crate) const H_HEARTBEAT: usize = 48;
 pub(crate) const H_LAST_SEQ: usize = 56;
 pub(crate) const H_FEED: usize = 64;
 
-/// Words of a `Tick` copy.
-pub(crate) const TICK_WORDS: usize = size_of::<Tick>() / 8;
-/// Words of a `BookSnapshot` copy.
-pub(crate) const BOOK_WORDS: usize = size_of::<BookSnapshot>() / 8;
-
 const _: () = {
     assert!(8 + 2 * size_of::<Tick>() == 216);
     assert!(TICK_CELL + 8 + 2 * size_of::<Tick>() <= BOOK_CELL);

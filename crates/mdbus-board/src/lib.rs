@@ -21,8 +21,9 @@
 //! plain `memcpy` would be undefined behaviour in Rust).
 //!
 //! Modules: `layout` (constants, header, sizes), `words` (atomic access
-//! to the mapping), `latch` (the seqcount latch of a cell), `index` (hash,
-//! probe, entries), `writer`, `reader`.
+//! to the mapping, one bounds check per field or cell), `latch` (the
+//! seqcount latch of a cell), `index` (hash, probe, entries), `writer`,
+//! `reader`.
 //!
 //! # Quick start
 //!

@@ -9,7 +9,8 @@ use memmap2::Mmap;
 use crate::board_path;
 use crate::error::{Error, Result, validate_feed_name};
 use crate::index::{self, Probe};
-use crate::layout::{BOOK_CELL, BOOK_WORDS, BoardStatus, Layout, TICK_CELL, TICK_WORDS, check_header, read_status};
+use crate::latch::Latch;
+use crate::layout::{BOOK_CELL, BoardStatus, Layout, TICK_CELL, check_header, read_status};
 use crate::words::Words;
 
 /// A read-only view of a board, in any process.
@@ -31,19 +32,13 @@ pub struct BoardEntry<'a> {
 impl BoardEntry<'_> {
     /// The last tick, `None` if none was written yet.
     pub fn tick(&self) -> Option<Tick> {
-        let tick: Tick = self
-            .reader
-            .words
-            .latch_read::<Tick, TICK_WORDS>(self.offset + TICK_CELL);
+        let tick: Tick = Latch::at(&self.reader.words, self.offset + TICK_CELL).read();
         (tick.header.seq != 0 && tick.header.kind == Kind::Tick as u16).then_some(tick)
     }
 
     /// The current top-10 book, `None` if none was written yet.
     pub fn book(&self) -> Option<BookSnapshot> {
-        let book: BookSnapshot = self
-            .reader
-            .words
-            .latch_read::<BookSnapshot, BOOK_WORDS>(self.offset + BOOK_CELL);
+        let book: BookSnapshot = Latch::at(&self.reader.words, self.offset + BOOK_CELL).read();
         (book.header.seq != 0 && book.header.kind == Kind::BookSnapshot as u16).then_some(book)
     }
 }

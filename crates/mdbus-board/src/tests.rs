@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use bytemuck::Zeroable;
 use mdbus_types::{Book, BookDelta, InstrumentId, Kind, Price, RecordHeader, Side, Tick};
 
+use crate::latch::Latch;
 use crate::layout::TICK_CELL;
 use crate::{BoardReader, BoardWriter, Error, board_path};
 
@@ -90,7 +91,7 @@ fn a_cell_left_odd_by_a_dead_writer_reads_the_last_complete_value_and_is_repaire
         w.update_tick(&tick("X", 10)).unwrap();
         // Simulate death between "seq odd" and "copy 0 complete".
         let cell = w.slot_for(&id).unwrap() + TICK_CELL;
-        let seq = w.words().u64(cell);
+        let seq = Latch::<Tick>::at(w.words(), cell).seq();
         seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         w.words().write_bytes(cell + 8, &[0xAB; 104]);
     }
@@ -121,7 +122,7 @@ fn a_copy_1_torn_by_a_dead_writer_is_repaired_before_readers_can_see_it() {
     // The next update makes `seq` odd: readers then use copy 1, which
     // must be the last complete value, not the torn bytes.
     let cell = w.slot_for(&id).unwrap() + TICK_CELL;
-    let seq = w.words().u64(cell);
+    let seq = Latch::<Tick>::at(w.words(), cell).seq();
     seq.store(seq.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     assert_eq!(reader.tick(&id).unwrap(), tick("Y", 20));
     seq.store(seq.load(Ordering::Relaxed) - 1, Ordering::Relaxed);

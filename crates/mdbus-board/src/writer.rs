@@ -12,10 +12,11 @@ use rustc_hash::FxHashMap;
 use crate::board_path;
 use crate::error::{Error, Result, validate_feed_name};
 use crate::index::{self, Probe};
+use crate::latch::Latch;
 use crate::layout::{
-    BOARD_MAGIC, BOARD_VERSION, BOOK_CELL, BOOK_WORDS, BoardStatus, H_CAPACITY, H_COUNT, H_EPOCH, H_FEED, H_HEADER_LEN,
+    BOARD_MAGIC, BOARD_VERSION, BOOK_CELL, BoardStatus, H_CAPACITY, H_COUNT, H_EPOCH, H_FEED, H_HEADER_LEN,
     H_HEARTBEAT, H_INDEX_LEN, H_LAST_SEQ, H_MAGIC, H_SLOT_LEN, H_VERSION, H_WRITER_PID, HEADER_LEN, Layout,
-    MAX_BOARD_CAPACITY, SLOT_LEN, TICK_CELL, TICK_WORDS, check_header, read_status,
+    MAX_BOARD_CAPACITY, SLOT_LEN, TICK_CELL, check_header, read_status,
 };
 use crate::words::Words;
 
@@ -155,8 +156,8 @@ impl BoardWriter {
                 continue;
             }
             let base = layout.slot(slot as usize);
-            repaired += usize::from(words.latch_repair::<Tick, TICK_WORDS>(base + TICK_CELL));
-            repaired += usize::from(words.latch_repair::<BookSnapshot, BOOK_WORDS>(base + BOOK_CELL));
+            repaired += usize::from(Latch::<Tick>::at(words, base + TICK_CELL).repair());
+            repaired += usize::from(Latch::<BookSnapshot>::at(words, base + BOOK_CELL).repair());
             slots.insert(id, slot);
         }
         self.slots = slots;
@@ -238,7 +239,7 @@ impl BoardWriter {
     /// Stores `tick` as its instrument's last tick (as published).
     pub fn update_tick(&mut self, tick: &Tick) -> Result<()> {
         let slot = self.slot_for(&tick.instrument)?;
-        self.words.latch_write(slot + TICK_CELL, tick);
+        Latch::at(&self.words, slot + TICK_CELL).write(tick);
         Ok(())
     }
 
@@ -247,7 +248,7 @@ impl BoardWriter {
     pub fn update_book(&mut self, book: &BookSnapshot) -> Result<()> {
         debug_assert_eq!(book.header.kind, BookSnapshot::KIND as u16);
         let slot = self.slot_for(&book.instrument)?;
-        self.words.latch_write(slot + BOOK_CELL, book);
+        Latch::at(&self.words, slot + BOOK_CELL).write(book);
         Ok(())
     }
 
