@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use mdbus::board::{BoardReader, BoardWriter};
 use mdbus::publisher::SyntheticFeed;
-use mdbus::transport::{BoardReader, BoardWriter};
 use mdbus::types::{InstrumentId, RecordRef};
 
 fn board(c: &mut Criterion) {

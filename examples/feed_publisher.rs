@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         bus.next_seq() - 1,
         bus.inner_mut().instrument_count(),
         wal_dir.join(&feed_name).display(),
-        mdbus::transport::board_path(&board_dir, &feed_name).display()
+        mdbus::board::board_path(&board_dir, &feed_name).display()
     );
     Ok(())
 }

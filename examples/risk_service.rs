@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mdbus::board::BoardReader;
 use mdbus::subscriber::{CachedHistory, Event, L1Cache, Subscriber, SubscriberConfig, SubscriberStats};
-use mdbus::transport::{BoardReader, MdReceiver};
+use mdbus::transport::MdReceiver;
 use mdbus::types::{BookSnapshot, Price, clock};
 
 /// What the receive thread shares with the risk thread.

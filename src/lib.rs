@@ -24,8 +24,10 @@
 //! The layers underneath, re-exported:
 //! - [`types`]: record layouts, `Price`, `InstrumentId`, the top-10 `Book`;
 //! - [`transport`]: the transport traits, the in-process crossbeam bus and
-//!   the snapshot board;
+//!   the iceoryx2 transport (feature);
 //! - [`wal`]: the segmented memory-mapped write-ahead log;
+//! - [`board`]: the snapshot board (the latest tick and book of every
+//!   instrument in a shared-memory file);
 //! - [`publisher`]: the feed publisher (WAL, transport, board, snapshot
 //!   policy) and the synthetic feed;
 //! - [`subscriber`]: replay-merge into the live stream, gap fill, L1/L2/L3
@@ -64,6 +66,7 @@ pub use mdbus_types::{BookDelta, BookSnapshot, InstrumentId, Level, Price, Qty, 
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+pub use mdbus_board as board;
 #[cfg(feature = "cli")]
 pub use mdbus_cli as cli;
 #[cfg(feature = "gateway")]

@@ -142,7 +142,7 @@ impl Publisher {
     /// heartbeats after 100 ms of silence, no WAL until [`PublisherBuilder::wal`].
     pub fn builder(feed: &str) -> PublisherBuilder {
         let mut config = FeedConfig::new(feed);
-        config.board_dir = Some(PathBuf::from(mdbus_transport::DEFAULT_BOARD_DIR));
+        config.board_dir = Some(PathBuf::from(mdbus_board::DEFAULT_BOARD_DIR));
         PublisherBuilder { config }
     }
 

@@ -11,8 +11,9 @@ use std::process::{Command, Stdio};
 use common::Proc;
 use std::time::{Duration, Instant};
 
+use mdbus::board::BoardReader;
 use mdbus::transport::iceoryx::{IoxSubscriber, IoxSubscriberConfig, WaitStrategy, init_logging};
-use mdbus::transport::{BoardReader, Error, MdReceiver};
+use mdbus::transport::{Error, MdReceiver};
 use mdbus::types::{Book, InstrumentId, MdSample, RecordRef, validate_snapshot};
 use mdbus::wal::{ReadOptions, WalReader};
 

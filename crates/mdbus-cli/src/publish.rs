@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use mdbus_board::DEFAULT_BOARD_DIR;
 use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
-use mdbus_transport::{DEFAULT_BOARD_DIR, MdSender};
+use mdbus_transport::MdSender;
 use mdbus_types::clock;
 use mdbus_wal::{SyncPolicy, WalOptions};
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use mdbus_transport::{BoardReader, DEFAULT_BOARD_DIR};
+use mdbus_board::{BoardReader, DEFAULT_BOARD_DIR};
 use mdbus_types::{BookSnapshot, InstrumentId, RecordRef, Tick, clock, json};
 
 /// Arguments of `mdbus snapshot`.

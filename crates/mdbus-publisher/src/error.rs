@@ -10,6 +10,10 @@ pub enum Error {
     /// A record that cannot be published (unknown kind, bad header).
     #[error("record: {0}")]
     Record(#[from] mdbus_types::Error),
+    /// The snapshot board failed (held by another writer, full, invalid
+    /// file); the error names the board file and the feed or instrument.
+    #[error(transparent)]
+    Board(#[from] mdbus_board::Error),
     /// The write-ahead log failed (full disk, lock held, corruption, ...).
     #[error("WAL: {0}")]
     Wal(#[from] mdbus_wal::Error),

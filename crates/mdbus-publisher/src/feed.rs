@@ -21,7 +21,8 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mdbus_transport::{BoardWriter, DEFAULT_BOARD_CAPACITY, MdSender};
+use mdbus_board::{BoardWriter, DEFAULT_BOARD_CAPACITY};
+use mdbus_transport::MdSender;
 use mdbus_types::{
     Book, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample, Record, RecordHeader,
     RecordRef, Side, Tick, clock, validate_snapshot,

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use mdbus_board::BoardReader;
 use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
-use mdbus_transport::{BoardReader, InProcBus, InProcReceiver, MdReceiver};
+use mdbus_transport::{InProcBus, InProcReceiver, MdReceiver};
 use mdbus_types::{
     Book, BookDelta, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, InstrumentId, Kind, MdSample, Price, RecordRef, Side,
 };

@@ -1,9 +1,7 @@
 //! The error type of `mdbus-transport`.
 
-use std::path::PathBuf;
-
-/// What went wrong in a transport or the snapshot board. Every variant
-/// names the feed, service or file concerned.
+/// What went wrong in a transport. Every variant names the feed or
+/// service concerned.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -24,23 +22,6 @@ pub enum Error {
         service: String,
         /// What failed or differs.
         reason: String,
-    },
-    /// A snapshot board file that is invalid, full, or held by another writer.
-    #[error("snapshot board {}: {reason}", path.display())]
-    Board {
-        /// The board file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// An I/O error on a file.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
     },
 }
 

@@ -22,7 +22,6 @@
 //! # Ok::<(), mdbus_transport::Error>(())
 //! ```
 
-pub mod board;
 mod error;
 #[cfg(feature = "iceoryx2")]
 pub mod iceoryx;
@@ -30,7 +29,6 @@ mod inproc;
 
 use std::time::Duration;
 
-pub use board::{BoardReader, BoardStatus, BoardWriter, DEFAULT_BOARD_CAPACITY, DEFAULT_BOARD_DIR, board_path};
 pub use error::{Error, Result, validate_feed_name};
 pub use inproc::{InProcBus, InProcReceiver, InProcSender};
 use mdbus_types::{MdSample, RecordRef};

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytemuck::Zeroable;
-use mdbus_transport::{BoardReader, BoardWriter};
+use mdbus_board::{BoardReader, BoardWriter};
 use mdbus_types::{BookSnapshot, InstrumentId, Kind, Level, Price, RecordHeader, RecordRef, Tick, json};
 
 const CHILD_ENV: &str = "MDBUS_BOARD_CHILD";
