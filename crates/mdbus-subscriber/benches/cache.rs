@@ -132,6 +132,8 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("l1");
     group.bench_function("tick_get", |b| b.iter(|| black_box(l1.tick(black_box(&id)))));
     group.bench_function("book_get", |b| b.iter(|| black_box(l1.book(black_box(&id)))));
+    // The top of book and staleness in one read (no 376-byte rebuild).
+    group.bench_function("quote_get", |b| b.iter(|| black_box(l1.quote(black_box(&id)))));
     group.finish();
 
     let mut group = c.benchmark_group("replay");
