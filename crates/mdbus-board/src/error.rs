@@ -9,11 +9,14 @@ use mdbus_types::InstrumentId;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A feed name outside `[A-Za-z0-9_-]{1,32}`.
-    #[error("invalid feed name {feed:?}: expected 1 to 32 characters of [A-Za-z0-9_-]")]
+    /// A feed name outside `[A-Za-z0-9_-]{1,32}` (`mdbus_types::FeedName`'s
+    /// check and reason).
+    #[error("invalid feed name {feed:?}: {reason} (expected 1 to 32 characters of [A-Za-z0-9_-])")]
     FeedName {
         /// The name given.
         feed: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// Another process holds the board's writer lock.
     #[error(
@@ -86,9 +89,11 @@ impl Error {
 
 /// Checks a feed name: 1 to 32 characters of `[A-Za-z0-9_-]`.
 pub fn validate_feed_name(feed: &str) -> Result<()> {
-    if mdbus_types::is_valid_feed_name(feed) {
-        Ok(())
-    } else {
-        Err(Error::FeedName { feed: feed.to_string() })
+    match mdbus_types::FeedName::reason(feed) {
+        None => Ok(()),
+        Some(reason) => Err(Error::FeedName {
+            feed: feed.to_string(),
+            reason,
+        }),
     }
 }

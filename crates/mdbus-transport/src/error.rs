@@ -8,11 +8,14 @@ pub enum Error {
     /// Every sender of the bus is gone and nothing is left to receive.
     #[error("transport disconnected: every sender of the feed is gone")]
     Disconnected,
-    /// A feed name outside `[A-Za-z0-9_-]{1,32}`.
-    #[error("invalid feed name {feed:?}: expected 1 to 32 characters of [A-Za-z0-9_-]")]
+    /// A feed name outside `[A-Za-z0-9_-]{1,32}` (`mdbus_types::FeedName`'s
+    /// check and reason).
+    #[error("invalid feed name {feed:?}: {reason} (expected 1 to 32 characters of [A-Za-z0-9_-])")]
     FeedName {
         /// The name given.
         feed: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A shared-memory service that cannot be created or opened, or that
     /// is incompatible (other payload type, other settings).
@@ -30,10 +33,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Checks a feed name: 1 to 32 characters of `[A-Za-z0-9_-]`.
 pub fn validate_feed_name(feed: &str) -> Result<()> {
-    if mdbus_types::is_valid_feed_name(feed) {
-        Ok(())
-    } else {
-        Err(Error::FeedName { feed: feed.to_string() })
+    match mdbus_types::FeedName::reason(feed) {
+        None => Ok(()),
+        Some(reason) => Err(Error::FeedName {
+            feed: feed.to_string(),
+            reason,
+        }),
     }
 }
 

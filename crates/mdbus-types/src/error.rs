@@ -20,6 +20,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A feed name outside `[A-Za-z0-9_-]{1,32}`.
+    #[error("invalid feed name {feed:?}: {reason} (1 to 32 characters of [A-Za-z0-9_-])")]
+    FeedName {
+        /// The name given.
+        feed: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A record header whose `kind` is not one of the known kinds.
     #[error("unknown record kind {kind} (seq {seq})")]
     UnknownKind {

@@ -6,15 +6,75 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 
-/// Whether `feed` is a valid feed name (docs/spec.md, wire names): 1 to 32
-/// characters of `[A-Za-z0-9_-]`. The WAL folder, the iceoryx2 services
-/// and the board file are all named after it; each crate wraps this check
-/// in its own error.
+/// Whether `feed` is a valid feed name: [`FeedName::new`] accepts it.
 pub fn is_valid_feed_name(feed: &str) -> bool {
-    (1..=32).contains(&feed.len())
-        && feed
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    FeedName::new(feed).is_ok()
+}
+
+/// A feed name (docs/spec.md, wire names): 1 to 32 characters of
+/// `[A-Za-z0-9_-]`. The WAL folder, the iceoryx2 services and the board
+/// file are all named after it; this is the one check of the rule (the
+/// WAL, transport and board errors carry its reason).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FeedName(String);
+
+impl FeedName {
+    /// Checks `feed`; the error names what is wrong.
+    ///
+    /// ```
+    /// use mdbus_types::FeedName;
+    /// assert_eq!(FeedName::new("cffex")?.as_str(), "cffex");
+    /// assert!(FeedName::new("a feed").unwrap_err().to_string().contains("character ' '"));
+    /// # Ok::<(), mdbus_types::Error>(())
+    /// ```
+    pub fn new(feed: &str) -> Result<FeedName> {
+        FeedName::reason(feed).map_or_else(
+            || Ok(FeedName(feed.to_string())),
+            |reason| {
+                Err(Error::FeedName {
+                    feed: feed.to_string(),
+                    reason,
+                })
+            },
+        )
+    }
+
+    /// What is wrong with `feed` as a feed name, `None` when nothing is.
+    pub fn reason(feed: &str) -> Option<String> {
+        if feed.is_empty() {
+            return Some("empty".to_string());
+        }
+        if feed.len() > 32 {
+            return Some(format!("{} bytes, longer than 32", feed.len()));
+        }
+        feed.chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+            .map(|c| format!("character {c:?} is not one of [A-Za-z0-9_-]"))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for FeedName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for FeedName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for FeedName {
+    type Err = Error;
+    fn from_str(feed: &str) -> Result<FeedName> {
+        FeedName::new(feed)
+    }
 }
 
 /// Maximum symbol length in bytes.

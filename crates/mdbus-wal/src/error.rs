@@ -38,11 +38,14 @@ pub enum Error {
         /// The lock file.
         path: PathBuf,
     },
-    /// A feed name outside `[A-Za-z0-9_-]{1,32}`.
-    #[error("invalid feed name {feed:?}: 1 to 32 characters of [A-Za-z0-9_-]")]
+    /// A feed name outside `[A-Za-z0-9_-]{1,32}` (`mdbus_types::FeedName`'s
+    /// check and reason).
+    #[error("invalid feed name {feed:?}: {reason} (1 to 32 characters of [A-Za-z0-9_-])")]
     InvalidFeed {
         /// The name given.
         feed: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// An appended record whose `seq` is not the previous + 1.
     #[error("feed {feed:?}: append of seq {got}, expected seq {expected}")]

@@ -32,10 +32,12 @@ pub const MIN_SEGMENT_BYTES: u64 = (HEADER_LEN + MAX_FRAME_LEN) as u64;
 
 /// Checks a feed name: 1 to 32 characters of `[A-Za-z0-9_-]`.
 pub fn validate_feed(feed: &str) -> Result<()> {
-    if mdbus_types::is_valid_feed_name(feed) {
-        Ok(())
-    } else {
-        Err(Error::InvalidFeed { feed: feed.to_string() })
+    match mdbus_types::FeedName::reason(feed) {
+        None => Ok(()),
+        Some(reason) => Err(Error::InvalidFeed {
+            feed: feed.to_string(),
+            reason,
+        }),
     }
 }
 
