@@ -39,7 +39,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// took that seq, and only the live send failed: subscribers get it from
 /// the WAL (gap fill), so it must **not** be sent again.
 pub struct PublishError<R> {
-    /// The record as the caller gave it.
+    /// The record as the caller gave it, but for its header's `seq`,
+    /// `ts_publish` and flags, which the publisher owns (stamped when it
+    /// got as far as the WAL append, else `seq` 0).
     pub record: R,
     /// The seq it took when it reached the WAL before the failure.
     pub seq: Option<u64>,

@@ -149,12 +149,16 @@ impl Publisher {
     /// Publishes any record; returns its seq. A record that was not
     /// published comes back in the error.
     pub fn publish<R: Record>(&mut self, mut record: R) -> Result<u64, PublishError<R>> {
-        let before = self.inner.next_seq();
+        // The publisher stamps the seq (seqs start at 1) just before the
+        // WAL append, and takes it only once the append succeeded: a
+        // stamped seq below the next one reached the WAL.
+        record.header_mut().seq = 0;
         self.inner.publish(&mut record).map_err(|error| {
-            let logged = self.inner.next_seq() > before;
+            let seq = record.header().seq;
+            let logged = seq != 0 && seq < self.inner.next_seq();
             PublishError {
                 record,
-                seq: logged.then_some(before),
+                seq: logged.then_some(seq),
                 error,
             }
         })

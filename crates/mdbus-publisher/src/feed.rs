@@ -460,7 +460,9 @@ impl<S: MdSender> FeedPublisher<S> {
         let now = Instant::now();
         let seq = self.next_seq;
         stamp_header(record.header_mut(), seq, true);
-        let rolled = self.send_one(record.to_ref()?, now)?;
+        let rolled = self.log_one(record.to_ref()?, now)?;
+        // Straight from the caller's record into the loan: one copy.
+        self.sender.send_record(record.to_ref()?)?;
         self.sender.end_batch()?;
         self.stats.batches += 1;
         self.last_send = now;
@@ -475,10 +477,10 @@ impl<S: MdSender> FeedPublisher<S> {
         Ok(seq)
     }
 
-    /// Logs, applies and sends one stamped record; whether the WAL started
-    /// a new segment for it.
+    /// Logs and applies one stamped record (the caller sends it next);
+    /// whether the WAL started a new segment for it.
     #[inline]
-    fn send_one(&mut self, record: RecordRef<'_>, now: Instant) -> Result<bool> {
+    fn log_one(&mut self, record: RecordRef<'_>, now: Instant) -> Result<bool> {
         let mut rolled = false;
         if let Some(wal) = &mut self.wal {
             rolled = matches!(wal.append_record(record)?, AppendOutcome::NewSegment { .. });
@@ -488,7 +490,6 @@ impl<S: MdSender> FeedPublisher<S> {
         self.next_seq += 1;
         self.stats.records += 1;
         self.apply(record, now)?;
-        self.sender.send_record(record)?;
         Ok(rolled)
     }
 
@@ -512,7 +513,9 @@ impl<S: MdSender> FeedPublisher<S> {
         let mut rolled_inside = false;
         for (i, sample) in batch.iter_mut().enumerate() {
             stamp_header(sample.header_mut(), self.next_seq, i == last_index);
-            rolled_inside |= self.send_one(sample.record()?, now)?;
+            rolled_inside |= self.log_one(sample.record()?, now)?;
+            // The caller's sample as it is: one copy into the loan.
+            self.sender.send(sample)?;
         }
         self.sender.end_batch()?;
         self.stats.batches += 1;

@@ -46,12 +46,26 @@ pub enum RecordRef<'a> {
     Heartbeat(&'a Heartbeat),
 }
 
-fn cast_exact<T: Record>(bytes: &[u8]) -> Result<&T> {
-    bytemuck::try_from_bytes(bytes).map_err(|_| Error::Size {
-        record: T::NAME,
-        expected: size_of::<T>(),
-        actual: bytes.len(),
-    })
+/// `bytes` as a `T` when they are exactly its size and aligned.
+#[inline(always)]
+fn cast<T: Record>(bytes: &[u8]) -> Option<&T> {
+    bytemuck::try_from_bytes(bytes).ok()
+}
+
+/// The error of bytes that are not a record of `kind`.
+#[cold]
+fn size_error(kind: Kind, actual: usize) -> Error {
+    let record = match kind {
+        Kind::Tick => Tick::NAME,
+        Kind::BookSnapshot => BookSnapshot::NAME,
+        Kind::BookDelta => BookDelta::NAME,
+        Kind::Heartbeat => Heartbeat::NAME,
+    };
+    Error::Size {
+        record,
+        expected: kind.record_size(),
+        actual,
+    }
 }
 
 impl<'a> RecordRef<'a> {
@@ -76,11 +90,18 @@ impl<'a> RecordRef<'a> {
     /// kind's size, or misaligned bytes, is an error.
     #[inline]
     pub fn of_kind(kind: Kind, bytes: &'a [u8]) -> Result<RecordRef<'a>> {
-        Ok(match kind {
-            Kind::Tick => RecordRef::Tick(cast_exact(bytes)?),
-            Kind::BookSnapshot => RecordRef::BookSnapshot(cast_exact(bytes)?),
-            Kind::BookDelta => RecordRef::BookDelta(cast_exact(bytes)?),
-            Kind::Heartbeat => RecordRef::Heartbeat(cast_exact(bytes)?),
+        RecordRef::try_of_kind(kind, bytes).ok_or_else(|| size_error(kind, bytes.len()))
+    }
+
+    /// [`RecordRef::of_kind`] without the error (`None`): small enough to
+    /// stay in registers on a replay hot path.
+    #[inline(always)]
+    pub fn try_of_kind(kind: Kind, bytes: &'a [u8]) -> Option<RecordRef<'a>> {
+        Some(match kind {
+            Kind::Tick => RecordRef::Tick(cast(bytes)?),
+            Kind::BookSnapshot => RecordRef::BookSnapshot(cast(bytes)?),
+            Kind::BookDelta => RecordRef::BookDelta(cast(bytes)?),
+            Kind::Heartbeat => RecordRef::Heartbeat(cast(bytes)?),
         })
     }
 

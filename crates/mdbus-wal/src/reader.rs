@@ -494,8 +494,9 @@ impl WalReader {
         // 8-aligned, `kind.record_size()` bytes (the archived records are
         // byte-identical to the plain Pod records). bytemuck checks the
         // length and alignment again, safely.
-        let record = RecordRef::of_kind(kind, &bytes[start..start + kind.record_size()])
-            .unwrap_or_else(|e| panic!("the frame at {off} was checked: {e}"));
+        let Some(record) = RecordRef::try_of_kind(kind, &bytes[start..start + kind.record_size()]) else {
+            unreachable!("the frame at {off} was checked as a {kind:?}")
+        };
         WalRecord {
             record,
             path: &cursor.segment.path,
