@@ -433,13 +433,28 @@ impl<S: MdSender> FeedPublisher<S> {
     pub fn publish_batch(&mut self, batch: &mut [MdSample]) -> Result<RangeInclusive<u64>> {
         self.check_batch(batch)?;
         let range = self.send_batch(batch, true)?;
+        self.after_publish()?;
+        Ok(range)
+    }
+
+    /// After a caller's batch or record: the policy snapshots it made due,
+    /// the board, and the folded `poll` (at most once per [`POLL_EVERY`],
+    /// on the clock the send just read into `last_send`).
+    fn after_publish(&mut self) -> Result<()> {
         self.policy_snapshots_for_dirty()?;
         self.flush_board()?;
-        // `send_batch` just read the clock into `last_send`.
         if self.last_send - self.last_poll >= POLL_EVERY {
             self.poll_at(self.last_send)?;
         }
-        Ok(range)
+        Ok(())
+    }
+
+    /// Ends a send batch sent at `now` (wakes blocked receivers).
+    fn end_send_batch(&mut self, now: Instant) -> Result<()> {
+        self.sender.end_batch()?;
+        self.stats.batches += 1;
+        self.last_send = now;
+        Ok(())
     }
 
     /// Publishes one record (a [`Tick`], [`BookSnapshot`], [`BookDelta`](mdbus_types::BookDelta) or
@@ -460,20 +475,15 @@ impl<S: MdSender> FeedPublisher<S> {
         let now = Instant::now();
         let seq = self.next_seq;
         stamp_header(record.header_mut(), seq, true);
-        let rolled = self.log_one(record.to_ref()?, now)?;
+        let stamped = record.to_ref()?;
+        let rolled = self.log_one(stamped, now)?;
         // Straight from the caller's record into the loan: one copy.
-        self.sender.send_record(record.to_ref()?)?;
-        self.sender.end_batch()?;
-        self.stats.batches += 1;
-        self.last_send = now;
+        self.sender.send_record(stamped)?;
+        self.end_send_batch(now)?;
         if rolled {
             self.write_snapshot_set()?;
         }
-        self.policy_snapshots_for_dirty()?;
-        self.flush_board()?;
-        if now - self.last_poll >= POLL_EVERY {
-            self.poll_at(now)?;
-        }
+        self.after_publish()?;
         Ok(seq)
     }
 
@@ -517,9 +527,7 @@ impl<S: MdSender> FeedPublisher<S> {
             // The caller's sample as it is: one copy into the loan.
             self.sender.send(sample)?;
         }
-        self.sender.end_batch()?;
-        self.stats.batches += 1;
-        self.last_send = now;
+        self.end_send_batch(now)?;
         if rolled_inside {
             if !may_roll {
                 return Err(Error::SnapshotSetTooLarge {
