@@ -32,7 +32,7 @@ fn publisher<S: MdSender>(sender: S, sync: Option<SyncPolicy>, board: bool) -> (
     let dir = tempfile::tempdir().unwrap();
     let mut config = FeedConfig::new("bench");
     if let Some(sync) = sync {
-        config.wal_dir = Some(dir.path().join("wal"));
+        config.wal_root = Some(dir.path().join("wal"));
         config.wal = WalOptions::default().sync(sync);
     }
     if board {
@@ -94,7 +94,7 @@ fn inproc(c: &mut Criterion) {
 
 #[cfg(feature = "iceoryx2")]
 fn iceoryx(c: &mut Criterion) {
-    use mdbus::transport::iceoryx::{IoxPublisher, IoxPublisherConfig, init_logging};
+    use mdbus::transport::iceoryx::{IoxSender, IoxSenderConfig, init_logging};
     init_logging();
     let feed = format!("benchpub{}", std::process::id());
     // Raw iceoryx2: loan + write + send of the same 376-byte samples.
@@ -103,7 +103,7 @@ fn iceoryx(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
     group.measurement_time(Duration::from_secs(3)).sample_size(20);
     {
-        let mut raw = IoxPublisher::create(&IoxPublisherConfig::new(feed.clone())).unwrap();
+        let mut raw = IoxSender::create(&IoxSenderConfig::new(feed.clone())).unwrap();
         group.bench_function("raw_iceoryx2_send", |b| {
             b.iter_custom(|iters| {
                 let start = Instant::now();
@@ -118,7 +118,7 @@ fn iceoryx(c: &mut Criterion) {
         });
     }
     group.finish();
-    let make = || IoxPublisher::create(&IoxPublisherConfig::new(feed.clone())).unwrap();
+    let make = || IoxSender::create(&IoxSenderConfig::new(feed.clone())).unwrap();
     bench_path(
         c,
         "wal_interval_board_iceoryx2",
@@ -134,7 +134,7 @@ fn iceoryx(c: &mut Criterion) {
 /// (`publish_batch`, the path before `publish` existed: two copies).
 #[cfg(feature = "iceoryx2")]
 fn one_record(c: &mut Criterion) {
-    use mdbus::transport::iceoryx::{IoxPublisher, IoxPublisherConfig, init_logging};
+    use mdbus::transport::iceoryx::{IoxSender, IoxSenderConfig, init_logging};
     use mdbus::types::{InstrumentId, Price, Tick};
     init_logging();
     let feed = format!("benchone{}", std::process::id());
@@ -149,7 +149,7 @@ fn one_record(c: &mut Criterion) {
     let mut group = c.benchmark_group("publish_one");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(3)).sample_size(20);
-    let make = || IoxPublisher::create(&IoxPublisherConfig::new(feed.clone())).unwrap();
+    let make = || IoxSender::create(&IoxSenderConfig::new(feed.clone())).unwrap();
     group.bench_function("tick_in_place_iceoryx2", |b| {
         let (_dir, mut publisher) = publisher(make(), Some(SyncPolicy::Never), false);
         let mut i = 0u64;

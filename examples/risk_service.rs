@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use mdbus::board::BoardReader;
 use mdbus::subscriber::{CachedHistory, Event, L1Cache, Subscriber, SubscriberConfig, SubscriberStats};
 use mdbus::transport::MdReceiver;
-use mdbus::types::{BookSnapshot, Price, clock};
+use mdbus::types::{BookSnapshot, Price, WalLocation, clock};
 
 /// What the receive thread shares with the risk thread.
 struct Shared {
@@ -163,13 +163,13 @@ fn receive_thread(
     shared: &Shared,
     l1_tx: std::sync::mpsc::Sender<(Arc<L1Cache>, CachedHistory)>,
 ) -> Result<(), BoxError> {
-    let config = SubscriberConfig::default().wal(wal_dir, feed);
+    let config = SubscriberConfig::default().wal(WalLocation::try_new(wal_dir, feed)?);
     #[cfg(feature = "iceoryx2")]
     {
-        use mdbus::transport::iceoryx::{IoxSubscriber, IoxSubscriberConfig, WaitStrategy, init_logging};
+        use mdbus::transport::iceoryx::{IoxReceiver, IoxReceiverConfig, WaitStrategy, init_logging};
         init_logging();
-        let iox = IoxSubscriberConfig::new(feed.to_string()).wait(WaitStrategy::Block);
-        match IoxSubscriber::open(&iox) {
+        let iox = IoxReceiverConfig::new(feed.to_string()).wait(WaitStrategy::Block);
+        match IoxReceiver::open(&iox) {
             Ok(receiver) => return follow(Subscriber::new(receiver, config)?, shared, l1_tx),
             Err(e) => println!("risk {feed}: no live publisher ({e}); the WAL alone"),
         }

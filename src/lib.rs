@@ -58,7 +58,9 @@ pub use subscribe::{LiveReceiver, Subscriber, SubscriberBuilder};
 
 pub use mdbus_subscriber::{Event, Quote, Source, StartFrom};
 pub use mdbus_types::clock::now_ns;
-pub use mdbus_types::{BookDelta, BookSnapshot, FeedName, InstrumentId, Level, Price, Qty, SeqRange, Side, Tick};
+pub use mdbus_types::{
+    BookDelta, BookSnapshot, FeedName, InstrumentId, Level, Price, Qty, SeqRange, Side, Tick, WalLocation,
+};
 
 /// The README's code blocks, compiled as doctests (its two snippets are
 /// the documented way in).

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mdbus_publisher::{FeedConfig, FeedPublisher, FeedStats};
-use mdbus_types::{Book, BookDelta, BookSnapshot, InstrumentId, MdSample, Record, Tick};
+use mdbus_types::{Book, BookDelta, BookSnapshot, InstrumentId, MdSample, Record, Tick, WalLocation};
 use mdbus_wal::{SyncPolicy, WalOptions};
 
 use crate::error::{PublishError, Result};
@@ -14,7 +14,7 @@ use crate::error::{PublishError, Result};
 /// The transport of a [`Publisher`]: the feed's iceoryx2 service, whose
 /// `mdbus.wal_dir` attribute announces the WAL folder to subscribers.
 #[cfg(feature = "iceoryx2")]
-pub type LiveSender = mdbus_transport::iceoryx::IoxPublisher;
+pub type LiveSender = mdbus_transport::iceoryx::IoxSender;
 
 /// The transport of a [`Publisher`] in a build without iceoryx2: an
 /// in-process bus nobody else reaches, so records go to the WAL and the
@@ -57,7 +57,7 @@ impl PublisherBuilder {
     /// `<root>/<feed>/`). Without it the feed has no WAL: no replay, no gap
     /// fill, nothing survives the process.
     pub fn wal(mut self, root: impl Into<PathBuf>) -> PublisherBuilder {
-        self.config.wal_dir = Some(root.into());
+        self.config.wal_root = Some(root.into());
         self
     }
 
@@ -107,26 +107,25 @@ impl PublisherBuilder {
     /// WAL and the books in it, creates the iceoryx2 service and the board.
     pub fn open(self) -> Result<Publisher> {
         let feed = self.config.feed.clone();
-        let wal_dir = self.config.wal_dir.as_ref().map(|root| root.join(&feed));
-        let inner = FeedPublisher::open_with(self.config, || live_sender(&feed, wal_dir))?;
+        let wal = self.config.wal_location()?;
+        let inner = FeedPublisher::open_with(self.config, || live_sender(&feed, wal))?;
         Ok(Publisher { inner })
     }
 }
 
 #[cfg(feature = "iceoryx2")]
-fn live_sender(feed: &str, wal_dir: Option<PathBuf>) -> mdbus_transport::Result<LiveSender> {
-    use mdbus_transport::iceoryx::{IoxPublisher, IoxPublisherConfig, init_logging};
+fn live_sender(feed: &str, wal: Option<WalLocation>) -> mdbus_transport::Result<LiveSender> {
+    use mdbus_transport::iceoryx::{IoxSender, IoxSenderConfig, init_logging};
     init_logging();
-    let mut config = IoxPublisherConfig::new(feed);
-    if let Some(dir) = wal_dir {
-        // The attribute must be absolute: subscribers run in other folders.
-        config = config.wal_dir(std::path::absolute(&dir).unwrap_or(dir));
-    }
-    IoxPublisher::create(&config)
+    let mut config = IoxSenderConfig::new(feed);
+    // The sender announces the root made absolute: subscribers run in
+    // other folders.
+    config.wal = wal;
+    IoxSender::create(&config)
 }
 
 #[cfg(not(feature = "iceoryx2"))]
-fn live_sender(feed: &str, _wal_dir: Option<PathBuf>) -> mdbus_transport::Result<LiveSender> {
+fn live_sender(feed: &str, _wal: Option<WalLocation>) -> mdbus_transport::Result<LiveSender> {
     mdbus_transport::validate_feed_name(feed)?;
     Ok(mdbus_transport::InProcBus::new(1).sender())
 }

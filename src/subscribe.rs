@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mdbus_subscriber::{CachedHistory, Event, L1Cache, L2Config, Quote, StartFrom, SubscriberConfig, SubscriberStats};
-use mdbus_types::{BookSnapshot, InstrumentId, Tick};
+use mdbus_types::{BookSnapshot, InstrumentId, Tick, WalLocation};
 
 use crate::error::{Error, Result};
 
 /// The live side of a [`Subscriber`]: the feed's iceoryx2 service.
 #[cfg(feature = "iceoryx2")]
-pub type LiveReceiver = mdbus_transport::iceoryx::IoxSubscriber;
+pub type LiveReceiver = mdbus_transport::iceoryx::IoxReceiver;
 
 /// The live side of a [`Subscriber`] in a build without iceoryx2: nothing
 /// reaches it across processes, so the subscriber replays the WAL and
@@ -144,7 +144,7 @@ impl SubscriberBuilder {
         if let Some(l2) = self.l2 {
             config = config.l2(l2);
         }
-        config = config.wal_found(self.wal.as_deref(), &self.feed, announced.as_deref())?;
+        config = config.wal_found(self.wal.as_deref(), &self.feed, announced)?;
         if config.wal.is_none() && self.start != StartFrom::LiveOnly {
             return Err(Error::NoWal { feed: self.feed });
         }
@@ -155,17 +155,17 @@ impl SubscriberBuilder {
     }
 
     #[cfg(feature = "iceoryx2")]
-    fn open_live(&self) -> Result<(LiveReceiver, Option<PathBuf>)> {
-        use mdbus_transport::iceoryx::{IoxSubscriber, IoxSubscriberConfig, init_logging};
+    fn open_live(&self) -> Result<(LiveReceiver, Option<WalLocation>)> {
+        use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, init_logging};
         init_logging();
-        let config = IoxSubscriberConfig::new(self.feed.clone()).wait(self.wait);
-        let live = IoxSubscriber::open_waiting(&config, self.open_timeout)?;
-        let announced = live.wal_dir();
+        let config = IoxReceiverConfig::new(self.feed.clone()).wait(self.wait);
+        let live = IoxReceiver::open_waiting(&config, self.open_timeout)?;
+        let announced = live.wal()?;
         Ok((live, announced))
     }
 
     #[cfg(not(feature = "iceoryx2"))]
-    fn open_live(&self) -> Result<(LiveReceiver, Option<PathBuf>)> {
+    fn open_live(&self) -> Result<(LiveReceiver, Option<WalLocation>)> {
         mdbus_transport::validate_feed_name(&self.feed)?;
         Ok((WalTail, None))
     }

@@ -12,7 +12,7 @@ use common::Proc;
 use std::time::{Duration, Instant};
 
 use mdbus::board::BoardReader;
-use mdbus::transport::iceoryx::{IoxSubscriber, IoxSubscriberConfig, WaitStrategy, init_logging};
+use mdbus::transport::iceoryx::{IoxReceiver, IoxReceiverConfig, WaitStrategy, init_logging};
 use mdbus::transport::{Error, MdReceiver};
 use mdbus::types::{Book, InstrumentId, MdSample, RecordRef, validate_snapshot};
 use mdbus::wal::{ReadOptions, WalReader};
@@ -50,12 +50,12 @@ fn publish(feed: &str, dir: &Path, rate: u64, seconds: f64) -> Proc {
     )
 }
 
-fn subscriber(feed: &str, wait: WaitStrategy) -> IoxSubscriber {
+fn subscriber(feed: &str, wait: WaitStrategy) -> IoxReceiver {
     init_logging();
-    let config = IoxSubscriberConfig::new(feed.to_string()).wait(wait);
+    let config = IoxReceiverConfig::new(feed.to_string()).wait(wait);
     let deadline = Instant::now() + WATCHDOG;
     loop {
-        match IoxSubscriber::open(&config) {
+        match IoxReceiver::open(&config) {
             Ok(s) => return s,
             Err(e) => {
                 assert!(Instant::now() < deadline, "watchdog: feed {feed} never appeared: {e}");
@@ -66,7 +66,7 @@ fn subscriber(feed: &str, wait: WaitStrategy) -> IoxSubscriber {
 }
 
 /// Receives `n` records (or fails at the watchdog).
-fn receive(sub: &mut IoxSubscriber, n: usize) -> Vec<MdSample> {
+fn receive(sub: &mut IoxReceiver, n: usize) -> Vec<MdSample> {
     let deadline = Instant::now() + WATCHDOG;
     let mut out = Vec::with_capacity(n);
     while out.len() < n {

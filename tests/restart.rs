@@ -17,9 +17,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mdbus::subscriber::{Event, L1Entry, Subscriber, SubscriberConfig};
-use mdbus::transport::iceoryx::{IoxSubscriber, IoxSubscriberConfig, WaitStrategy, init_logging};
+use mdbus::transport::iceoryx::{IoxReceiver, IoxReceiverConfig, WaitStrategy, init_logging};
 use mdbus::transport::{InProcBus, MdReceiver};
 use mdbus::types::RecordRef;
+use mdbus::types::WalLocation;
 use mdbus::types::json::record_to_json;
 use mdbus::wal::{ReadOptions, WalReader};
 
@@ -168,13 +169,13 @@ fn restart_child() {
         var("MDBUS_RESTART_DONE"),
     );
     init_logging();
-    let config = SubscriberConfig::default().wal(&wal, &feed);
+    let config = SubscriberConfig::default().wal(WalLocation::try_new(&wal, &feed).unwrap());
     let deadline = Instant::now() + WATCHDOG;
     // The publisher may not exist yet (the reference) or any more (a last
     // restart after it ended: then the WAL alone brings the cache up).
-    let iox = IoxSubscriberConfig::new(feed.clone()).wait(WaitStrategy::Block);
+    let iox = IoxReceiverConfig::new(feed.clone()).wait(WaitStrategy::Block);
     let dump = loop {
-        match IoxSubscriber::open(&iox) {
+        match IoxReceiver::open(&iox) {
             Ok(receiver) => break follow(Subscriber::new(receiver, config).unwrap(), &done, deadline),
             Err(e) if done.exists() => {
                 eprintln!("child: no publisher ({e}): WAL only");

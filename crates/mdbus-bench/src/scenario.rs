@@ -12,7 +12,7 @@ use crate::payload::MAX_BATCH;
 #[serde(rename_all = "kebab-case")]
 pub enum Transport {
     /// mdbus over iceoryx2: `FeedPublisher` (seq, WAL `SyncPolicy::Never`,
-    /// send, board) to `IoxSubscriber`s in other processes.
+    /// send, board) to `IoxReceiver`s in other processes.
     MdbusWalNever,
     /// The same with the WAL at the default `SyncPolicy::Interval` (2 ms
     /// group commit).

@@ -153,23 +153,22 @@ mod imp {
     use super::*;
     use mdbus_gateway::{BoxError, Gateway};
     use mdbus_subscriber::{StartFrom, Subscriber, SubscriberConfig};
-    use mdbus_transport::iceoryx::{IoxSubscriber, IoxSubscriberConfig, WaitStrategy};
+    use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, WaitStrategy};
 
-    fn open(feed: &str, wait_for: Duration) -> mdbus_transport::Result<IoxSubscriber> {
+    fn open(feed: &str, wait_for: Duration) -> mdbus_transport::Result<IoxReceiver> {
         // Block: the feed thread sleeps on the event service until the
         // publisher ends a batch (event-driven, no polling interval).
-        let config = IoxSubscriberConfig::new(feed.to_string()).wait(WaitStrategy::Block);
-        IoxSubscriber::open_waiting(&config, wait_for)
+        let config = IoxReceiverConfig::new(feed.to_string()).wait(WaitStrategy::Block);
+        IoxReceiver::open_waiting(&config, wait_for)
     }
 
     pub(super) fn start(args: &GatewayArgs, config: GatewayConfig, wait_for: Duration) -> Result<Gateway, String> {
         let (feed, wal) = (args.feed.clone(), args.wal.clone());
         // iceoryx2 ports are not Send: the receiver is opened on the
         // gateway's feed thread.
-        Gateway::start(config, move || -> Result<Subscriber<IoxSubscriber>, BoxError> {
+        Gateway::start(config, move || -> Result<Subscriber<IoxReceiver>, BoxError> {
             let live = open(&feed, wait_for)?;
-            let mut subscriber_config =
-                SubscriberConfig::default().wal_found(wal.as_deref(), &feed, live.wal_dir().as_deref())?;
+            let mut subscriber_config = SubscriberConfig::default().wal_found(wal.as_deref(), &feed, live.wal()?)?;
             if subscriber_config.wal.is_none() {
                 subscriber_config = subscriber_config.start(StartFrom::LiveOnly);
             }

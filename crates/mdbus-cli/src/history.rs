@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use mdbus_subscriber::History;
-use mdbus_types::{InstrumentId, RecordRef, json};
+use mdbus_types::{InstrumentId, RecordRef, WalLocation, json};
 
 use crate::wal_cmd::{CSV_HEADER, Format, WalArgs, csv_line};
 
@@ -65,10 +65,11 @@ fn open(source: &WalArgs, instrument: &str, command: &str) -> Result<(History, I
         eprintln!("mdbus {command}: {e}");
         ExitCode::from(2)
     })?;
-    let history = History::open(&source.wal, &source.feed).map_err(|e| {
+    let wal = WalLocation::try_new(&source.wal, &source.feed).map_err(|e| {
         eprintln!("mdbus {command}: {e}");
         ExitCode::from(2)
     })?;
+    let history = History::open(wal);
     Ok((history, id))
 }
 

@@ -73,7 +73,7 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let mut config = FeedConfig::new(&args.feed);
-    config.wal_dir = Some(args.wal.clone());
+    config.wal_root = Some(args.wal.clone());
     config.wal = WalOptions::default()
         .segment_bytes(args.segment_bytes)
         .sync(match args.sync {
@@ -84,8 +84,15 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
     config.board_dir = (!args.no_board).then(|| args.board_dir.clone());
     // The WAL's writer lock is taken before the transport is created: a
     // second publisher of a running feed is refused without disturbing it.
-    let (feed, wal) = (args.feed.clone(), args.wal.clone());
-    match FeedPublisher::open_with(config, || crate::transport::publisher_sender(&feed, &wal)) {
+    let wal = match config.wal_location() {
+        Ok(Some(wal)) => wal,
+        Ok(None) => unreachable!("mdbus publish always has a WAL root"),
+        Err(e) => {
+            eprintln!("mdbus publish: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match FeedPublisher::open_with(config, || crate::transport::publisher_sender(&wal)) {
         Ok(publisher) => publish(args, publisher),
         Err(e) => {
             eprintln!("mdbus publish: {e}");

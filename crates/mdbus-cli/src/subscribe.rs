@@ -130,12 +130,12 @@ mod imp {
 
     use hdrhistogram::Histogram;
     use mdbus_transport::MdReceiver;
-    use mdbus_transport::iceoryx::{IoxSubscriber, IoxSubscriberConfig, WaitStrategy};
+    use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, WaitStrategy};
     use mdbus_types::{RecordRef, clock, json};
 
-    fn open(feed: &str, strategy: WaitStrategy, wait_for: Duration) -> mdbus_transport::Result<IoxSubscriber> {
-        let config = IoxSubscriberConfig::new(feed.to_string()).wait(strategy);
-        IoxSubscriber::open_waiting(&config, wait_for)
+    fn open(feed: &str, strategy: WaitStrategy, wait_for: Duration) -> mdbus_transport::Result<IoxReceiver> {
+        let config = IoxReceiverConfig::new(feed.to_string()).wait(strategy);
+        IoxReceiver::open_waiting(&config, wait_for)
     }
 
     fn human(record: RecordRef<'_>, latency: u64) -> String {
@@ -247,17 +247,19 @@ mod imp {
     /// Replay-merge through `mdbus-subscriber`: one stream in seq order,
     /// each record once, with a marker where replay ended and live began,
     /// and explicit gaps.
-    fn merged(args: &SubscribeArgs, live: IoxSubscriber, duration: Option<Duration>) -> ExitCode {
+    fn merged(args: &SubscribeArgs, live: IoxReceiver, duration: Option<Duration>) -> ExitCode {
         use mdbus_subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig};
-        let announced = live.wal_dir();
-        let mut config =
-            match SubscriberConfig::default().wal_found(args.wal.as_deref(), &args.feed, announced.as_deref()) {
-                Ok(config) => config,
-                Err(e) => {
-                    eprintln!("mdbus subscribe: the feed's WAL folder {announced:?}: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+        let found = live
+            .wal()
+            .map_err(mdbus_subscriber::Error::from)
+            .and_then(|announced| SubscriberConfig::default().wal_found(args.wal.as_deref(), &args.feed, announced));
+        let mut config = match found {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("mdbus subscribe: the feed's WAL: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         if config.wal.is_none() {
             eprintln!(
                 "mdbus subscribe: feed {} announces no WAL folder: pass --wal DIR",

@@ -2,25 +2,21 @@
 //! memory with the `iceoryx2` feature (the default build), otherwise none
 //! across processes.
 
-use std::path::Path;
+use mdbus_types::WalLocation;
 
 /// The sender of `mdbus publish`: the feed's iceoryx2 service, whose
-/// `mdbus.wal_dir` attribute is the absolute path of the feed's WAL folder
-/// (`<wal>/<feed>`).
+/// `mdbus.wal_dir` attribute announces `wal` (its feed folder, made
+/// absolute).
 #[cfg(feature = "iceoryx2")]
-pub(crate) fn publisher_sender(
-    feed: &str,
-    wal: &Path,
-) -> mdbus_transport::Result<mdbus_transport::iceoryx::IoxPublisher> {
-    use mdbus_transport::iceoryx::{IoxPublisher, IoxPublisherConfig};
-    IoxPublisher::create(&IoxPublisherConfig::new(feed).wal_dir(wal.join(feed)))
+pub(crate) fn publisher_sender(wal: &WalLocation) -> mdbus_transport::Result<mdbus_transport::iceoryx::IoxSender> {
+    use mdbus_transport::iceoryx::{IoxSender, IoxSenderConfig};
+    IoxSender::create(&IoxSenderConfig::new(wal.feed().as_str()).wal(wal.clone()))
 }
 
 /// The sender of `mdbus publish` in a build without iceoryx2: there is no
 /// other process to reach, so records go to the WAL and the board only
 /// (an in-process bus with no receiver).
 #[cfg(not(feature = "iceoryx2"))]
-pub(crate) fn publisher_sender(feed: &str, _wal: &Path) -> mdbus_transport::Result<mdbus_transport::InProcSender> {
-    mdbus_transport::validate_feed_name(feed)?;
+pub(crate) fn publisher_sender(_wal: &WalLocation) -> mdbus_transport::Result<mdbus_transport::InProcSender> {
     Ok(mdbus_transport::InProcBus::new(1).sender())
 }

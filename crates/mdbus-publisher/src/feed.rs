@@ -25,7 +25,7 @@ use mdbus_board::{BoardWriter, DEFAULT_BOARD_CAPACITY};
 use mdbus_transport::MdSender;
 use mdbus_types::{
     Book, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample, Record, RecordHeader,
-    RecordRef, Side, Tick, clock, validate_snapshot,
+    RecordRef, Side, Tick, WalLocation, clock, validate_snapshot,
 };
 use mdbus_wal::{AppendOutcome, ReadEvent, ReadFrom, ReadOptions, RecoveryReport, Wal, WalOptions, WalReader};
 use rustc_hash::FxHashMap;
@@ -42,9 +42,10 @@ pub const POLL_EVERY: Duration = Duration::from_millis(1);
 pub struct FeedConfig {
     /// Feed name (`[A-Za-z0-9_-]{1,32}`).
     pub feed: String,
-    /// WAL directory (the feed's segments go in `<wal_dir>/<feed>/`);
-    /// `None` publishes without a WAL (tests, the in-process demo).
-    pub wal_dir: Option<PathBuf>,
+    /// WAL root: the feed's segments go in `<wal_root>/<feed>/`
+    /// ([`FeedConfig::wal_location`]); `None` publishes without a WAL
+    /// (tests, the in-process demo).
+    pub wal_root: Option<PathBuf>,
     /// WAL segment size and sync policy.
     pub wal: WalOptions,
     /// Directory of the snapshot board; `None`: no board.
@@ -66,7 +67,7 @@ impl FeedConfig {
     pub fn new(feed: &str) -> FeedConfig {
         FeedConfig {
             feed: feed.to_string(),
-            wal_dir: None,
+            wal_root: None,
             wal: WalOptions::default(),
             board_dir: None,
             board_capacity: DEFAULT_BOARD_CAPACITY,
@@ -74,6 +75,18 @@ impl FeedConfig {
             snapshot_threshold: 0.05,
             heartbeat_interval: Duration::from_millis(100),
         }
+    }
+}
+
+impl FeedConfig {
+    /// Where the feed's WAL is, when it has one.
+    ///
+    /// Errors: [`Error::Record`] when the feed name is invalid.
+    pub fn wal_location(&self) -> Result<Option<WalLocation>> {
+        Ok(match &self.wal_root {
+            Some(root) => Some(WalLocation::try_new(root, &self.feed)?),
+            None => None,
+        })
     }
 }
 
@@ -200,7 +213,7 @@ impl<S: MdSender> FeedPublisher<S> {
                 config.snapshot_threshold
             )));
         }
-        let wal = match &config.wal_dir {
+        let wal = match &config.wal_root {
             Some(dir) => Some(Wal::open(dir, &config.feed, config.wal.clone())?),
             None => None,
         };
@@ -224,7 +237,7 @@ impl<S: MdSender> FeedPublisher<S> {
             dirty: Vec::new(),
             config,
         };
-        if let Some(dir) = publisher.config.wal_dir.clone() {
+        if let Some(dir) = publisher.config.wal_root.clone() {
             // Rebuild the view from the WAL (a reader never needs the lock).
             publisher.recover_state(&dir)?;
             if let Some(dir) = publisher.config.board_dir.clone() {

@@ -14,7 +14,7 @@ use mdbus_wal::{ReadFrom, ReadOptions, WalOptions, WalReader, inspect};
 
 fn config(dir: &std::path::Path, feed: &str) -> FeedConfig {
     let mut config = FeedConfig::new(feed);
-    config.wal_dir = Some(dir.join("wal"));
+    config.wal_root = Some(dir.join("wal"));
     config.wal = WalOptions::default().segment_bytes(64 * 1024);
     config.board_dir = Some(dir.to_path_buf());
     config.board_capacity = 64;

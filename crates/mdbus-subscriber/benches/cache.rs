@@ -29,6 +29,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
 use mdbus_subscriber::{History, L2Config, StartFrom, Subscriber, SubscriberConfig};
 use mdbus_transport::InProcBus;
+use mdbus_types::WalLocation;
 use mdbus_types::{FLAG_RECOVERY_SNAPSHOT, RecordRef, clock::now_ns};
 use mdbus_wal::{ReadOptions, WalOptions, WalReader};
 
@@ -67,7 +68,7 @@ fn write_wal_mb(dir: &std::path::Path, mb: u64) -> u64 {
 fn write_wal_until(dir: &std::path::Path, segment_bytes: u64, instruments: usize, done: impl Fn(u64) -> bool) -> u64 {
     let bus = InProcBus::new(16);
     let mut config = FeedConfig::new(FEED);
-    config.wal_dir = Some(dir.to_path_buf());
+    config.wal_root = Some(dir.to_path_buf());
     config.wal = WalOptions::default().segment_bytes(segment_bytes);
     let mut publisher = FeedPublisher::open(config, bus.sender()).unwrap();
     let mut feed = SyntheticFeed::new(instruments, 1).unwrap();
@@ -95,7 +96,10 @@ fn catch_up(
     l2: L2Config,
 ) -> Subscriber<mdbus_transport::InProcReceiver> {
     let bus = InProcBus::new(16);
-    let config = SubscriberConfig::default().wal(dir, FEED).start(start).l2(l2);
+    let config = SubscriberConfig::default()
+        .wal(WalLocation::try_new(dir, FEED).unwrap())
+        .start(start)
+        .l2(l2);
     let mut subscriber = Subscriber::new(bus.subscribe(), config).unwrap();
     while subscriber.stats().last_seq != Some(last) {
         subscriber
@@ -109,7 +113,9 @@ fn catch_up(
 /// [`replay`] with `next_event` (each event copied out).
 fn replay_by_value(dir: &std::path::Path, last: u64) -> Subscriber<mdbus_transport::InProcReceiver> {
     let bus = InProcBus::new(16);
-    let config = SubscriberConfig::default().wal(dir, FEED).start(StartFrom::Seq(1));
+    let config = SubscriberConfig::default()
+        .wal(WalLocation::try_new(dir, FEED).unwrap())
+        .start(StartFrom::Seq(1));
     let mut subscriber = Subscriber::new(bus.subscribe(), config).unwrap();
     while subscriber.stats().last_seq != Some(last) {
         black_box(
@@ -163,7 +169,7 @@ fn benches(c: &mut Criterion) {
     let start = trades.len() / 2;
     let end = (start + 999).min(trades.len() - 1);
     let (from, to) = (trades[start], trades[end]);
-    let history = History::open(dir.path(), FEED).unwrap();
+    let history = History::open(WalLocation::try_new(dir.path(), FEED).unwrap());
     let n = history.ticks(&id, from, to).unwrap().len();
     eprintln!("history/ticks_l3_1000: {n} ticks in range");
     let mut group = c.benchmark_group("history");

@@ -2,15 +2,15 @@
 //! index. Works on its own (after the publisher exited, from the CLI) and
 //! behind [`CachedHistory`](crate::CachedHistory) when L2 cannot answer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mdbus_types::{Book, BookSnapshot, InstrumentId, RecordRef, Tick};
+use mdbus_types::{Book, BookSnapshot, InstrumentId, RecordRef, Tick, WalLocation};
 use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, WalReader};
 use parking_lot::Mutex;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::l2::is_trade;
 
 /// A feed's WAL as history: `ticks` and `book_at` (see the `l2` module docs
@@ -24,8 +24,7 @@ use crate::l2::is_trade;
 /// retention meanwhile keeps its disk space until the next query).
 #[derive(Debug, Clone)]
 pub struct History {
-    dir: PathBuf,
-    feed: String,
+    wal: WalLocation,
     lookback: Duration,
     /// The reader the last query left, to seek again.
     spare: Arc<Mutex<Option<WalReader>>>,
@@ -33,30 +32,20 @@ pub struct History {
 
 impl PartialEq for History {
     fn eq(&self, other: &History) -> bool {
-        (&self.dir, &self.feed, self.lookback) == (&other.dir, &other.feed, other.lookback)
+        (&self.wal, self.lookback) == (&other.wal, other.lookback)
     }
 }
 
 impl Eq for History {}
 
 impl History {
-    /// The history of `feed` in `dir` (segments in `<dir>/<feed>/`).
-    pub fn open(dir: impl AsRef<Path>, feed: &str) -> Result<History> {
-        mdbus_wal::validate_feed(feed)?;
-        Ok(History {
-            dir: dir.as_ref().to_path_buf(),
-            feed: feed.to_string(),
+    /// The history in the WAL at `wal`.
+    pub fn open(wal: WalLocation) -> History {
+        History {
+            wal,
             lookback: Duration::from_secs(2),
             spare: Arc::default(),
-        })
-    }
-
-    /// The history of the feed whose WAL folder is `feed_dir`
-    /// (`<dir>/<feed>`, e.g. the `mdbus.wal_dir` attribute of an iceoryx2
-    /// service).
-    pub fn from_feed_dir(feed_dir: impl AsRef<Path>) -> Result<History> {
-        let (dir, feed) = split_feed_dir(feed_dir.as_ref())?;
-        History::open(dir, &feed)
+        }
     }
 
     /// How far before `ts` [`History::book_at`] first looks for a snapshot
@@ -68,14 +57,9 @@ impl History {
         self
     }
 
-    /// The WAL directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The feed.
-    pub fn feed(&self) -> &str {
-        &self.feed
+    /// Where the WAL is.
+    pub fn wal(&self) -> &WalLocation {
+        &self.wal
     }
 
     /// A skip-corrupt reader at the first record at or after `ts`: the
@@ -87,8 +71,8 @@ impl History {
             return Ok(reader);
         }
         Ok(WalReader::open(
-            &self.dir,
-            &self.feed,
+            self.wal.root(),
+            self.wal.feed().as_str(),
             ReadOptions {
                 from: ReadFrom::Time(ts),
                 skip_corrupt: true,
@@ -200,24 +184,13 @@ fn segment_first_seq(path: &Path) -> Option<u64> {
     path.file_stem()?.to_str()?.parse().ok()
 }
 
-/// `<dir>/<feed>` into `(dir, feed)`.
-pub(crate) fn split_feed_dir(feed_dir: &Path) -> Result<(PathBuf, String)> {
-    let bad = || Error::Config(format!("{} is not a WAL feed folder <dir>/<feed>", feed_dir.display()));
-    let feed = feed_dir.file_name().and_then(|f| f.to_str()).ok_or_else(bad)?;
-    let dir = feed_dir.parent().ok_or_else(bad)?;
-    Ok((dir.to_path_buf(), feed.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn segment_names_and_feed_dirs() {
+    fn segment_names() {
         assert_eq!(segment_first_seq(Path::new("/w/f/00000000000000000042.wal")), Some(42));
         assert_eq!(segment_first_seq(Path::new("/w/f/x.wal")), None);
-        let (dir, feed) = split_feed_dir(Path::new("/tmp/wal/golden")).unwrap();
-        assert_eq!((dir.as_path(), feed.as_str()), (Path::new("/tmp/wal"), "golden"));
-        assert!(History::from_feed_dir("/tmp/wal/bad feed").is_err());
     }
 }

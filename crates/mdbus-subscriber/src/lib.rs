@@ -38,12 +38,12 @@
 //! use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
 //! use mdbus_subscriber::{Event, Subscriber, SubscriberConfig};
 //! use mdbus_transport::InProcBus;
-//! use mdbus_types::clock::now_ns;
+//! use mdbus_types::{WalLocation, clock::now_ns};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let bus = InProcBus::new(4096);
 //! let mut config = FeedConfig::new("quick");
-//! config.wal_dir = Some(dir.path().to_path_buf());
+//! config.wal_root = Some(dir.path().to_path_buf());
 //! config.wal = mdbus_wal::WalOptions::default().segment_bytes(1 << 20);
 //! let mut publisher = FeedPublisher::open(config, bus.sender())?;
 //! let mut feed = SyntheticFeed::new(2, 7)?;
@@ -61,7 +61,8 @@
 //! // A late subscriber: attach live first, then replay the WAL up to it.
 //! let receiver = bus.subscribe();
 //! publish(&mut publisher, 100)?;
-//! let mut subscriber = Subscriber::new(receiver, SubscriberConfig::default().wal(dir.path(), "quick"))?;
+//! let wal = WalLocation::try_new(dir.path(), "quick")?;
+//! let mut subscriber = Subscriber::new(receiver, SubscriberConfig::default().wal(wal))?;
 //! let last = publisher.next_seq() - 1;
 //! let mut replay_done = false;
 //! while subscriber.stats().last_seq != Some(last) {
@@ -81,10 +82,11 @@
 //! # Feature flags
 //!
 //! None: the subscriber is generic over `mdbus_transport::MdReceiver`, so
-//! it works with `mdbus_transport::iceoryx::IoxSubscriber` when that crate
+//! it works with `mdbus_transport::iceoryx::IoxReceiver` when that crate
 //! is built with its `iceoryx2` feature (create the `Subscriber` in the
 //! thread that owns the receiver; iceoryx2 ports are not `Send`).
-//! [`SubscriberConfig::wal_feed_dir`] takes the service's `mdbus.wal_dir`.
+//! [`SubscriberConfig::wal`] takes the `WalLocation` the service announces
+//! in `mdbus.wal_dir` (`IoxReceiver::wal()`).
 
 mod cached;
 mod error;
@@ -99,4 +101,4 @@ pub use error::{Error, Result};
 pub use history::History;
 pub use l1::{L1Cache, L1Entry, Quote};
 pub use l2::{CacheLevel, L2Config};
-pub use subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig, SubscriberStats, WalSource};
+pub use subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig, SubscriberStats};

@@ -22,18 +22,18 @@
 //! issue 11).
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mdbus_transport::MdReceiver;
-use mdbus_types::{BookSnapshot, InstrumentId, MdSample, RecordRef, SeqRange, Tick};
+use mdbus_types::{BookSnapshot, InstrumentId, MdSample, RecordRef, SeqRange, Tick, WalLocation};
 use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, WalReader};
 use parking_lot::Mutex;
 
 use crate::cached::CachedHistory;
 use crate::error::{Error, Result};
-use crate::history::{History, split_feed_dir};
+use crate::history::History;
 use crate::l1::{L1Cache, SnapshotCheck};
 use crate::l2::{CacheLevel, L2Cache, L2Config};
 
@@ -104,15 +104,6 @@ impl Event {
     }
 }
 
-/// A feed's WAL: segments in `<dir>/<feed>/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WalSource {
-    /// The WAL directory.
-    pub dir: PathBuf,
-    /// The feed.
-    pub feed: String,
-}
-
 /// How a [`Subscriber`] runs. Start from `SubscriberConfig::default()` and
 /// the builder methods.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,7 +111,7 @@ pub struct WalSource {
 pub struct SubscriberConfig {
     /// The feed's WAL (replay, gap fill, L3); `None`: live only, holes
     /// become [`Event::Gap`]s.
-    pub wal: Option<WalSource>,
+    pub wal: Option<WalLocation>,
     /// Where the stream starts.
     pub start: StartFrom,
     /// How much history L2 keeps.
@@ -147,33 +138,28 @@ impl Default for SubscriberConfig {
 }
 
 impl SubscriberConfig {
-    /// Uses the WAL of `feed` in `dir`.
-    pub fn wal(mut self, dir: impl AsRef<Path>, feed: &str) -> SubscriberConfig {
-        self.wal = Some(WalSource {
-            dir: dir.as_ref().to_path_buf(),
-            feed: feed.to_string(),
-        });
+    /// Uses the feed's WAL at `wal`.
+    pub fn wal(mut self, wal: WalLocation) -> SubscriberConfig {
+        self.wal = Some(wal);
         self
     }
 
-    /// Uses the WAL folder `<dir>/<feed>` (e.g. the iceoryx2 service
-    /// attribute `mdbus.wal_dir`, `IoxSubscriber::wal_dir()`).
-    pub fn wal_feed_dir(self, feed_dir: impl AsRef<Path>) -> Result<SubscriberConfig> {
-        let (dir, feed) = split_feed_dir(feed_dir.as_ref())?;
-        Ok(self.wal(dir, &feed))
-    }
-
     /// The WAL to use, found the one way every mdbus program finds it: the
-    /// root the user gave (`<root>/<feed>`) first, else the feed folder the
+    /// root the user gave (`<root>/<feed>`) first, else the WAL the
     /// publisher announces (the iceoryx2 service attribute `mdbus.wal_dir`,
-    /// `IoxSubscriber::wal_dir()`), else none (the config is unchanged:
-    /// check [`SubscriberConfig::wal`] to tell).
-    pub fn wal_found(self, root: Option<&Path>, feed: &str, announced: Option<&Path>) -> Result<SubscriberConfig> {
-        match (root, announced) {
-            (Some(root), _) => Ok(self.wal(root, feed)),
-            (None, Some(feed_dir)) => self.wal_feed_dir(feed_dir),
-            (None, None) => Ok(self),
-        }
+    /// `IoxReceiver::wal()`), else none (the config is unchanged: check
+    /// [`SubscriberConfig::wal`] to tell).
+    pub fn wal_found(
+        self,
+        root: Option<&Path>,
+        feed: &str,
+        announced: Option<WalLocation>,
+    ) -> Result<SubscriberConfig> {
+        Ok(match (root, announced) {
+            (Some(root), _) => self.wal(WalLocation::try_new(root, feed)?),
+            (None, Some(wal)) => self.wal(wal),
+            (None, None) => self,
+        })
     }
 
     /// Sets the start point.
@@ -231,14 +217,14 @@ enum Phase {
 }
 
 /// Replay-merge subscriber over any live receiver: `InProcReceiver` in
-/// tests and in-process use, `IoxSubscriber` (iceoryx2) across processes.
+/// tests and in-process use, `IoxReceiver` (iceoryx2) across processes.
 /// Create it, and call [`Subscriber::next_event`], in the thread that owns
 /// the receiver; read the caches from anywhere ([`Subscriber::l1`],
 /// [`Subscriber::history`]).
 #[derive(Debug)]
 pub struct Subscriber<R> {
     receiver: R,
-    wal: Option<WalSource>,
+    wal: Option<WalLocation>,
     reader: Option<WalReader>,
     /// Seq of the last record the reader yielded (`None` right after a seek).
     reader_last: Option<u64>,
@@ -274,10 +260,7 @@ impl<R: MdReceiver> Subscriber<R> {
         if config.live_buffer == 0 {
             return Err(Error::Config("live_buffer must be at least 1".into()));
         }
-        let l3 = match &config.wal {
-            Some(w) => Some(History::open(&w.dir, &w.feed)?),
-            None => None,
-        };
+        let l3 = config.wal.clone().map(History::open);
         let (reader, next_seq) = match (&config.wal, config.start) {
             (None, StartFrom::Seq(seq)) => (None, Some(seq)),
             (None, _) | (Some(_), StartFrom::LiveOnly) => (None, None),
@@ -291,7 +274,7 @@ impl<R: MdReceiver> Subscriber<R> {
                     from,
                     skip_corrupt: true,
                 };
-                (Some(WalReader::open(&w.dir, &w.feed, options)?), next_seq)
+                (Some(WalReader::open(w.root(), w.feed().as_str(), options)?), next_seq)
             }
         };
         let l2 = Arc::new(Mutex::new(L2Cache::new(config.l2)));
@@ -546,7 +529,7 @@ impl<R: MdReceiver> Subscriber<R> {
                     from: ReadFrom::Seq(n),
                     skip_corrupt: true,
                 };
-                self.reader = Some(WalReader::open(&wal.dir, &wal.feed, options)?);
+                self.reader = Some(WalReader::open(wal.root(), wal.feed().as_str(), options)?);
                 self.reader_last = None;
             }
             (Some(n), Some(reader)) => {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use mdbus_subscriber::{Event, History, Source, Subscriber, SubscriberConfig};
 use mdbus_transport::InProcBus;
+use mdbus_types::WalLocation;
 use mdbus_types::{InstrumentId, RecordRef, json::record_to_json};
 
 fn fixture() -> PathBuf {
@@ -21,7 +22,11 @@ fn replay_of_wal_clean_gives_the_expected_books() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("expected-books.json")).unwrap()).unwrap();
     // No publisher: replay only (readers never write, so no copy needed).
     let bus = InProcBus::new(16);
-    let mut subscriber = Subscriber::new(bus.subscribe(), SubscriberConfig::default().wal(&dir, "golden")).unwrap();
+    let mut subscriber = Subscriber::new(
+        bus.subscribe(),
+        SubscriberConfig::default().wal(WalLocation::try_new(&dir, "golden").unwrap()),
+    )
+    .unwrap();
     let deadline = Instant::now() + common::WATCHDOG;
     let mut events = Vec::new();
     while subscriber.stats().last_seq != Some(21) {
@@ -65,7 +70,7 @@ fn replay_of_wal_clean_gives_the_expected_books() {
 
 #[test]
 fn history_answers_from_the_fixture_alone() {
-    let history = History::open(fixture(), "golden").unwrap();
+    let history = History::open(WalLocation::try_new(fixture(), "golden").unwrap());
     let id = InstrumentId::new("IF2501").unwrap();
     let ts = |seq: i64| 1_764_000_000_000_000_000 + seq * 1000;
     // Trades only: seq 2 is a RECOVERY_SNAPSHOT copy in the snapshot set.

@@ -10,6 +10,7 @@ use mdbus_publisher::SyntheticFeed;
 use mdbus_subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig};
 use mdbus_transport::{InProcBus, MdReceiver};
 use mdbus_types::SeqRange;
+use mdbus_types::WalLocation;
 use mdbus_wal::{RetentionPolicy, apply_retention, inspect};
 
 #[test]
@@ -34,7 +35,7 @@ fn slow_subscriber_with_overflow_gets_every_seq_once() {
     let mut subscriber = Subscriber::new(
         receiver,
         SubscriberConfig::default()
-            .wal(dir.path(), "slow")
+            .wal(WalLocation::try_new(dir.path(), "slow").unwrap())
             .start(StartFrom::LiveOnly)
             .live_buffer(8),
     )
@@ -83,7 +84,7 @@ fn retention_removed_the_needed_segment_gives_an_explicit_gap() {
     let mut live = Subscriber::new(
         receiver,
         SubscriberConfig::default()
-            .wal(dir.path(), "ret")
+            .wal(WalLocation::try_new(dir.path(), "ret").unwrap())
             .start(StartFrom::LiveOnly),
     )
     .unwrap();
@@ -138,7 +139,7 @@ fn retention_removed_the_needed_segment_gives_an_explicit_gap() {
     let mut replay = Subscriber::new(
         bus.subscribe(),
         SubscriberConfig::default()
-            .wal(dir.path(), "ret")
+            .wal(WalLocation::try_new(dir.path(), "ret").unwrap())
             .start(StartFrom::Seq(1)),
     )
     .unwrap();

@@ -9,6 +9,7 @@ use common::{events_until, publish, publisher};
 use mdbus_publisher::SyntheticFeed;
 use mdbus_subscriber::{CacheLevel, History, L2Config, StartFrom, Subscriber, SubscriberConfig};
 use mdbus_transport::InProcBus;
+use mdbus_types::WalLocation;
 use mdbus_types::{Book, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, InstrumentId, MdSample, RecordRef, Tick};
 
 /// Trades per instrument, from a full replay.
@@ -57,7 +58,7 @@ fn ticks_and_book_at_match_a_full_replay_from_l2_and_l3() {
 
     let subscribe = |l2: L2Config| {
         let config = SubscriberConfig::default()
-            .wal(dir.path(), "hist")
+            .wal(WalLocation::try_new(dir.path(), "hist").unwrap())
             .start(StartFrom::Seq(1))
             .l2(l2);
         let mut s = Subscriber::new(bus.subscribe(), config).unwrap();
@@ -66,7 +67,7 @@ fn ticks_and_book_at_match_a_full_replay_from_l2_and_l3() {
     };
     let big = subscribe(L2Config::default().max_ticks(1 << 20).max_book_records(1 << 20));
     let small = subscribe(L2Config::default().max_ticks(50).max_book_records(100));
-    let standalone = History::open(dir.path(), "hist").unwrap();
+    let standalone = History::open(WalLocation::try_new(dir.path(), "hist").unwrap());
     drop(p); // the publisher exits; the WAL still answers
 
     let ids: Vec<InstrumentId> = feed.instruments().collect();

@@ -12,6 +12,7 @@ use common::{WATCHDOG, assert_dense, events_until, publish, publisher, seqs};
 use mdbus_publisher::SyntheticFeed;
 use mdbus_subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig};
 use mdbus_transport::InProcBus;
+use mdbus_types::WalLocation;
 use mdbus_types::{BookSnapshot, InstrumentId, MdSample};
 
 const EVENTS: usize = if cfg!(miri) { 500 } else { 60_000 };
@@ -87,7 +88,11 @@ fn late_subscriber_joins_a_running_publisher() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let receiver = bus.subscribe();
-    let mut subscriber = Subscriber::new(receiver, SubscriberConfig::default().wal(dir.path(), "late")).unwrap();
+    let mut subscriber = Subscriber::new(
+        receiver,
+        SubscriberConfig::default().wal(WalLocation::try_new(dir.path(), "late").unwrap()),
+    )
+    .unwrap();
     // Merge while the publisher runs at full rate.
     let mut events = Vec::new();
     while !publisher_thread.is_finished() {
@@ -130,7 +135,7 @@ fn publisher_stopped_then_started_switches_without_gap_or_duplicate() {
     let mut subscriber = Subscriber::new(
         receiver,
         SubscriberConfig::default()
-            .wal(dir.path(), "restart")
+            .wal(WalLocation::try_new(dir.path(), "restart").unwrap())
             .start(StartFrom::Seq(1)),
     )
     .unwrap();

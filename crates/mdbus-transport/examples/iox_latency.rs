@@ -16,9 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use mdbus_transport::iceoryx::{
-        IoxPublisher, IoxPublisherConfig, IoxSubscriber, IoxSubscriberConfig, WaitStrategy,
-    };
+    use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, IoxSender, IoxSenderConfig, WaitStrategy};
     use mdbus_transport::{MdReceiver, MdSender};
     use mdbus_types::{Heartbeat, Kind, MdSample, RecordHeader};
 
@@ -39,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let publisher_feed = feed.clone();
     let publisher = thread::spawn(move || -> Result<(), mdbus_transport::Error> {
-        let mut publisher = IoxPublisher::create(&IoxPublisherConfig::new(&publisher_feed))?;
+        let mut publisher = IoxSender::create(&IoxSenderConfig::new(&publisher_feed))?;
         let _ = ready_tx.send(());
         let _ = go_rx.recv();
         let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
@@ -60,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     });
     ready_rx.recv()?;
-    let mut subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new(&feed).wait(wait))?;
+    let mut subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed).wait(wait))?;
     go_tx.send(())?;
     let mut latencies = Vec::with_capacity(usize::try_from(count)?);
     while let Some(sample) = subscriber.recv_timeout(Duration::from_secs(10))? {

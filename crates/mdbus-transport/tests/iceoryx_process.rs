@@ -11,9 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mdbus_transport::iceoryx::{
-    IoxPublisher, IoxPublisherConfig, IoxSubscriber, IoxSubscriberConfig, WaitStrategy, feed_exists,
-};
+use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, IoxSender, IoxSenderConfig, WaitStrategy, feed_exists};
 use mdbus_transport::{Error, MdReceiver, MdSender};
 use mdbus_types::{Heartbeat, Kind, MdSample, RecordHeader};
 
@@ -54,7 +52,7 @@ fn child_publisher() {
     let feed = parts.next().unwrap().to_string();
     let first: u64 = parts.next().unwrap().parse().unwrap();
     let count: u64 = parts.next().unwrap().parse().unwrap();
-    let mut publisher = IoxPublisher::create(&IoxPublisherConfig::new(&feed)).unwrap();
+    let mut publisher = IoxSender::create(&IoxSenderConfig::new(&feed)).unwrap();
     println!("@@READY");
     let mut stdin = std::io::stdin().lock();
     let mut line = String::new();
@@ -153,7 +151,7 @@ impl Drop for ChildPublisher {
     }
 }
 
-fn receive_in_order(subscriber: &mut IoxSubscriber, seqs: std::ops::RangeInclusive<u64>) {
+fn receive_in_order(subscriber: &mut IoxReceiver, seqs: std::ops::RangeInclusive<u64>) {
     for expected in seqs {
         let sample = subscriber
             .recv_timeout(WATCHDOG)
@@ -171,7 +169,7 @@ fn publisher_in_another_process_delivers_every_record() {
     const COUNT: u64 = 5000;
     let feed = unique_feed("xproc");
     let mut child = ChildPublisher::spawn(&feed, 1, COUNT);
-    let mut subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new(&feed).wait(WaitStrategy::Block)).unwrap();
+    let mut subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed).wait(WaitStrategy::Block)).unwrap();
     child.go();
     receive_in_order(&mut subscriber, 1..=COUNT);
     child.expect("@@SENT");
@@ -190,7 +188,7 @@ fn after_kill_9_a_new_publisher_serves_the_running_subscriber() {
     const COUNT: u64 = 1000;
     let feed = unique_feed("kill9");
     let mut first = ChildPublisher::spawn(&feed, 1, COUNT);
-    let mut subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new(&feed).wait(WaitStrategy::Block)).unwrap();
+    let mut subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed).wait(WaitStrategy::Block)).unwrap();
     first.go();
     receive_in_order(&mut subscriber, 1..=COUNT);
     first.expect("@@SENT");

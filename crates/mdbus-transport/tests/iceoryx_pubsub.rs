@@ -3,18 +3,16 @@
 //! strategy, a slow subscriber, incompatible services, the WAL attribute.
 //! Every test uses its own feed name, so they run in parallel.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use iceoryx2::prelude::*;
-use mdbus_transport::iceoryx::{
-    IoxPublisher, IoxPublisherConfig, IoxSubscriber, IoxSubscriberConfig, WaitStrategy, feed_exists,
-};
+use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, IoxSender, IoxSenderConfig, WaitStrategy, feed_exists};
 use mdbus_transport::{Error, MdReceiver, MdSender};
-use mdbus_types::{InstrumentId, Kind, MdSample, Price, RecordHeader, Tick};
+use mdbus_types::{FeedName, InstrumentId, Kind, MdSample, Price, RecordHeader, Tick, WalLocation};
 
 /// Every wait in these tests ends after this, so a bug fails, never hangs.
 const WATCHDOG: Duration = Duration::from_secs(30);
@@ -82,9 +80,8 @@ fn service_reason(err: Error) -> (String, String) {
 fn every_sample_arrives_in_order_with_equal_bytes() {
     let feed = unique_feed("order");
     {
-        let mut publisher = IoxPublisher::create(&IoxPublisherConfig::new(&feed)).unwrap();
-        let mut subscriber =
-            IoxSubscriber::open(&IoxSubscriberConfig::new(&feed).wait(WaitStrategy::BusySpin)).unwrap();
+        let mut publisher = IoxSender::create(&IoxSenderConfig::new(&feed)).unwrap();
+        let mut subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed).wait(WaitStrategy::BusySpin)).unwrap();
         assert_eq!(publisher.subscriber_count(), 1);
         assert_eq!(subscriber.publisher_count(), 1);
         let sent: Vec<MdSample> = (1..=3000).map(tick).collect();
@@ -123,7 +120,7 @@ fn receive_from_another_thread(wait: WaitStrategy, tag: &str) {
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let publisher_feed = feed.clone();
     let publisher_thread = thread::spawn(move || {
-        let mut publisher = IoxPublisher::create(&IoxPublisherConfig::new(&publisher_feed)).unwrap();
+        let mut publisher = IoxSender::create(&IoxSenderConfig::new(&publisher_feed)).unwrap();
         ready_tx.send(()).unwrap();
         go_rx.recv_timeout(WATCHDOG).unwrap();
         thread::sleep(Duration::from_millis(20));
@@ -137,7 +134,7 @@ fn receive_from_another_thread(wait: WaitStrategy, tag: &str) {
         }
     });
     ready_rx.recv_timeout(WATCHDOG).unwrap();
-    let mut subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new(&feed).wait(wait)).unwrap();
+    let mut subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed).wait(wait)).unwrap();
     assert_eq!(subscriber.wait_strategy(), wait);
     go_tx.send(()).unwrap();
     let mut expected = 1;
@@ -176,9 +173,9 @@ fn block_wakes_on_batches_from_another_thread() {
 #[test]
 fn each_strategy_times_out_empty_and_block_counts_a_publisher_start() {
     let feed = unique_feed("timeout");
-    let first = IoxPublisher::create(&IoxPublisherConfig::new(&feed)).unwrap();
+    let first = IoxSender::create(&IoxSenderConfig::new(&feed)).unwrap();
     for wait in [WaitStrategy::BusySpin, WaitStrategy::backoff(), WaitStrategy::Block] {
-        let mut subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new(&feed).wait(wait)).unwrap();
+        let mut subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed).wait(wait)).unwrap();
         assert!(
             subscriber.recv_timeout(Duration::from_millis(5)).unwrap().is_none(),
             "{wait:?}"
@@ -186,9 +183,9 @@ fn each_strategy_times_out_empty_and_block_counts_a_publisher_start() {
         assert!(subscriber.recv_timeout(Duration::ZERO).unwrap().is_none(), "{wait:?}");
     }
     // A second publisher on the feed (a restart) is announced with event 1.
-    let mut subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new(&feed)).unwrap();
+    let mut subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed)).unwrap();
     assert_eq!(subscriber.publisher_restarts(), 0);
-    let second = IoxPublisher::create(&IoxPublisherConfig::new(&feed)).unwrap();
+    let second = IoxSender::create(&IoxSenderConfig::new(&feed)).unwrap();
     assert!(subscriber.recv_timeout(Duration::from_millis(50)).unwrap().is_none());
     assert_eq!(subscriber.publisher_restarts(), 1);
     drop((first, second, subscriber));
@@ -200,8 +197,8 @@ fn slow_subscriber_loses_its_oldest_and_the_holes_are_exactly_those() {
     const COUNT: u64 = 20_000;
     let feed = unique_feed("slow");
     {
-        let mut publisher = IoxPublisher::create(&IoxPublisherConfig::new(&feed)).unwrap();
-        let mut slow = IoxSubscriber::open(&IoxSubscriberConfig::new(&feed)).unwrap();
+        let mut publisher = IoxSender::create(&IoxSenderConfig::new(&feed)).unwrap();
+        let mut slow = IoxReceiver::open(&IoxReceiverConfig::new(&feed)).unwrap();
         publisher.send(&tick(1)).unwrap();
         assert_eq!(slow.try_recv().unwrap().unwrap().header().seq, 1);
         {
@@ -230,9 +227,9 @@ fn slow_subscriber_loses_its_oldest_and_the_holes_are_exactly_those() {
 #[test]
 fn bad_feed_names_are_refused() {
     for bad in ["", "a/b", "a b", "feed.1", &"x".repeat(33)] {
-        let err = IoxPublisher::create(&IoxPublisherConfig::new(bad)).unwrap_err();
+        let err = IoxSender::create(&IoxSenderConfig::new(bad)).unwrap_err();
         assert!(matches!(&err, Error::FeedName { feed, .. } if feed == bad), "{err:?}");
-        let err = IoxSubscriber::open(&IoxSubscriberConfig::new(bad)).unwrap_err();
+        let err = IoxReceiver::open(&IoxReceiverConfig::new(bad)).unwrap_err();
         assert!(matches!(&err, Error::FeedName { feed, .. } if feed == bad), "{err:?}");
         assert!(matches!(feed_exists(bad), Err(Error::FeedName { .. })));
     }
@@ -241,7 +238,7 @@ fn bad_feed_names_are_refused() {
 #[test]
 fn subscriber_without_publisher_is_a_clear_error() {
     let feed = unique_feed("nopub");
-    let (service, reason) = service_reason(IoxSubscriber::open(&IoxSubscriberConfig::new(&feed)).unwrap_err());
+    let (service, reason) = service_reason(IoxReceiver::open(&IoxReceiverConfig::new(&feed)).unwrap_err());
     assert_eq!(service, format!("mdbus/{feed}/md"));
     assert!(reason.contains("does not exist"), "{reason}");
     assert_feed_gone(&feed);
@@ -258,8 +255,8 @@ fn refused_service(
     let node = NodeBuilder::new().create::<ipc::Service>().unwrap();
     let name = ServiceName::new(&format!("mdbus/{feed}/md")).unwrap();
     let service = create(&node, &name);
-    let (pub_service, pub_reason) = service_reason(IoxPublisher::create(&IoxPublisherConfig::new(&feed)).unwrap_err());
-    let (sub_service, sub_reason) = service_reason(IoxSubscriber::open(&IoxSubscriberConfig::new(&feed)).unwrap_err());
+    let (pub_service, pub_reason) = service_reason(IoxSender::create(&IoxSenderConfig::new(&feed)).unwrap_err());
+    let (sub_service, sub_reason) = service_reason(IoxReceiver::open(&IoxReceiverConfig::new(&feed)).unwrap_err());
     for (service_name, reason) in [(pub_service, pub_reason), (sub_service, sub_reason)] {
         assert_eq!(service_name, format!("mdbus/{feed}/md"));
         for word in words {
@@ -330,41 +327,51 @@ fn another_payload_type_is_refused() {
 #[test]
 fn wal_dir_attribute_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let wal = dir.path().join("wal");
     let feed = unique_feed("wal");
+    let location = |root: &Path| WalLocation::new(root, FeedName::new(&feed).unwrap());
+    let wal = location(&dir.path().join("wal"));
     {
-        let publisher = IoxPublisher::create(&IoxPublisherConfig::new(&feed).wal_dir(&wal)).unwrap();
-        assert_eq!(publisher.wal_dir(), Some(wal.clone()));
-        let subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new(&feed)).unwrap();
-        assert_eq!(subscriber.wal_dir(), Some(wal.clone()));
+        let publisher = IoxSender::create(&IoxSenderConfig::new(&feed).wal(wal.clone())).unwrap();
+        assert_eq!(publisher.wal().unwrap(), Some(wal.clone()));
+        let subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed)).unwrap();
+        assert_eq!(subscriber.wal().unwrap(), Some(wal.clone()));
         // A restarted publisher with the same folder opens the service ...
-        let again = IoxPublisher::create(&IoxPublisherConfig::new(&feed).wal_dir(&wal)).unwrap();
+        let again = IoxSender::create(&IoxSenderConfig::new(&feed).wal(wal.clone())).unwrap();
         drop(again);
         // ... one with another folder is refused, naming both.
-        let other = dir.path().join("other");
+        let other = location(&dir.path().join("other"));
         let (_, reason) =
-            service_reason(IoxPublisher::create(&IoxPublisherConfig::new(&feed).wal_dir(&other)).unwrap_err());
+            service_reason(IoxSender::create(&IoxSenderConfig::new(&feed).wal(other.clone())).unwrap_err());
         assert!(reason.contains("mdbus.wal_dir"), "{reason}");
-        let both = format!("mdbus.wal_dir {} (expected {})", wal.display(), other.display());
+        let both = format!("mdbus.wal_dir {wal} (expected {other})");
         assert!(reason.contains(&both), "{reason}");
+        // The WAL of another feed is refused before any service is touched.
+        let foreign = WalLocation::new(dir.path(), FeedName::new("another").unwrap());
+        let (_, reason) = service_reason(IoxSender::create(&IoxSenderConfig::new(&feed).wal(foreign)).unwrap_err());
+        assert!(reason.contains("is of feed another"), "{reason}");
         drop((publisher, subscriber));
     }
     assert_feed_gone(&feed);
 
-    // Without a folder there is no attribute; a relative one is made absolute.
+    // Without a folder there is no attribute; a relative root is made absolute.
     let feed = unique_feed("wal");
     {
-        let publisher = IoxPublisher::create(&IoxPublisherConfig::new(&feed)).unwrap();
-        let subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new(&feed)).unwrap();
-        assert_eq!(subscriber.wal_dir(), None);
+        let publisher = IoxSender::create(&IoxSenderConfig::new(&feed)).unwrap();
+        let subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed)).unwrap();
+        assert_eq!(subscriber.wal().unwrap(), None);
         drop((publisher, subscriber));
     }
     let feed = unique_feed("wal");
     {
-        let publisher = IoxPublisher::create(&IoxPublisherConfig::new(&feed).wal_dir("rel/wal")).unwrap();
-        let subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new(&feed)).unwrap();
+        let relative = WalLocation::new("rel/wal", FeedName::new(&feed).unwrap());
+        let publisher = IoxSender::create(&IoxSenderConfig::new(&feed).wal(relative)).unwrap();
+        let subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed)).unwrap();
         let expected: PathBuf = std::env::current_dir().unwrap().join("rel/wal");
-        assert_eq!(subscriber.wal_dir(), Some(expected));
+        let announced = subscriber.wal().unwrap().expect("announced");
+        assert_eq!(
+            (announced.root(), announced.feed().as_str()),
+            (expected.as_path(), feed.as_str())
+        );
         drop((publisher, subscriber));
     }
     assert_feed_gone(&feed);
@@ -374,7 +381,7 @@ fn wal_dir_attribute_round_trip() {
 fn open_waiting_waits_for_a_starting_publisher_and_names_a_feed_that_never_comes() {
     // Nobody creates this feed: the wait ends with the "does not exist" error.
     let missing = unique_feed("never");
-    let err = IoxSubscriber::open_waiting(&IoxSubscriberConfig::new(missing), Duration::from_millis(100))
+    let err = IoxReceiver::open_waiting(&IoxReceiverConfig::new(missing), Duration::from_millis(100))
         .expect_err("no publisher ever created the feed");
     let (_, reason) = service_reason(err);
     assert!(reason.contains("does not exist"), "{reason}");
@@ -385,12 +392,12 @@ fn open_waiting_waits_for_a_starting_publisher_and_names_a_feed_that_never_comes
     let publisher_feed = feed.clone();
     let publisher = thread::spawn(move || {
         thread::sleep(Duration::from_millis(200));
-        let publisher = IoxPublisher::create(&IoxPublisherConfig::new(publisher_feed)).unwrap();
+        let publisher = IoxSender::create(&IoxSenderConfig::new(publisher_feed)).unwrap();
         // Keep the service alive until the subscriber has opened it.
         rx.recv_timeout(WATCHDOG).unwrap();
         drop(publisher);
     });
-    let subscriber = IoxSubscriber::open_waiting(&IoxSubscriberConfig::new(feed.clone()), WATCHDOG).unwrap();
+    let subscriber = IoxReceiver::open_waiting(&IoxReceiverConfig::new(feed.clone()), WATCHDOG).unwrap();
     tx.send(()).unwrap();
     publisher.join().unwrap();
     drop(subscriber);

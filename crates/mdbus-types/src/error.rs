@@ -28,6 +28,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A path that is not a WAL feed folder `<root>/<feed>`.
+    #[error("{path} is not a WAL feed folder <root>/<feed>: {reason}")]
+    FeedDir {
+        /// The path given.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A record header whose `kind` is not one of the known kinds.
     #[error("unknown record kind {kind} (seq {seq})")]
     UnknownKind {

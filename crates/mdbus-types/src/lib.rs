@@ -39,6 +39,7 @@ mod error;
 mod instrument;
 pub mod json;
 mod layout;
+mod location;
 mod price;
 mod record;
 mod sample;
@@ -50,6 +51,7 @@ pub use book::{Book, validate_snapshot};
 pub use error::{Error, Result};
 pub use instrument::{FeedName, InstrumentId, SYMBOL_LEN, is_valid_feed_name};
 pub use layout::{LayoutRow, layout_table, layout_table_markdown};
+pub use location::WalLocation;
 pub use price::{PRICE_SCALE, Price, Qty};
 pub use record::{
     BOOK_DEPTH, BookDelta, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, FLAGS_KNOWN, Heartbeat, Kind,

@@ -1,5 +1,5 @@
 //! The iceoryx2 ends: raw iceoryx2 publish-subscribe (the baseline), and
-//! mdbus (`FeedPublisher` over `IoxPublisher`, `IoxSubscriber`).
+//! mdbus (`FeedPublisher` over `IoxSender`, `IoxReceiver`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,9 +14,7 @@ use iceoryx2::service::ipc;
 use iceoryx2::service::port_factory::{event as event_factory, publish_subscribe as md_factory};
 use mdbus_publisher::{FeedConfig, FeedPublisher};
 use mdbus_transport::MdReceiver;
-use mdbus_transport::iceoryx::{
-    IoxPublisher, IoxPublisherConfig, IoxSubscriber, IoxSubscriberConfig, WaitStrategy, settings,
-};
+use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, IoxSender, IoxSenderConfig, WaitStrategy, settings};
 use mdbus_types::MdSample;
 use mdbus_wal::{SyncPolicy, WalOptions};
 
@@ -206,24 +204,23 @@ impl Source for RawSource {
 }
 
 /// mdbus's publish path: `FeedPublisher` (seq, WAL, send, board) over
-/// `IoxPublisher`.
+/// `IoxSender`.
 #[derive(Debug)]
 pub struct MdbusSink {
-    publisher: FeedPublisher<IoxPublisher>,
+    publisher: FeedPublisher<IoxSender>,
 }
 
 impl MdbusSink {
     /// Opens the feed `name` with its WAL and board in `dir`.
     pub fn open(name: &str, dir: &Path, sync: SyncPolicy) -> Result<MdbusSink> {
         let mut config = FeedConfig::new(name);
-        let wal_dir = dir.join("wal");
-        config.wal_dir = Some(wal_dir.clone());
+        config.wal_root = Some(dir.join("wal"));
         config.wal = WalOptions::default().sync(sync);
         config.board_dir = Some(dir.join("board"));
         std::fs::create_dir_all(dir.join("board")).map_err(|e| Error::io(dir.join("board"), e))?;
-        let feed = name.to_string();
+        let wal = config.wal_location()?.expect("the sink has a WAL");
         let publisher = FeedPublisher::open_with(config, || {
-            IoxPublisher::create(&IoxPublisherConfig::new(feed.clone()).wal_dir(wal_dir.join(&feed)))
+            IoxSender::create(&IoxSenderConfig::new(wal.feed().as_str()).wal(wal.clone()))
         })?;
         Ok(MdbusSink { publisher })
     }
@@ -241,11 +238,11 @@ impl Sink for MdbusSink {
     }
 }
 
-/// An mdbus subscriber (`IoxSubscriber` with `WaitStrategy::BusySpin` or
+/// An mdbus subscriber (`IoxReceiver` with `WaitStrategy::BusySpin` or
 /// `WaitStrategy::Block`), received through its `recv_timeout`.
 #[derive(Debug)]
 pub struct MdbusSource {
-    subscriber: IoxSubscriber,
+    subscriber: IoxReceiver,
 }
 
 impl MdbusSource {
@@ -255,7 +252,7 @@ impl MdbusSource {
             Wait::Spin => WaitStrategy::BusySpin,
             Wait::Block => WaitStrategy::Block,
         };
-        let subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new(name).wait(strategy))?;
+        let subscriber = IoxReceiver::open(&IoxReceiverConfig::new(name).wait(strategy))?;
         Ok(MdbusSource { subscriber })
     }
 }

@@ -14,6 +14,7 @@ use mdbus_gateway::{Gateway, GatewayConfig};
 use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
 use mdbus_subscriber::{Subscriber, SubscriberConfig};
 use mdbus_transport::InProcBus;
+use mdbus_types::WalLocation;
 use mdbus_types::clock::now_ns;
 use mdbus_types::{Kind, MdSample};
 use tokio_tungstenite::tungstenite::Message;
@@ -161,7 +162,7 @@ pub fn run(config: LoadConfig) -> LoadReport {
     let feed_name = format!("gw-load-{}", std::process::id());
     let bus = InProcBus::new(1 << 16);
     let mut feed_config = FeedConfig::new(&feed_name);
-    feed_config.wal_dir = Some(dir.path().to_path_buf());
+    feed_config.wal_root = Some(dir.path().to_path_buf());
     feed_config.wal = mdbus_wal::WalOptions::default().segment_bytes(32 << 20);
     let mut publisher = FeedPublisher::open(feed_config, bus.sender()).expect("publisher");
     let mut feed = SyntheticFeed::new(config.instruments, 11).expect("synthetic feed");
@@ -183,7 +184,7 @@ pub fn run(config: LoadConfig) -> LoadReport {
     let gateway = Gateway::start(gateway_config, move || {
         Ok(Subscriber::new(
             receiver,
-            SubscriberConfig::default().wal(wal_dir, &feed_for_gateway),
+            SubscriberConfig::default().wal(WalLocation::try_new(wal_dir, &feed_for_gateway).unwrap()),
         )?)
     })
     .expect("gateway");

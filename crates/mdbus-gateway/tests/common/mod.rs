@@ -13,6 +13,7 @@ use mdbus_gateway::{Gateway, GatewayConfig};
 use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
 use mdbus_subscriber::{Subscriber, SubscriberConfig};
 use mdbus_transport::{InProcBus, InProcSender};
+use mdbus_types::WalLocation;
 use mdbus_types::json::sample_from_json;
 use mdbus_types::{Book, InstrumentId, Kind, MdSample, RecordRef, clock::now_ns};
 use mdbus_wal::{ReadOptions, WalOptions, WalReader};
@@ -47,7 +48,7 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let bus = InProcBus::new(1 << 16);
         let mut feed_config = FeedConfig::new(name);
-        feed_config.wal_dir = Some(dir.path().to_path_buf());
+        feed_config.wal_root = Some(dir.path().to_path_buf());
         feed_config.wal = WalOptions::default().segment_bytes(16 << 20);
         let publisher = FeedPublisher::open(feed_config, bus.sender()).unwrap();
         let feed = SyntheticFeed::new(instruments, 7).unwrap();
@@ -118,7 +119,10 @@ pub fn start_gateway(bus: &InProcBus, dir: &Path, feed: &str, mut config: Gatewa
     let receiver = bus.subscribe();
     let (dir, feed) = (dir.to_path_buf(), feed.to_string());
     Gateway::start(config, move || {
-        Ok(Subscriber::new(receiver, SubscriberConfig::default().wal(dir, &feed))?)
+        Ok(Subscriber::new(
+            receiver,
+            SubscriberConfig::default().wal(WalLocation::try_new(dir, &feed).unwrap()),
+        )?)
     })
     .unwrap()
 }

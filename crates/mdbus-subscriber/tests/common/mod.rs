@@ -20,7 +20,7 @@ pub type Pub = FeedPublisher<InProcSender>;
 /// and snapshot sets happen).
 pub fn publisher(dir: &Path, feed: &str, bus: &InProcBus, segment_bytes: u64) -> Pub {
     let mut config = FeedConfig::new(feed);
-    config.wal_dir = Some(dir.to_path_buf());
+    config.wal_root = Some(dir.to_path_buf());
     config.wal = WalOptions::default().segment_bytes(segment_bytes);
     FeedPublisher::open(config, bus.sender()).unwrap()
 }

@@ -11,7 +11,7 @@
 //!   [`EVENT_END_OF_BATCH`] after each send batch and
 //!   [`EVENT_PUBLISHER_STARTED`] when it starts.
 //!
-//! [`IoxPublisher`] implements [`MdSender`](crate::MdSender), [`IoxSubscriber`]
+//! [`IoxSender`] implements [`MdSender`](crate::MdSender), [`IoxReceiver`]
 //! implements [`MdReceiver`](crate::MdReceiver); a subscriber waits with
 //! the [`WaitStrategy`] its user picks (busy spin, backoff, or block on
 //! the event service).
@@ -21,13 +21,14 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use mdbus_transport::iceoryx::{IoxPublisher, IoxPublisherConfig, IoxSubscriber, IoxSubscriberConfig, WaitStrategy};
+//! use mdbus_transport::iceoryx::{IoxSender, IoxSenderConfig, IoxReceiver, IoxReceiverConfig, WaitStrategy};
 //! use mdbus_transport::{MdReceiver, MdSender};
-//! use mdbus_types::{Heartbeat, Kind, MdSample, RecordHeader};
+//! use mdbus_types::{FeedName, Heartbeat, Kind, MdSample, RecordHeader, WalLocation};
 //!
-//! let mut publisher = IoxPublisher::create(&IoxPublisherConfig::new("golden").wal_dir("/var/lib/mdbus/wal"))?;
-//! let mut subscriber = IoxSubscriber::open(&IoxSubscriberConfig::new("golden").wait(WaitStrategy::Block))?;
-//! assert_eq!(subscriber.wal_dir().as_deref(), Some(std::path::Path::new("/var/lib/mdbus/wal")));
+//! let wal = WalLocation::new("/var/lib/mdbus", FeedName::new("golden")?);
+//! let mut publisher = IoxSender::create(&IoxSenderConfig::new("golden").wal(wal.clone()))?;
+//! let mut subscriber = IoxReceiver::open(&IoxReceiverConfig::new("golden").wait(WaitStrategy::Block))?;
+//! assert_eq!(subscriber.wal()?, Some(wal));
 //!
 //! let mut sample = MdSample::from(Heartbeat { header: RecordHeader::new(Kind::Heartbeat, 0) });
 //! sample.header_mut().seq = 1;
@@ -35,20 +36,20 @@
 //! publisher.end_batch()?;
 //! let received = subscriber.recv_timeout(Duration::from_secs(1))?.expect("a sample");
 //! assert_eq!(received.header().seq, 1);
-//! # Ok::<(), mdbus_transport::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod names;
-mod publisher;
-mod subscriber;
+mod receiver;
+mod sender;
 mod wait;
 
 pub use names::{
     EVENT_END_OF_BATCH, EVENT_PUBLISHER_STARTED, WAL_DIR_ATTRIBUTE, event_service_name, feed_exists, md_service_name,
     settings,
 };
-pub use publisher::{IoxPublisher, IoxPublisherConfig};
-pub use subscriber::{IoxSubscriber, IoxSubscriberConfig};
+pub use receiver::{IoxReceiver, IoxReceiverConfig};
+pub use sender::{IoxSender, IoxSenderConfig};
 pub use wait::WaitStrategy;
 
 /// Sets iceoryx2's log level to errors only, unless the environment

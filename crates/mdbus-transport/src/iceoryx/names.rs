@@ -172,7 +172,7 @@ fn md_differences(service: &str, wal_dir: Option<&str>) -> Option<Vec<String>> {
         check(what, has.to_string(), expected.to_string());
     }
     if let Some(expected) = wal_dir {
-        let has = super::publisher::wal_dir_of(details.static_details.attributes())
+        let has = super::sender::wal_dir_of(details.static_details.attributes())
             .map_or_else(|| "unset".to_string(), |dir| dir.display().to_string());
         check(WAL_DIR_ATTRIBUTE, has, expected.to_string());
     }

@@ -1,4 +1,4 @@
-//! How an [`IoxSubscriber`](super::IoxSubscriber) waits for the next
+//! How an [`IoxReceiver`](super::IoxReceiver) waits for the next
 //! sample, like Aeron's idle strategies.
 
 use std::time::Duration;

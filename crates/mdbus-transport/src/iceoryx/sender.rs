@@ -1,4 +1,4 @@
-//! [`IoxPublisher`]: the sending side of a feed on iceoryx2.
+//! [`IoxSender`]: the sending side of a feed on iceoryx2.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use iceoryx2::prelude::{AttributeVerifier, EventId, PortFactory, SemanticString}
 use iceoryx2::service::attribute::{AttributeKey, AttributeValue};
 use iceoryx2::service::ipc;
 use iceoryx2::service::port_factory::{event as event_factory, publish_subscribe as md_factory};
-use mdbus_types::{MdSample, RecordRef, SAMPLE_SIZE};
+use mdbus_types::{MdSample, RecordRef, SAMPLE_SIZE, WalLocation};
 
 use super::names::{
     EVENT_END_OF_BATCH, EVENT_PUBLISHER_STARTED, WAL_DIR_ATTRIBUTE, create_node, event_open_or_create_reason,
@@ -18,29 +18,30 @@ use super::names::{
 };
 use crate::{MdSender, Result};
 
-/// What an [`IoxPublisher`] publishes: the feed, and the WAL folder it
-/// advertises in the [`WAL_DIR_ATTRIBUTE`] service attribute.
+/// What an [`IoxSender`] publishes: the feed, and the WAL it announces in
+/// the [`WAL_DIR_ATTRIBUTE`] service attribute.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IoxPublisherConfig {
+pub struct IoxSenderConfig {
     /// Feed name, 1 to 32 characters of `[A-Za-z0-9_-]`.
     pub feed: String,
-    /// The feed's WAL folder. Made absolute (against the current
-    /// directory) before it is stored; `None` sets no attribute.
-    pub wal_dir: Option<PathBuf>,
+    /// The feed's WAL, announced as its folder `<root>/<feed>` with the
+    /// root made absolute (against the current directory); `None` sets no
+    /// attribute. Its feed must be `feed`.
+    pub wal: Option<WalLocation>,
 }
 
-impl IoxPublisherConfig {
-    /// A publisher of `feed` without a WAL attribute.
-    pub fn new(feed: impl Into<String>) -> IoxPublisherConfig {
-        IoxPublisherConfig {
+impl IoxSenderConfig {
+    /// A sender of `feed` without a WAL attribute.
+    pub fn new(feed: impl Into<String>) -> IoxSenderConfig {
+        IoxSenderConfig {
             feed: feed.into(),
-            wal_dir: None,
+            wal: None,
         }
     }
 
-    /// Advertises `dir` as the feed's WAL folder.
-    pub fn wal_dir(mut self, dir: impl Into<PathBuf>) -> IoxPublisherConfig {
-        self.wal_dir = Some(dir.into());
+    /// Announces `wal` as the feed's WAL.
+    pub fn wal(mut self, wal: WalLocation) -> IoxSenderConfig {
+        self.wal = Some(wal);
         self
     }
 }
@@ -48,7 +49,7 @@ impl IoxPublisherConfig {
 /// Publishes [`MdSample`]s on `mdbus/<feed>/md` and notifies
 /// `mdbus/<feed>/md/ev`. Never blocks on a slow subscriber (safe
 /// overflow). Not `Send`: create it in the thread that sends.
-pub struct IoxPublisher {
+pub struct IoxSender {
     feed: String,
     md_service: String,
     /// Taken (dropped) in `Drop`, before the last notification; `Some`
@@ -60,7 +61,7 @@ pub struct IoxPublisher {
     _node: Node<ipc::Service>,
 }
 
-impl IoxPublisher {
+impl IoxSender {
     /// Opens or creates the feed's services with docs/spec.md's settings,
     /// creates the publisher and the notifier, and notifies
     /// [`EVENT_PUBLISHER_STARTED`]. Dead nodes of crashed processes are
@@ -70,10 +71,10 @@ impl IoxPublisher {
     /// name; [`Error::Service`](crate::Error::Service) when a service exists
     /// with another payload type, smaller settings, safe overflow off or
     /// another `mdbus.wal_dir`, or cannot be created.
-    pub fn create(config: &IoxPublisherConfig) -> Result<IoxPublisher> {
+    pub fn create(config: &IoxSenderConfig) -> Result<IoxSender> {
         let md_service = md_service_name(&config.feed)?;
         let ev_service = event_service_name(&config.feed)?;
-        let wal_dir = absolute_wal_dir(&md_service, config.wal_dir.as_deref())?;
+        let wal_dir = absolute_wal_dir(&md_service, &config.feed, config.wal.as_ref())?;
         let verifier = wal_dir_verifier(&md_service, wal_dir.as_deref())?;
         let node = create_node(&md_service, "pub")?;
 
@@ -117,7 +118,7 @@ impl IoxPublisher {
             .notify_with_custom_event_id(EventId::new(EVENT_PUBLISHER_STARTED))
             .map_err(|e| service_error(&ev_service, format!("cannot notify the publisher start: {e:?}")))?;
 
-        Ok(IoxPublisher {
+        Ok(IoxSender {
             feed: config.feed.clone(),
             md_service,
             publisher: Some(publisher),
@@ -133,10 +134,13 @@ impl IoxPublisher {
         &self.feed
     }
 
-    /// The `mdbus.wal_dir` attribute of the sample service as it is (set
-    /// by whoever created the service).
-    pub fn wal_dir(&self) -> Option<PathBuf> {
-        wal_dir_of(self.md.attributes())
+    /// The WAL announced in the sample service's `mdbus.wal_dir` attribute
+    /// (set by whoever created the service), `None` when there is none.
+    ///
+    /// Errors: [`Error::Service`](crate::Error::Service) when the attribute
+    /// is not a folder `<root>/<feed>` of this feed.
+    pub fn wal(&self) -> Result<Option<WalLocation>> {
+        announced_wal(&self.md_service, &self.feed, self.md.attributes())
     }
 
     /// The publisher port (taken only by `Drop`).
@@ -151,7 +155,7 @@ impl IoxPublisher {
     }
 }
 
-impl MdSender for IoxPublisher {
+impl MdSender for IoxSender {
     /// Loans a sample in shared memory, writes `sample` into it in place,
     /// and sends it. Never blocks: a full subscriber queue drops its oldest.
     #[inline]
@@ -211,7 +215,7 @@ impl MdSender for IoxPublisher {
     }
 }
 
-impl Drop for IoxPublisher {
+impl Drop for IoxSender {
     fn drop(&mut self) {
         // The publisher port goes first, so subscribers woken below see it
         // gone.
@@ -221,26 +225,29 @@ impl Drop for IoxPublisher {
     }
 }
 
-impl fmt::Debug for IoxPublisher {
+impl fmt::Debug for IoxSender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IoxPublisher")
+        f.debug_struct("IoxSender")
             .field("feed", &self.feed)
             .finish_non_exhaustive()
     }
 }
 
-/// The WAL folder made absolute, as UTF-8 text.
-fn absolute_wal_dir(service: &str, wal_dir: Option<&Path>) -> Result<Option<String>> {
-    let Some(dir) = wal_dir else {
+/// The WAL's feed folder with its root made absolute, as UTF-8 text.
+fn absolute_wal_dir(service: &str, feed: &str, wal: Option<&WalLocation>) -> Result<Option<String>> {
+    let Some(wal) = wal else {
         return Ok(None);
     };
-    let absolute = std::path::absolute(dir).map_err(|e| {
-        service_error(
+    if wal.feed().as_str() != feed {
+        return Err(service_error(
             service,
-            format!("cannot make the WAL folder {} absolute: {e}", dir.display()),
-        )
-    })?;
-    let text = absolute.into_os_string().into_string().map_err(|path| {
+            format!("the WAL {wal} is of feed {}, not {feed}", wal.feed()),
+        ));
+    }
+    let absolute = wal
+        .absolute()
+        .map_err(|e| service_error(service, format!("cannot make the WAL folder {wal} absolute: {e}")))?;
+    let text = absolute.dir().into_os_string().into_string().map_err(|path| {
         service_error(
             service,
             format!("the WAL folder {} is not valid UTF-8", Path::new(&path).display()),
@@ -270,6 +277,27 @@ fn wal_dir_verifier(service: &str, wal_dir: Option<&str>) -> Result<AttributeVer
             format!("cannot define the {WAL_DIR_ATTRIBUTE} attribute: {e:?}"),
         )
     })
+}
+
+/// The WAL announced in an attribute set, checked to be a feed folder of
+/// `feed`.
+pub(super) fn announced_wal(
+    service: &str,
+    feed: &str,
+    attributes: &iceoryx2::prelude::AttributeSet,
+) -> Result<Option<WalLocation>> {
+    let Some(dir) = wal_dir_of(attributes) else {
+        return Ok(None);
+    };
+    let wal = WalLocation::from_feed_dir(&dir)
+        .map_err(|e| service_error(service, format!("its {WAL_DIR_ATTRIBUTE} attribute: {e}")))?;
+    if wal.feed().as_str() != feed {
+        return Err(service_error(
+            service,
+            format!("its {WAL_DIR_ATTRIBUTE} attribute {wal} is the WAL of another feed"),
+        ));
+    }
+    Ok(Some(wal))
 }
 
 /// The `mdbus.wal_dir` value of an attribute set.

@@ -1,7 +1,6 @@
-//! [`IoxSubscriber`]: the receiving side of a feed on iceoryx2.
+//! [`IoxReceiver`]: the receiving side of a feed on iceoryx2.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use iceoryx2::node::Node;
@@ -10,36 +9,36 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::PortFactory;
 use iceoryx2::service::ipc;
 use iceoryx2::service::port_factory::{event as event_factory, publish_subscribe as md_factory};
-use mdbus_types::MdSample;
+use mdbus_types::{MdSample, WalLocation};
 
 use super::WaitStrategy;
 use super::names::{
     DOES_NOT_EXIST, EVENT_PUBLISHER_STARTED, create_node, event_open_reason, event_service_name, md_open_reason,
     md_service_name, service_error, service_name, settings,
 };
-use super::publisher::wal_dir_of;
+use super::sender::announced_wal;
 use crate::{Error, MdReceiver, Result};
 
-/// What an [`IoxSubscriber`] opens, and how it waits.
+/// What an [`IoxReceiver`] opens, and how it waits.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IoxSubscriberConfig {
+pub struct IoxReceiverConfig {
     /// Feed name, 1 to 32 characters of `[A-Za-z0-9_-]`.
     pub feed: String,
     /// How [`recv_timeout`](MdReceiver::recv_timeout) waits.
     pub wait: WaitStrategy,
 }
 
-impl IoxSubscriberConfig {
+impl IoxReceiverConfig {
     /// A subscriber of `feed` with the default [`WaitStrategy::Block`].
-    pub fn new(feed: impl Into<String>) -> IoxSubscriberConfig {
-        IoxSubscriberConfig {
+    pub fn new(feed: impl Into<String>) -> IoxReceiverConfig {
+        IoxReceiverConfig {
             feed: feed.into(),
             wait: WaitStrategy::default(),
         }
     }
 
     /// Sets the wait strategy.
-    pub fn wait(mut self, wait: WaitStrategy) -> IoxSubscriberConfig {
+    pub fn wait(mut self, wait: WaitStrategy) -> IoxReceiverConfig {
         self.wait = wait;
         self
     }
@@ -60,7 +59,7 @@ impl IoxSubscriberConfig {
 ///   attached (one that exited, or a killed one once its dead node was
 ///   cleaned). That is not final: the subscriber stays attached, and
 ///   receives from a publisher that starts later.
-pub struct IoxSubscriber {
+pub struct IoxReceiver {
     feed: String,
     md_service: String,
     wait: WaitStrategy,
@@ -77,15 +76,15 @@ pub struct IoxSubscriber {
     publisher_starts: u64,
 }
 
-impl IoxSubscriber {
-    /// [`IoxSubscriber::open`], retried every 20 ms for up to `wait_for`
+impl IoxReceiver {
+    /// [`IoxReceiver::open`], retried every 20 ms for up to `wait_for`
     /// while the feed does not exist yet (a publisher may be starting);
     /// any other error, or the feed still missing at the deadline, is
     /// returned at once.
-    pub fn open_waiting(config: &IoxSubscriberConfig, wait_for: Duration) -> Result<IoxSubscriber> {
+    pub fn open_waiting(config: &IoxReceiverConfig, wait_for: Duration) -> Result<IoxReceiver> {
         let deadline = Instant::now() + wait_for;
         loop {
-            match IoxSubscriber::open(config) {
+            match IoxReceiver::open(config) {
                 Err(Error::Service { reason, .. }) if reason.contains(DOES_NOT_EXIST) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -101,7 +100,7 @@ impl IoxSubscriber {
     /// [`Error::Service`] when the services do not exist yet (no publisher
     /// created them) or exist with another payload type, smaller settings
     /// or safe overflow off, naming what differs.
-    pub fn open(config: &IoxSubscriberConfig) -> Result<IoxSubscriber> {
+    pub fn open(config: &IoxReceiverConfig) -> Result<IoxReceiver> {
         let md_service = md_service_name(&config.feed)?;
         let ev_service = event_service_name(&config.feed)?;
         let node = create_node(&md_service, "sub")?;
@@ -138,7 +137,7 @@ impl IoxSubscriber {
             .create()
             .map_err(|e| service_error(&ev_service, format!("cannot create a listener: {e:?}")))?;
 
-        Ok(IoxSubscriber {
+        Ok(IoxReceiver {
             feed: config.feed.clone(),
             md_service,
             wait: config.wait,
@@ -158,10 +157,13 @@ impl IoxSubscriber {
         &self.feed
     }
 
-    /// The feed's WAL folder, from the service attribute `mdbus.wal_dir`
-    /// the publisher set, if any.
-    pub fn wal_dir(&self) -> Option<PathBuf> {
-        wal_dir_of(self.md.attributes())
+    /// The feed's WAL, from the service attribute `mdbus.wal_dir` the
+    /// publisher set, `None` when it set none.
+    ///
+    /// Errors: [`Error::Service`](crate::Error::Service) when the attribute
+    /// is not a folder `<root>/<feed>` of this feed.
+    pub fn wal(&self) -> Result<Option<WalLocation>> {
+        announced_wal(&self.md_service, &self.feed, self.md.attributes())
     }
 
     /// The wait strategy of [`recv_timeout`](MdReceiver::recv_timeout).
@@ -339,7 +341,7 @@ impl IoxSubscriber {
     }
 }
 
-impl MdReceiver for IoxSubscriber {
+impl MdReceiver for IoxReceiver {
     #[inline]
     fn try_recv(&mut self) -> Result<Option<MdSample>> {
         self.try_recv_with(|sample| *sample)
@@ -371,9 +373,9 @@ impl MdReceiver for IoxSubscriber {
     }
 }
 
-impl fmt::Debug for IoxSubscriber {
+impl fmt::Debug for IoxReceiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IoxSubscriber")
+        f.debug_struct("IoxReceiver")
             .field("feed", &self.feed)
             .field("wait", &self.wait)
             .field("last_seq", &self.last_seq)
