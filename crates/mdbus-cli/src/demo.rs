@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use dashmap::DashMap;
-use mdbus_publisher::{Publisher, PublisherStats, SyntheticFeed};
+use mdbus_publisher::{FeedConfig, FeedPublisher, FeedStats, SyntheticFeed};
 use mdbus_transport::{InProcBus, MdReceiver};
 use mdbus_types::{Book, InstrumentId, RecordRef, Tick, clock};
 
@@ -83,12 +83,23 @@ pub(crate) fn run(args: &DemoArgs) -> ExitCode {
             .spawn(move || subscribe(receiver, &cache, &counters))
             .expect("spawn subscriber thread")
     };
+    // The one publisher of mdbus, without a WAL or a board here: it
+    // sequences, sends, snapshots every instrument each second (so a
+    // subscriber that lost records repairs its books) and sends heartbeats
+    // when the feed is quiet.
+    let publisher = match FeedPublisher::open(FeedConfig::new("demo"), sender) {
+        Ok(publisher) => publisher,
+        Err(e) => {
+            eprintln!("mdbus demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let publisher = {
         let rate = args.rate;
         let stop = Arc::clone(&stop);
         thread::Builder::new()
             .name("demo-publisher".into())
-            .spawn(move || publish(feed, Publisher::new(sender), rate, duration, &stop))
+            .spawn(move || publish(feed, publisher, rate, duration, &stop))
             .expect("spawn publisher thread")
     };
 
@@ -245,53 +256,43 @@ fn subscribe(
 }
 
 /// The publisher loop: paced at `rate` records/s (0: unpaced) for
-/// `duration`, with a snapshot of every instrument each second (so a
-/// subscriber that lost records repairs its books) and a heartbeat when
-/// quiet for 100 ms.
+/// `duration`. Snapshots and heartbeats are the publisher's own policy
+/// (every instrument each second; a heartbeat after 100 ms of quiet),
+/// run inside every publish and, while the loop waits, by `poll`.
 fn publish(
     mut feed: SyntheticFeed,
-    mut publisher: Publisher<mdbus_transport::InProcSender>,
+    mut publisher: FeedPublisher<mdbus_transport::InProcSender>,
     rate: u64,
     duration: Duration,
     stop: &AtomicBool,
-) -> mdbus_publisher::Result<PublisherStats> {
+) -> mdbus_publisher::Result<FeedStats> {
     const MAX_BATCH: usize = 256;
     let start = Instant::now();
     let mut batch = Vec::with_capacity(MAX_BATCH + 16);
-    let mut last_send = start;
-    let mut next_snapshots = start + Duration::from_secs(1);
+    let mut events = 0u64;
     loop {
-        let now = Instant::now();
-        let elapsed = now - start;
+        let elapsed = start.elapsed();
         if elapsed >= duration || stop.load(Ordering::Relaxed) {
             break;
         }
-        let sent = publisher.stats().records;
         let due = if rate == 0 {
             u64::MAX
         } else {
             (rate as f64 * elapsed.as_secs_f64()) as u64
         };
-        if sent >= due {
-            if now - last_send >= Duration::from_millis(100) {
-                publisher.heartbeat()?;
-                last_send = now;
-            }
+        if events >= due {
+            publisher.poll()?;
             thread::sleep(Duration::from_micros(200));
             continue;
         }
-        let want = (due - sent).min(MAX_BATCH as u64) as usize;
+        let want = (due - events).min(MAX_BATCH as u64) as usize;
         batch.clear();
         let ts = clock::now_ns();
-        if now >= next_snapshots {
-            feed.snapshots(ts, &mut batch);
-            next_snapshots += Duration::from_secs(1);
-        }
         while batch.len() < want {
             feed.next_event(ts, &mut batch);
         }
+        events += batch.len() as u64;
         publisher.publish_batch(&mut batch)?;
-        last_send = now;
     }
     Ok(publisher.stats())
 }

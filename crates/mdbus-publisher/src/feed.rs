@@ -24,14 +24,13 @@ use std::time::{Duration, Instant};
 use mdbus_board::{BoardWriter, DEFAULT_BOARD_CAPACITY};
 use mdbus_transport::MdSender;
 use mdbus_types::{
-    Book, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample, Record, RecordHeader,
+    Book, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample, Record, RecordHeader,
     RecordRef, Side, Tick, WalLocation, clock, validate_snapshot,
 };
 use mdbus_wal::{AppendOutcome, ReadEvent, ReadFrom, ReadOptions, RecoveryReport, Wal, WalOptions, WalReader};
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
-use crate::publisher::stamp_header;
 
 /// How often the housekeeping of [`FeedPublisher::poll`] runs when it is
 /// folded into [`FeedPublisher::publish_batch`].
@@ -159,6 +158,19 @@ fn depth(snapshot: &BookSnapshot) -> i64 {
         .chain(snapshot.ask_levels())
         .map(|l| l.qty)
         .sum()
+}
+
+/// Stamps a record's header as it is sequenced: `seq`, `ts_publish` (now,
+/// before the WAL append and the send), and `END_OF_BATCH` on the batch's
+/// last record only (other flags are kept).
+#[inline]
+pub(crate) fn stamp_header(header: &mut RecordHeader, seq: u64, last_of_batch: bool) {
+    header.seq = seq;
+    header.ts_publish = clock::now_ns();
+    header.flags &= !FLAG_END_OF_BATCH;
+    if last_of_batch {
+        header.flags |= FLAG_END_OF_BATCH;
+    }
 }
 
 /// Publishes one feed: WAL, transport, board, snapshot policy, heartbeats.
