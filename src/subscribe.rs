@@ -32,7 +32,10 @@ impl mdbus_transport::MdReceiver for WalTail {
         Err(mdbus_transport::Error::Disconnected)
     }
 
-    fn recv_timeout(&mut self, _timeout: Duration) -> mdbus_transport::Result<Option<mdbus_types::MdSample>> {
+    /// Nothing can arrive, so the wait is the whole timeout (the
+    /// transport contract: the subscriber reads the WAL's tail after it).
+    fn recv_timeout(&mut self, timeout: Duration) -> mdbus_transport::Result<Option<mdbus_types::MdSample>> {
+        std::thread::sleep(timeout);
         Err(mdbus_transport::Error::Disconnected)
     }
 

@@ -190,12 +190,8 @@ mod imp {
         while (args.count == 0 || records < args.count) && duration.is_none_or(|d| start.elapsed() < d) {
             let sample = match subscriber.recv_timeout(Duration::from_millis(100)) {
                 Ok(Some(sample)) => sample,
-                Ok(None) => continue,
-                // No publisher attached: it returns at once, so pause.
-                Err(mdbus_transport::Error::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
+                // No publisher attached after the wait: one may start.
+                Ok(None) | Err(mdbus_transport::Error::Disconnected) => continue,
                 Err(e) => {
                     let _ = out.flush();
                     eprintln!("mdbus subscribe: {e}");
@@ -394,9 +390,8 @@ mod imp {
                     last_seq = h.seq;
                     records += 1;
                 }
-                Ok(None) => {}
-                // No publisher attached: it returns at once, so pause.
-                Err(mdbus_transport::Error::Disconnected) => std::thread::sleep(Duration::from_millis(10)),
+                // No publisher attached after the wait: one may start.
+                Ok(None) | Err(mdbus_transport::Error::Disconnected) => {}
                 Err(e) => {
                     eprintln!("mdbus stats: {e}");
                     return ExitCode::FAILURE;

@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use mdbus_board::{BoardWriter, DEFAULT_BOARD_CAPACITY};
 use mdbus_transport::MdSender;
 use mdbus_types::{
-    Book, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample, Record, RecordHeader,
-    RecordRef, Side, Tick, WalLocation, clock, validate_snapshot,
+    Book, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample, Record,
+    RecordHeader, RecordRef, Side, Tick, WalLocation, clock, validate_snapshot,
 };
 use mdbus_wal::{AppendOutcome, ReadEvent, ReadFrom, ReadOptions, RecoveryReport, Wal, WalOptions, WalReader};
 use rustc_hash::FxHashMap;

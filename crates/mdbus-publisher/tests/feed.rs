@@ -173,7 +173,10 @@ fn without_a_wal_seq_is_dense_from_one_and_each_batch_is_flagged_once() {
         assert_eq!(sample.header().seq, i as u64 + 1);
         assert!(sample.header().ts_publish > 0);
     }
-    let ends = sent.iter().filter(|s| s.header().flags & FLAG_END_OF_BATCH != 0).count();
+    let ends = sent
+        .iter()
+        .filter(|s| s.header().flags & FLAG_END_OF_BATCH != 0)
+        .count();
     let stats = publisher.stats();
     assert_eq!(sent.len() as u64, stats.records);
     assert_eq!(publisher.next_seq(), stats.records + 1);

@@ -210,10 +210,26 @@ pub struct SubscriberStats {
     pub last_seq: Option<u64>,
 }
 
+/// How long a replay waits for a live record before it reads the WAL's
+/// tail again (the WAL has no notification; the live stream does).
+pub const WAL_TAIL_POLL: Duration = Duration::from_millis(5);
+
+/// Where the merge is: one state instead of flags that must agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Replay,
-    Live,
+enum State {
+    /// Reading the WAL from the start point while live records wait in
+    /// `pending` (without a WAL: waiting for the first live record). Ends
+    /// with [`Event::ReplayDone`] when the next seq is the oldest live one.
+    Replay {
+        /// The last seq delivered from the WAL.
+        last_replayed: Option<u64>,
+    },
+    /// Delivering live records.
+    Live {
+        /// Inside a hole of the live stream being filled from the WAL
+        /// (counted once per hole in [`SubscriberStats::gap_fills`]).
+        filling: bool,
+    },
 }
 
 /// Replay-merge subscriber over any live receiver: `InProcReceiver` in
@@ -230,13 +246,10 @@ pub struct Subscriber<R> {
     reader_last: Option<u64>,
     live_buffer: usize,
     seek_distance: u64,
-    phase: Phase,
+    state: State,
     /// The seq the next delivered record must carry (`None`: the first one
     /// decides).
     next_seq: Option<u64>,
-    last_replayed: Option<u64>,
-    /// Inside a live hole being filled from the WAL.
-    filling: bool,
     pending: VecDeque<MdSample>,
     stash: Option<Event>,
     /// The event `step` produced (built in place: a record is ~380 bytes,
@@ -285,10 +298,8 @@ impl<R: MdReceiver> Subscriber<R> {
             reader_last: None,
             live_buffer: config.live_buffer,
             seek_distance: config.seek_distance,
-            phase: Phase::Replay,
+            state: State::Replay { last_replayed: None },
             next_seq,
-            last_replayed: None,
-            filling: false,
             pending: VecDeque::new(),
             stash: None,
             ready: None,
@@ -326,11 +337,10 @@ impl<R: MdReceiver> Subscriber<R> {
                 return Ok(self.deliver());
             }
             self.drain_tick = self.drain_tick.wrapping_add(1);
-            // While replaying, the receiver is polled every 64 records (the
+            // While replaying, the receiver is drained every 64 records (the
             // WAL supplies the records meanwhile; a live record that came
             // is a duplicate by the time it is seen, or the switch point).
-            let replaying = self.phase == Phase::Replay && self.reader.is_some();
-            if (self.pending.is_empty() && !replaying) || self.drain_tick.is_multiple_of(64) {
+            if (self.pending.is_empty() && !self.replaying()) || self.drain_tick.is_multiple_of(64) {
                 self.drain_live()?;
             }
             if self.step()? {
@@ -342,18 +352,26 @@ impl<R: MdReceiver> Subscriber<R> {
                 return Ok(None);
             }
             let mut wait = deadline - now;
-            if self.phase == Phase::Replay && self.reader.is_some() {
-                // Keep following the WAL's tail while no live record came.
-                wait = wait.min(Duration::from_millis(5));
+            if self.replaying() {
+                // The WAL has no wake-up of its own: its tail is read again
+                // after at most this long while no live record came.
+                wait = wait.min(WAL_TAIL_POLL);
             }
+            // The receiver waits the whole `wait`, with or without a
+            // publisher attached (one may start meanwhile).
             match self.receiver.recv_timeout(wait) {
                 Ok(Some(sample)) => self.pending.push_back(sample),
-                Ok(None) => {}
-                // No publisher right now: wait for one to (re)appear.
-                Err(mdbus_transport::Error::Disconnected) => std::thread::sleep(wait.min(Duration::from_millis(5))),
+                Ok(None) | Err(mdbus_transport::Error::Disconnected) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Replaying with a WAL to read (the receiver is then only drained
+    /// every 64 records: the WAL supplies them meanwhile).
+    #[inline]
+    fn replaying(&self) -> bool {
+        matches!(self.state, State::Replay { .. }) && self.reader.is_some()
     }
 
     /// The event the last [`Subscriber::next_event_ref`] returned, again
@@ -379,7 +397,7 @@ impl<R: MdReceiver> Subscriber<R> {
     fn step(&mut self) -> Result<bool> {
         loop {
             let Some(front) = self.pending.front() else {
-                if self.phase == Phase::Replay && self.reader.is_some() {
+                if self.replaying() {
                     return self.read_wal(u64::MAX);
                 }
                 return Ok(false);
@@ -393,8 +411,11 @@ impl<R: MdReceiver> Subscriber<R> {
                 Some(n) if live_seq == n => return Ok(self.take_live()),
                 None if self.reader.is_none() => return Ok(self.take_live()),
                 _ => {
-                    if self.phase == Phase::Live && !self.filling {
-                        self.filling = true;
+                    if let State::Live {
+                        filling: filling @ false,
+                    } = &mut self.state
+                    {
+                        *filling = true;
                         self.stats.gap_fills += 1;
                     }
                     if self.read_wal(live_seq)? {
@@ -427,19 +448,19 @@ impl<R: MdReceiver> Subscriber<R> {
     fn live_event(&mut self) -> Event {
         let sample = self.pending.pop_front().expect("a live record is buffered");
         self.next_seq = Some(sample.header().seq + 1);
-        self.filling = false;
         let event = Event::Record {
             sample,
             source: Source::Live,
         };
-        if self.phase == Phase::Replay {
-            self.phase = Phase::Live;
-            self.stash = Some(event);
-            return Event::ReplayDone {
-                last_replayed_seq: self.last_replayed,
-            };
+        let State::Replay { last_replayed } = self.state else {
+            self.state = State::Live { filling: false };
+            return event;
+        };
+        self.state = State::Live { filling: false };
+        self.stash = Some(event);
+        Event::ReplayDone {
+            last_replayed_seq: last_replayed,
         }
-        event
     }
 
     /// The WAL record with the next seq (below `limit`), a [`Event::Gap`]
@@ -448,9 +469,9 @@ impl<R: MdReceiver> Subscriber<R> {
         if !self.position_reader()? {
             return Ok(false);
         }
-        let source = match self.phase {
-            Phase::Replay => Source::Replay,
-            Phase::Live => Source::GapFill,
+        let source = match self.state {
+            State::Replay { .. } => Source::Replay,
+            State::Live { .. } => Source::GapFill,
         };
         let reader = self.reader.as_mut().expect("positioned");
         loop {
@@ -473,8 +494,8 @@ impl<R: MdReceiver> Subscriber<R> {
                             source,
                         });
                         self.next_seq = Some(seq + 1);
-                        if source == Source::Replay {
-                            self.last_replayed = Some(seq);
+                        if let State::Replay { last_replayed } = &mut self.state {
+                            *last_replayed = Some(seq);
                         }
                     } else {
                         self.next_seq = Some(limit);
@@ -484,8 +505,8 @@ impl<R: MdReceiver> Subscriber<R> {
                 }
                 _ => {
                     self.next_seq = Some(seq + 1);
-                    if source == Source::Replay {
-                        self.last_replayed = Some(seq);
+                    if let State::Replay { last_replayed } = &mut self.state {
+                        *last_replayed = Some(seq);
                     }
                     // Delivered now: update the caches from the map, and
                     // copy the record straight into `ready`.
@@ -608,7 +629,7 @@ impl<R: MdReceiver> Subscriber<R> {
 
     /// Whether the switch to live happened.
     pub fn is_live(&self) -> bool {
-        self.phase == Phase::Live
+        matches!(self.state, State::Live { .. })
     }
 
     /// The seq the next record will carry, once known.

@@ -200,11 +200,6 @@ impl MdReceiver for InProcReceiver {
             if let Some(sample) = self.queue.queue.pop() {
                 return Ok(Some(sample));
             }
-            // SYNC: pairs with the Release stores of `closed` in
-            // `InProcSender::drop` and `InProcBus::sender`.
-            if self.shared.closed.load(Ordering::Acquire) {
-                return self.queue.queue.pop().map(Some).ok_or(Error::Disconnected);
-            }
             self.queue.waiting.store(true, Ordering::Relaxed);
             // SYNC: the SeqCst fence of the handshake in `InProcSender::send`.
             fence(Ordering::SeqCst);
@@ -216,7 +211,19 @@ impl MdReceiver for InProcReceiver {
             self.queue.waiting.store(false, Ordering::Relaxed);
             match rung {
                 Ok(()) => continue,
-                Err(RecvTimeoutError::Timeout) => return Ok(self.queue.queue.pop()),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(sample) = self.queue.queue.pop() {
+                        return Ok(Some(sample));
+                    }
+                    // SYNC: pairs with the Release stores of `closed` in
+                    // `InProcSender::drop` and `InProcBus::sender`: a
+                    // receiver that sees `closed` sees every sample sent
+                    // before it, so the pop below is the last look.
+                    if self.shared.closed.load(Ordering::Acquire) {
+                        return self.queue.queue.pop().map(Some).ok_or(Error::Disconnected);
+                    }
+                    return Ok(None);
+                }
                 Err(RecvTimeoutError::Disconnected) => unreachable!("the receiver's queue holds the doorbell sender"),
             }
         }
@@ -301,34 +308,25 @@ mod tests {
         let slow_thread = thread::spawn(move || {
             let mut seen = Vec::new();
             loop {
-                match slow.recv_timeout(Duration::from_secs(30)) {
-                    Ok(Some(s)) => {
+                match recv_or_closed(&mut slow) {
+                    Some(s) => {
                         seen.push(s.header().seq);
                         if seen.len() % 64 == 0 {
                             thread::sleep(Duration::from_millis(1));
                         }
                     }
-                    Ok(None) => panic!("watchdog: nothing for 30 s"),
-                    Err(Error::Disconnected) => return (seen, slow.dropped()),
-                    Err(e) => panic!("{e}"),
+                    None => return (seen, slow.dropped()),
                 }
             }
         });
         let mut fast_count = 0u64;
         let mut last = 0;
         let mut fast_holes = 0;
-        loop {
-            match fast.recv_timeout(Duration::from_secs(30)) {
-                Ok(Some(s)) => {
-                    let seq = s.header().seq;
-                    fast_holes += seq - last - 1;
-                    last = seq;
-                    fast_count += 1;
-                }
-                Ok(None) => panic!("watchdog: nothing for 30 s"),
-                Err(Error::Disconnected) => break,
-                Err(e) => panic!("{e}"),
-            }
+        while let Some(s) = recv_or_closed(&mut fast) {
+            let seq = s.header().seq;
+            fast_holes += seq - last - 1;
+            last = seq;
+            fast_count += 1;
         }
         producer.join().unwrap();
         let (seen, dropped) = slow_thread.join().unwrap();
@@ -349,6 +347,20 @@ mod tests {
         assert!(dropped > 0, "the slow receiver should have lost samples");
     }
 
+    /// The next sample, `None` once the bus has no sender and nothing is
+    /// queued; panics after 30 s without either (the watchdog).
+    fn recv_or_closed(rx: &mut InProcReceiver) -> Option<MdSample> {
+        let watchdog = Instant::now() + Duration::from_secs(30);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(Some(sample)) => return Some(sample),
+                Ok(None) => assert!(Instant::now() < watchdog, "watchdog: nothing for 30 s"),
+                Err(Error::Disconnected) => return None,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
     #[test]
     fn blocking_receive_wakes_on_send_and_reports_disconnect() {
         let bus = InProcBus::new(8);
@@ -362,10 +374,25 @@ mod tests {
         let got = rx.recv_timeout(Duration::from_secs(30)).unwrap().expect("watchdog");
         assert_eq!(got.header().seq, 7);
         t.join().unwrap();
+        // Without a sender the wait still lasts its timeout (one may come),
+        // then says no sender is attached ...
+        let start = Instant::now();
         assert!(matches!(
-            rx.recv_timeout(Duration::from_secs(30)),
+            rx.recv_timeout(Duration::from_millis(20)),
             Err(Error::Disconnected)
         ));
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        // ... and a sender that attaches later is received.
+        let mut again = bus.sender();
+        again.send(&hb(8)).unwrap();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(30))
+                .unwrap()
+                .expect("watchdog")
+                .header()
+                .seq,
+            8
+        );
     }
 
     #[test]

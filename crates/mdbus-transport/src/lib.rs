@@ -55,9 +55,11 @@ pub trait MdReceiver {
     /// The next sample if one is there, without waiting.
     fn try_recv(&mut self) -> Result<Option<MdSample>>;
 
-    /// The next sample, waiting up to `timeout`; `Ok(None)` on timeout.
-    /// `Err(Error::Disconnected)` once every sender is gone and the queue
-    /// is drained.
+    /// The next sample, waiting up to `timeout` (the whole timeout, even
+    /// while no sender is attached: one may attach meanwhile); `Ok(None)`
+    /// when nothing came and a sender is attached,
+    /// `Err(Error::Disconnected)` when nothing came and no sender is
+    /// attached (not final: a sender that attaches later is received).
     fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<MdSample>>;
 
     /// Samples this receiver lost because it fell behind (oldest first).

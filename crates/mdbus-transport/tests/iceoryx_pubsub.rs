@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iceoryx2::prelude::*;
 use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, IoxSender, IoxSenderConfig, WaitStrategy, feed_exists};
@@ -149,7 +149,11 @@ fn receive_from_another_thread(wait: WaitStrategy, tag: &str) {
     assert_eq!(subscriber.dropped(), 0);
     publisher_thread.join().unwrap();
     // The publisher is gone and everything was received.
-    assert!(matches!(subscriber.recv_timeout(WATCHDOG), Err(Error::Disconnected)));
+    // (A wait without a publisher lasts its timeout, then says so.)
+    assert!(matches!(
+        subscriber.recv_timeout(Duration::from_millis(100)),
+        Err(Error::Disconnected)
+    ));
     assert_eq!(subscriber.publisher_count(), 0);
     drop(subscriber);
     assert_feed_gone(&feed);
@@ -168,6 +172,38 @@ fn backoff_receives_from_another_thread() {
 #[test]
 fn block_wakes_on_batches_from_another_thread() {
     receive_from_another_thread(WaitStrategy::Block, "block");
+}
+
+/// A receiver whose publisher is gone keeps waiting (no early
+/// `Disconnected`), and a publisher that starts meanwhile wakes it.
+#[test]
+fn a_wait_without_publisher_is_woken_by_a_new_one() {
+    let feed = unique_feed("nopub");
+    for wait in [WaitStrategy::Block, WaitStrategy::backoff(), WaitStrategy::BusySpin] {
+        let first = IoxSender::create(&IoxSenderConfig::new(&feed)).unwrap();
+        let mut subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed).wait(wait)).unwrap();
+        drop(first);
+        let start = Instant::now();
+        assert!(matches!(
+            subscriber.recv_timeout(Duration::from_millis(30)),
+            Err(Error::Disconnected)
+        ));
+        assert!(start.elapsed() >= Duration::from_millis(30), "{wait:?}: returned early");
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let publisher_feed = feed.clone();
+        let publisher = thread::spawn(move || {
+            let mut second = IoxSender::create(&IoxSenderConfig::new(&publisher_feed)).unwrap();
+            second.send(&tick(1)).unwrap();
+            second.end_batch().unwrap();
+            done_rx.recv_timeout(WATCHDOG).unwrap();
+        });
+        let got = subscriber.recv_timeout(WATCHDOG).unwrap().expect("watchdog");
+        assert_eq!(got.as_bytes(), tick(1).as_bytes(), "{wait:?}");
+        done_tx.send(()).unwrap();
+        publisher.join().unwrap();
+        drop(subscriber);
+    }
+    assert_feed_gone(&feed);
 }
 
 #[test]

@@ -54,11 +54,13 @@ impl IoxReceiverConfig {
 ///   overwrote). Counting starts at the first sample received, so what a
 ///   late joiner never saw is not counted, and a lost tail shows only when
 ///   the next sample arrives.
-/// - [`recv_timeout`](MdReceiver::recv_timeout) returns
-///   `Err(Error::Disconnected)` when nothing is queued and no publisher is
-///   attached (one that exited, or a killed one once its dead node was
-///   cleaned). That is not final: the subscriber stays attached, and
-///   receives from a publisher that starts later.
+/// - [`recv_timeout`](MdReceiver::recv_timeout) waits the whole timeout
+///   for a sample even while no publisher is attached (a publisher that
+///   starts meanwhile wakes a blocking wait with its start event), and
+///   returns `Err(Error::Disconnected)` when the wait ended with nothing
+///   queued and no publisher attached (one that exited, or a killed one
+///   once its dead node was cleaned). That is not final: the subscriber
+///   stays attached, and receives from a publisher that starts later.
 pub struct IoxReceiver {
     feed: String,
     md_service: String,
@@ -235,8 +237,9 @@ impl IoxReceiver {
         self.last_seq = seq;
     }
 
-    /// Nothing is queued: `Err(Disconnected)` if no publisher is attached
-    /// and nothing arrived meanwhile, else what arrived (or `None`).
+    /// Nothing is queued at the end of a wait: `Err(Disconnected)` if no
+    /// publisher is attached and nothing arrived meanwhile, else what
+    /// arrived (or `None`).
     fn check_disconnected(&mut self) -> Result<Option<MdSample>> {
         if self.publisher_count() > 0 {
             return Ok(None);
@@ -264,13 +267,8 @@ impl IoxReceiver {
             }
             polls = polls.wrapping_add(1);
             // Every 256 polls (a mask: `is_multiple_of` is newer than our MSRV).
-            if polls & 0xff == 0 {
-                if let Some(sample) = self.check_disconnected()? {
-                    return Ok(Some(sample));
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return self.timed_out();
-                }
+            if polls & 0xff == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                return self.timed_out();
             }
         }
     }
@@ -287,9 +285,6 @@ impl IoxReceiver {
         let mut park = min_park.max(Duration::from_nanos(1));
         loop {
             if let Some(sample) = self.try_recv()? {
-                return Ok(Some(sample));
-            }
-            if let Some(sample) = self.check_disconnected()? {
                 return Ok(Some(sample));
             }
             let now = Instant::now();
@@ -312,11 +307,10 @@ impl IoxReceiver {
 
     fn wait_blocking(&mut self, deadline: Option<Instant>) -> Result<Option<MdSample>> {
         loop {
-            if let Some(sample) = self.check_disconnected()? {
-                return Ok(Some(sample));
-            }
             // A notification sent after our last look stays pending in the
             // event service, so this wait returns at once: no lost wake-up.
+            // With no publisher attached this waits too: a new one's start
+            // event wakes it.
             let starts = &mut self.publisher_starts;
             let on_event = |activation: iceoryx2::port::EventActivation| {
                 if activation.id.as_value() == EVENT_PUBLISHER_STARTED {
