@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mdbus_subscriber::{CachedHistory, Event, L1Cache, L2Config, Quote, StartFrom, SubscriberConfig, SubscriberStats};
+use mdbus_subscriber::{
+    CachedHistory, Event, EventRef, L1Cache, L2Config, Quote, StartFrom, SubscriberConfig, SubscriberStats,
+};
 use mdbus_types::{BookSnapshot, InstrumentId, Tick, WalLocation};
 
 use crate::error::{Error, Result};
@@ -28,7 +30,13 @@ pub struct WalTail;
 
 #[cfg(not(feature = "iceoryx2"))]
 impl mdbus_transport::MdReceiver for WalTail {
+    type Held = mdbus_transport::Popped;
+
     fn try_recv(&mut self) -> mdbus_transport::Result<Option<mdbus_types::MdSample>> {
+        Err(mdbus_transport::Error::Disconnected)
+    }
+
+    fn try_recv_held(&mut self) -> mdbus_transport::Result<Option<mdbus_transport::Popped>> {
         Err(mdbus_transport::Error::Disconnected)
     }
 
@@ -197,12 +205,13 @@ impl Subscriber {
     /// while it is held; [`Subscriber::next_ref`] copies nothing.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Event>> {
-        Ok(self.next_ref()?.copied())
+        Ok(self.next_ref()?.map(EventRef::to_event))
     }
 
-    /// [`Subscriber::next`] by reference: the event inside the subscriber,
-    /// valid until the next call.
-    pub fn next_ref(&mut self) -> Result<Option<&Event>> {
+    /// [`Subscriber::next`] by reference, valid until the next call: a live
+    /// record is read in place in shared memory (no copy) when the
+    /// subscriber keeps up; a replayed one was copied once from the WAL.
+    pub fn next_ref(&mut self) -> Result<Option<EventRef<'_>>> {
         let deadline = self.idle_timeout.map(|quiet| Instant::now() + quiet);
         // Ask in short slices so that an idle timeout ends on time; without
         // one, wait until an event comes.

@@ -236,3 +236,71 @@ fn a_published_record_is_copied_once_on_its_way_to_shared_memory() {
     }
     assert_eq!(ticks, N);
 }
+
+/// The file mapped at `address` in this process (`/proc/self/maps`), if any.
+#[cfg(all(feature = "iceoryx2", target_os = "linux"))]
+fn mapping_of(address: usize) -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let (start, end) = (
+            usize::from_str_radix(start, 16).ok()?,
+            usize::from_str_radix(end, 16).ok()?,
+        );
+        (start..end)
+            .contains(&address)
+            .then(|| fields.nth(4).unwrap_or("").to_string())
+    })
+}
+
+/// Zero copy on the receive side: a live record that the subscriber
+/// takes as it comes is lent to the caller where iceoryx2 put it, in the
+/// shared-memory segment (`/dev/shm`), not copied into the subscriber.
+#[cfg(all(feature = "iceoryx2", target_os = "linux"))]
+#[test]
+fn a_live_record_is_read_in_place_in_shared_memory() {
+    use mdbus::EventRef;
+    let feed = feed("inplace");
+    let mut bus = mdbus::Publisher::builder(&feed).no_board().open().unwrap();
+    let mut sub = mdbus::Subscriber::builder(&feed)
+        .replay(false)
+        .idle_timeout(WATCHDOG)
+        .open()
+        .unwrap();
+    let id = InstrumentId::new("IF2501").unwrap();
+    let px = Price::from_raw(4_000_000_000_000);
+    let next_record = |sub: &mut mdbus::Subscriber| loop {
+        match sub.next_ref().unwrap().expect("watchdog: no event") {
+            EventRef::Record { sample, source } => {
+                assert_eq!(source, mdbus::Source::Live);
+                break (sample.header().seq, sample as *const _ as usize);
+            }
+            EventRef::ReplayDone { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    // The first live record ends the (empty) replay: it waited in the
+    // subscriber's buffer, so it is the subscriber's copy.
+    let first = bus.tick(Tick::new(id, 1).last(px, 1)).unwrap();
+    let (seq, address) = next_record(&mut sub);
+    assert_eq!(seq, first);
+    let held_by_subscriber = mapping_of(address).unwrap_or_default();
+    assert!(!held_by_subscriber.starts_with("/dev/shm/"), "{held_by_subscriber}");
+    // From then on each record is read where the publisher wrote it.
+    for ts in 2..50 {
+        let published = bus.tick(Tick::new(id, ts).last(px, 1)).unwrap();
+        let (seq, address) = next_record(&mut sub);
+        assert_eq!(seq, published);
+        let mapping = mapping_of(address).unwrap_or_default();
+        assert!(
+            mapping.starts_with("/dev/shm/"),
+            "record {seq} read from {mapping:?}, not shared memory"
+        );
+        assert_eq!(
+            sub.tick(&id).map(|t| t.header.seq),
+            Some(seq),
+            "the cache was updated first"
+        );
+    }
+}

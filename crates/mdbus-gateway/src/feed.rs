@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mdbus_subscriber::{Event, Subscriber};
+use mdbus_subscriber::{EventRef, Subscriber};
 use mdbus_transport::MdReceiver;
 use mdbus_types::{Kind, clock, json};
 
@@ -38,7 +38,7 @@ pub(crate) fn run<R: MdReceiver>(
         // In place: the record is not copied out of the subscriber.
         let event = subscriber.next_event_ref(STOP_CHECK)?;
         match event {
-            Some(Event::Record { sample, .. }) => {
+            Some(EventRef::Record { sample, .. }) => {
                 window_records += 1;
                 shared.records.fetch_add(1, Ordering::Relaxed);
                 let Ok(record) = sample.record() else { continue };
@@ -63,13 +63,13 @@ pub(crate) fn run<R: MdReceiver>(
                     client.offer(header.seq, header.ts_publish, &instrument, channel, &mut forms, &l1);
                 }
             }
-            Some(Event::Gap(gap)) => {
+            Some(EventRef::Gap(gap)) => {
                 shared.gaps.fetch_add(1, Ordering::Relaxed);
                 for client in shared.clients.read().iter() {
-                    client.offer_gap(*gap, &l1);
+                    client.offer_gap(gap, &l1);
                 }
             }
-            Some(Event::ReplayDone { .. }) => shared.replay_done.store(true, Ordering::Relaxed),
+            Some(EventRef::ReplayDone { .. }) => shared.replay_done.store(true, Ordering::Relaxed),
             Some(_) | None => {}
         }
     }

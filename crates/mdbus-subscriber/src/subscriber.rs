@@ -22,6 +22,7 @@
 //! issue 11).
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,11 +98,77 @@ pub enum Event {
 impl Event {
     /// The record's seq, for [`Event::Record`].
     pub fn seq(&self) -> Option<u64> {
+        self.to_ref().seq()
+    }
+
+    /// The event by reference.
+    #[inline]
+    pub fn to_ref(&self) -> EventRef<'_> {
         match self {
-            Event::Record { sample, .. } => Some(sample.header().seq),
+            Event::Record { sample, source } => EventRef::Record {
+                sample,
+                source: *source,
+            },
+            Event::ReplayDone { last_replayed_seq } => EventRef::ReplayDone {
+                last_replayed_seq: *last_replayed_seq,
+            },
+            Event::Gap(lost) => EventRef::Gap(*lost),
+        }
+    }
+}
+
+/// What [`Subscriber::next_event_ref`] yields: an [`Event`] by reference.
+/// A live record is read where the transport holds it (iceoryx2: in shared
+/// memory, no copy), valid until the next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventRef<'a> {
+    /// The next record, in seq order.
+    Record {
+        /// The record.
+        sample: &'a MdSample,
+        /// Where it came from.
+        source: Source,
+    },
+    /// [`Event::ReplayDone`].
+    ReplayDone {
+        /// The last seq delivered before the switch (`None`: nothing was
+        /// replayed).
+        last_replayed_seq: Option<u64>,
+    },
+    /// [`Event::Gap`].
+    Gap(SeqRange),
+}
+
+impl EventRef<'_> {
+    /// The record's seq, for [`EventRef::Record`].
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            EventRef::Record { sample, .. } => Some(sample.header().seq),
             _ => None,
         }
     }
+
+    /// The event copied out (at most one record, 376 bytes).
+    #[inline]
+    pub fn to_event(self) -> Event {
+        match self {
+            EventRef::Record { sample, source } => Event::Record {
+                sample: *sample,
+                source,
+            },
+            EventRef::ReplayDone { last_replayed_seq } => Event::ReplayDone { last_replayed_seq },
+            EventRef::Gap(lost) => Event::Gap(lost),
+        }
+    }
+}
+
+/// Which slot holds the event the last `next_event_ref` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Last {
+    Nothing,
+    Ready,
+    Held,
 }
 
 /// How a [`Subscriber`] runs. Start from `SubscriberConfig::default()` and
@@ -237,8 +304,11 @@ enum State {
 /// Create it, and call [`Subscriber::next_event`], in the thread that owns
 /// the receiver; read the caches from anywhere ([`Subscriber::l1`],
 /// [`Subscriber::history`]).
-#[derive(Debug)]
-pub struct Subscriber<R> {
+pub struct Subscriber<R: MdReceiver> {
+    /// The live sample the last event lent (returned to the transport at
+    /// the next call).
+    held: Option<R::Held>,
+    last: Last,
     receiver: R,
     wal: Option<WalLocation>,
     reader: Option<WalReader>,
@@ -263,6 +333,18 @@ pub struct Subscriber<R> {
     l2: Arc<Mutex<L2Cache>>,
     history: CachedHistory,
     stats: SubscriberStats,
+}
+
+impl<R: MdReceiver + fmt::Debug> fmt::Debug for Subscriber<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("receiver", &self.receiver)
+            .field("state", &self.state)
+            .field("next_seq", &self.next_seq)
+            .field("pending", &self.pending.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R: MdReceiver> Subscriber<R> {
@@ -292,6 +374,8 @@ impl<R: MdReceiver> Subscriber<R> {
         };
         let l2 = Arc::new(Mutex::new(L2Cache::new(config.l2)));
         Ok(Subscriber {
+            held: None,
+            last: Last::Nothing,
             receiver,
             wal: config.wal,
             reader,
@@ -319,15 +403,19 @@ impl<R: MdReceiver> Subscriber<R> {
     /// nothing came (call again: a stopped publisher may come back). The
     /// caches are updated before the event is returned.
     pub fn next_event(&mut self, timeout: Duration) -> Result<Option<Event>> {
-        Ok(self.next_event_ref(timeout)?.copied())
+        Ok(self.next_event_ref(timeout)?.map(EventRef::to_event))
     }
 
-    /// [`Subscriber::next_event`] without copying the event out: a
-    /// reference to it inside the subscriber, valid until the next call.
-    /// A record is then copied once (from the WAL's map or the receiver)
-    /// instead of three times: use it where every nanosecond counts
-    /// (replay of a long WAL, a busy feed).
-    pub fn next_event_ref(&mut self, timeout: Duration) -> Result<Option<&Event>> {
+    /// [`Subscriber::next_event`] without copying the event out, valid
+    /// until the next call. Live, with nothing buffered (the subscriber
+    /// keeps up), a record is read where the transport holds it: in
+    /// iceoryx2's shared memory, not copied at all; a replayed or
+    /// gap-filled record is copied once, from the WAL's map. Use it where
+    /// every nanosecond counts (a busy feed, replay of a long WAL).
+    pub fn next_event_ref(&mut self, timeout: Duration) -> Result<Option<EventRef<'_>>> {
+        // The sample the previous event lent goes back to the transport.
+        self.held = None;
+        self.last = Last::Nothing;
         let mut deadline = None;
         loop {
             // (`is_some` first: `take` would move the whole ~390-byte
@@ -336,11 +424,25 @@ impl<R: MdReceiver> Subscriber<R> {
                 self.ready = self.stash.take();
                 return Ok(self.deliver());
             }
+            // Live and nothing buffered: the next record, in place.
+            let polled = self.pending.is_empty() && matches!(self.state, State::Live { .. });
+            if polled {
+                match self.receiver.try_recv_held() {
+                    Ok(Some(held)) if Some(held.header().seq) == self.next_seq => {
+                        return Ok(Some(self.deliver_held(held)));
+                    }
+                    // A duplicate, or the first after a hole: the merge
+                    // below sorts it out, from the buffer.
+                    Ok(Some(held)) => self.pending.push_back(*held),
+                    Ok(None) | Err(mdbus_transport::Error::Disconnected) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             self.drain_tick = self.drain_tick.wrapping_add(1);
             // While replaying, the receiver is drained every 64 records (the
             // WAL supplies the records meanwhile; a live record that came
             // is a duplicate by the time it is seen, or the switch point).
-            if (self.pending.is_empty() && !self.replaying()) || self.drain_tick.is_multiple_of(64) {
+            if (self.pending.is_empty() && !self.replaying() && !polled) || self.drain_tick.is_multiple_of(64) {
                 self.drain_live()?;
             }
             if self.step()? {
@@ -375,10 +477,37 @@ impl<R: MdReceiver> Subscriber<R> {
     }
 
     /// The event the last [`Subscriber::next_event_ref`] returned, again
-    /// (`None` before the first; after a call that returned `None`, the
-    /// one before it): for a caller that looped on `is_some()`.
-    pub fn last_event(&self) -> Option<&Event> {
-        self.ready.as_ref()
+    /// (`None` when it returned `None`): for a caller that looped on
+    /// `is_some()`.
+    pub fn last_event(&self) -> Option<EventRef<'_>> {
+        match self.last {
+            Last::Nothing => None,
+            Last::Ready => self.ready.as_ref().map(Event::to_ref),
+            Last::Held => self.held.as_deref().map(|sample| EventRef::Record {
+                sample,
+                source: Source::Live,
+            }),
+        }
+    }
+
+    /// Delivers the live record `held` (its seq is the next one) in place:
+    /// the caches updated from it, then lent to the caller.
+    fn deliver_held(&mut self, held: R::Held) -> EventRef<'_> {
+        let seq = held.header().seq;
+        self.next_seq = Some(seq + 1);
+        self.state = State::Live { filling: false };
+        let stats = &mut self.stats;
+        stats.live += 1;
+        stats.last_seq = Some(seq);
+        match held.record() {
+            Ok(record) => apply_record(&self.l1, &self.l2, stats, record),
+            Err(_) => stats.bad_records += 1,
+        }
+        self.last = Last::Held;
+        EventRef::Record {
+            sample: self.held.insert(held),
+            source: Source::Live,
+        }
     }
 
     /// Moves what the receiver has into the live buffer.
@@ -568,7 +697,7 @@ impl<R: MdReceiver> Subscriber<R> {
 
     /// The event `step` (or the stash) put in `ready`, with the caches and
     /// the statistics updated.
-    fn deliver(&mut self) -> Option<&Event> {
+    fn deliver(&mut self) -> Option<EventRef<'_>> {
         let event = self.ready.as_ref()?;
         let stats = &mut self.stats;
         match event {
@@ -594,7 +723,8 @@ impl<R: MdReceiver> Subscriber<R> {
             }
             Event::ReplayDone { .. } => {}
         }
-        Some(event)
+        self.last = Last::Ready;
+        Some(event.to_ref())
     }
 
     /// The L1 cache (latest tick and book per instrument), for any thread.

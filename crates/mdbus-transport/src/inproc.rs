@@ -188,10 +188,31 @@ impl InProcReceiver {
     }
 }
 
+/// A sample popped from an in-process queue (it was copied in by the
+/// sender, and is moved, not copied again, into this).
+#[derive(Debug, Clone, Copy)]
+pub struct Popped(pub MdSample);
+
+impl std::ops::Deref for Popped {
+    type Target = MdSample;
+
+    #[inline]
+    fn deref(&self) -> &MdSample {
+        &self.0
+    }
+}
+
 impl MdReceiver for InProcReceiver {
+    type Held = Popped;
+
     #[inline]
     fn try_recv(&mut self) -> Result<Option<MdSample>> {
         Ok(self.queue.queue.pop())
+    }
+
+    #[inline]
+    fn try_recv_held(&mut self) -> Result<Option<Popped>> {
+        Ok(self.queue.queue.pop().map(Popped))
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<MdSample>> {

@@ -30,7 +30,7 @@ mod inproc;
 use std::time::Duration;
 
 pub use error::{Error, Result, validate_feed_name};
-pub use inproc::{InProcBus, InProcReceiver, InProcSender};
+pub use inproc::{InProcBus, InProcReceiver, InProcSender, Popped};
 use mdbus_types::{MdSample, RecordRef};
 
 /// The sending side of a feed's transport. Never blocks on a slow receiver.
@@ -52,8 +52,18 @@ pub trait MdSender {
 
 /// The receiving side of a feed's transport.
 pub trait MdReceiver {
+    /// A received sample held where the transport keeps it: iceoryx2's
+    /// sample in shared memory (returned to the publisher when dropped:
+    /// hold few at a time), the in-process bus's popped sample. Reading it
+    /// through `Deref` copies nothing.
+    type Held: std::ops::Deref<Target = MdSample>;
+
     /// The next sample if one is there, without waiting.
     fn try_recv(&mut self) -> Result<Option<MdSample>>;
+
+    /// [`MdReceiver::try_recv`] without copying the sample out of the
+    /// transport.
+    fn try_recv_held(&mut self) -> Result<Option<Self::Held>>;
 
     /// The next sample, waiting up to `timeout` (the whole timeout, even
     /// while no sender is attached: one may attach meanwhile); `Ok(None)`

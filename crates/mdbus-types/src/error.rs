@@ -28,6 +28,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A thread that cannot be pinned to a CPU.
+    #[error("cannot pin the thread to CPU {cpu}: {reason}")]
+    Affinity {
+        /// The CPU asked for.
+        cpu: usize,
+        /// Why not.
+        reason: String,
+    },
     /// A path that is not a WAL feed folder `<root>/<feed>`.
     #[error("{path} is not a WAL feed folder <root>/<feed>: {reason}")]
     FeedDir {

@@ -32,6 +32,7 @@
 //!   type name `mdbus::v1::MdSample`, so independently compiled clients can
 //!   open the same shared-memory service.
 
+pub mod affinity;
 mod book;
 pub mod clock;
 pub mod copies;

@@ -48,7 +48,7 @@ pub use names::{
     EVENT_END_OF_BATCH, EVENT_PUBLISHER_STARTED, WAL_DIR_ATTRIBUTE, event_service_name, feed_exists, md_service_name,
     settings,
 };
-pub use receiver::{IoxReceiver, IoxReceiverConfig};
+pub use receiver::{IoxHeld, IoxReceiver, IoxReceiverConfig};
 pub use sender::{IoxSender, IoxSenderConfig};
 pub use wait::WaitStrategy;
 

@@ -7,6 +7,7 @@ use iceoryx2::node::Node;
 use iceoryx2::port::listener::Listener;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::PortFactory;
+use iceoryx2::sample::Sample;
 use iceoryx2::service::ipc;
 use iceoryx2::service::port_factory::{event as event_factory, publish_subscribe as md_factory};
 use mdbus_types::{MdSample, WalLocation};
@@ -335,10 +336,44 @@ impl IoxReceiver {
     }
 }
 
+/// A sample received from iceoryx2, read in place in shared memory; it
+/// goes back to the publisher when dropped (a receiver may hold at most
+/// `settings::SUBSCRIBER_MAX_BORROWED_SAMPLES` at once).
+pub struct IoxHeld(Sample<ipc::Service, MdSample, ()>);
+
+impl std::ops::Deref for IoxHeld {
+    type Target = MdSample;
+
+    #[inline]
+    fn deref(&self) -> &MdSample {
+        self.0.payload()
+    }
+}
+
+impl fmt::Debug for IoxHeld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("IoxHeld").field(&self.0.payload().header()).finish()
+    }
+}
+
 impl MdReceiver for IoxReceiver {
+    type Held = IoxHeld;
+
     #[inline]
     fn try_recv(&mut self) -> Result<Option<MdSample>> {
         self.try_recv_with(|sample| *sample)
+    }
+
+    #[inline]
+    fn try_recv_held(&mut self) -> Result<Option<IoxHeld>> {
+        match self.subscriber.receive() {
+            Ok(Some(sample)) => {
+                self.note_seq(sample.payload().header().seq);
+                Ok(Some(IoxHeld(sample)))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(service_error(&self.md_service, format!("cannot receive: {e:?}"))),
+        }
     }
 
     /// Waits with the subscriber's [`WaitStrategy`].
