@@ -9,7 +9,9 @@
 #   scripts/bench.sh            full run: each scenario 5 rounds of 0.3 s warm-up + 1 s measured
 #   scripts/bench.sh --quick    each scenario 2 rounds of 0.2 s warm-up + 0.5 s measured, short criterion runs
 #   scripts/bench.sh --smoke    one 0.1 s warm-up + 0.3 s run per transport, no criterion (for CI)
-#   --pin                       pin publisher and subscribers to cores (off by default)
+#   --no-pin                    run unpinned (default: the publisher and its WAL
+#                               threads on one core, each subscriber on its own,
+#                               as low-latency users run; --pin is accepted)
 #
 # <target> is $CARGO_TARGET_DIR, or ./target. Never asserts a time: the
 # numbers go to the report only. The bench binaries are built first, in
@@ -19,19 +21,20 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 
 mode=full
-pin=()
+pin=(--pin)
 for arg in "$@"; do
     case "$arg" in
         --quick) mode=quick ;;
         --smoke) mode=smoke ;;
         --full) mode=full ;;
         --pin) pin=(--pin) ;;
+        --no-pin) pin=() ;;
         -h | --help)
-            sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+            sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
-            echo "scripts/bench.sh: unknown argument $arg (--quick, --smoke, --full, --pin)" >&2
+            echo "scripts/bench.sh: unknown argument $arg (--quick, --smoke, --full, --pin, --no-pin)" >&2
             exit 2
             ;;
     esac

@@ -17,6 +17,10 @@ pub enum Error {
     /// Opening the live transport.
     #[error(transparent)]
     Transport(#[from] mdbus_transport::Error),
+    /// A record layout, name or setting refused (e.g. a CPU that cannot
+    /// be pinned).
+    #[error(transparent)]
+    Types(#[from] mdbus_types::Error),
     /// A subscriber was asked to replay but no WAL is known: the publisher
     /// announced none (it runs without a WAL) and none was given.
     #[error(

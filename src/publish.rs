@@ -50,6 +50,7 @@ pub struct Publisher {
 #[must_use = "a builder does nothing until `open`"]
 pub struct PublisherBuilder {
     config: FeedConfig,
+    cpu: Option<usize>,
 }
 
 impl PublisherBuilder {
@@ -97,6 +98,15 @@ impl PublisherBuilder {
         self
     }
 
+    /// Pins the thread that calls [`PublisherBuilder::open`] (it must be
+    /// the one that publishes) to CPU `cpu`, before the WAL starts its
+    /// threads, which inherit the pin: the publish path on one core, each
+    /// spinning subscriber on another ([`SubscriberBuilder::cpu`](crate::SubscriberBuilder::cpu)).
+    pub fn cpu(mut self, cpu: usize) -> PublisherBuilder {
+        self.cpu = Some(cpu);
+        self
+    }
+
     /// The whole configuration, for what the builder does not name.
     pub fn config(&self) -> &FeedConfig {
         &self.config
@@ -106,6 +116,9 @@ impl PublisherBuilder {
     /// the feed is refused before it touches shared memory), recovers the
     /// WAL and the books in it, creates the iceoryx2 service and the board.
     pub fn open(self) -> Result<Publisher> {
+        if let Some(cpu) = self.cpu {
+            mdbus_types::affinity::pin_current_thread(cpu)?;
+        }
         let feed = self.config.feed.clone();
         let wal = self.config.wal_location()?;
         let inner = FeedPublisher::open_with(self.config, || live_sender(&feed, wal))?;
@@ -142,7 +155,7 @@ impl Publisher {
     pub fn builder(feed: &str) -> PublisherBuilder {
         let mut config = FeedConfig::new(feed);
         config.board_dir = Some(PathBuf::from(mdbus_board::DEFAULT_BOARD_DIR));
-        PublisherBuilder { config }
+        PublisherBuilder { config, cpu: None }
     }
 
     /// Publishes any record; returns its seq. A record that was not

@@ -87,6 +87,7 @@ pub struct SubscriberBuilder {
     open_timeout: Duration,
     idle_timeout: Option<Duration>,
     l2: Option<L2Config>,
+    cpu: Option<usize>,
     #[cfg(feature = "iceoryx2")]
     wait: mdbus_transport::iceoryx::WaitStrategy,
 }
@@ -132,6 +133,14 @@ impl SubscriberBuilder {
         self
     }
 
+    /// Pins the thread that calls [`SubscriberBuilder::open`] (it must be
+    /// the one that reads the events) to CPU `cpu`: a busy-spinning
+    /// subscriber wants a core of its own, away from the publisher's.
+    pub fn cpu(mut self, cpu: usize) -> SubscriberBuilder {
+        self.cpu = Some(cpu);
+        self
+    }
+
     /// How much history L2 keeps in memory.
     pub fn l2(mut self, l2: L2Config) -> SubscriberBuilder {
         self.l2 = Some(l2);
@@ -150,6 +159,9 @@ impl SubscriberBuilder {
     /// its publisher), then opens the WAL (given, or announced by the
     /// publisher) to replay from.
     pub fn open(self) -> Result<Subscriber> {
+        if let Some(cpu) = self.cpu {
+            mdbus_types::affinity::pin_current_thread(cpu)?;
+        }
         let (live, announced) = self.open_live()?;
         let mut config = SubscriberConfig::default().start(self.start);
         if let Some(l2) = self.l2 {
@@ -193,6 +205,7 @@ impl Subscriber {
             open_timeout: Duration::from_secs(10),
             idle_timeout: None,
             l2: None,
+            cpu: None,
             #[cfg(feature = "iceoryx2")]
             wait: mdbus_transport::iceoryx::WaitStrategy::Block,
         }

@@ -304,3 +304,35 @@ fn a_live_record_is_read_in_place_in_shared_memory() {
         );
     }
 }
+
+/// `cpu(n)` pins the thread that opens (and so the WAL threads it starts);
+/// a CPU the process may not use is a clear error, before anything opens.
+#[test]
+fn a_publisher_pinned_to_a_cpu_and_a_bad_cpu_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = feed("pinned");
+    let err = mdbus::Publisher::builder(&feed)
+        .wal(dir.path())
+        .no_board()
+        .cpu(usize::MAX)
+        .open()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("CPU {}", usize::MAX)), "{err}");
+    assert!(!dir.path().join(&feed).exists(), "nothing was opened before the pin");
+    let cpu = *mdbus::types::affinity::available_cpus().last().unwrap();
+    let root = dir.path().to_path_buf();
+    // In a thread of its own: the pin stays with it.
+    std::thread::spawn(move || {
+        let mut bus = mdbus::Publisher::builder(&feed)
+            .wal(root)
+            .no_board()
+            .cpu(cpu)
+            .open()
+            .unwrap();
+        let id = InstrumentId::new("IF2501").unwrap();
+        bus.tick(Tick::new(id, 1).last(Price::from_raw(1), 1)).unwrap();
+    })
+    .join()
+    .unwrap();
+}

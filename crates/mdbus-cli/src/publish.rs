@@ -58,9 +58,20 @@ pub struct PublishArgs {
     /// WAL durability.
     #[arg(long, value_enum, default_value_t = Sync::Interval)]
     sync: Sync,
+    /// Pin the publisher, and the WAL threads it starts, to this CPU (give
+    /// each spinning subscriber another one with `mdbus subscribe --cpu`).
+    #[arg(long)]
+    cpu: Option<usize>,
 }
 
 pub(crate) fn run(args: &PublishArgs) -> ExitCode {
+    // Before the WAL opens: its threads inherit the pin.
+    if let Some(cpu) = args.cpu
+        && let Err(e) = mdbus_types::affinity::pin_current_thread(cpu)
+    {
+        eprintln!("mdbus publish: --cpu: {e}");
+        return ExitCode::from(2);
+    }
     if !args.synthetic {
         eprintln!("mdbus publish: no input: pass --synthetic (the synthetic market is the only source so far)");
         return ExitCode::from(2);

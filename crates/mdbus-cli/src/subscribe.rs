@@ -24,6 +24,10 @@ pub struct SubscribeArgs {
     /// Feed name.
     #[arg(long)]
     feed: String,
+    /// Pin the subscriber to this CPU (a spinning subscriber wants a core
+    /// of its own, away from the publisher's).
+    #[arg(long)]
+    cpu: Option<usize>,
     /// Wait strategy (`yield` is an alias of `backoff`).
     #[arg(long, value_enum, default_value_t = Wait::Block)]
     wait: Wait,
@@ -86,6 +90,12 @@ fn limits(duration: f64, wait_for: f64) -> Result<(Option<Duration>, Duration), 
 }
 
 pub(crate) fn run(args: &SubscribeArgs) -> ExitCode {
+    if let Some(cpu) = args.cpu
+        && let Err(e) = mdbus_types::affinity::pin_current_thread(cpu)
+    {
+        eprintln!("mdbus subscribe: --cpu: {e}");
+        return ExitCode::from(2);
+    }
     match limits(args.duration, args.wait_for_publisher) {
         Ok((duration, wait_for)) => imp::subscribe(args, duration, wait_for),
         Err(e) => {
