@@ -7,7 +7,8 @@
 //!   1 through replay-merge, L1 and L2 (`Throughput::Elements`: records/s),
 //!   with `next_event_ref`; `replay/subscriber_by_value` with `next_event`.
 //! - `replay/subscriber_without_l2`: the same with L2 off (what keeping
-//!   history in memory costs).
+//!   history in memory costs); `replay/subscriber_state_only` with L2 on
+//!   but not kept while replaying (`CatchUp::StateOnly`).
 //! - `history/ticks_l3_1000`: `History::ticks` of a range holding 1000
 //!   trades of one instrument, straight from the WAL (open, seek by time
 //!   through the sparse index, read).
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
-use mdbus_subscriber::{History, L2Config, StartFrom, Subscriber, SubscriberConfig};
+use mdbus_subscriber::{CatchUp, History, L2Config, StartFrom, Subscriber, SubscriberConfig};
 use mdbus_transport::InProcBus;
 use mdbus_types::WalLocation;
 use mdbus_types::{FLAG_RECOVERY_SNAPSHOT, RecordRef, clock::now_ns};
@@ -85,7 +86,7 @@ fn write_wal_until(dir: &std::path::Path, segment_bytes: u64, instruments: usize
 }
 
 fn replay(dir: &std::path::Path, last: u64) -> Subscriber<mdbus_transport::InProcReceiver> {
-    catch_up(dir, last, StartFrom::Seq(1), L2Config::default())
+    catch_up(dir, last, StartFrom::Seq(1), L2Config::default(), CatchUp::Full)
 }
 
 /// A new subscriber from `start` until it delivered `last`.
@@ -94,12 +95,14 @@ fn catch_up(
     last: u64,
     start: StartFrom,
     l2: L2Config,
+    mode: CatchUp,
 ) -> Subscriber<mdbus_transport::InProcReceiver> {
     let bus = InProcBus::new(16);
     let config = SubscriberConfig::default()
         .wal(WalLocation::try_new(dir, FEED).unwrap())
         .start(start)
-        .l2(l2);
+        .l2(l2)
+        .catch_up(mode);
     let mut subscriber = Subscriber::new(bus.subscribe(), config).unwrap();
     while subscriber.stats().last_seq != Some(last) {
         subscriber
@@ -151,7 +154,14 @@ fn benches(c: &mut Criterion) {
     });
     let no_l2 = L2Config::default().max_ticks(0).max_book_records(0);
     group.bench_function("subscriber_without_l2", |b| {
-        b.iter(|| black_box(catch_up(dir.path(), last, StartFrom::Seq(1), no_l2).stats()))
+        b.iter(|| black_box(catch_up(dir.path(), last, StartFrom::Seq(1), no_l2, CatchUp::Full).stats()))
+    });
+    // L2 on, but not kept while replaying (CatchUp::StateOnly).
+    group.bench_function("subscriber_state_only", |b| {
+        b.iter(|| {
+            let l2 = L2Config::default();
+            black_box(catch_up(dir.path(), last, StartFrom::Seq(1), l2, CatchUp::StateOnly).stats())
+        })
     });
     group.finish();
 
@@ -191,13 +201,30 @@ fn benches(c: &mut Criterion) {
         let (dir, last) = wal.get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
             let last = write_wal_mb(dir.path(), mb);
-            let replayed = catch_up(dir.path(), last, StartFrom::RecoveryPoint, L2Config::default())
-                .stats()
-                .replayed;
+            let replayed = catch_up(
+                dir.path(),
+                last,
+                StartFrom::RecoveryPoint,
+                L2Config::default(),
+                CatchUp::Full,
+            )
+            .stats()
+            .replayed;
             eprintln!("restart/to_live_{mb}mb: {last} records in the WAL, {replayed} replayed from the recovery point");
             (dir, last)
         });
-        b.iter(|| black_box(catch_up(dir.path(), *last, StartFrom::RecoveryPoint, L2Config::default()).stats()))
+        b.iter(|| {
+            black_box(
+                catch_up(
+                    dir.path(),
+                    *last,
+                    StartFrom::RecoveryPoint,
+                    L2Config::default(),
+                    CatchUp::Full,
+                )
+                .stats(),
+            )
+        })
     });
     group.finish();
 }

@@ -102,5 +102,5 @@ pub use history::History;
 pub use l1::{L1Cache, L1Entry, Quote};
 pub use l2::{CacheLevel, L2Config};
 pub use subscriber::{
-    Event, EventRef, Source, StartFrom, Subscriber, SubscriberConfig, SubscriberStats, WAL_TAIL_POLL,
+    CatchUp, Event, EventRef, Source, StartFrom, Subscriber, SubscriberConfig, SubscriberStats, WAL_TAIL_POLL,
 };

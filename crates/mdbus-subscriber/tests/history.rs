@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use common::{events_until, publish, publisher};
 use mdbus_publisher::SyntheticFeed;
-use mdbus_subscriber::{CacheLevel, History, L2Config, StartFrom, Subscriber, SubscriberConfig};
+use mdbus_subscriber::{CacheLevel, CatchUp, History, L2Config, StartFrom, Subscriber, SubscriberConfig};
 use mdbus_transport::InProcBus;
 use mdbus_types::WalLocation;
 use mdbus_types::{Book, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, InstrumentId, MdSample, RecordRef, Tick};
@@ -56,17 +56,25 @@ fn ticks_and_book_at_match_a_full_replay_from_l2_and_l3() {
     let records = common::wal_records(dir.path(), "hist");
     assert_eq!(records.len() as u64, last);
 
-    let subscribe = |l2: L2Config| {
+    let subscribe_with = |l2: L2Config, catch_up: CatchUp| {
         let config = SubscriberConfig::default()
             .wal(WalLocation::try_new(dir.path(), "hist").unwrap())
             .start(StartFrom::Seq(1))
-            .l2(l2);
+            .l2(l2)
+            .catch_up(catch_up);
         let mut s = Subscriber::new(bus.subscribe(), config).unwrap();
         events_until(&mut s, last, |_| {});
         s
     };
+    let subscribe = |l2: L2Config| subscribe_with(l2, CatchUp::Full);
     let big = subscribe(L2Config::default().max_ticks(1 << 20).max_book_records(1 << 20));
     let small = subscribe(L2Config::default().max_ticks(50).max_book_records(100));
+    // A state-only catch-up: the same L1, no L2 of the replayed range.
+    let state_only = subscribe_with(
+        L2Config::default().max_ticks(1 << 20).max_book_records(1 << 20),
+        CatchUp::StateOnly,
+    );
+    assert_eq!(state_only.l1().dump(), big.l1().dump());
     let standalone = History::open(WalLocation::try_new(dir.path(), "hist").unwrap());
     drop(p); // the publisher exits; the WAL still answers
 
@@ -78,7 +86,7 @@ fn ticks_and_book_at_match_a_full_replay_from_l2_and_l3() {
         for (i, &t) in times.iter().enumerate() {
             for ts in [t - 1, t, t + 1] {
                 let want = reference_book(&records, id, ts);
-                for (name, s) in [("big", &big), ("small", &small)] {
+                for (name, s) in [("big", &big), ("small", &small), ("state_only", &state_only)] {
                     let (got, level) = s.book_at_traced(id, ts).unwrap();
                     assert_eq!(got, want, "{name} book_at({id}, {ts}) from {level:?}");
                     *levels.entry((name, level)).or_default() += 1;
@@ -87,7 +95,7 @@ fn ticks_and_book_at_match_a_full_replay_from_l2_and_l3() {
             }
             let to = times.get(i + 3).copied().unwrap_or(newest);
             let want = reference_ticks(&records, id, t, to);
-            for (name, s) in [("big", &big), ("small", &small)] {
+            for (name, s) in [("big", &big), ("small", &small), ("state_only", &state_only)] {
                 let (got, level) = s.history().ticks_traced(id, t, to).unwrap();
                 assert_eq!(got, want, "{name} ticks({id}, {t}, {to}) from {level:?}");
                 *levels.entry((name, level)).or_default() += 1;
@@ -117,4 +125,7 @@ fn ticks_and_book_at_match_a_full_replay_from_l2_and_l3() {
         "{levels:?}"
     );
     assert!(count("small", CacheLevel::L2) > 0, "{levels:?}");
+    // Everything was replayed: the state-only catch-up kept no history.
+    assert_eq!(count("state_only", CacheLevel::L2), 0, "{levels:?}");
+    assert!(count("state_only", CacheLevel::L3) > 0, "{levels:?}");
 }
