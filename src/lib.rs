@@ -56,7 +56,7 @@ pub use publish::{LiveSender, Publisher, PublisherBuilder};
 pub use subscribe::WalTail;
 pub use subscribe::{LiveReceiver, Subscriber, SubscriberBuilder};
 
-pub use mdbus_subscriber::{Event, EventRef, Quote, Source, StartFrom};
+pub use mdbus_subscriber::{CatchUp, Event, EventRef, Quote, Source, StartFrom};
 pub use mdbus_types::clock::now_ns;
 pub use mdbus_types::{
     BookDelta, BookSnapshot, FeedName, InstrumentId, Level, Price, Qty, SeqRange, Side, Tick, WalLocation,
