@@ -139,7 +139,7 @@ fn live_sender(feed: &str, wal: Option<WalLocation>) -> mdbus_transport::Result<
 
 #[cfg(not(feature = "iceoryx2"))]
 fn live_sender(feed: &str, _wal: Option<WalLocation>) -> mdbus_transport::Result<LiveSender> {
-    mdbus_transport::validate_feed_name(feed)?;
+    mdbus_types::FeedName::new(feed)?;
     Ok(mdbus_transport::InProcBus::new(1).sender())
 }
 

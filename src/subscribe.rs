@@ -198,7 +198,7 @@ impl SubscriberBuilder {
 
     #[cfg(not(feature = "iceoryx2"))]
     fn open_live(&self) -> Result<(LiveReceiver, Option<WalLocation>)> {
-        mdbus_transport::validate_feed_name(&self.feed)?;
+        mdbus_types::FeedName::new(&self.feed)?;
         Ok((WalTail, None))
     }
 }

@@ -9,15 +9,11 @@ use mdbus_types::InstrumentId;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A feed name outside `[A-Za-z0-9_-]{1,32}` (`mdbus_types::FeedName`'s
-    /// check and reason).
-    #[error("invalid feed name {feed:?}: {reason} (expected 1 to 32 characters of [A-Za-z0-9_-])")]
-    FeedName {
-        /// The name given.
-        feed: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    /// A feed name outside `[A-Za-z0-9_-]{1,32}`: the one check,
+    /// `mdbus_types::FeedName::new`, and its error
+    /// (`mdbus_types::Error::FeedName`, naming the name and what is wrong).
+    #[error(transparent)]
+    FeedName(#[from] mdbus_types::Error),
     /// Another process holds the board's writer lock.
     #[error(
         "snapshot board {}: feed {feed} already has a board writer (pid {})",
@@ -84,16 +80,5 @@ impl Error {
             path: path.to_path_buf(),
             source,
         }
-    }
-}
-
-/// Checks a feed name: 1 to 32 characters of `[A-Za-z0-9_-]`.
-pub fn validate_feed_name(feed: &str) -> Result<()> {
-    match mdbus_types::FeedName::reason(feed) {
-        None => Ok(()),
-        Some(reason) => Err(Error::FeedName {
-            feed: feed.to_string(),
-            reason,
-        }),
     }
 }

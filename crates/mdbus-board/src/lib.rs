@@ -64,7 +64,7 @@ mod reader;
 mod words;
 mod writer;
 
-pub use error::{Error, Result, validate_feed_name};
+pub use error::{Error, Result};
 pub use index::fnv1a64;
 pub use layout::{
     BOARD_MAGIC, BOARD_VERSION, BoardStatus, DEFAULT_BOARD_CAPACITY, DEFAULT_BOARD_DIR, MAX_BOARD_CAPACITY,

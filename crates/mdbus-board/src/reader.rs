@@ -7,7 +7,7 @@ use mdbus_types::{BookSnapshot, InstrumentId, Kind, Tick};
 use memmap2::Mmap;
 
 use crate::board_path;
-use crate::error::{Error, Result, validate_feed_name};
+use crate::error::{Error, Result};
 use crate::index::{self, Probe};
 use crate::latch::Latch;
 use crate::layout::{BOOK_CELL, BoardStatus, Layout, TICK_CELL, check_header, read_status};
@@ -46,7 +46,7 @@ impl BoardEntry<'_> {
 impl BoardReader {
     /// Opens `<dir>/mdbus.<feed>.board` read-only.
     pub fn open(dir: &Path, feed: &str) -> Result<BoardReader> {
-        validate_feed_name(feed)?;
+        mdbus_types::FeedName::new(feed)?;
         BoardReader::open_path(&board_path(dir, feed))
     }
 

@@ -10,7 +10,7 @@ use memmap2::MmapMut;
 use rustc_hash::FxHashMap;
 
 use crate::board_path;
-use crate::error::{Error, Result, validate_feed_name};
+use crate::error::{Error, Result};
 use crate::index::{self, Probe};
 use crate::latch::Latch;
 use crate::layout::{
@@ -60,7 +60,7 @@ impl BoardWriter {
     /// stay until overwritten. A second writer gets an error naming the
     /// holder's pid.
     pub fn open(dir: &Path, feed: &str, capacity: u32) -> Result<BoardWriter> {
-        validate_feed_name(feed)?;
+        mdbus_types::FeedName::new(feed)?;
         let path = board_path(dir, feed);
         if capacity == 0 || capacity > MAX_BOARD_CAPACITY {
             return Err(Error::invalid(

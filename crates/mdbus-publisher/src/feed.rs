@@ -218,7 +218,7 @@ impl<S: MdSender> FeedPublisher<S> {
     where
         Error: From<E>,
     {
-        mdbus_transport::validate_feed_name(&config.feed)?;
+        mdbus_types::FeedName::new(&config.feed)?;
         if config.snapshot_threshold.is_nan() || config.snapshot_threshold <= 0.0 {
             return Err(Error::Config(format!(
                 "snapshot threshold {} must be > 0",

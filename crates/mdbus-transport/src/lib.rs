@@ -29,7 +29,7 @@ mod inproc;
 
 use std::time::Duration;
 
-pub use error::{Error, Result, validate_feed_name};
+pub use error::{Error, Result};
 pub use inproc::{InProcBus, InProcReceiver, InProcSender, Popped};
 use mdbus_types::{MdSample, RecordRef};
 

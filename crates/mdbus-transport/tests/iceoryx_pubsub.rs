@@ -264,9 +264,15 @@ fn slow_subscriber_loses_its_oldest_and_the_holes_are_exactly_those() {
 fn bad_feed_names_are_refused() {
     for bad in ["", "a/b", "a b", "feed.1", &"x".repeat(33)] {
         let err = IoxSender::create(&IoxSenderConfig::new(bad)).unwrap_err();
-        assert!(matches!(&err, Error::FeedName { feed, .. } if feed == bad), "{err:?}");
+        assert!(
+            matches!(&err, Error::FeedName(mdbus_types::Error::FeedName { feed, .. }) if feed == bad),
+            "{err:?}"
+        );
         let err = IoxReceiver::open(&IoxReceiverConfig::new(bad)).unwrap_err();
-        assert!(matches!(&err, Error::FeedName { feed, .. } if feed == bad), "{err:?}");
+        assert!(
+            matches!(&err, Error::FeedName(mdbus_types::Error::FeedName { feed, .. }) if feed == bad),
+            "{err:?}"
+        );
         assert!(matches!(feed_exists(bad), Err(Error::FeedName { .. })));
     }
 }

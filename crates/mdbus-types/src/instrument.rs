@@ -6,11 +6,6 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 
-/// Whether `feed` is a valid feed name: [`FeedName::new`] accepts it.
-pub fn is_valid_feed_name(feed: &str) -> bool {
-    FeedName::new(feed).is_ok()
-}
-
 /// A feed name (docs/spec.md, wire names): 1 to 32 characters of
 /// `[A-Za-z0-9_-]`. The WAL folder, the iceoryx2 services and the board
 /// file are all named after it; this is the one check of the rule (the

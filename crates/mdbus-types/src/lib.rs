@@ -50,7 +50,7 @@ pub mod test_support;
 
 pub use book::{Book, validate_snapshot};
 pub use error::{Error, Result};
-pub use instrument::{FeedName, InstrumentId, SYMBOL_LEN, is_valid_feed_name};
+pub use instrument::{FeedName, InstrumentId, SYMBOL_LEN};
 pub use layout::{LayoutRow, layout_table, layout_table_markdown};
 pub use location::WalLocation;
 pub use price::{PRICE_SCALE, Price, Qty};

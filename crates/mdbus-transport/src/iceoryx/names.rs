@@ -13,7 +13,8 @@ use iceoryx2::service::builder::publish_subscribe::{
 use iceoryx2::service::{Service, ipc, service_name::ServiceName};
 use mdbus_types::MdSample;
 
-use crate::{Error, Result, validate_feed_name};
+use crate::{Error, Result};
+use mdbus_types::FeedName;
 
 /// The settings docs/spec.md fixes for a feed's services. The publisher
 /// creates the services with exactly these; a subscriber asks for them as
@@ -60,13 +61,13 @@ pub const EVENT_PUBLISHER_STARTED: usize = 1;
 
 /// The sample service of a feed: `mdbus/<feed>/md`.
 pub fn md_service_name(feed: &str) -> Result<String> {
-    validate_feed_name(feed)?;
+    FeedName::new(feed)?;
     Ok(format!("mdbus/{feed}/md"))
 }
 
 /// The event service of a feed: `mdbus/<feed>/md/ev`.
 pub fn event_service_name(feed: &str) -> Result<String> {
-    validate_feed_name(feed)?;
+    FeedName::new(feed)?;
     Ok(format!("mdbus/{feed}/md/ev"))
 }
 
