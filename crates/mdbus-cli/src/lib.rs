@@ -6,6 +6,8 @@
 mod demo;
 mod gateway;
 mod history;
+#[cfg(feature = "dbn")]
+mod import;
 mod publish;
 mod snapshot;
 mod subscribe;
@@ -51,6 +53,10 @@ pub enum Command {
     History(history::HistoryArgs),
     /// The top-10 book of an instrument as it was at a time, from the WAL.
     BookAt(history::BookAtArgs),
+    /// Imports recorded market data into a feed's WAL.
+    #[cfg(feature = "dbn")]
+    #[command(subcommand)]
+    Import(import::ImportCommand),
     /// Serves a feed over WebSocket (`/ws`) with a live depth page (`/`)
     /// and counters (`/stats`); replay-merge from the WAL, then live.
     Gateway(gateway::GatewayArgs),
@@ -80,5 +86,7 @@ pub fn main() -> ExitCode {
         Command::History(args) => history::history(&args),
         Command::BookAt(args) => history::book_at(&args),
         Command::Gateway(args) => gateway::run(&args),
+        #[cfg(feature = "dbn")]
+        Command::Import(command) => import::run(&command),
     }
 }

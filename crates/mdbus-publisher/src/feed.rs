@@ -58,6 +58,11 @@ pub struct FeedConfig {
     pub snapshot_threshold: f64,
     /// A heartbeat when nothing was sent for this long.
     pub heartbeat_interval: Duration,
+    /// Recorded data: the publisher's own heartbeats (quiet feed, the end
+    /// of a snapshot set) carry the latest `ts_event` published instead of
+    /// the wall clock, so the WAL's time stays the data's (its time index
+    /// and history queries need `ts_event` in order). Off for live feeds.
+    pub data_clock: bool,
 }
 
 impl FeedConfig {
@@ -73,6 +78,7 @@ impl FeedConfig {
             snapshot_interval: Duration::from_secs(1),
             snapshot_threshold: 0.05,
             heartbeat_interval: Duration::from_millis(100),
+            data_clock: false,
         }
     }
 }
@@ -195,6 +201,8 @@ pub struct FeedPublisher<S> {
     recovery: Option<RecoveryReport>,
     recovery_failures: Vec<Error>,
     scratch: Vec<MdSample>,
+    /// The latest `ts_event` published (the data clock).
+    last_ts_event: i64,
     /// Instruments changed since the last board flush (each once, guarded
     /// by `InstrumentState::board_dirty`): the board flush and the depth
     /// snapshot policy visit these, not the whole universe, per batch.
@@ -247,6 +255,7 @@ impl<S: MdSender> FeedPublisher<S> {
             stats: FeedStats::default(),
             scratch: Vec::new(),
             dirty: Vec::new(),
+            last_ts_event: 0,
             config,
         };
         if let Some(dir) = publisher.config.wal_root.clone() {
@@ -304,6 +313,7 @@ impl<S: MdSender> FeedPublisher<S> {
                 // does not apply is kept for the caller, and its book is
                 // forgotten (its deltas are refused until a snapshot comes).
                 let checked = self.check_record(record, &mut Vec::new());
+                self.last_ts_event = self.last_ts_event.max(record.header().ts_event);
                 if let Err(e) = checked.and_then(|()| self.apply(record, now)) {
                     if let Some(id) = record.instrument()
                         && let Some(state) = self.instruments.get_mut(&id)
@@ -524,6 +534,7 @@ impl<S: MdSender> FeedPublisher<S> {
         // fails, subscribers see a hole that the WAL fills.
         self.next_seq += 1;
         self.stats.records += 1;
+        self.last_ts_event = self.last_ts_event.max(record.header().ts_event);
         self.apply(record, now)?;
         Ok(rolled)
     }
@@ -646,7 +657,7 @@ impl<S: MdSender> FeedPublisher<S> {
                 set.push(tick.into());
             }
         }
-        let mut heartbeat = RecordHeader::new(Kind::Heartbeat, clock::now_ns());
+        let mut heartbeat = RecordHeader::new(Kind::Heartbeat, self.heartbeat_ts());
         heartbeat.flags = FLAG_RECOVERY_SNAPSHOT;
         set.push(Heartbeat { header: heartbeat }.into());
         // The set must not be split across segments: it goes where it fits
@@ -689,13 +700,24 @@ impl<S: MdSender> FeedPublisher<S> {
         self.poll_at(Instant::now())
     }
 
+    /// The `ts_event` of the publisher's own heartbeats: the wall clock, or
+    /// with [`FeedConfig::data_clock`] the latest `ts_event` published (0
+    /// before the first record: the data's time has not started).
+    fn heartbeat_ts(&self) -> i64 {
+        if self.config.data_clock {
+            self.last_ts_event
+        } else {
+            clock::now_ns()
+        }
+    }
+
     /// [`FeedPublisher::poll`] as of `now` (a test's clock, or the caller's
     /// reading of it when it has one at hand).
     pub fn poll_at(&mut self, now: Instant) -> Result<()> {
         self.last_poll = now;
         if now - self.last_send >= self.config.heartbeat_interval {
             let mut heartbeat: [MdSample; 1] = [Heartbeat {
-                header: RecordHeader::new(Kind::Heartbeat, clock::now_ns()),
+                header: RecordHeader::new(Kind::Heartbeat, self.heartbeat_ts()),
             }
             .into()];
             self.send_batch(&mut heartbeat, true)?;

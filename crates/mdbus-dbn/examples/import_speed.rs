@@ -1,0 +1,148 @@
+//! Import speed: writes an MBO file and an MBP-10 file of synthetic events
+//! with `dbn`'s encoder, then imports each into a fresh WAL (interval
+//! sync, as `mdbus import dbn`) and prints DBN records per second.
+//!
+//! `cargo run --release -p mdbus-dbn --example import_speed [EVENTS]`
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::time::Instant;
+
+use dbn::encode::{DbnEncoder, EncodeRecord};
+use dbn::{BidAskPair, FlagSet, MboMsg, Mbp10Msg, Metadata, RecordHeader, SType, Schema, flags, rtype};
+use mdbus_dbn::{ImportOptions, Importer};
+use mdbus_publisher::{FeedConfig, FeedPublisher};
+use mdbus_types::InstrumentId;
+
+const T0: u64 = 1_609_459_200_000_000_000;
+
+fn metadata(schema: Schema) -> Metadata {
+    Metadata::builder()
+        .dataset("TEST".to_string())
+        .schema(Some(schema))
+        .start(T0)
+        .stype_in(Some(SType::RawSymbol))
+        .stype_out(SType::InstrumentId)
+        .build()
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn write_mbo(path: &Path, events: u64) {
+    let mut enc = DbnEncoder::new(BufWriter::new(File::create(path).unwrap()), &metadata(Schema::Mbo)).unwrap();
+    let mut rng = Lcg(1);
+    let mut live: Vec<(u64, u8, i64, u32)> = Vec::new();
+    for n in 0..events {
+        let key = 1 + rng.next(8) as u32;
+        let ts = T0 + n * 100;
+        let (action, side, order_id, price, size) = if live.len() < 500 || rng.next(2) == 0 {
+            let side = if rng.next(2) == 0 { b'B' } else { b'A' };
+            let price = if side == b'B' {
+                990 + rng.next(20) as i64
+            } else {
+                1_005 + rng.next(20) as i64
+            };
+            live.push((n + 1, side, price, 1 + rng.next(20) as u32));
+            (b'A', side, n + 1, price, live.last().unwrap().3)
+        } else {
+            let (id, side, price, size) = live.swap_remove(rng.next(live.len() as u64) as usize);
+            (b'C', side, id, price, size)
+        };
+        let msg = MboMsg {
+            hd: RecordHeader::new::<MboMsg>(rtype::MBO, 1, key, ts),
+            order_id,
+            price,
+            size,
+            flags: FlagSet::new(flags::LAST),
+            channel_id: 0,
+            action: action as std::ffi::c_char,
+            side: side as std::ffi::c_char,
+            ts_recv: ts,
+            ts_in_delta: 0,
+            sequence: 0,
+        };
+        enc.encode_record(&msg).unwrap();
+    }
+}
+
+fn write_mbp10(path: &Path, events: u64) {
+    let mut enc = DbnEncoder::new(BufWriter::new(File::create(path).unwrap()), &metadata(Schema::Mbp10)).unwrap();
+    let mut rng = Lcg(2);
+    for n in 0..events {
+        let key = 1 + rng.next(8) as u32;
+        let ts = T0 + n * 100;
+        let mut msg = Mbp10Msg {
+            hd: RecordHeader::new::<Mbp10Msg>(rtype::MBP_10, 1, key, ts),
+            price: 1_000,
+            size: 1,
+            action: b'M' as std::ffi::c_char,
+            side: b'B' as std::ffi::c_char,
+            flags: FlagSet::new(flags::LAST),
+            ts_recv: ts,
+            ..Mbp10Msg::default()
+        };
+        let changed = rng.next(10) as usize;
+        for (i, level) in msg.levels.iter_mut().enumerate() {
+            let bump = u32::from(i == changed) * (1 + rng.next(5) as u32);
+            *level = BidAskPair {
+                bid_px: 1_000 - i as i64,
+                bid_sz: 10 + i as u32 + bump,
+                ask_px: 1_001 + i as i64,
+                ask_sz: 10 + i as u32,
+                ..BidAskPair::default()
+            };
+        }
+        enc.encode_record(&msg).unwrap();
+    }
+}
+
+fn import(name: &str, file: &Path, events: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = FeedConfig::new("speed");
+    config.wal_root = Some(dir.path().to_path_buf());
+    config.data_clock = true;
+    let publisher = FeedPublisher::open(config, mdbus_transport::InProcBus::new(1).sender()).unwrap();
+    let aliases = (1..=8)
+        .map(|k| (k, InstrumentId::new(&format!("I{k}")).unwrap()))
+        .collect();
+    let mut import = Importer::new(
+        publisher,
+        ImportOptions {
+            aliases,
+            ..ImportOptions::default()
+        },
+    );
+    let start = Instant::now();
+    import.import_file(file).unwrap();
+    let (stats, _publisher) = import.finish().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(stats.dbn_records, events);
+    println!(
+        "{name}: {events} DBN records in {secs:.3} s: {:.2} M records/s ({} deltas, {} snapshots written)",
+        events as f64 / secs / 1e6,
+        stats.deltas,
+        stats.snapshots
+    );
+}
+
+fn main() {
+    let events: u64 = std::env::args()
+        .nth(1)
+        .map_or(2_000_000, |a| a.parse().expect("EVENTS"));
+    let dir = tempfile::tempdir().unwrap();
+    let (mbo, mbp10) = (dir.path().join("speed.mbo.dbn"), dir.path().join("speed.mbp-10.dbn"));
+    write_mbo(&mbo, events);
+    write_mbp10(&mbp10, events);
+    import("mbo", &mbo, events);
+    import("mbp-10", &mbp10, events);
+}

@@ -1,0 +1,536 @@
+//! The import: DBN records in, mdbus records out through a `FeedPublisher`.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use dbn::Record as _;
+use dbn::decode::{DbnMetadata, DecodeRecordRef};
+use dbn::{
+    BidAskPair, FlagSet, HasRType, MboMsg, Mbp1Msg, Mbp10Msg, Schema, SymbolIndex, TradeMsg, TsSymbolMap, UNDEF_PRICE,
+    VersionUpgradePolicy,
+};
+use mdbus_publisher::FeedPublisher;
+use mdbus_transport::MdSender;
+use mdbus_types::{InstrumentId, Level, MdSample, Price, RecordRef, Side, Tick};
+
+use crate::error::{Error, Result};
+use crate::levels::{Levels, Published};
+use crate::mbo::{Applied, OrderBook};
+
+/// Which DBN timestamp becomes the record's `ts_event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Clock {
+    /// `ts_recv`, when the capture server received it (monotonic within a
+    /// file; DBN's own index time). Where it is undefined, `ts_event`.
+    #[default]
+    TsRecv,
+    /// `ts_event`, the venue's time.
+    TsEvent,
+}
+
+/// Where an instrument's mdbus symbol comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SymbolSource {
+    /// The file's symbology (instrument_id -> symbol by date); a symbol
+    /// longer than 16 bytes is an error unless an alias names it.
+    #[default]
+    Metadata,
+    /// The instrument id in decimal (`5482`).
+    InstrumentId,
+}
+
+/// How an import maps DBN to mdbus.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Which timestamp is `ts_event`.
+    pub clock: Clock,
+    /// Where symbols come from.
+    pub symbols: SymbolSource,
+    /// Symbols by instrument id, before any other source.
+    pub aliases: HashMap<u32, InstrumentId>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportStats {
+    /// Files read to their end.
+    pub files: u64,
+    /// DBN records read.
+    pub dbn_records: u64,
+    /// mdbus ticks written.
+    pub ticks: u64,
+    /// mdbus book snapshots written (the import's; the publisher adds its
+    /// own snapshot sets and policy snapshots).
+    pub snapshots: u64,
+    /// mdbus book deltas written.
+    pub deltas: u64,
+    /// MBO cancels of orders the book did not hold, and adds or modifies
+    /// without a side: counted, the book unchanged.
+    pub unknown_orders: u64,
+    /// Instruments seen.
+    pub instruments: u64,
+    /// MBO orders resting in the books at the end (they carry over into
+    /// the next file of the same import).
+    pub resting_orders: u64,
+}
+
+/// One instrument's import state.
+#[derive(Debug)]
+struct Instrument {
+    id: InstrumentId,
+    published: Published,
+    orders: OrderBook,
+    /// The MBO book changed since the last publish.
+    dirty: bool,
+    /// The next publish is a snapshot (a clear, a `SNAPSHOT` event).
+    snapshot: bool,
+    /// Traded quantity in this import.
+    volume: i64,
+}
+
+/// Imports DBN files into a feed, one after another; the books carry over
+/// from file to file.
+#[derive(Debug)]
+pub struct Importer<S: MdSender> {
+    publisher: FeedPublisher<S>,
+    options: ImportOptions,
+    instruments: HashMap<u32, Instrument>,
+    out: Vec<MdSample>,
+    bids: Levels,
+    asks: Levels,
+    stats: ImportStats,
+    /// The file being read (errors name it).
+    file: PathBuf,
+}
+
+/// What a [`Counted`] reader saw: bytes in all, and the first 8 (DBN's
+/// prelude: magic, version, metadata length).
+#[derive(Debug, Default)]
+struct Read {
+    total: Cell<u64>,
+    head: Cell<[u8; 8]>,
+}
+
+/// The decompressed DBN stream, counted.
+struct Counted {
+    inner: Box<dyn io::Read>,
+    read: Rc<Read>,
+}
+
+impl io::Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let total = self.read.total.get();
+        if total < 8 {
+            let mut head = self.read.head.get();
+            for (i, byte) in buf[..n].iter().take(8 - total as usize).enumerate() {
+                head[total as usize + i] = *byte;
+            }
+            self.read.head.set(head);
+        }
+        self.read.total.set(total + n as u64);
+        Ok(n)
+    }
+}
+
+/// The file's DBN stream (decompressed when it starts with zstd's magic),
+/// counted.
+fn open_stream(path: &Path) -> io::Result<(Counted, Rc<Read>)> {
+    let mut file = io::BufReader::new(File::open(path)?);
+    let zstd = io::BufRead::fill_buf(&mut file)?.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    let inner: Box<dyn io::Read> = if zstd {
+        Box::new(zstd::stream::read::Decoder::with_buffer(file)?)
+    } else {
+        Box::new(file)
+    };
+    let read = Rc::new(Read::default());
+    Ok((
+        Counted {
+            inner,
+            read: Rc::clone(&read),
+        },
+        read,
+    ))
+}
+
+/// Records written per `publish_batch`.
+const BATCH: usize = 512;
+
+fn levels(pairs: &[BidAskPair], bids: &mut Levels, asks: &mut Levels) {
+    bids.clear();
+    asks.clear();
+    for pair in pairs {
+        if pair.bid_px != UNDEF_PRICE && pair.bid_sz > 0 {
+            bids.push(Level {
+                price: Price(pair.bid_px),
+                qty: i64::from(pair.bid_sz),
+            });
+        }
+        if pair.ask_px != UNDEF_PRICE && pair.ask_sz > 0 {
+            asks.push(Level {
+                price: Price(pair.ask_px),
+                qty: i64::from(pair.ask_sz),
+            });
+        }
+    }
+}
+
+/// The record as `T`, `None` when it is another type; a record shorter
+/// than `T` (a corrupt length) is an error, not the decoder's panic.
+fn typed<'a, T: HasRType<Header = dbn::RecordHeader>>(record: &dbn::RecordRef<'a>) -> Result<Option<&'a T>, String> {
+    if !record.has::<T>() {
+        return Ok(None);
+    }
+    if record.record_size() < size_of::<T>() {
+        return Err(format!(
+            "a record of type {} is {} bytes, shorter than its {} bytes",
+            std::any::type_name::<T>(),
+            record.record_size(),
+            size_of::<T>()
+        ));
+    }
+    Ok(record.get::<T>())
+}
+
+/// The state of DBN instrument `key`, its symbol resolved once (a free
+/// function: it borrows the map alone, not the whole importer).
+#[allow(clippy::too_many_arguments)]
+fn instrument<'m, R: dbn::Record>(
+    instruments: &'m mut HashMap<u32, Instrument>,
+    options: &ImportOptions,
+    stats: &mut ImportStats,
+    file: &Path,
+    key: u32,
+    record: &R,
+    symbols: &TsSymbolMap,
+    index: u64,
+) -> Result<&'m mut Instrument> {
+    let vacant = match instruments.entry(key) {
+        Entry::Occupied(occupied) => return Ok(occupied.into_mut()),
+        Entry::Vacant(vacant) => vacant,
+    };
+    let bad = |reason: String| Error::Symbol {
+        file: file.to_path_buf(),
+        index,
+        instrument_id: key,
+        reason,
+    };
+    let id = match (options.aliases.get(&key), options.symbols) {
+        (Some(id), _) => *id,
+        (None, SymbolSource::InstrumentId) => InstrumentId::new(&key.to_string()).map_err(|e| bad(e.to_string()))?,
+        (None, SymbolSource::Metadata) => {
+            let symbol = symbols.get_for_rec(record).ok_or_else(|| {
+                bad("the file's metadata maps it to no symbol at this time: pass --alias ID=SYMBOL or --symbol-from instrument-id".into())
+            })?;
+            InstrumentId::new(symbol).map_err(|e| {
+                bad(format!(
+                    "{e}: pass --alias {key}=SYMBOL (16 bytes at most) or --symbol-from instrument-id"
+                ))
+            })?
+        }
+    };
+    stats.instruments += 1;
+    Ok(vacant.insert(Instrument {
+        id,
+        published: Published::default(),
+        orders: OrderBook::default(),
+        dirty: false,
+        snapshot: false,
+        volume: 0,
+    }))
+}
+
+impl<S: MdSender> Importer<S> {
+    /// An import into `publisher`'s feed.
+    pub fn new(publisher: FeedPublisher<S>, options: ImportOptions) -> Importer<S> {
+        Importer {
+            publisher,
+            options,
+            instruments: HashMap::new(),
+            out: Vec::with_capacity(BATCH + 64),
+            bids: Vec::with_capacity(10),
+            asks: Vec::with_capacity(10),
+            stats: ImportStats::default(),
+            file: PathBuf::new(),
+        }
+    }
+
+    /// What was imported so far.
+    pub fn stats(&self) -> ImportStats {
+        ImportStats {
+            resting_orders: self.instruments.values().map(|i| i.orders.orders() as u64).sum(),
+            ..self.stats
+        }
+    }
+
+    /// Imports one file to its end. On an error, every record before the
+    /// one named was published and the WAL is valid.
+    pub fn import_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        self.file = path.as_ref().to_path_buf();
+        let open = |source| Error::Open {
+            file: path.as_ref().to_path_buf(),
+            source,
+        };
+        let (counted, read) = open_stream(path.as_ref()).map_err(|e| open(dbn::Error::io(e, "opening the file")))?;
+        let mut decoder =
+            dbn::decode::dbn::Decoder::with_upgrade_policy(counted, VersionUpgradePolicy::UpgradeToV3).map_err(open)?;
+        let metadata = decoder.metadata();
+        match metadata.schema {
+            Some(Schema::Mbp10 | Schema::Mbp1 | Schema::Tbbo | Schema::Trades | Schema::Mbo) => {}
+            other => {
+                return Err(Error::Schema {
+                    file: self.file.clone(),
+                    schema: other.map_or_else(|| "none".to_string(), |s| s.to_string()),
+                });
+            }
+        }
+        let symbols = metadata.symbol_map().map_err(open)?;
+        let mut index = 0u64;
+        let mut record_bytes = 0u64;
+        let result = loop {
+            let record = match decoder.decode_record_ref() {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    // The decoder takes a record cut by the end of the file
+                    // for the end: what was read must be whole records.
+                    let (total, head) = (read.total.get(), read.head.get());
+                    let metadata = 8 + u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
+                    let left = total.saturating_sub(metadata + record_bytes);
+                    if left > 0 {
+                        break Err(Error::Decode {
+                            file: self.file.clone(),
+                            index,
+                            source: dbn::Error::decode(format!("the file ends {left} bytes into this record")),
+                        });
+                    }
+                    break Ok(());
+                }
+                Err(source) => {
+                    break Err(Error::Decode {
+                        file: self.file.clone(),
+                        index,
+                        source,
+                    });
+                }
+            };
+            record_bytes += record.record_size() as u64;
+            if let Err(e) = self.record(&record, &symbols, index) {
+                break Err(e);
+            }
+            index += 1;
+            self.stats.dbn_records += 1;
+            if self.out.len() >= BATCH {
+                self.publish()?;
+            }
+        };
+        // Everything before an error is published either way.
+        self.publish()?;
+        result?;
+        self.stats.files += 1;
+        Ok(())
+    }
+
+    /// Publishes what is pending and flushes the WAL; returns the publisher.
+    pub fn finish(mut self) -> Result<(ImportStats, FeedPublisher<S>)> {
+        self.publish()?;
+        self.publisher.flush().map_err(|source| Error::Publish {
+            file: self.file.clone(),
+            source,
+        })?;
+        Ok((self.stats(), self.publisher))
+    }
+
+    fn publish(&mut self) -> Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        for sample in &self.out {
+            match sample.record() {
+                Ok(RecordRef::Tick(_)) => self.stats.ticks += 1,
+                Ok(RecordRef::BookSnapshot(_)) => self.stats.snapshots += 1,
+                Ok(RecordRef::BookDelta(_)) => self.stats.deltas += 1,
+                _ => {}
+            }
+        }
+        let result = self.publisher.publish_batch(&mut self.out);
+        self.out.clear();
+        result.map(|_| ()).map_err(|source| Error::Publish {
+            file: self.file.clone(),
+            source,
+        })
+    }
+
+    fn ts(&self, ts_event: u64, ts_recv: u64) -> i64 {
+        let ts = match self.options.clock {
+            Clock::TsRecv if ts_recv != dbn::UNDEF_TIMESTAMP => ts_recv,
+            _ => ts_event,
+        };
+        ts.min(i64::MAX as u64) as i64
+    }
+
+    fn record(&mut self, record: &dbn::RecordRef<'_>, symbols: &TsSymbolMap, index: u64) -> Result<()> {
+        let corrupt = |reason: String| Error::Decode {
+            file: self.file.clone(),
+            index,
+            source: dbn::Error::decode(reason),
+        };
+        if let Some(m) = typed::<Mbp10Msg>(record).map_err(corrupt)? {
+            let ts = self.ts(m.hd.ts_event, m.ts_recv);
+            levels(&m.levels, &mut self.bids, &mut self.asks);
+            return self.book_event(
+                m.hd.instrument_id,
+                m,
+                ts,
+                m.action as u8,
+                m.flags,
+                (m.price, m.size),
+                symbols,
+                index,
+            );
+        }
+        if let Some(m) = typed::<Mbp1Msg>(record).map_err(corrupt)? {
+            let ts = self.ts(m.hd.ts_event, m.ts_recv);
+            levels(&m.levels, &mut self.bids, &mut self.asks);
+            return self.book_event(
+                m.hd.instrument_id,
+                m,
+                ts,
+                m.action as u8,
+                m.flags,
+                (m.price, m.size),
+                symbols,
+                index,
+            );
+        }
+        if let Some(m) = typed::<TradeMsg>(record).map_err(corrupt)? {
+            let ts = self.ts(m.hd.ts_event, m.ts_recv);
+            let instrument = instrument(
+                &mut self.instruments,
+                &self.options,
+                &mut self.stats,
+                &self.file,
+                m.hd.instrument_id,
+                m,
+                symbols,
+                index,
+            )?;
+            instrument.volume += i64::from(m.size);
+            let tick = Tick::new(instrument.id, ts)
+                .last(Price(m.price), i64::from(m.size))
+                .volume(instrument.volume);
+            self.out.push(tick.into());
+            return Ok(());
+        }
+        if let Some(m) = typed::<MboMsg>(record).map_err(corrupt)? {
+            let ts = self.ts(m.hd.ts_event, m.ts_recv);
+            return self.mbo_event(m, ts, symbols, index);
+        }
+        // Other record types in a file of an imported schema (system or
+        // symbol-mapping messages of a live capture) carry no market data.
+        Ok(())
+    }
+
+    /// An MBP record: the levels (already in `bids`/`asks`) are the book
+    /// after the event; published at the event's last record.
+    #[allow(clippy::too_many_arguments)]
+    fn book_event<R: dbn::Record>(
+        &mut self,
+        key: u32,
+        record: &R,
+        ts: i64,
+        action: u8,
+        flags: FlagSet,
+        (price, size): (i64, u32),
+        symbols: &TsSymbolMap,
+        index: u64,
+    ) -> Result<()> {
+        let instrument = instrument(
+            &mut self.instruments,
+            &self.options,
+            &mut self.stats,
+            &self.file,
+            key,
+            record,
+            symbols,
+            index,
+        )?;
+        let (bids, asks) = (&self.bids, &self.asks);
+        if action == b'T' && price != UNDEF_PRICE {
+            instrument.volume += i64::from(size);
+            let mut tick = Tick::new(instrument.id, ts)
+                .last(Price(price), i64::from(size))
+                .volume(instrument.volume);
+            if let Some(bid) = bids.first() {
+                tick = tick.bid(bid.price, bid.qty);
+            }
+            if let Some(ask) = asks.first() {
+                tick = tick.ask(ask.price, ask.qty);
+            }
+            self.out.push(tick.into());
+        }
+        if action == b'R' || flags.is_snapshot() {
+            instrument.snapshot = true;
+        }
+        if flags.is_last() {
+            let snapshot = std::mem::take(&mut instrument.snapshot);
+            instrument
+                .published
+                .update(instrument.id, ts, bids, asks, snapshot, &mut self.out);
+        }
+        Ok(())
+    }
+
+    fn mbo_event(&mut self, m: &MboMsg, ts: i64, symbols: &TsSymbolMap, index: u64) -> Result<()> {
+        let instrument = instrument(
+            &mut self.instruments,
+            &self.options,
+            &mut self.stats,
+            &self.file,
+            m.hd.instrument_id,
+            m,
+            symbols,
+            index,
+        )?;
+        let action = m.action as u8;
+        match instrument
+            .orders
+            .apply(action, m.side as u8, m.order_id, m.price, m.size)
+        {
+            Applied::Changed => instrument.dirty = true,
+            Applied::Unchanged => {}
+            Applied::Unknown => self.stats.unknown_orders += 1,
+        }
+        if action == b'R' || m.flags.is_snapshot() {
+            instrument.snapshot = true;
+        }
+        if action == b'T' && m.price != UNDEF_PRICE {
+            instrument.volume += i64::from(m.size);
+            let mut tick = Tick::new(instrument.id, ts)
+                .last(Price(m.price), i64::from(m.size))
+                .volume(instrument.volume);
+            if let Some(bid) = instrument.orders.best(Side::Bid) {
+                tick = tick.bid(bid.price, bid.qty);
+            }
+            if let Some(ask) = instrument.orders.best(Side::Ask) {
+                tick = tick.ask(ask.price, ask.qty);
+            }
+            self.out.push(tick.into());
+        }
+        if m.flags.is_last() && (instrument.dirty || instrument.snapshot) {
+            let bids = instrument.orders.top(Side::Bid);
+            let asks = instrument.orders.top(Side::Ask);
+            let snapshot = std::mem::take(&mut instrument.snapshot);
+            instrument.dirty = false;
+            instrument
+                .published
+                .update(instrument.id, ts, &bids, &asks, snapshot, &mut self.out);
+        }
+        Ok(())
+    }
+}

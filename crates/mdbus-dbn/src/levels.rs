@@ -1,0 +1,119 @@
+//! The top-10 book an import has published for one instrument, and the
+//! records that turn it into the next one.
+
+use mdbus_types::{BOOK_DEPTH, BookDelta, BookSnapshot, InstrumentId, Level, MdSample, Side};
+
+/// One side's levels, best first, every one with a price and qty > 0.
+pub(crate) type Levels = Vec<Level>;
+
+/// What subscribers of the feed hold for one instrument.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Published {
+    bids: Levels,
+    asks: Levels,
+    /// A snapshot went out: later changes may be deltas.
+    known: bool,
+}
+
+impl Published {
+    /// Appends to `out` what turns the published book into `bids`/`asks`
+    /// (each at most 10 levels, best first): a snapshot when `snapshot` is
+    /// set or nothing was published yet, else a delta per changed level,
+    /// removals before additions so that a level sliding in at depth 10
+    /// is kept (the top-10 rule of `Book`). Nothing when nothing changed.
+    pub(crate) fn update(
+        &mut self,
+        id: InstrumentId,
+        ts: i64,
+        bids: &[Level],
+        asks: &[Level],
+        snapshot: bool,
+        out: &mut Vec<MdSample>,
+    ) {
+        debug_assert!(bids.len() <= BOOK_DEPTH && asks.len() <= BOOK_DEPTH);
+        if snapshot || !self.known {
+            let mut book = BookSnapshot::empty(id, ts);
+            book.bid_count = bids.len() as u16;
+            book.ask_count = asks.len() as u16;
+            book.bids[..bids.len()].copy_from_slice(bids);
+            book.asks[..asks.len()].copy_from_slice(asks);
+            out.push(book.into());
+            self.known = true;
+        } else {
+            for (side, old, new) in [(Side::Bid, &self.bids, bids), (Side::Ask, &self.asks, asks)] {
+                for gone in old.iter().filter(|o| !new.iter().any(|n| n.price == o.price)) {
+                    out.push(BookDelta::new(id, side, gone.price, 0, ts).into());
+                }
+                for level in new {
+                    if !old.iter().any(|o| o.price == level.price && o.qty == level.qty) {
+                        out.push(BookDelta::new(id, side, level.price, level.qty, ts).into());
+                    }
+                }
+            }
+        }
+        self.bids.clear();
+        self.bids.extend_from_slice(bids);
+        self.asks.clear();
+        self.asks.extend_from_slice(asks);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdbus_types::{Book, Price, RecordRef};
+
+    fn levels(raw: &[(i64, i64)]) -> Levels {
+        raw.iter()
+            .map(|&(p, q)| Level {
+                price: Price(p),
+                qty: q,
+            })
+            .collect()
+    }
+
+    /// Whatever the change, the book a subscriber keeps from the records
+    /// equals the levels given.
+    #[test]
+    fn deltas_rebuild_the_next_levels_exactly() {
+        let id = InstrumentId::new("ESH1").unwrap();
+        let full_bids: Vec<(i64, i64)> = (0..10).map(|i| (100 - i, 1 + i)).collect();
+        let steps = [
+            (full_bids.clone(), vec![(101, 5)]),
+            // The best bid goes: the 11th level slides in at depth 10.
+            (
+                full_bids[1..].iter().copied().chain([(90, 7)]).collect(),
+                vec![(101, 5), (102, 1)],
+            ),
+            // A better bid pushes the worst one out; a qty changes.
+            (
+                [(100, 3)].into_iter().chain(full_bids[1..].iter().copied()).collect(),
+                vec![(101, 9), (102, 1)],
+            ),
+            (vec![], vec![]),
+            (vec![(50, 1)], vec![(60, 2)]),
+        ];
+        let mut published = Published::default();
+        let mut book = Book::new(id);
+        for (i, (bids, asks)) in steps.iter().enumerate() {
+            let (bids, asks) = (levels(bids), levels(asks));
+            let mut out = Vec::new();
+            published.update(id, i as i64, &bids, &asks, false, &mut out);
+            for sample in &out {
+                match sample.record().unwrap() {
+                    RecordRef::BookSnapshot(s) => book = Book::from_snapshot(s).unwrap(),
+                    RecordRef::BookDelta(d) => {
+                        book.apply_delta(d).unwrap();
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!((book.bids(), book.asks()), (&bids[..], &asks[..]), "step {i}");
+        }
+        // Nothing changed: nothing is written.
+        let mut out = Vec::new();
+        let (bids, asks) = (levels(&[(50, 1)]), levels(&[(60, 2)]));
+        published.update(id, 9, &bids, &asks, false, &mut out);
+        assert!(out.is_empty());
+    }
+}
