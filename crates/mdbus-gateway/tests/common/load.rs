@@ -90,6 +90,33 @@ pub struct LoadReport {
     /// Per client, from the gateway: (conflated, conflations, gateway p50, gateway p99).
     pub gateway: Vec<(u64, u64, u64, u64)>,
     pub gateway_records: u64,
+    /// CPU time (user + system) of the gateway's threads (`mdbus-gateway-*`)
+    /// from the publisher's start to the clients' end, in clock ticks;
+    /// `None` where /proc cannot tell. Unlike latency it hardly depends on
+    /// what else runs on the machine.
+    pub gateway_cpu_ticks: Option<u64>,
+}
+
+/// CPU time so far (user + system, clock ticks) of this process's threads
+/// whose name starts with `prefix`, from /proc (Linux).
+fn threads_cpu_ticks(prefix: &str) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // After the ")" closing the name: state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        total += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 /// The integer that starts at `at` in `bytes` (0 if none).
@@ -276,6 +303,7 @@ pub fn run(config: LoadConfig) -> LoadReport {
     }
 
     // Paced publishing: records due by now, in batches of at most 256.
+    let cpu_at_start = threads_cpu_ticks("mdbus-gateway");
     let start = Instant::now();
     let mut published = 0u64;
     while start.elapsed() < config.duration {
@@ -316,6 +344,7 @@ pub fn run(config: LoadConfig) -> LoadReport {
         }
     });
     let drain_secs = drain_start.elapsed().as_secs_f64();
+    let gateway_cpu_ticks = cpu_at_start.zip(threads_cpu_ticks("mdbus-gateway")).map(|(a, b)| b - a);
     stop.store(true, Ordering::Relaxed);
     let stats = gateway.stats();
     drop(connections);
@@ -344,6 +373,7 @@ pub fn run(config: LoadConfig) -> LoadReport {
             .map(|c| (c.conflated, c.conflations, c.latency_ns.0, c.latency_ns.1))
             .collect(),
         gateway_records: stats.records,
+        gateway_cpu_ticks,
     }
 }
 
@@ -382,6 +412,7 @@ impl LoadReport {
              \x20 gateway side ts_publish -> ts_send (frame built, then written): {}\n\
              \x20 transit      ts_send -> client receive: {}\n\
              \x20 gateway /stats, median over clients of each client's p50 {:.1} p99 {:.1}\n\
+             gateway threads' CPU: {} (user + system, publisher start to clients' end)\n\
              conflation: {} of {} clients conflated, {} events merged in total (per client {}..{}), {} overflows",
             c.clients,
             c.instruments,
@@ -403,6 +434,16 @@ impl LoadReport {
             quantiles(&self.transit),
             us(mid(&gw_p50)),
             us(mid(&gw_p99)),
+            match self.gateway_cpu_ticks {
+                // Clock ticks are 1/100 s on Linux.
+                Some(ticks) => format!(
+                    "{:.2} s, {:.0}% of one core, {:.2} us per event out",
+                    ticks as f64 / 100.0,
+                    ticks as f64 / (self.publish_secs + self.drain_secs),
+                    ticks as f64 * 1e4 / events.max(1) as f64
+                ),
+                None => "unknown (no /proc)".to_string(),
+            },
             conflating,
             c.clients,
             conflated.iter().sum::<u64>(),
