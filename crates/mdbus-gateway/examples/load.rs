@@ -7,9 +7,13 @@
 //!     [--instruments 16] [--queue 2048] [--gateway-threads 1] [--client-threads 1]
 //! ```
 //!
-//! Prints push latency (ts_publish to the client's receive) p50/p99 and
-//! the conflation counts. Nothing is asserted: speed is reported, not
-//! tested.
+//! Prints push latency per batch (of its oldest event): client side
+//! (`ts_publish` to the client's receive), gateway side (`ts_publish` to
+//! `ts_send`, stamped as the gateway builds the frame it then writes) and
+//! the transit between them, and the conflation counts. The clients read a
+//! batch by substring search (its head, first `ts_publish` and last seq),
+//! never parsing an event, so that they take little of the gateway's
+//! cores. Nothing is asserted: speed is reported, not tested.
 
 #[path = "../tests/common/load.rs"]
 mod load;

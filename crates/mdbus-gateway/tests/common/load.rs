@@ -49,14 +49,22 @@ impl Default for LoadConfig {
     }
 }
 
-/// What one client saw.
+/// What one client saw. Latencies are per batch, of its oldest event
+/// (the batch's worst; the gateway's `/stats` measures the same way).
 #[derive(Debug)]
 pub struct ClientReport {
     pub events: u64,
     pub batches: u64,
     pub conflated_batches: u64,
     pub max_seq: u64,
+    /// Oldest `ts_publish` of a batch -> the client's receive (ns).
     pub latency: Histogram<u64>,
+    /// Oldest `ts_publish` of a batch -> its `ts_send`, stamped by the
+    /// gateway as it builds the frame, just before the write (ns).
+    pub gateway_side: Histogram<u64>,
+    /// `ts_send` -> the client's receive: the socket, and the client's
+    /// own wait for a core (ns).
+    pub transit: Histogram<u64>,
     /// Why the client stopped before the target seq, if the connection
     /// was closed or failed.
     pub closed: Option<String>,
@@ -73,28 +81,110 @@ pub struct LoadReport {
     pub target_seq: u64,
     pub drain_secs: f64,
     pub clients: Vec<ClientReport>,
-    /// ts_publish -> client receive, every event of every client (ns).
+    /// Every batch of every client: oldest ts_publish -> client receive (ns).
     pub latency: Histogram<u64>,
+    /// Every batch of every client: oldest ts_publish -> ts_send (ns).
+    pub gateway_side: Histogram<u64>,
+    /// Every batch of every client: ts_send -> client receive (ns).
+    pub transit: Histogram<u64>,
     /// Per client, from the gateway: (conflated, conflations, gateway p50, gateway p99).
     pub gateway: Vec<(u64, u64, u64, u64)>,
     pub gateway_records: u64,
+    /// CPU time (user + system) of the gateway's threads (`mdbus-gateway-*`)
+    /// from the publisher's start to the clients' end, in clock ticks;
+    /// `None` where /proc cannot tell. Unlike latency it hardly depends on
+    /// what else runs on the machine.
+    pub gateway_cpu_ticks: Option<u64>,
 }
 
-/// The integers that follow each `key` in `text` (a SIMD substring
-/// search: the clients share the cores with the gateway, so they stay
-/// cheap).
-fn numbers_after<'a>(text: &'a str, finder: &'a memchr::memmem::Finder<'a>) -> impl Iterator<Item = i64> + 'a {
-    let bytes = text.as_bytes();
-    finder.find_iter(bytes).map(move |at| {
-        let mut value = 0i64;
-        for &b in &bytes[at + finder.needle().len()..] {
-            if !b.is_ascii_digit() {
-                break;
-            }
-            value = value * 10 + i64::from(b - b'0');
+/// CPU time so far (user + system, clock ticks) of this process's threads
+/// whose name starts with `prefix`, from /proc (Linux).
+fn threads_cpu_ticks(prefix: &str) -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue; // the thread ended meanwhile
+        };
+        if !comm.starts_with(prefix) {
+            continue;
         }
-        value
-    })
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        // After the ")" closing the name: state is field 3, utime 14, stime 15.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        total += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// The integer that starts at `at` in `bytes` (0 if none).
+fn number_at(bytes: &[u8], at: usize) -> i64 {
+    let mut value = 0i64;
+    for &b in bytes.get(at..).unwrap_or_default() {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        value = value * 10 + i64::from(b - b'0');
+    }
+    value
+}
+
+/// What a client reads of a batch, without parsing it: the clients share
+/// the cores with the gateway, so they look at a few fields found by
+/// substring search (SIMD) and never parse an event.
+struct BatchScan {
+    head: &'static [u8],
+    ts_publish: memchr::memmem::Finder<'static>,
+    last_seq: memchr::memmem::FinderRev<'static>,
+}
+
+/// The fields of one batch a client uses.
+#[derive(Debug, PartialEq)]
+struct BatchFields {
+    ts_send: i64,
+    /// The first event's `ts_publish` (events are in seq order, so the
+    /// oldest); `None` when the batch holds only gaps.
+    oldest_ts_publish: Option<i64>,
+    /// The last record's seq (the highest).
+    last_seq: Option<u64>,
+    /// Records in the batch (gaps not counted).
+    records: u64,
+    conflated: bool,
+}
+
+impl BatchScan {
+    fn new() -> BatchScan {
+        BatchScan {
+            head: br#"{"type":"batch","ts_send":"#,
+            ts_publish: memchr::memmem::Finder::new(br#""ts_publish":"#),
+            last_seq: memchr::memmem::FinderRev::new(br#"{"seq":"#),
+        }
+    }
+
+    /// `None`: not a batch.
+    fn scan(&self, text: &str) -> Option<BatchFields> {
+        let bytes = text.as_bytes();
+        if !bytes.starts_with(self.head) {
+            return None;
+        }
+        let ts_send = number_at(bytes, self.head.len());
+        let key = self.ts_publish.needle().len();
+        let oldest_ts_publish = self.ts_publish.find(bytes).map(|at| number_at(bytes, at + key));
+        let last_seq = self
+            .last_seq
+            .rfind(bytes)
+            .map(|at| number_at(bytes, at + self.last_seq.needle().len()) as u64);
+        Some(BatchFields {
+            ts_send,
+            oldest_ts_publish,
+            last_seq,
+            records: self.ts_publish.find_iter(bytes).count() as u64,
+            // In the head, before the first event.
+            conflated: memchr::memmem::find(&bytes[..bytes.len().min(96)], br#""conflated":true"#).is_some(),
+        })
+    }
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -106,8 +196,7 @@ async fn client(url: String, target: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> (
     let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true)
         .await
         .expect("connect");
-    let ts_publish_key = memchr::memmem::Finder::new(br#""ts_publish":"#);
-    let seq_key = memchr::memmem::Finder::new(br#"{"seq":"#);
+    let batch_scan = BatchScan::new();
     ws.send(Message::text(r#"{"type":"subscribe","instruments":["*"]}"#))
         .await
         .expect("subscribe");
@@ -117,6 +206,8 @@ async fn client(url: String, target: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> (
         conflated_batches: 0,
         max_seq: 0,
         latency: Histogram::new(3).expect("3 significant digits"),
+        gateway_side: Histogram::new(3).expect("3 significant digits"),
+        transit: Histogram::new(3).expect("3 significant digits"),
         closed: None,
     };
     while report.max_seq < target.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed) {
@@ -136,20 +227,20 @@ async fn client(url: String, target: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> (
         };
         let received = now_ns();
         let Message::Text(text) = message else { continue };
-        let text = text.as_str();
-        if !text.starts_with(r#"{"type":"batch""#) {
+        let Some(batch) = batch_scan.scan(text.as_str()) else {
             continue;
-        }
+        };
         report.batches += 1;
-        if text.contains(r#""conflated":true"#) {
-            report.conflated_batches += 1;
+        report.conflated_batches += u64::from(batch.conflated);
+        report.events += batch.records;
+        let ns = |from: i64, to: i64| to.saturating_sub(from).max(0) as u64;
+        let _ = report.transit.record(ns(batch.ts_send, received));
+        if let Some(oldest) = batch.oldest_ts_publish {
+            let _ = report.latency.record(ns(oldest, received));
+            let _ = report.gateway_side.record(ns(oldest, batch.ts_send));
         }
-        for ts_publish in numbers_after(text, &ts_publish_key) {
-            report.events += 1;
-            let _ = report.latency.record(received.saturating_sub(ts_publish).max(0) as u64);
-        }
-        if let Some(seq) = numbers_after(text, &seq_key).max() {
-            report.max_seq = report.max_seq.max(seq as u64);
+        if let Some(seq) = batch.last_seq {
+            report.max_seq = report.max_seq.max(seq);
         }
     }
     (report, ws)
@@ -212,6 +303,7 @@ pub fn run(config: LoadConfig) -> LoadReport {
     }
 
     // Paced publishing: records due by now, in batches of at most 256.
+    let cpu_at_start = threads_cpu_ticks("mdbus-gateway");
     let start = Instant::now();
     let mut published = 0u64;
     while start.elapsed() < config.duration {
@@ -252,12 +344,17 @@ pub fn run(config: LoadConfig) -> LoadReport {
         }
     });
     let drain_secs = drain_start.elapsed().as_secs_f64();
+    let gateway_cpu_ticks = cpu_at_start.zip(threads_cpu_ticks("mdbus-gateway")).map(|(a, b)| b - a);
     stop.store(true, Ordering::Relaxed);
     let stats = gateway.stats();
     drop(connections);
     let mut latency = Histogram::<u64>::new(3).unwrap();
+    let mut gateway_side = Histogram::<u64>::new(3).unwrap();
+    let mut transit = Histogram::<u64>::new(3).unwrap();
     for c in &clients {
         latency.add(&c.latency).unwrap();
+        gateway_side.add(&c.gateway_side).unwrap();
+        transit.add(&c.transit).unwrap();
     }
     LoadReport {
         config,
@@ -268,12 +365,15 @@ pub fn run(config: LoadConfig) -> LoadReport {
         drain_secs,
         clients,
         latency,
+        gateway_side,
+        transit,
         gateway: stats
             .clients
             .iter()
             .map(|c| (c.conflated, c.conflations, c.latency_ns.0, c.latency_ns.1))
             .collect(),
         gateway_records: stats.records,
+        gateway_cpu_ticks,
     }
 }
 
@@ -294,12 +394,25 @@ impl LoadReport {
         gw_p99.sort_unstable();
         let mid = |v: &[u64]| v.get(v.len() / 2).copied().unwrap_or(0);
         let us = |ns: u64| ns as f64 / 1000.0;
-        let h = &self.latency;
+        let quantiles = |h: &Histogram<u64>| {
+            format!(
+                "p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1}",
+                us(h.value_at_quantile(0.5)),
+                us(h.value_at_quantile(0.9)),
+                us(h.value_at_quantile(0.99)),
+                us(h.value_at_quantile(0.999)),
+                us(h.max()),
+            )
+        };
         format!(
             "load: {} clients x every instrument ({}), {} records/s in for {:.2} s: {} records published, last seq {}, gateway received {}\n\
              delivered: {} events in {} batches ({:.1} events/batch), {:.0} events/s out; per client {}..{} events; drain after the publisher stopped {:.2} s\n\
-             push latency ts_publish -> client receive (us): p50 {:.1} p90 {:.1} p99 {:.1} p99.9 {:.1} max {:.1} ({} samples)\n\
-             gateway side ts_publish -> batch handed to the socket (us, median over clients): p50 {:.1} p99 {:.1}\n\
+             push latency per batch, its oldest event (us, {} batches of all clients):\n\
+             \x20 client side  ts_publish -> client receive: {}\n\
+             \x20 gateway side ts_publish -> ts_send (frame built, then written): {}\n\
+             \x20 transit      ts_send -> client receive: {}\n\
+             \x20 gateway /stats, median over clients of each client's p50 {:.1} p99 {:.1}\n\
+             gateway threads' CPU: {} (user + system, publisher start to clients' end)\n\
              conflation: {} of {} clients conflated, {} events merged in total (per client {}..{}), {} overflows",
             c.clients,
             c.instruments,
@@ -315,14 +428,22 @@ impl LoadReport {
             min_events,
             max_events,
             self.drain_secs,
-            us(h.value_at_quantile(0.5)),
-            us(h.value_at_quantile(0.9)),
-            us(h.value_at_quantile(0.99)),
-            us(h.value_at_quantile(0.999)),
-            us(h.max()),
-            h.len(),
+            self.latency.len(),
+            quantiles(&self.latency),
+            quantiles(&self.gateway_side),
+            quantiles(&self.transit),
             us(mid(&gw_p50)),
             us(mid(&gw_p99)),
+            match self.gateway_cpu_ticks {
+                // Clock ticks are 1/100 s on Linux.
+                Some(ticks) => format!(
+                    "{:.2} s, {:.0}% of one core, {:.2} us per event out",
+                    ticks as f64 / 100.0,
+                    ticks as f64 / (self.publish_secs + self.drain_secs),
+                    ticks as f64 * 1e4 / events.max(1) as f64
+                ),
+                None => "unknown (no /proc)".to_string(),
+            },
             conflating,
             c.clients,
             conflated.iter().sum::<u64>(),
@@ -331,4 +452,27 @@ impl LoadReport {
             conflations,
         )
     }
+}
+
+#[test]
+fn a_batch_is_read_by_its_head_first_event_and_last_seq() {
+    let scan = BatchScan::new();
+    let batch = concat!(
+        r#"{"type":"batch","ts_send":1000,"conflated":true,"events":["#,
+        r#"{"kind":"gap","from":3,"to":4},"#,
+        r#"{"seq":5,"kind":"tick","instrument":"A","ts_event":1,"ts_publish":700,"flags":0},"#,
+        r#"{"seq":9,"kind":"tick","instrument":"B","ts_event":1,"ts_publish":900,"flags":0},"#,
+        r#"{"kind":"gap","from":10,"to":10}]}"#
+    );
+    assert_eq!(
+        scan.scan(batch),
+        Some(BatchFields {
+            ts_send: 1000,
+            oldest_ts_publish: Some(700),
+            last_seq: Some(9),
+            records: 2,
+            conflated: true,
+        })
+    );
+    assert_eq!(scan.scan(r#"{"type":"pong","ts":1}"#), None);
 }
