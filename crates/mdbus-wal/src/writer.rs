@@ -510,7 +510,11 @@ impl Wal {
         // A failed spawn only means the roll preallocates synchronously.
         self.prepared = std::thread::Builder::new()
             .name("mdbus-wal-prealloc".into())
-            .spawn(move || prepare_segment(&dir, bytes, prefault))
+            .spawn(move || {
+                // Not fatal: see `run_at_idle_priority`.
+                let _ = crate::sync::run_at_idle_priority();
+                prepare_segment(&dir, bytes, prefault)
+            })
             .ok();
     }
 
