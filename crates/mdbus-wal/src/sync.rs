@@ -133,6 +133,13 @@ struct State {
     retired: Vec<(Dirty, usize)>,
     /// A directory whose new entry (a rolled segment's name) is not synced.
     dir: Option<PathBuf>,
+    /// Number of [`SyncWorker::switch`]es so far: the generation of
+    /// `current`.
+    generation: u64,
+    /// The newest generation whose map was flushed from offset 0, so its
+    /// header is on disk. Equal to `generation` when the live segment's
+    /// header is durable.
+    header_durable: u64,
     stop: bool,
     error: Option<Error>,
 }
@@ -187,7 +194,7 @@ fn flush_map(path: &Path, map: &MmapRaw, from: usize, to: usize) -> Result<(), E
 /// The state lock is held only to take and to record the work.
 fn flush_all(shared: &Shared) {
     let _flushing = lock(&shared.flushing);
-    let (path, map, synced, mut released, to, retired, dir) = {
+    let (path, map, synced, mut released, to, retired, dir, generation) = {
         let mut state = lock(&shared.state);
         // SYNC: pairs with the Release store in `SyncWorker::written` (and
         // `switch`, made under this lock): the frames below the loaded
@@ -197,7 +204,16 @@ fn flush_all(shared: &Shared) {
         let current = (c.path.clone(), Arc::clone(&c.map), c.synced, c.released, to);
         let retired = std::mem::take(&mut state.retired);
         let (path, map, synced, released, to) = current;
-        (path, map, synced, released, to, retired, state.dir.take())
+        (
+            path,
+            map,
+            synced,
+            released,
+            to,
+            retired,
+            state.dir.take(),
+            state.generation,
+        )
     };
     let mut result = Ok(());
     for (d, end) in &retired {
@@ -206,7 +222,11 @@ fn flush_all(shared: &Shared) {
     release_pages(&map, &mut released, to, shared.page);
     result = result.and(flush_map(&path, &map, synced, to));
     // The new segment's name last: once durable, it names a file whose
-    // header (flushed before the rename) and frames are on disk.
+    // header and frames are on disk. (The writer renames before the header
+    // is durable, so a journal commit may make the name durable first;
+    // only the newest segment can be in that state, see
+    // `SyncWorker::header_durable`, and the writer's open restores such a
+    // header from the name.)
     if let Some(dir) = &dir {
         result = result.and(
             File::open(dir)
@@ -226,6 +246,11 @@ fn flush_all(shared: &Shared) {
                 state.current.synced = state.current.synced.max(to);
                 state.current.released = state.current.released.max(released);
             }
+            // The map of `generation` is now flushed from offset 0 (its
+            // first flush has `synced` 0 and `to` >= HEADER_LEN, a later one
+            // only repeats what an earlier success recorded): its header is
+            // on disk.
+            state.header_durable = state.header_durable.max(generation);
         }
         Err(e) => {
             if dir.is_some() && state.dir.is_none() {
@@ -249,6 +274,10 @@ impl SyncWorker {
                 current: Dirty::new(path, map, end),
                 retired: Vec::new(),
                 dir: None,
+                // The segment given at the start has a durable header
+                // (recovered, or created with its header flushed).
+                generation: 0,
+                header_durable: 0,
                 stop: false,
                 error: None,
             }),
@@ -291,12 +320,23 @@ impl SyncWorker {
         self.shared.hot.written.store(end, Ordering::Release);
     }
 
+    /// Whether the live segment's header is on disk (the thread flushed
+    /// its map from offset 0 since the last [`SyncWorker::switch`]). The
+    /// writer checks it before it names the next segment, and flushes the
+    /// header itself when not (segments filled faster than the interval),
+    /// so that at most the newest segment has a name but no durable header.
+    pub(crate) fn header_durable(&self) -> bool {
+        let state = lock(&self.shared.state);
+        state.header_durable == state.generation
+    }
+
     /// The writer moved to a new segment (named in directory `dir`, not
-    /// yet synced) written up to `end` (its header): the thread syncs the
-    /// directory, the old segment to its end and the new one, off the hot
-    /// path. Never waits for I/O.
+    /// yet synced) written up to `end` (its header, not yet synced either):
+    /// the thread syncs the old segment to its end, the new one from its
+    /// header, then the directory, off the hot path. Never waits for I/O.
     pub(crate) fn switch(&self, dir: &Path, path: PathBuf, map: Arc<MmapRaw>, end: usize) {
         let mut state = lock(&self.shared.state);
+        state.generation += 1;
         // SYNC: pairs with the Release store in `written` (same thread,
         // but keeps the load/store pairing uniform).
         let old_end = self.shared.hot.written.load(Ordering::Acquire);
@@ -332,5 +372,46 @@ impl Drop for SyncWorker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(dir: &Path, name: &str) -> (PathBuf, Arc<MmapRaw>) {
+        let path = dir.join(name);
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(1 << 16).unwrap();
+        (
+            path.clone(),
+            Arc::new(memmap2::MmapOptions::new().map_raw(&file).unwrap()),
+        )
+    }
+
+    /// After a switch the new segment's header is not known durable until
+    /// a flush covered it: the roll after it flushes it itself otherwise.
+    #[test]
+    fn header_is_durable_only_after_a_flush_of_the_new_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, first) = map(dir.path(), "a");
+        let worker = SyncWorker::start(path, first, 128, Duration::from_secs(3600)).unwrap();
+        assert!(worker.header_durable());
+        let (path, second) = map(dir.path(), "b");
+        // The thread's first round may be running: holding `flushing` keeps
+        // it from taking the new map before the check (a round that took
+        // the old one records the old generation only).
+        let flushing = lock(&worker.shared.flushing);
+        worker.switch(dir.path(), path, second, 128);
+        assert!(!worker.header_durable());
+        drop(flushing);
+        worker.sync_now().unwrap();
+        assert!(worker.header_durable());
     }
 }
