@@ -3,8 +3,11 @@
 //!
 //! The writer publishes the end of what it wrote in `written` (one Release
 //! store per append, nothing else); the thread flushes `[synced, written)`
-//! of the current map, and whatever a roll left unsynced in retired maps.
-//! It never touches the bytes.
+//! of the current map (but the page the writer is filling only when the
+//! writer stayed in it for a whole interval, see `flush_all`), and
+//! whatever a roll left unsynced in retired maps. It never touches the
+//! bytes. So a frame is on disk at most two intervals (plus the I/O) after
+//! it was written.
 //!
 //! Before flushing, the thread unmaps (`MADV_DONTNEED`, see
 //! [`release_pages`]) the writer's pages that lie wholly below `written`:
@@ -24,6 +27,7 @@ use std::time::Duration;
 use memmap2::{MmapRaw, UncheckedAdvice};
 
 use crate::error::Error;
+use crate::format::HEADER_LEN;
 
 /// The system page size.
 pub(crate) fn page_size() -> usize {
@@ -91,7 +95,8 @@ pub enum SyncPolicy {
     /// page cache) but not a power loss unless the kernel wrote them back.
     Never,
     /// Group commit: a background thread syncs what was written every
-    /// interval (default 2 ms).
+    /// interval (default 2 ms); a frame is on disk within two intervals plus
+    /// the I/O time (the page the writer is filling waits one round).
     Interval(Duration),
     /// Sync every frame before `append` returns (one `msync` per record).
     Always,
@@ -111,6 +116,9 @@ struct Dirty {
     synced: usize,
     /// Pages below this are unmapped in the writer's map.
     released: usize,
+    /// The page (its offset) the writer was filling at the last round,
+    /// which that round left unsynced.
+    deferred: Option<usize>,
 }
 
 impl Dirty {
@@ -122,6 +130,7 @@ impl Dirty {
             // Recovery may have rewritten bytes up to `end`: leave those
             // pages alone, release only what is appended from now on.
             released: end,
+            deferred: None,
         }
     }
 }
@@ -192,15 +201,29 @@ fn flush_map(path: &Path, map: &MmapRaw, from: usize, to: usize) -> Result<(), E
 /// Syncs everything written so far: the directory entry of a rolled
 /// segment, retired maps to their ends, the current map to `written`.
 /// The state lock is held only to take and to record the work.
-fn flush_all(shared: &Shared) {
+fn flush_all(shared: &Shared, everything: bool) {
     let _flushing = lock(&shared.flushing);
-    let (path, map, synced, mut released, to, retired, dir, generation) = {
+    let (path, map, synced, mut released, to, retired, dir, generation, deferred) = {
         let mut state = lock(&shared.state);
         // SYNC: pairs with the Release store in `SyncWorker::written` (and
         // `switch`, made under this lock): the frames below the loaded
         // offset are complete in the current map.
-        let to = shared.hot.written.load(Ordering::Acquire);
+        let written = shared.hot.written.load(Ordering::Acquire);
         let c = &state.current;
+        // Not the page the writer is filling: writeback write-protects it,
+        // and the writer's next store there faults and waits for the page
+        // lock (measured: most of the appending thread's faults). It is
+        // synced once the writer has left it, or at the next round if the
+        // writer is still in it then (a slow writer: one fault costs it
+        // little), so a frame is on disk within two intervals. The first
+        // round of a map syncs all (the header, which the next roll needs).
+        let page_start = written & !(shared.page - 1);
+        let to = if everything || c.synced < HEADER_LEN || c.deferred == Some(page_start) {
+            written
+        } else {
+            page_start
+        };
+        let deferred = (to < written).then_some(page_start);
         let current = (c.path.clone(), Arc::clone(&c.map), c.synced, c.released, to);
         let retired = std::mem::take(&mut state.retired);
         let (path, map, synced, released, to) = current;
@@ -213,6 +236,7 @@ fn flush_all(shared: &Shared) {
             retired,
             state.dir.take(),
             state.generation,
+            deferred,
         )
     };
     let mut result = Ok(());
@@ -245,11 +269,12 @@ fn flush_all(shared: &Shared) {
             if Arc::ptr_eq(&state.current.map, &map) {
                 state.current.synced = state.current.synced.max(to);
                 state.current.released = state.current.released.max(released);
+                state.current.deferred = deferred;
             }
             // The map of `generation` is now flushed from offset 0 (its
-            // first flush has `synced` 0 and `to` >= HEADER_LEN, a later one
-            // only repeats what an earlier success recorded): its header is
-            // on disk.
+            // first round has `synced` 0 and `to` = `written` >= HEADER_LEN,
+            // a later one only repeats what an earlier success recorded):
+            // its header is on disk.
             state.header_durable = state.header_durable.max(generation);
         }
         Err(e) => {
@@ -262,10 +287,9 @@ fn flush_all(shared: &Shared) {
     }
 }
 
-impl SyncWorker {
-    /// Starts the thread for `map` (the live segment), written up to `end`.
-    pub(crate) fn start(path: PathBuf, map: Arc<MmapRaw>, end: usize, every: Duration) -> std::io::Result<SyncWorker> {
-        let shared = Arc::new(Shared {
+impl Shared {
+    fn new(path: PathBuf, map: Arc<MmapRaw>, end: usize) -> Shared {
+        Shared {
             hot: HotWords {
                 written: AtomicUsize::new(end),
                 failed: AtomicBool::new(false),
@@ -284,7 +308,14 @@ impl SyncWorker {
             flushing: Mutex::new(()),
             wake: Condvar::new(),
             page: page_size(),
-        });
+        }
+    }
+}
+
+impl SyncWorker {
+    /// Starts the thread for `map` (the live segment), written up to `end`.
+    pub(crate) fn start(path: PathBuf, map: Arc<MmapRaw>, end: usize, every: Duration) -> std::io::Result<SyncWorker> {
+        let shared = Arc::new(Shared::new(path, map, end));
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("mdbus-wal-sync".into())
@@ -297,7 +328,7 @@ impl SyncWorker {
                     // appends happen before it sets `stop`, so the flush
                     // after seeing it covers them.
                     let stop = lock(&shared.state).stop;
-                    flush_all(&shared);
+                    flush_all(&shared, stop);
                     if stop {
                         break;
                     }
@@ -359,7 +390,7 @@ impl SyncWorker {
 
     /// Syncs everything now, in the caller's thread.
     pub(crate) fn sync_now(&self) -> Result<(), Error> {
-        flush_all(&self.shared);
+        flush_all(&self.shared, true);
         self.shared.hot.failed.store(false, Ordering::Relaxed);
         lock(&self.shared.state).error.take().map_or(Ok(()), Err)
     }
@@ -413,5 +444,32 @@ mod tests {
         drop(flushing);
         worker.sync_now().unwrap();
         assert!(worker.header_durable());
+    }
+
+    /// A round leaves the page the writer is filling for the next round,
+    /// which syncs it if the writer is still there; `sync_now` syncs all.
+    #[test]
+    fn the_page_being_filled_waits_one_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, map) = map(dir.path(), "a");
+        // No thread: the rounds are these calls.
+        let shared = &Shared::new(path, map, 128);
+        let page = shared.page;
+        let synced = || lock(&shared.state).current.synced;
+        let written = |end| shared.hot.written.store(end, Ordering::Relaxed);
+        written(page + 40);
+        flush_all(shared, false);
+        assert_eq!(synced(), page + 40, "the first round of a map syncs all (its header)");
+        written(2 * page + 40);
+        flush_all(shared, false);
+        assert_eq!(synced(), 2 * page, "the page being filled is left");
+        written(2 * page + 80);
+        flush_all(shared, false);
+        assert_eq!(synced(), 2 * page + 80, "still in it a round later: synced");
+        written(3 * page + 8);
+        flush_all(shared, false);
+        assert_eq!(synced(), 3 * page);
+        flush_all(shared, true);
+        assert_eq!(synced(), 3 * page + 8);
     }
 }
