@@ -11,6 +11,8 @@
 //! the append time, the number of appends over 100 us and over 1 ms, the
 //! segment rolls, and the page faults taken by the appending thread.
 //! `MDBUS_TAIL_ROUNDS` (default 1) repeats the pair, alternating.
+//! `MDBUS_TAIL_SPIN=1` spins between batches instead of sleeping (a
+//! publisher that keeps its core busy, as with `--wait spin` pacing).
 //! Old segments are deleted between batches (untimed). Never asserts a
 //! time. `MDBUS_WAL_BENCH_DIR` chooses where the WALs go.
 
@@ -59,7 +61,7 @@ fn drop_old_segments(wal: &Wal) {
     }
 }
 
-fn run(name: &str, sync: SyncPolicy, rate: u64, secs: u64, segment: u64) {
+fn run(name: &str, sync: SyncPolicy, rate: u64, secs: u64, segment: u64, spin: bool) {
     let dir = match std::env::var_os("MDBUS_WAL_BENCH_DIR") {
         Some(d) => tempfile::tempdir_in(d).unwrap(),
         None => tempfile::tempdir().unwrap(),
@@ -92,7 +94,11 @@ fn run(name: &str, sync: SyncPolicy, rate: u64, secs: u64, segment: u64) {
         }
         batch += 1;
         let deadline = start + Duration::from_millis(batch);
-        if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+        if spin {
+            while Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+        } else if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
     }
@@ -121,8 +127,9 @@ fn main() {
     let rate = env_u64("MDBUS_TAIL_RATE", 100_000);
     let secs = env_u64("MDBUS_TAIL_SECS", 10);
     let segment = env_u64("MDBUS_TAIL_SEGMENT_MB", 4) << 20;
+    let spin = env_u64("MDBUS_TAIL_SPIN", 0) != 0;
     for _ in 0..env_u64("MDBUS_TAIL_ROUNDS", 1) {
-        run("never", SyncPolicy::Never, rate, secs, segment);
-        run("interval", SyncPolicy::default(), rate, secs, segment);
+        run("never", SyncPolicy::Never, rate, secs, segment, spin);
+        run("interval", SyncPolicy::default(), rate, secs, segment, spin);
     }
 }
