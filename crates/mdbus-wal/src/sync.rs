@@ -6,8 +6,13 @@
 //! of the current map (but the page the writer is filling only when the
 //! writer stayed in it for a whole interval, see `flush_all`), and
 //! whatever a roll left unsynced in retired maps. It never touches the
-//! bytes. So a frame is on disk at most two intervals (plus the I/O) after
-//! it was written.
+//! bytes. So a frame is on disk at most two rounds (plus the I/O) after it
+//! was written.
+//!
+//! The thread runs at `SCHED_IDLE` so that it never preempts the writer;
+//! when a busy CPU starves it for four intervals, the writer promotes it
+//! for a round (see [`crate::idle`]). Rounds are then up to ~30 ms apart
+//! (measured with a writer spinning on the same core), not 2 ms.
 //!
 //! Before flushing, the thread unmaps (`MADV_DONTNEED`, see
 //! [`release_pages`]) the writer's pages that lie wholly below `written`:
@@ -28,6 +33,7 @@ use memmap2::{MmapRaw, UncheckedAdvice};
 
 use crate::error::Error;
 use crate::format::HEADER_LEN;
+use crate::idle::{IdleThread, coarse_now_ns};
 
 /// The system page size.
 pub(crate) fn page_size() -> usize {
@@ -37,34 +43,6 @@ pub(crate) fn page_size() -> usize {
         .ok()
         .filter(|s| s.is_power_of_two())
         .unwrap_or(4096)
-}
-
-/// Puts the calling thread in `SCHED_IDLE`, so that it runs only when a
-/// CPU has nothing else to do and never preempts the appending thread
-/// (measured: the publisher's p99 at 100 k/s pinned fell from 17.5 us to
-/// 10.2 us with the sync thread moved there by hand). Called at the start
-/// of the sync and preallocation threads.
-///
-/// A `SCHED_IDLE` task still gets a small share of a saturated CPU (weight
-/// 3 against 1024 for nice 0), so a busy appending thread on the same core
-/// delays the group commit but does not stop it; a thread that blocks on a
-/// lock the idle thread holds sleeps, which lets the idle thread run.
-///
-/// Lowering one's own policy needs no privilege, but a sandbox (seccomp)
-/// may refuse it: the caller ignores the error, as the thread then only
-/// competes with the appending thread as before (slower, never wrong).
-pub(crate) fn run_at_idle_priority() -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: `param` is a valid sched_param that outlives the call;
-        // pid 0 is the calling thread, whose policy only is changed.
-        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Drops the page table entries of `map` for the whole pages in
@@ -95,8 +73,11 @@ pub enum SyncPolicy {
     /// page cache) but not a power loss unless the kernel wrote them back.
     Never,
     /// Group commit: a background thread syncs what was written every
-    /// interval (default 2 ms); a frame is on disk within two intervals plus
-    /// the I/O time (the page the writer is filling waits one round).
+    /// interval (default 2 ms); a frame is on disk within two rounds plus
+    /// the I/O time (the page the writer is filling waits one round). The
+    /// thread runs at `SCHED_IDLE`: on a CPU kept busy (a spinning
+    /// publisher on the same core) a round can come up to four intervals
+    /// late plus a scheduler tick before the writer promotes it.
     Interval(Duration),
     /// Sync every frame before `append` returns (one `msync` per record).
     Always,
@@ -175,6 +156,12 @@ struct Shared {
     flushing: Mutex<()>,
     wake: Condvar,
     page: usize,
+    /// The thread, at SCHED_IDLE unless the writer finds it late.
+    thread: IdleThread,
+    /// Late after this long without a round: 4 intervals (2 measured a
+    /// mean round gap of 8-11 ms instead of 14 ms with a spinning writer on
+    /// the same core, but twice the promotions, and a worse append p99.9).
+    late_ns: u64,
 }
 
 /// Handle of the group-commit thread.
@@ -288,7 +275,7 @@ fn flush_all(shared: &Shared, everything: bool) {
 }
 
 impl Shared {
-    fn new(path: PathBuf, map: Arc<MmapRaw>, end: usize) -> Shared {
+    fn new(path: PathBuf, map: Arc<MmapRaw>, end: usize, every: Duration) -> Shared {
         Shared {
             hot: HotWords {
                 written: AtomicUsize::new(end),
@@ -308,6 +295,8 @@ impl Shared {
             flushing: Mutex::new(()),
             wake: Condvar::new(),
             page: page_size(),
+            thread: IdleThread::default(),
+            late_ns: u64::try_from(every.as_nanos()).unwrap_or(u64::MAX).saturating_mul(4),
         }
     }
 }
@@ -315,20 +304,20 @@ impl Shared {
 impl SyncWorker {
     /// Starts the thread for `map` (the live segment), written up to `end`.
     pub(crate) fn start(path: PathBuf, map: Arc<MmapRaw>, end: usize, every: Duration) -> std::io::Result<SyncWorker> {
-        let shared = Arc::new(Shared::new(path, map, end));
+        let shared = Arc::new(Shared::new(path, map, end, every));
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("mdbus-wal-sync".into())
             .spawn(move || {
-                // Not fatal: see `run_at_idle_priority`.
-                let _ = run_at_idle_priority();
                 let shared = thread_shared;
+                shared.thread.enter();
                 loop {
                     // Read `stop` before the flush: the writer's last
                     // appends happen before it sets `stop`, so the flush
                     // after seeing it covers them.
                     let stop = lock(&shared.state).stop;
                     flush_all(&shared, stop);
+                    shared.thread.progressed();
                     if stop {
                         break;
                     }
@@ -376,6 +365,16 @@ impl SyncWorker {
         state.dir = Some(dir.to_path_buf());
         // SYNC: pairs with the Acquire load in `flush_all`, under the mutex.
         self.shared.hot.written.store(end, Ordering::Release);
+    }
+
+    /// Called by the writer now and then (at page crossings): promotes the
+    /// thread out of SCHED_IDLE when it has not finished a round for four
+    /// intervals (a busy CPU starves it), see [`crate::idle`].
+    #[inline]
+    pub(crate) fn watch(&self) {
+        if self.shared.thread.is_late(coarse_now_ns(), self.shared.late_ns) {
+            self.shared.thread.promote();
+        }
     }
 
     /// A background sync error, once.
@@ -453,7 +452,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, map) = map(dir.path(), "a");
         // No thread: the rounds are these calls.
-        let shared = &Shared::new(path, map, 128);
+        let shared = &Shared::new(path, map, 128, Duration::from_secs(3600));
         let page = shared.page;
         let synced = || lock(&shared.state).current.synced;
         let written = |end| shared.hot.written.store(end, Ordering::Relaxed);
