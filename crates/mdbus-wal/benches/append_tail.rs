@@ -11,6 +11,7 @@
 //! the append time, the number of appends over 100 us and over 1 ms, the
 //! segment rolls, and the page faults taken by the appending thread.
 //! `MDBUS_TAIL_ROUNDS` (default 1) repeats the pair, alternating.
+//! `MDBUS_TAIL_POLICIES` (default `never,interval`) chooses the policies.
 //! `MDBUS_TAIL_SPIN=1` spins between batches instead of sleeping (a
 //! publisher that keeps its core busy, as with `--wait spin` pacing).
 //! Old segments are deleted between batches (untimed). Never asserts a
@@ -128,8 +129,14 @@ fn main() {
     let secs = env_u64("MDBUS_TAIL_SECS", 10);
     let segment = env_u64("MDBUS_TAIL_SEGMENT_MB", 4) << 20;
     let spin = env_u64("MDBUS_TAIL_SPIN", 0) != 0;
+    let policies = std::env::var("MDBUS_TAIL_POLICIES").unwrap_or_else(|_| "never,interval".into());
     for _ in 0..env_u64("MDBUS_TAIL_ROUNDS", 1) {
-        run("never", SyncPolicy::Never, rate, secs, segment, spin);
-        run("interval", SyncPolicy::default(), rate, secs, segment, spin);
+        for name in policies.split(',') {
+            match name {
+                "never" => run("never", SyncPolicy::Never, rate, secs, segment, spin),
+                "interval" => run("interval", SyncPolicy::default(), rate, secs, segment, spin),
+                other => panic!("MDBUS_TAIL_POLICIES: unknown policy {other}"),
+            }
+        }
     }
 }
