@@ -57,6 +57,7 @@
 mod c_header;
 mod error;
 mod format;
+mod idle;
 mod index;
 mod lock;
 mod reader;

@@ -46,6 +46,15 @@ pub enum RecoveryEvent {
         /// Its first seq (highest valid seq + 1).
         first_seq: u64,
     },
+    /// The newest segment's header was all zero (a roll cut by a power loss
+    /// before the group commit made the header durable): written again
+    /// from the file name and size.
+    HeaderRestored {
+        /// The segment.
+        path: PathBuf,
+        /// Its first seq, from its name.
+        first_seq: u64,
+    },
     /// A newest segment shorter than its header's `segment_bytes`
     /// (truncated) was given its space back.
     Extended {
@@ -85,6 +94,13 @@ impl fmt::Display for RecoveryEvent {
             }
             RecoveryEvent::NewSegment { path, first_seq } => {
                 write!(f, "{}: new segment started at seq {first_seq}", path.display())
+            }
+            RecoveryEvent::HeaderRestored { path, first_seq } => {
+                write!(
+                    f,
+                    "{}: all-zero header (a roll cut by a power loss) written again, first seq {first_seq}",
+                    path.display()
+                )
             }
             RecoveryEvent::Extended { path, from, to } => {
                 write!(

@@ -2,7 +2,7 @@
 //! segment, rolls to a new segment when a frame does not fit, and
 //! recovers the newest segment on open.
 //!
-//! Length (~740 lines): append, roll, preallocation and open-time recovery of
+//! Length (~870 lines): append, roll, preallocation and open-time recovery of
 //! the newest segment all move the same live-segment state.
 
 use std::fs::File;
@@ -21,6 +21,7 @@ use crate::format::{
     DEFAULT_SEGMENT_BYTES, FRAME_HEADER_LEN, HEADER_LEN, MIN_SEGMENT_BYTES, SegmentHeader, is_record_size,
     list_segments, padded, segment_file_name, validate_feed,
 };
+use crate::idle::IdleThread;
 use crate::index::SparseIndex;
 use crate::lock::FeedLock;
 use crate::recovery::{RecoveryEvent, RecoveryReport};
@@ -144,6 +145,9 @@ struct LiveSegment {
     /// [`SyncPolicy::Never`]: the write offset at which to release the
     /// pages passed (every [`RELEASE_STRIDE`] bytes).
     release_at: usize,
+    /// The write offset at which to look at the background threads next
+    /// (every [`WATCH_STRIDE`] bytes, see [`Wal::watch_background`]).
+    watch_at: usize,
 }
 
 impl LiveSegment {
@@ -160,6 +164,11 @@ impl LiveSegment {
 /// passed every this many bytes (one `madvise`; the sync thread does it
 /// for `Interval`): see [`crate::sync`] for why.
 const RELEASE_STRIDE: usize = 4 << 20;
+
+/// The appending thread looks whether the `SCHED_IDLE` background threads
+/// are late every this many bytes (a coarse clock read; see
+/// [`crate::idle`]).
+const WATCH_STRIDE: usize = 4096;
 
 fn map_raw(file: &File, path: &Path, len: u64) -> Result<MmapRaw> {
     let len = usize::try_from(len).map_err(|_| Error::Options(format!("segment size {len} too large")))?;
@@ -256,7 +265,7 @@ pub struct Wal {
     live: LiveSegment,
     next_seq: u64,
     sync: Option<SyncWorker>,
-    prepared: Option<JoinHandle<Result<PreparedSegment>>>,
+    prepared: Option<(JoinHandle<Result<PreparedSegment>>, Arc<IdleThread>)>,
     /// The next segment, when [`Wal::wait_prepared`] collected it.
     ready: Option<PreparedSegment>,
     recovery: RecoveryReport,
@@ -290,7 +299,7 @@ impl Wal {
         }
         let (live, next_seq) = match segments.last() {
             None => (Self::create_segment(&feed_dir, feed, &options, 1, &mut events)?, 1),
-            Some((_, path)) => Self::recover_newest(&feed_dir, feed, &options, path, &mut events)?,
+            Some((first_seq, path)) => Self::recover_newest(&feed_dir, feed, &options, *first_seq, path, &mut events)?,
         };
         let sync = match options.sync {
             SyncPolicy::Interval(every) => Some(
@@ -329,6 +338,7 @@ impl Wal {
         feed_dir: &Path,
         feed: &str,
         options: &WalOptions,
+        named_first_seq: u64,
         path: &Path,
         events: &mut Vec<RecoveryEvent>,
     ) -> Result<(LiveSegment, u64)> {
@@ -343,10 +353,21 @@ impl Wal {
         // feed's writer lock, so no other writer changes it while this
         // shared view exists (readers never write).
         let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), map.len()) };
-        let header = SegmentHeader::decode(bytes).map_err(|reason| Error::BadHeader {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+        let header = match SegmentHeader::decode(bytes) {
+            Ok(header) => header,
+            Err(reason) => {
+                let restored = Self::restore_header(feed, options, named_first_seq, path, file_len, &map);
+                let header = restored.ok_or_else(|| Error::BadHeader {
+                    path: path.to_path_buf(),
+                    reason,
+                })??;
+                events.push(RecoveryEvent::HeaderRestored {
+                    path: path.to_path_buf(),
+                    first_seq: header.first_seq,
+                });
+                header
+            }
+        };
         let limit = bytes
             .len()
             .min(usize::try_from(header.segment_bytes).unwrap_or(usize::MAX));
@@ -430,8 +451,53 @@ impl Wal {
             index: result.index,
             released: result.end,
             release_at: result.end + RELEASE_STRIDE,
+            watch_at: 0,
         };
         Ok((live, next_seq))
+    }
+
+    /// A newest segment whose header is all zero is a roll cut by a power
+    /// loss before the sync thread made the header durable (the name was
+    /// already): writes the header again from the name (`first_seq`) and
+    /// the file's size, and syncs it (unless `Never`). `None` when the
+    /// header is not all zero (a bad header stays an error) or the size
+    /// cannot be a segment's.
+    fn restore_header(
+        feed: &str,
+        options: &WalOptions,
+        first_seq: u64,
+        path: &Path,
+        file_len: u64,
+        map: &MmapRaw,
+    ) -> Option<Result<SegmentHeader>> {
+        if map.len() < HEADER_LEN || file_len < MIN_SEGMENT_BYTES || !file_len.is_multiple_of(8) {
+            return None;
+        }
+        // SAFETY: the map is at least HEADER_LEN bytes long; we hold the
+        // feed's writer lock, so nobody writes it meanwhile.
+        let head = unsafe { std::slice::from_raw_parts(map.as_ptr(), HEADER_LEN) };
+        if head.iter().any(|&b| b != 0) {
+            return None;
+        }
+        let header = SegmentHeader {
+            first_seq,
+            created_ns: mdbus_types::clock::now_ns(),
+            segment_bytes: file_len,
+            feed: feed.to_string(),
+        };
+        let bytes = header.encode();
+        // SAFETY: the first HEADER_LEN bytes are inside the map, and no
+        // reference into them is held (`head` is not used after this).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_mut_ptr(), HEADER_LEN) };
+        if options.sync != SyncPolicy::Never
+            && let Err(source) = map.flush_range(0, HEADER_LEN)
+        {
+            return Some(Err(Error::Sync {
+                path: path.to_path_buf(),
+                source,
+            }));
+        }
+        Some(Ok(header))
     }
 
     /// Creates a segment starting at `first_seq` synchronously.
@@ -453,7 +519,7 @@ impl Wal {
         options: &WalOptions,
         prepared: PreparedSegment,
         first_seq: u64,
-        defer_dir_sync: bool,
+        background_sync: bool,
     ) -> Result<LiveSegment> {
         let header = SegmentHeader {
             first_seq,
@@ -473,17 +539,24 @@ impl Wal {
                 source: std::io::ErrorKind::AlreadyExists.into(),
             });
         }
-        if options.sync != SyncPolicy::Never {
+        // With group commit (`background_sync`) the sync thread makes the
+        // header, then the new name durable (see `SyncWorker::switch`): the
+        // roll neither flushes (a disk-cache flush, 0.4-0.7 ms measured) nor
+        // waits for a journal commit. Until then a power loss may leave the
+        // name without the header, only for the newest segment (the roll
+        // flushes the previous header first when the thread has not), and
+        // open restores it from the name (`Wal::restore_header`).
+        // `Always`, and a segment created at open, keep the order
+        // header, rename, directory in this thread.
+        let inline_sync = options.sync != SyncPolicy::Never && !background_sync;
+        if inline_sync {
             prepared.map.flush_range(0, HEADER_LEN).map_err(|source| Error::Sync {
                 path: prepared.tmp_path.clone(),
                 source,
             })?;
         }
         std::fs::rename(&prepared.tmp_path, &path).map_err(io_err("rename", &path))?;
-        // With group commit the sync thread makes the new name durable
-        // (after the header and frames, see `SyncWorker::switch`): the roll
-        // does not wait for a journal commit.
-        if options.sync != SyncPolicy::Never && !defer_dir_sync {
+        if inline_sync {
             sync_dir(feed_dir)?;
         }
         let limit = prepared.map.len();
@@ -498,6 +571,7 @@ impl Wal {
             index: SparseIndex::default(),
             released: 0,
             release_at: RELEASE_STRIDE,
+            watch_at: 0,
         })
     }
 
@@ -507,11 +581,17 @@ impl Wal {
         }
         let dir = self.feed_dir.clone();
         let (bytes, prefault) = (self.options.segment_bytes, self.options.prefault);
+        let idle = Arc::new(IdleThread::default());
+        let thread_idle = Arc::clone(&idle);
         // A failed spawn only means the roll preallocates synchronously.
         self.prepared = std::thread::Builder::new()
             .name("mdbus-wal-prealloc".into())
-            .spawn(move || prepare_segment(&dir, bytes, prefault))
-            .ok();
+            .spawn(move || {
+                thread_idle.enter();
+                prepare_segment(&dir, bytes, prefault)
+            })
+            .ok()
+            .map(|handle| (handle, idle));
     }
 
     /// Appends the record held by `sample` (its kind's length, not 376
@@ -591,6 +671,10 @@ impl Wal {
         live.write_off = off + frame_len;
         live.frames += 1;
         self.next_seq += 1;
+        let watch = live.write_off >= live.watch_at;
+        if watch {
+            live.watch_at = (live.write_off | (WATCH_STRIDE - 1)) + 1;
+        }
         match self.options.sync {
             SyncPolicy::Never => {
                 if live.write_off >= live.release_at {
@@ -609,7 +693,27 @@ impl Wal {
                 })?;
             }
         }
+        if watch {
+            self.watch_background();
+        }
         Ok(())
+    }
+
+    /// Promotes a `SCHED_IDLE` background thread that a busy CPU starves
+    /// (see [`crate::idle`]): the sync thread after four intervals without
+    /// a round, the preparation of the next segment when the live one is
+    /// half full and it has not finished (else the roll would wait for it).
+    #[cold]
+    fn watch_background(&self) {
+        if let Some(sync) = &self.sync {
+            sync.watch();
+        }
+        if self.live.write_off >= self.live.limit / 2
+            && let Some((handle, idle)) = &self.prepared
+            && !handle.is_finished()
+        {
+            idle.promote();
+        }
     }
 
     /// Whether a record of `len` bytes would start a new segment.
@@ -638,8 +742,26 @@ impl Wal {
             // try again here; an error leaves the live segment as it is.
             None => prepare_segment(&self.feed_dir, self.options.segment_bytes, self.options.prefault)?,
         };
-        let defer = self.sync.is_some();
-        let live = Self::activate(&self.feed_dir, &self.feed, &self.options, prepared, first_seq, defer)?;
+        if let Some(sync) = &self.sync
+            && !sync.header_durable()
+        {
+            // The live segment filled before the sync thread flushed its
+            // header (segments rolling faster than the interval): flush it
+            // here, so that no segment but the newest lacks one on disk.
+            self.live.map.flush_range(0, HEADER_LEN).map_err(|source| Error::Sync {
+                path: self.live.path.clone(),
+                source,
+            })?;
+        }
+        let background = self.sync.is_some();
+        let live = Self::activate(
+            &self.feed_dir,
+            &self.feed,
+            &self.options,
+            prepared,
+            first_seq,
+            background,
+        )?;
         if let Some(sync) = &self.sync {
             sync.switch(&self.feed_dir, live.path.clone(), Arc::clone(&live.map), live.write_off);
         }
@@ -654,7 +776,7 @@ impl Wal {
     /// not wait. Returns at once when there is none. A failed preparation
     /// is retried by the roll itself.
     pub fn wait_prepared(&mut self) {
-        if let Some(handle) = self.prepared.take()
+        if let Some((handle, _)) = self.prepared.take()
             && let Ok(Ok(p)) = handle.join()
         {
             if p.bytes == self.options.segment_bytes {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{record, replay, snapshot_record, test_options};
 use mdbus_wal::{
-    AppendOutcome, Error, ReadFrom, ReadOptions, RetentionPolicy, SyncPolicy, Wal, WalOptions, WalReader,
-    apply_retention, inspect, recovery_point, verify,
+    AppendOutcome, Error, ReadFrom, ReadOptions, RecoveryEvent, RetentionPolicy, SyncPolicy, Wal, WalOptions,
+    WalReader, apply_retention, inspect, recovery_point, verify,
 };
 
 #[test]
@@ -305,4 +305,123 @@ fn reader_of_a_missing_feed_waits_for_the_first_segment() {
     wal.append(&record(1, 0)).unwrap();
     assert_eq!(reader.next_record().unwrap().unwrap().seq(), 1);
     assert!(matches!(verify(dir.path(), "nothing"), Err(Error::NoSegments { .. })));
+}
+
+/// Ids of the threads of this process named `name`.
+#[cfg(target_os = "linux")]
+fn threads_named(name: &str) -> Vec<libc::pid_t> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/task").unwrap() {
+        let entry = entry.unwrap();
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            out.push(entry.file_name().to_str().unwrap().parse().unwrap());
+        }
+    }
+    out
+}
+
+/// The group-commit thread runs at SCHED_IDLE, so that it never preempts
+/// the appending thread; the WAL works the same.
+#[cfg(target_os = "linux")]
+#[test]
+fn sync_thread_runs_at_idle_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions::default()
+        .segment_bytes(4096)
+        .sync(SyncPolicy::Interval(Duration::from_millis(1)));
+    let mut wal = Wal::open(dir.path(), "idle", options).unwrap();
+    for seq in 1..=100 {
+        wal.append(&record(seq, (seq % 4) as u8)).unwrap();
+    }
+    wal.sync().unwrap();
+    // The thread sets its own policy when it starts: wait for that (other
+    // tests' sync threads have the same name and must be idle too).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let tids = threads_named("mdbus-wal-sync");
+        assert!(!tids.is_empty());
+        // SAFETY: sched_getscheduler only reads the policy of a thread id;
+        // a thread that exited meanwhile gives -1, which is not SCHED_IDLE.
+        let idle = tids
+            .iter()
+            .all(|&tid| unsafe { libc::sched_getscheduler(tid) } == libc::SCHED_IDLE);
+        if idle {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sync threads {tids:?} not SCHED_IDLE"
+        );
+        std::thread::yield_now();
+    }
+    drop(wal);
+    assert_eq!(replay(dir.path(), "idle", false).seqs, (1..=100).collect::<Vec<_>>());
+}
+
+/// A roll under group commit names the new segment before its header is on
+/// disk (the sync thread flushes it): a power loss may leave the newest
+/// segment with an all-zero header, alone or with its first page. Open
+/// writes the header again from the name and continues; a header that is
+/// not all zero stays an error.
+#[test]
+fn open_restores_the_all_zero_header_of_the_newest_segment() {
+    use std::os::unix::fs::FileExt;
+    for zeroed in [128usize, 4096] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions::default()
+            .segment_bytes(8192)
+            .sync(SyncPolicy::Interval(Duration::from_millis(1)));
+        let mut wal = Wal::open(dir.path(), "restore", options).unwrap();
+        let mut seq = 1;
+        while wal.segment_first_seq() == 1 {
+            wal.append(&record(seq, 1)).unwrap();
+            seq += 1;
+        }
+        let second = wal.segment_first_seq();
+        for _ in 0..3 {
+            wal.append(&record(seq, 1)).unwrap();
+            seq += 1;
+        }
+        let path = wal.segment_path().to_path_buf();
+        wal.sync().unwrap();
+        drop(wal);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(&vec![0u8; zeroed], 0).unwrap();
+        drop(file);
+
+        let mut wal = Wal::open(dir.path(), "restore", test_options(8192)).unwrap();
+        let events = &wal.recovery_report().events;
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, RecoveryEvent::HeaderRestored { first_seq, .. } if *first_seq == second)),
+            "{}",
+            wal.recovery_report()
+        );
+        // The frames in the zeroed bytes are gone (never synced, in the
+        // case this models); the others are kept.
+        let expected_next = if zeroed == 128 { seq } else { second };
+        assert_eq!(wal.next_seq(), expected_next);
+        wal.append(&record(expected_next, 2)).unwrap();
+        drop(wal);
+        assert_eq!(verify(dir.path(), "restore").unwrap().exit_code(), 0);
+        let out = replay(dir.path(), "restore", false);
+        assert!(out.error.is_none(), "{:?}", out.error);
+        assert_eq!(out.seqs, (1..=expected_next).collect::<Vec<_>>());
+    }
+
+    // A header that is not all zero is not guessed at.
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), "bad", test_options(8192)).unwrap();
+    wal.append(&record(1, 1)).unwrap();
+    let path = wal.segment_path().to_path_buf();
+    drop(wal);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0u8; 8], 0).unwrap();
+    drop(file);
+    assert!(matches!(
+        Wal::open(dir.path(), "bad", test_options(8192)),
+        Err(Error::BadHeader { .. })
+    ));
 }

@@ -1,0 +1,142 @@
+//! The tail of one append, paced, rolls included: what a publisher that
+//! writes every record to the WAL sees (criterion's `append_tick` reports
+//! means, which hide the stalls this measures).
+//!
+//! For each sync policy (`never`, then `interval`, the default group
+//! commit), appends Ticks at `MDBUS_TAIL_RATE` records/s (default 100000)
+//! for `MDBUS_TAIL_SECS` (default 10) into `MDBUS_TAIL_SEGMENT_MB` MiB
+//! segments (default 4, so that segments roll every ~0.4 s), in batches
+//! every millisecond with a sleep between them (like a paced publisher),
+//! and times every append. Prints one line per policy: the percentiles of
+//! the append time, the number of appends over 100 us and over 1 ms, the
+//! segment rolls, and the page faults taken by the appending thread.
+//! `MDBUS_TAIL_ROUNDS` (default 1) repeats the pair, alternating.
+//! `MDBUS_TAIL_POLICIES` (default `never,interval`) chooses the policies.
+//! `MDBUS_TAIL_SPIN=1` spins between batches instead of sleeping (a
+//! publisher that keeps its core busy, as with `--wait spin` pacing).
+//! Old segments are deleted between batches (untimed). Never asserts a
+//! time. `MDBUS_WAL_BENCH_DIR` chooses where the WALs go.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use mdbus_types::{InstrumentId, Kind, MdSample, Price, RecordHeader, Tick};
+use mdbus_wal::{AppendOutcome, SyncPolicy, Wal, WalOptions};
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn tick() -> MdSample {
+    MdSample::from(Tick {
+        header: RecordHeader::new(Kind::Tick, 1_764_000_000_000_000_000),
+        instrument: InstrumentId::new("IF2501").unwrap(),
+        last_px: Price::from_raw(4_123_400_000_000),
+        last_qty: 2,
+        bid_px: Price::from_raw(4_123_200_000_000),
+        bid_qty: 5,
+        ask_px: Price::from_raw(4_123_400_000_000),
+        ask_qty: 3,
+        volume: 1234,
+    })
+}
+
+/// Minor and major page faults of the calling thread so far.
+fn thread_faults() -> (i64, i64) {
+    // SAFETY: an all-zero rusage is valid; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    if rc != 0 {
+        return (-1, -1);
+    }
+    (usage.ru_minflt, usage.ru_majflt)
+}
+
+fn drop_old_segments(wal: &Wal) {
+    for entry in std::fs::read_dir(wal.feed_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wal") && path != wal.segment_path() {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+}
+
+fn run(name: &str, sync: SyncPolicy, rate: u64, secs: u64, segment: u64, spin: bool) {
+    let dir = match std::env::var_os("MDBUS_WAL_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    let options = WalOptions::default().segment_bytes(segment).sync(sync);
+    let mut wal = Wal::open(dir.path(), "tail", options).unwrap();
+    wal.wait_prepared();
+    let mut sample = tick();
+    let per_ms = (rate / 1000).max(1);
+    let total = rate * secs;
+    // Touched now, so that its page faults are not counted below.
+    let mut times = vec![0u64; total as usize];
+    times.fill(1);
+    let mut n = 0usize;
+    let mut rolls = 0u64;
+    let (min0, maj0) = thread_faults();
+    let start = Instant::now();
+    let mut batch = 0u64;
+    while n < times.len() {
+        for _ in 0..per_ms.min((times.len() - n) as u64) {
+            sample.header_mut().seq = wal.next_seq();
+            let t0 = Instant::now();
+            let outcome = wal.append(black_box(&sample)).unwrap();
+            times[n] = t0.elapsed().as_nanos() as u64;
+            n += 1;
+            if let AppendOutcome::NewSegment { .. } = outcome {
+                rolls += 1;
+                drop_old_segments(&wal);
+            }
+        }
+        batch += 1;
+        let deadline = start + Duration::from_millis(batch);
+        if spin {
+            while Instant::now() < deadline {
+                std::hint::spin_loop();
+            }
+        } else if let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let (min1, maj1) = thread_faults();
+    drop(wal);
+    times.sort_unstable();
+    let pct = |p: f64| times[((times.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
+    let over = |ns: u64| times.len() - times.partition_point(|&t| t <= ns);
+    println!(
+        "{name:9} n={} p50={:.3}us p99={:.3}us p99.9={:.2}us p99.99={:.1}us max={:.1}us >100us={} >1ms={} rolls={rolls} minflt={} majflt={}",
+        times.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(0.999),
+        pct(0.9999),
+        *times.last().unwrap() as f64 / 1000.0,
+        over(100_000),
+        over(1_000_000),
+        min1 - min0,
+        maj1 - maj0,
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let rate = env_u64("MDBUS_TAIL_RATE", 100_000);
+    let secs = env_u64("MDBUS_TAIL_SECS", 10);
+    let segment = env_u64("MDBUS_TAIL_SEGMENT_MB", 4) << 20;
+    let spin = env_u64("MDBUS_TAIL_SPIN", 0) != 0;
+    let policies = std::env::var("MDBUS_TAIL_POLICIES").unwrap_or_else(|_| "never,interval".into());
+    for _ in 0..env_u64("MDBUS_TAIL_ROUNDS", 1) {
+        for name in policies.split(',') {
+            match name {
+                "never" => run("never", SyncPolicy::Never, rate, secs, segment, spin),
+                "interval" => run("interval", SyncPolicy::default(), rate, secs, segment, spin),
+                other => panic!("MDBUS_TAIL_POLICIES: unknown policy {other}"),
+            }
+        }
+    }
+}
