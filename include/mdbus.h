@@ -14,6 +14,7 @@
 #define MDBUS_KIND_HEARTBEAT 4
 #define MDBUS_FLAG_END_OF_BATCH 1
 #define MDBUS_FLAG_RECOVERY_SNAPSHOT 2
+#define MDBUS_FLAG_END_OF_RECORDING 4
 /* Prices: int64 fixed point, 1 unit = 1e-9; NULL means "no price". */
 #define MDBUS_PRICE_SCALE ((int64_t)1000000000)
 #define MDBUS_PRICE_NULL ((int64_t)9223372036854775807)

@@ -8,6 +8,7 @@ mod gateway;
 mod history;
 #[cfg(feature = "dbn")]
 mod import;
+mod play;
 mod publish;
 mod snapshot;
 mod subscribe;
@@ -57,6 +58,10 @@ pub enum Command {
     #[cfg(feature = "dbn")]
     #[command(subcommand)]
     Import(import::ImportCommand),
+    /// Publishes a recorded WAL again as a live feed, paced by its
+    /// `ts_event` (1x, Nx or as fast as possible), ending with an
+    /// end-of-recording heartbeat.
+    Play(play::PlayArgs),
     /// Serves a feed over WebSocket (`/ws`) with a live depth page (`/`)
     /// and counters (`/stats`); replay-merge from the WAL, then live.
     Gateway(gateway::GatewayArgs),
@@ -86,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::History(args) => history::history(&args),
         Command::BookAt(args) => history::book_at(&args),
         Command::Gateway(args) => gateway::run(&args),
+        Command::Play(args) => play::run(&args),
         #[cfg(feature = "dbn")]
         Command::Import(command) => import::run(&command),
     }

@@ -55,8 +55,8 @@ pub use layout::{LayoutRow, layout_table, layout_table_markdown};
 pub use location::WalLocation;
 pub use price::{PRICE_SCALE, Price, Qty};
 pub use record::{
-    BOOK_DEPTH, BookDelta, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, FLAGS_KNOWN, Heartbeat, Kind,
-    Level, Record, RecordHeader, Side, Tick,
+    BOOK_DEPTH, BookDelta, BookSnapshot, FLAG_END_OF_BATCH, FLAG_END_OF_RECORDING, FLAG_RECOVERY_SNAPSHOT, FLAGS_KNOWN,
+    Heartbeat, Kind, Level, Record, RecordHeader, Side, Tick,
 };
 pub use sample::{MdSample, RecordRef, SAMPLE_SIZE};
 pub use seq::SeqRange;

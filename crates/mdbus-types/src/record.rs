@@ -22,8 +22,11 @@ pub const BOOK_DEPTH: usize = 10;
 pub const FLAG_END_OF_BATCH: u16 = 1 << 0;
 /// Header flag: part of a snapshot set (segment start or on request).
 pub const FLAG_RECOVERY_SNAPSHOT: u16 = 1 << 1;
+/// Header flag, on a heartbeat: a played recording ended (`mdbus play`):
+/// "the recording ended", not "the feed went quiet".
+pub const FLAG_END_OF_RECORDING: u16 = 1 << 2;
 /// All flag bits defined by docs/spec.md; the others are zero.
-pub const FLAGS_KNOWN: u16 = FLAG_END_OF_BATCH | FLAG_RECOVERY_SNAPSHOT;
+pub const FLAGS_KNOWN: u16 = FLAG_END_OF_BATCH | FLAG_RECOVERY_SNAPSHOT | FLAG_END_OF_RECORDING;
 
 /// The record kinds, as `RecordHeader::kind` holds them. New kinds are
 /// appended, never renumbered.
@@ -94,7 +97,8 @@ pub struct RecordHeader {
     pub ts_publish: i64,
     /// [`Kind`] as `u16`.
     pub kind: u16,
-    /// [`FLAG_END_OF_BATCH`], [`FLAG_RECOVERY_SNAPSHOT`]; other bits 0.
+    /// [`FLAG_END_OF_BATCH`], [`FLAG_RECOVERY_SNAPSHOT`],
+    /// [`FLAG_END_OF_RECORDING`]; other bits 0.
     pub flags: u16,
     /// Zero.
     pub _pad: [u8; 4],

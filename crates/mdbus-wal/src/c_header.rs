@@ -7,7 +7,10 @@
 
 use std::fmt::Write;
 
-use mdbus_types::{FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, Kind, PRICE_SCALE, Price, SYMBOL_LEN, layout_table};
+use mdbus_types::{
+    FLAG_END_OF_BATCH, FLAG_END_OF_RECORDING, FLAG_RECOVERY_SNAPSHOT, Kind, PRICE_SCALE, Price, SYMBOL_LEN,
+    layout_table,
+};
 
 use crate::format::{FRAME_HEADER_LEN, HEADER_LEN, MAGIC, VERSION};
 
@@ -69,6 +72,7 @@ pub fn c_header() -> String {
     }
     let _ = writeln!(w, "#define MDBUS_FLAG_END_OF_BATCH {FLAG_END_OF_BATCH}");
     let _ = writeln!(w, "#define MDBUS_FLAG_RECOVERY_SNAPSHOT {FLAG_RECOVERY_SNAPSHOT}");
+    let _ = writeln!(w, "#define MDBUS_FLAG_END_OF_RECORDING {FLAG_END_OF_RECORDING}");
     let _ = writeln!(
         w,
         "/* Prices: int64 fixed point, 1 unit = 1e-9; NULL means \"no price\". */"

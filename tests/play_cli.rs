@@ -1,0 +1,193 @@
+//! `mdbus play` as a user runs it: a recorded WAL published again as
+//! another feed, every market record once and in order, fresh snapshots
+//! first with `--from`, and an end-of-recording marker.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use mdbus::subscriber::History;
+use mdbus::types::{
+    FLAG_END_OF_RECORDING, FLAG_RECOVERY_SNAPSHOT, InstrumentId, Kind, MdSample, RecordRef, WalLocation,
+};
+use mdbus::wal::{ReadOptions, WalReader};
+
+fn mdbus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mdbus"))
+        .args(args)
+        .output()
+        .expect("run mdbus")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn feed(name: &str) -> String {
+    format!("{name}{}", std::process::id())
+}
+
+/// The feed's records in WAL order, its own snapshot sets left out.
+fn records(root: &Path, feed: &str) -> Vec<MdSample> {
+    let mut reader = WalReader::open(root, feed, ReadOptions::default()).unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = reader.next_record().unwrap() {
+        if r.record.header().flags & FLAG_RECOVERY_SNAPSHOT == 0 {
+            out.push(r.record.to_sample());
+        }
+    }
+    out
+}
+
+/// What a subscriber sees of a market record: all but seq, ts_publish, flags.
+fn market(sample: &MdSample) -> Option<(Kind, i64, Vec<u8>)> {
+    let record = sample.record().unwrap();
+    (record.kind() != Kind::Heartbeat).then(|| {
+        (
+            record.kind(),
+            record.header().ts_event,
+            record.as_bytes()[32..].to_vec(),
+        )
+    })
+}
+
+fn record(root: &str, feed: &str) {
+    let out = mdbus(&[
+        "publish",
+        "--feed",
+        feed,
+        "--wal",
+        root,
+        "--synthetic",
+        "--rate",
+        "3000",
+        "--duration",
+        "1",
+        "--no-board",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_played_feed_carries_every_record_once_in_order_then_the_end_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let (recorded, played) = (feed("rec"), feed("play"));
+    record(root, &recorded);
+    let out = mdbus(&[
+        "play",
+        "--wal",
+        root,
+        "--feed",
+        &recorded,
+        "--as",
+        &played,
+        "--max",
+        "--no-board",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let source: Vec<_> = records(dir.path(), &recorded).iter().filter_map(market).collect();
+    let copy = records(dir.path(), &played);
+    let (end, body) = copy.split_last().expect("records");
+    let body: Vec<_> = body.iter().filter_map(market).collect();
+    assert!(source.len() > 1_000, "{} records recorded", source.len());
+    // Every recorded record once, in order, ts_event as recorded; what the
+    // played feed's own publisher adds between them are book snapshots
+    // (its snapshot policy).
+    let mut next = source.iter().peekable();
+    let mut extra = 0;
+    for record in &body {
+        if next.peek() == Some(&record) {
+            next.next();
+        } else {
+            assert_eq!(
+                record.0,
+                Kind::BookSnapshot,
+                "a record that is not the next recorded one"
+            );
+            extra += 1;
+        }
+    }
+    assert!(
+        next.peek().is_none(),
+        "{} recorded records were not played",
+        next.count()
+    );
+    assert!(extra < body.len() / 2, "{extra} extra snapshots");
+    let end = end.record().unwrap();
+    assert_eq!(end.kind(), Kind::Heartbeat);
+    assert_ne!(end.header().flags & FLAG_END_OF_RECORDING, 0, "the end marker");
+    // Seqs of the played feed are its own, dense.
+    let seqs: Vec<u64> = copy.iter().map(|s| s.header().seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] > w[0]));
+}
+
+#[test]
+fn from_starts_with_the_books_as_of_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let (recorded, played) = (feed("recfrom"), feed("playfrom"));
+    record(root, &recorded);
+    let source = records(dir.path(), &recorded);
+    let from = source[source.len() / 2].header().ts_event;
+    let out = mdbus(&[
+        "play",
+        "--wal",
+        root,
+        "--feed",
+        &recorded,
+        "--as",
+        &played,
+        "--max",
+        "--no-board",
+        "--from",
+        &from.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let copy = records(dir.path(), &played);
+    // First the books as of `from` (every instrument), then the records.
+    let history = History::open(WalLocation::try_new(dir.path(), &recorded).unwrap());
+    let mut snapshots = 0;
+    for sample in copy.iter().take_while(|s| {
+        matches!(s.record().unwrap(), RecordRef::BookSnapshot(_) | RecordRef::Tick(_)) && s.header().ts_event == from
+    }) {
+        if let RecordRef::BookSnapshot(s) = sample.record().unwrap() {
+            let book = history
+                .book_at(&s.instrument, from - 1)
+                .unwrap()
+                .expect("a book before from");
+            assert_eq!(
+                (s.bid_levels(), s.ask_levels()),
+                (book.bid_levels(), book.ask_levels()),
+                "{}",
+                s.instrument
+            );
+            snapshots += 1;
+        }
+    }
+    assert_eq!(snapshots, 16, "one snapshot per synthetic instrument");
+    let first_played = copy
+        .iter()
+        .position(|s| s.header().ts_event == from && market(s) == market(&source[source.len() / 2]));
+    assert!(first_played.is_some(), "the record at from is played");
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let recorded = feed("recbad");
+    let out = mdbus(&["play", "--wal", root, "--feed", &recorded, "--as", "x", "--max"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("the recording"), "{}", text(&out));
+    record(root, &recorded);
+    let out = mdbus(&["play", "--wal", root, "--feed", &recorded, "--as", &recorded, "--max"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("into the recording itself"), "{}", text(&out));
+    let out = mdbus(&["play", "--wal", root, "--feed", &recorded, "--as", "y", "--speed", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let _ = InstrumentId::new("IF2501");
+}
