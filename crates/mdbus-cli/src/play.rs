@@ -145,7 +145,8 @@ pub(crate) fn run(args: &PlayArgs) -> ExitCode {
         eprintln!("mdbus play: --cpu: {e}");
         return ExitCode::from(2);
     }
-    if !args.max && !(args.speed.is_finite() && args.speed > 0.0) {
+    let speed_ok = args.speed.is_finite() && args.speed > 0.0;
+    if !args.max && !speed_ok {
         eprintln!("mdbus play: --speed {} is not a positive factor", args.speed);
         return ExitCode::from(2);
     }
