@@ -289,11 +289,8 @@ fn play_once<S: MdSender>(
         }
         Ok(())
     };
-    loop {
-        let record = match reader.next_record().map_err(|e| e.to_string())? {
-            Some(r) => r.record,
-            None => break,
-        };
+    while let Some(next) = reader.next_record().map_err(|e| e.to_string())? {
+        let record = next.record;
         let header = *record.header();
         if matches!(record, RecordRef::Heartbeat(_)) {
             continue;
