@@ -40,21 +40,59 @@ impl Published {
             out.push(book.into());
             self.known = true;
         } else {
-            for (side, old, new) in [(Side::Bid, &self.bids, bids), (Side::Ask, &self.asks, asks)] {
-                for gone in old.iter().filter(|o| !new.iter().any(|n| n.price == o.price)) {
-                    out.push(BookDelta::new(id, side, gone.price, 0, ts).into());
-                }
-                for level in new {
-                    if !old.iter().any(|o| o.price == level.price && o.qty == level.qty) {
-                        out.push(BookDelta::new(id, side, level.price, level.qty, ts).into());
-                    }
-                }
-            }
+            diff(id, ts, Side::Bid, &self.bids, bids, out);
+            diff(id, ts, Side::Ask, &self.asks, asks, out);
         }
         self.bids.clear();
         self.bids.extend_from_slice(bids);
         self.asks.clear();
         self.asks.extend_from_slice(asks);
+    }
+}
+
+/// The deltas from `old` to `new` on one side (both best first, prices
+/// unique): one merge walk; removals are written first, then new levels
+/// and changed quantities.
+fn diff(id: InstrumentId, ts: i64, side: Side, old: &[Level], new: &[Level], out: &mut Vec<MdSample>) {
+    if old == new {
+        return;
+    }
+    // Whether price `a` comes before `b` on this side (better).
+    let before = |a: &Level, b: &Level| match side {
+        Side::Bid => a.price > b.price,
+        Side::Ask => a.price < b.price,
+    };
+    let mut set = [Level::EMPTY; BOOK_DEPTH];
+    let mut sets = 0;
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(o), Some(n)) if o.price == n.price => {
+                if o.qty != n.qty {
+                    set[sets] = *n;
+                    sets += 1;
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(o), Some(n)) if before(o, n) => {
+                out.push(BookDelta::new(id, side, o.price, 0, ts).into());
+                i += 1;
+            }
+            (Some(o), None) => {
+                out.push(BookDelta::new(id, side, o.price, 0, ts).into());
+                i += 1;
+            }
+            (_, Some(n)) => {
+                set[sets] = *n;
+                sets += 1;
+                j += 1;
+            }
+            (None, None) => unreachable!("the loop runs while one is left"),
+        }
+    }
+    for level in &set[..sets] {
+        out.push(BookDelta::new(id, side, level.price, level.qty, ts).into());
     }
 }
 
