@@ -191,3 +191,81 @@ fn bad_arguments_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let _ = InstrumentId::new("IF2501");
 }
+
+/// SIGUSR1 pauses, SIGUSR2 resumes; the playback then completes, every
+/// record played once.
+#[cfg(unix)]
+#[test]
+fn sigusr1_pauses_and_sigusr2_resumes() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let (recorded, played) = (feed("recpause"), feed("playpause"));
+    record(root, &recorded);
+    // At speed 0.5 the 1 s recording takes 2 s: time to pause it.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mdbus"))
+        .args([
+            "play",
+            "--wal",
+            root,
+            "--feed",
+            &recorded,
+            "--as",
+            &played,
+            "--speed",
+            "0.5",
+            "--no-board",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let signal = |name: &str| {
+        assert!(
+            Command::new("kill")
+                .args(["-s", name, &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let watchdog = Instant::now() + Duration::from_secs(60);
+    let wait_for = |what: &str| loop {
+        let left = watchdog.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("watchdog: no {what:?} line"));
+        if line.contains(what) {
+            break line;
+        }
+    };
+    // The first progress line: it plays.
+    wait_for("records/s");
+    signal("USR1");
+    wait_for("paused");
+    signal("USR2");
+    wait_for("resumed after");
+    let end = wait_for("played ");
+    assert!(child.wait().unwrap().success(), "{end}");
+    reader.join().unwrap();
+    let source = records(dir.path(), &recorded)
+        .iter()
+        .filter_map(market)
+        .filter(|r| r.0 != Kind::BookSnapshot)
+        .count();
+    let copy = records(dir.path(), &played)
+        .iter()
+        .filter_map(market)
+        .filter(|r| r.0 != Kind::BookSnapshot)
+        .count();
+    assert_eq!(copy, source, "every tick and delta played once");
+}

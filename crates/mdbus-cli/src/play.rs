@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -73,6 +75,49 @@ pub struct PlayArgs {
     /// Pin the player (and its WAL threads) to this CPU.
     #[arg(long)]
     cpu: Option<usize>,
+}
+
+/// SIGUSR1 (pause) and SIGUSR2 (resume), as flags the play loop takes.
+#[derive(Debug, Default)]
+struct Control {
+    pause: Arc<AtomicBool>,
+    resume: Arc<AtomicBool>,
+}
+
+impl Control {
+    fn register() -> std::io::Result<Control> {
+        let control = Control::default();
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&control.pause))?;
+        signal_hook::flag::register(signal_hook::consts::SIGUSR2, Arc::clone(&control.resume))?;
+        Ok(control)
+    }
+
+    /// A SIGUSR1 came and was not handled yet.
+    fn pause_asked(&self) -> bool {
+        // SYNC: pairs with the signal handler's store; only the flag's own
+        // value matters.
+        self.pause.load(Ordering::Relaxed)
+    }
+
+    /// After a SIGUSR1: publishes nothing until a SIGUSR2 (the flag is
+    /// looked at every 10 ms: a pause is not a latency path); returns how
+    /// long it paused.
+    fn pause_if_asked(&self) -> Duration {
+        // SYNC: the signal handler stores the flags (SeqCst); a swap sees
+        // them whatever the ordering: only the flag's own value matters.
+        if !self.pause.swap(false, Ordering::SeqCst) {
+            return Duration::ZERO;
+        }
+        let paused = Instant::now();
+        eprintln!("paused (SIGUSR2 resumes)");
+        // A resume sent before the pause does not count.
+        self.resume.store(false, Ordering::SeqCst);
+        while !self.resume.swap(false, Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!("resumed after {:.3} s", paused.elapsed().as_secs_f64());
+        paused.elapsed()
+    }
 }
 
 /// What a playback did.
@@ -201,6 +246,13 @@ pub(crate) fn run(args: &PlayArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let control = match Control::register() {
+        Ok(control) => control,
+        Err(e) => {
+            eprintln!("mdbus play: cannot take SIGUSR1/SIGUSR2 for pause and resume: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut publisher = match FeedPublisher::open_with(config, || crate::transport::publisher_sender(&wal)) {
         Ok(publisher) => publisher,
         Err(e) => {
@@ -213,7 +265,7 @@ pub(crate) fn run(args: &PlayArgs) -> ExitCode {
     let mut total = Played::default();
     let mut last_ts = 0;
     for round in 0..args.loops {
-        match play_once(args, &filter, &mut publisher, &mut known, start) {
+        match play_once(args, &filter, &mut publisher, &mut known, start, &control) {
             Ok((played, ts)) => {
                 total.records += played.records;
                 total.worst_lag = total.worst_lag.max(played.worst_lag);
@@ -262,6 +314,7 @@ fn play_once<S: MdSender>(
     publisher: &mut FeedPublisher<S>,
     known: &mut HashSet<InstrumentId>,
     started: Instant,
+    control: &Control,
 ) -> Result<(Played, i64), String> {
     let mut reader = WalReader::open(
         &args.wal,
@@ -308,6 +361,15 @@ fn play_once<S: MdSender>(
             // state again): books only.
             state.apply(record);
             continue;
+        }
+        // A pause (what was due is sent first) moves the schedule's origin
+        // by its length.
+        if control.pause_asked() {
+            publish(publisher, &mut batch)?;
+            let pause = control.pause_if_asked();
+            if let Some((at, _)) = &mut origin {
+                *at += pause;
+            }
         }
         let (origin_at, t0) = *origin.get_or_insert_with(|| {
             if args.retime {
