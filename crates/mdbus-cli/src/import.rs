@@ -14,7 +14,8 @@ use mdbus_wal::WalOptions;
 #[derive(Debug, Subcommand)]
 pub enum ImportCommand {
     /// Databento DBN files (`.dbn`, `.dbn.zst`; DBN 1 to 3; mbp-10, mbp-1,
-    /// tbbo, trades, mbo) into the WAL of a feed. Exit 0 when every file
+    /// tbbo, trades, mbo), merged in time order, into the WAL of a feed.
+    /// Exit 0 when every file
     /// was imported, 1 when one could not be (what came before it is in
     /// the WAL, which stays valid), 2 on bad arguments.
     Dbn(DbnArgs),
@@ -41,8 +42,8 @@ enum SymbolArg {
 /// Arguments of `mdbus import dbn`.
 #[derive(Debug, Args)]
 pub struct DbnArgs {
-    /// The DBN files, read one after another (give a day's files in time
-    /// order: the books, MBO orders and volumes carry over).
+    /// The DBN files, merged in time order (`ts_recv`) as one recording:
+    /// the books, MBO orders and volumes carry over from file to file.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// Feed name (`[A-Za-z0-9_-]{1,32}`).
@@ -113,13 +114,7 @@ fn dbn(args: &DbnArgs) -> ExitCode {
     };
     let mut import = Importer::new(publisher, options);
     let start = Instant::now();
-    let mut failed = None;
-    for file in &args.files {
-        if let Err(e) = import.import_file(file) {
-            failed = Some(e);
-            break;
-        }
-    }
+    let failed = import.import_files(&args.files).err();
     let seconds = start.elapsed().as_secs_f64();
     let (stats, publisher) = match import.finish() {
         Ok(done) => done,

@@ -246,6 +246,94 @@ fn instrument<'m, R: dbn::Record>(
     }))
 }
 
+/// One DBN file being read: its decoder, symbology and position.
+struct Source {
+    path: PathBuf,
+    decoder: dbn::decode::dbn::Decoder<Counted>,
+    read: Rc<Read>,
+    symbols: TsSymbolMap,
+    /// Records decoded so far (the next one's index).
+    index: u64,
+    /// Their bytes, to tell a file cut inside a record from its end.
+    record_bytes: u64,
+}
+
+impl Source {
+    /// Opens `path` and checks its schema.
+    fn open(path: &Path) -> Result<Source> {
+        let open = |source| Error::Open {
+            file: path.to_path_buf(),
+            source,
+        };
+        let (counted, read) = open_stream(path).map_err(|e| open(dbn::Error::io(e, "opening the file")))?;
+        let decoder =
+            dbn::decode::dbn::Decoder::with_upgrade_policy(counted, VersionUpgradePolicy::UpgradeToV3).map_err(open)?;
+        let metadata = decoder.metadata();
+        match metadata.schema {
+            Some(Schema::Mbp10 | Schema::Mbp1 | Schema::Tbbo | Schema::Trades | Schema::Mbo) => {}
+            other => {
+                return Err(Error::Schema {
+                    file: path.to_path_buf(),
+                    schema: other.map_or_else(|| "none".to_string(), |s| s.to_string()),
+                });
+            }
+        }
+        let symbols = metadata.symbol_map().map_err(open)?;
+        Ok(Source {
+            path: path.to_path_buf(),
+            decoder,
+            read,
+            symbols,
+            index: 0,
+            record_bytes: 0,
+        })
+    }
+
+    fn decode_error(&self, source: dbn::Error) -> Error {
+        Error::Decode {
+            file: self.path.clone(),
+            index: self.index,
+            source,
+        }
+    }
+
+    /// At the decoder's end: the decoder takes a record cut by the end of
+    /// the file for the end, so what was read must be whole records.
+    fn check_end(&self) -> Result<()> {
+        let (total, head) = (self.read.total.get(), self.read.head.get());
+        let metadata = 8 + u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
+        match total.saturating_sub(metadata + self.record_bytes) {
+            0 => Ok(()),
+            left => Err(self.decode_error(dbn::Error::decode(format!(
+                "the file ends {left} bytes into this record"
+            )))),
+        }
+    }
+
+    /// The next record, copied out (for a merge), `None` at a clean end.
+    fn next_owned(&mut self) -> Result<Option<dbn::RecordBuf>> {
+        let record = match self.decoder.decode_record_ref() {
+            Ok(Some(record)) => record,
+            Ok(None) => return self.check_end().map(|()| None),
+            Err(e) => return Err(self.decode_error(e)),
+        };
+        let size = record.record_size() as u64;
+        let owned = dbn::RecordBuf::try_from(record).map_err(|e| self.decode_error(e))?;
+        self.record_bytes += size;
+        self.index += 1;
+        Ok(Some(owned))
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("path", &self.path)
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S: MdSender> Importer<S> {
     /// An import into `publisher`'s feed.
     pub fn new(publisher: FeedPublisher<S>, options: ImportOptions) -> Importer<S> {
@@ -273,57 +361,19 @@ impl<S: MdSender> Importer<S> {
     /// one named was published and the WAL is valid.
     pub fn import_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
         self.file = path.as_ref().to_path_buf();
-        let open = |source| Error::Open {
-            file: path.as_ref().to_path_buf(),
-            source,
-        };
-        let (counted, read) = open_stream(path.as_ref()).map_err(|e| open(dbn::Error::io(e, "opening the file")))?;
-        let mut decoder =
-            dbn::decode::dbn::Decoder::with_upgrade_policy(counted, VersionUpgradePolicy::UpgradeToV3).map_err(open)?;
-        let metadata = decoder.metadata();
-        match metadata.schema {
-            Some(Schema::Mbp10 | Schema::Mbp1 | Schema::Tbbo | Schema::Trades | Schema::Mbo) => {}
-            other => {
-                return Err(Error::Schema {
-                    file: self.file.clone(),
-                    schema: other.map_or_else(|| "none".to_string(), |s| s.to_string()),
-                });
-            }
-        }
-        let symbols = metadata.symbol_map().map_err(open)?;
-        let mut index = 0u64;
-        let mut record_bytes = 0u64;
+        let mut source = Source::open(path.as_ref())?;
         let result = loop {
-            let record = match decoder.decode_record_ref() {
+            // In place: the record is read where the decoder holds it.
+            let record = match source.decoder.decode_record_ref() {
                 Ok(Some(record)) => record,
-                Ok(None) => {
-                    // The decoder takes a record cut by the end of the file
-                    // for the end: what was read must be whole records.
-                    let (total, head) = (read.total.get(), read.head.get());
-                    let metadata = 8 + u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
-                    let left = total.saturating_sub(metadata + record_bytes);
-                    if left > 0 {
-                        break Err(Error::Decode {
-                            file: self.file.clone(),
-                            index,
-                            source: dbn::Error::decode(format!("the file ends {left} bytes into this record")),
-                        });
-                    }
-                    break Ok(());
-                }
-                Err(source) => {
-                    break Err(Error::Decode {
-                        file: self.file.clone(),
-                        index,
-                        source,
-                    });
-                }
+                Ok(None) => break source.check_end(),
+                Err(e) => break Err(source.decode_error(e)),
             };
-            record_bytes += record.record_size() as u64;
-            if let Err(e) = self.record(&record, &symbols, index) {
+            source.record_bytes += record.record_size() as u64;
+            if let Err(e) = self.record(&record, &source.symbols, source.index) {
                 break Err(e);
             }
-            index += 1;
+            source.index += 1;
             self.stats.dbn_records += 1;
             if self.out.len() >= BATCH {
                 self.publish()?;
@@ -333,6 +383,60 @@ impl<S: MdSender> Importer<S> {
         self.publish()?;
         result?;
         self.stats.files += 1;
+        Ok(())
+    }
+
+    /// Imports several files merged in time order (DBN's index time,
+    /// `ts_recv`; a tie goes to the file given first), as one recording:
+    /// the days of one instrument, or instruments recorded apart. On an
+    /// error (naming its file and record), everything merged before it was
+    /// published and the WAL is valid.
+    pub fn import_files<P: AsRef<Path>>(&mut self, paths: &[P]) -> Result<()> {
+        if let [one] = paths {
+            return self.import_file(one);
+        }
+        let mut sources = Vec::with_capacity(paths.len());
+        for path in paths {
+            self.file = path.as_ref().to_path_buf();
+            sources.push((Source::open(path.as_ref())?, None::<dbn::RecordBuf>));
+        }
+        let result = self.merge(&mut sources);
+        self.publish()?;
+        result
+    }
+
+    fn merge(&mut self, sources: &mut [(Source, Option<dbn::RecordBuf>)]) -> Result<()> {
+        let mut open = sources.len();
+        // Each file's next record, copied out of its decoder (the decoders
+        // lend one record at a time).
+        for (source, next) in sources.iter_mut() {
+            *next = source.next_owned()?;
+            if next.is_none() {
+                open -= 1;
+                self.stats.files += 1;
+            }
+        }
+        while open > 0 {
+            let (i, _) = sources
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, next))| next.as_ref().map(|r| (i, r.as_rec_ref().raw_index_ts())))
+                .min_by_key(|&(i, ts)| (ts, i))
+                .expect("a file with a record is left");
+            let (source, next) = &mut sources[i];
+            let record = next.take().expect("chosen for its record");
+            self.file = source.path.clone();
+            self.record(&record.as_rec_ref(), &source.symbols, source.index - 1)?;
+            self.stats.dbn_records += 1;
+            if self.out.len() >= BATCH {
+                self.publish()?;
+            }
+            *next = source.next_owned()?;
+            if next.is_none() {
+                open -= 1;
+                self.stats.files += 1;
+            }
+        }
         Ok(())
     }
 

@@ -17,9 +17,10 @@
 //! `sequence`, `ts_in_delta`, `channel_id`, `publisher_id`, and levels
 //! beyond the 10th.
 //!
-//! Files are read one after another in the order given (give a day's files
-//! in time order): the books, MBO orders and volumes carry over, so a day's
-//! file continues the previous day's book.
+//! [`Importer::import_files`] merges several files in time order (DBN's
+//! index time, `ts_recv`); [`Importer::import_file`] reads one. Either way
+//! the books, MBO orders and volumes carry over, so a day's file continues
+//! the previous day's book.
 //!
 //! [`FeedPublisher`]: mdbus_publisher::FeedPublisher
 
