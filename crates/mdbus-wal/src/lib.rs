@@ -57,7 +57,6 @@
 mod c_header;
 mod error;
 mod format;
-mod idle;
 mod index;
 mod lock;
 mod reader;

@@ -6,13 +6,8 @@
 //! of the current map (but the page the writer is filling only when the
 //! writer stayed in it for a whole interval, see `flush_all`), and
 //! whatever a roll left unsynced in retired maps. It never touches the
-//! bytes. So a frame is on disk at most two rounds (plus the I/O) after it
-//! was written.
-//!
-//! The thread runs at `SCHED_IDLE` so that it never preempts the writer;
-//! when a busy CPU starves it for four intervals, the writer promotes it
-//! for a round (see [`crate::idle`]). Rounds are then up to ~30 ms apart
-//! (measured with a writer spinning on the same core), not 2 ms.
+//! bytes. So a frame is on disk at most two intervals (plus the I/O) after
+//! it was written.
 //!
 //! Before flushing, the thread unmaps (`MADV_DONTNEED`, see
 //! [`release_pages`]) the writer's pages that lie wholly below `written`:
@@ -33,7 +28,6 @@ use memmap2::{MmapRaw, UncheckedAdvice};
 
 use crate::error::Error;
 use crate::format::HEADER_LEN;
-use crate::idle::{IdleThread, coarse_now_ns};
 
 /// The system page size.
 pub(crate) fn page_size() -> usize {
@@ -95,11 +89,8 @@ pub enum SyncPolicy {
     /// page cache) but not a power loss unless the kernel wrote them back.
     Never,
     /// Group commit: a background thread syncs what was written every
-    /// interval (default 2 ms); a frame is on disk within two rounds plus
-    /// the I/O time (the page the writer is filling waits one round). The
-    /// thread runs at `SCHED_IDLE`: on a CPU kept busy (a spinning
-    /// publisher on the same core) a round can come up to four intervals
-    /// late plus a scheduler tick before the writer promotes it.
+    /// interval (default 2 ms); a frame is on disk within two intervals plus
+    /// the I/O time (the page the writer is filling waits one round).
     Interval(Duration),
     /// Sync every frame before `append` returns (one `msync` per record).
     Always,
@@ -178,12 +169,6 @@ struct Shared {
     flushing: Mutex<()>,
     wake: Condvar,
     page: usize,
-    /// The thread, at SCHED_IDLE unless the writer finds it late.
-    thread: IdleThread,
-    /// Late after this long without a round: 4 intervals (2 measured a
-    /// mean round gap of 8-11 ms instead of 14 ms with a spinning writer on
-    /// the same core, but twice the promotions, and a worse append p99.9).
-    late_ns: u64,
 }
 
 /// Handle of the group-commit thread.
@@ -299,7 +284,7 @@ fn flush_all(shared: &Shared, everything: bool) {
 }
 
 impl Shared {
-    fn new(path: PathBuf, map: Arc<MmapRaw>, end: usize, every: Duration) -> Shared {
+    fn new(path: PathBuf, map: Arc<MmapRaw>, end: usize) -> Shared {
         Shared {
             hot: HotWords {
                 written: AtomicUsize::new(end),
@@ -319,8 +304,6 @@ impl Shared {
             flushing: Mutex::new(()),
             wake: Condvar::new(),
             page: page_size(),
-            thread: IdleThread::default(),
-            late_ns: u64::try_from(every.as_nanos()).unwrap_or(u64::MAX).saturating_mul(4),
         }
     }
 }
@@ -328,20 +311,18 @@ impl Shared {
 impl SyncWorker {
     /// Starts the thread for `map` (the live segment), written up to `end`.
     pub(crate) fn start(path: PathBuf, map: Arc<MmapRaw>, end: usize, every: Duration) -> std::io::Result<SyncWorker> {
-        let shared = Arc::new(Shared::new(path, map, end, every));
+        let shared = Arc::new(Shared::new(path, map, end));
         let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("mdbus-wal-sync".into())
             .spawn(move || {
                 let shared = thread_shared;
-                shared.thread.enter();
                 loop {
                     // Read `stop` before the flush: the writer's last
                     // appends happen before it sets `stop`, so the flush
                     // after seeing it covers them.
                     let stop = lock(&shared.state).stop;
                     flush_all(&shared, stop);
-                    shared.thread.progressed();
                     if stop {
                         break;
                     }
@@ -389,16 +370,6 @@ impl SyncWorker {
         state.dir = Some(dir.to_path_buf());
         // SYNC: pairs with the Acquire load in `flush_all`, under the mutex.
         self.shared.hot.written.store(end, Ordering::Release);
-    }
-
-    /// Called by the writer now and then (at page crossings): promotes the
-    /// thread out of SCHED_IDLE when it has not finished a round for four
-    /// intervals (a busy CPU starves it), see [`crate::idle`].
-    #[inline]
-    pub(crate) fn watch(&self) {
-        if self.shared.thread.is_late(coarse_now_ns(), self.shared.late_ns) {
-            self.shared.thread.promote();
-        }
     }
 
     /// A background sync error, once.
@@ -476,7 +447,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (path, map) = map(dir.path(), "a");
         // No thread: the rounds are these calls.
-        let shared = &Shared::new(path, map, 128, Duration::from_secs(3600));
+        let shared = &Shared::new(path, map, 128);
         let page = shared.page;
         let synced = || lock(&shared.state).current.synced;
         let written = |end| shared.hot.written.store(end, Ordering::Relaxed);

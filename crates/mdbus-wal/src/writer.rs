@@ -2,7 +2,7 @@
 //! segment, rolls to a new segment when a frame does not fit, and
 //! recovers the newest segment on open.
 //!
-//! Length (~870 lines): append, roll, preallocation and open-time recovery of
+//! Length (~830 lines): append, roll, preallocation and open-time recovery of
 //! the newest segment all move the same live-segment state.
 
 use std::fs::File;
@@ -21,7 +21,6 @@ use crate::format::{
     DEFAULT_SEGMENT_BYTES, FRAME_HEADER_LEN, HEADER_LEN, MIN_SEGMENT_BYTES, SegmentHeader, is_record_size,
     list_segments, padded, segment_file_name, validate_feed,
 };
-use crate::idle::IdleThread;
 use crate::index::SparseIndex;
 use crate::lock::FeedLock;
 use crate::recovery::{RecoveryEvent, RecoveryReport};
@@ -145,9 +144,6 @@ struct LiveSegment {
     /// [`SyncPolicy::Never`]: the write offset at which to release the
     /// pages passed (every [`RELEASE_STRIDE`] bytes).
     release_at: usize,
-    /// The write offset at which to look at the background threads next
-    /// (every [`WATCH_STRIDE`] bytes, see [`Wal::watch_background`]).
-    watch_at: usize,
 }
 
 impl LiveSegment {
@@ -164,11 +160,6 @@ impl LiveSegment {
 /// passed every this many bytes (one `madvise`; the sync thread does it
 /// for `Interval`): see [`crate::sync`] for why.
 const RELEASE_STRIDE: usize = 4 << 20;
-
-/// The appending thread looks whether the `SCHED_IDLE` background threads
-/// are late every this many bytes (a coarse clock read; see
-/// [`crate::idle`]).
-const WATCH_STRIDE: usize = 4096;
 
 fn map_raw(file: &File, path: &Path, len: u64) -> Result<MmapRaw> {
     let len = usize::try_from(len).map_err(|_| Error::Options(format!("segment size {len} too large")))?;
@@ -265,7 +256,7 @@ pub struct Wal {
     live: LiveSegment,
     next_seq: u64,
     sync: Option<SyncWorker>,
-    prepared: Option<(JoinHandle<Result<PreparedSegment>>, Arc<IdleThread>)>,
+    prepared: Option<JoinHandle<Result<PreparedSegment>>>,
     /// The next segment, when [`Wal::wait_prepared`] collected it.
     ready: Option<PreparedSegment>,
     recovery: RecoveryReport,
@@ -451,7 +442,6 @@ impl Wal {
             index: result.index,
             released: result.end,
             release_at: result.end + RELEASE_STRIDE,
-            watch_at: 0,
         };
         Ok((live, next_seq))
     }
@@ -571,7 +561,6 @@ impl Wal {
             index: SparseIndex::default(),
             released: 0,
             release_at: RELEASE_STRIDE,
-            watch_at: 0,
         })
     }
 
@@ -581,17 +570,11 @@ impl Wal {
         }
         let dir = self.feed_dir.clone();
         let (bytes, prefault) = (self.options.segment_bytes, self.options.prefault);
-        let idle = Arc::new(IdleThread::default());
-        let thread_idle = Arc::clone(&idle);
         // A failed spawn only means the roll preallocates synchronously.
         self.prepared = std::thread::Builder::new()
             .name("mdbus-wal-prealloc".into())
-            .spawn(move || {
-                thread_idle.enter();
-                prepare_segment(&dir, bytes, prefault)
-            })
-            .ok()
-            .map(|handle| (handle, idle));
+            .spawn(move || prepare_segment(&dir, bytes, prefault))
+            .ok();
     }
 
     /// Appends the record held by `sample` (its kind's length, not 376
@@ -671,10 +654,6 @@ impl Wal {
         live.write_off = off + frame_len;
         live.frames += 1;
         self.next_seq += 1;
-        let watch = live.write_off >= live.watch_at;
-        if watch {
-            live.watch_at = (live.write_off | (WATCH_STRIDE - 1)) + 1;
-        }
         match self.options.sync {
             SyncPolicy::Never => {
                 if live.write_off >= live.release_at {
@@ -693,27 +672,7 @@ impl Wal {
                 })?;
             }
         }
-        if watch {
-            self.watch_background();
-        }
         Ok(())
-    }
-
-    /// Promotes a `SCHED_IDLE` background thread that a busy CPU starves
-    /// (see [`crate::idle`]): the sync thread after four intervals without
-    /// a round, the preparation of the next segment when the live one is
-    /// half full and it has not finished (else the roll would wait for it).
-    #[cold]
-    fn watch_background(&self) {
-        if let Some(sync) = &self.sync {
-            sync.watch();
-        }
-        if self.live.write_off >= self.live.limit / 2
-            && let Some((handle, idle)) = &self.prepared
-            && !handle.is_finished()
-        {
-            idle.promote();
-        }
     }
 
     /// Whether a record of `len` bytes would start a new segment.
@@ -776,7 +735,7 @@ impl Wal {
     /// not wait. Returns at once when there is none. A failed preparation
     /// is retried by the roll itself.
     pub fn wait_prepared(&mut self) {
-        if let Some((handle, _)) = self.prepared.take()
+        if let Some(handle) = self.prepared.take()
             && let Ok(Ok(p)) = handle.join()
         {
             if p.bytes == self.options.segment_bytes {

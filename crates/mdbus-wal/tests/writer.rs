@@ -306,64 +306,6 @@ fn reader_of_a_missing_feed_waits_for_the_first_segment() {
     assert_eq!(reader.next_record().unwrap().unwrap().seq(), 1);
     assert!(matches!(verify(dir.path(), "nothing"), Err(Error::NoSegments { .. })));
 }
-
-/// Ids of the threads of this process named `name`.
-#[cfg(target_os = "linux")]
-fn threads_named(name: &str) -> Vec<libc::pid_t> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc/self/task").unwrap() {
-        let entry = entry.unwrap();
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() == name {
-            out.push(entry.file_name().to_str().unwrap().parse().unwrap());
-        }
-    }
-    out
-}
-
-/// The group-commit thread runs at SCHED_IDLE, so that it never preempts
-/// the appending thread; the WAL works the same.
-#[cfg(target_os = "linux")]
-#[test]
-fn sync_thread_runs_at_idle_priority() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = WalOptions::default()
-        .segment_bytes(4096)
-        .sync(SyncPolicy::Interval(Duration::from_millis(1)));
-    let mut wal = Wal::open(dir.path(), "idle", options).unwrap();
-    for seq in 1..=100 {
-        wal.append(&record(seq, (seq % 4) as u8)).unwrap();
-    }
-    wal.sync().unwrap();
-    // The thread sets its own policy when it starts: wait for that (other
-    // tests' sync threads have the same name and must be idle too).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let tids = threads_named("mdbus-wal-sync");
-        assert!(!tids.is_empty());
-        // SAFETY: sched_getscheduler only reads the policy of a thread id;
-        // a thread that exited meanwhile gives -1, which is not SCHED_IDLE.
-        let idle = tids
-            .iter()
-            .all(|&tid| unsafe { libc::sched_getscheduler(tid) } == libc::SCHED_IDLE);
-        if idle {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "sync threads {tids:?} not SCHED_IDLE"
-        );
-        std::thread::yield_now();
-    }
-    drop(wal);
-    assert_eq!(replay(dir.path(), "idle", false).seqs, (1..=100).collect::<Vec<_>>());
-}
-
-/// A roll under group commit names the new segment before its header is on
-/// disk (the sync thread flushes it): a power loss may leave the newest
-/// segment with an all-zero header, alone or with its first page. Open
-/// writes the header again from the name and continues; a header that is
-/// not all zero stays an error.
 #[test]
 fn open_restores_the_all_zero_header_of_the_newest_segment() {
     use std::os::unix::fs::FileExt;
