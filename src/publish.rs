@@ -102,6 +102,8 @@ impl PublisherBuilder {
     /// the one that publishes) to CPU `cpu`, before the WAL starts its
     /// threads, which inherit the pin: the publish path on one core, each
     /// spinning subscriber on another ([`SubscriberBuilder::cpu`](crate::SubscriberBuilder::cpu)).
+    /// The pin stays with the calling thread (and the threads it starts
+    /// later) after the publisher is dropped.
     pub fn cpu(mut self, cpu: usize) -> PublisherBuilder {
         self.cpu = Some(cpu);
         self

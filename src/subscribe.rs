@@ -136,7 +136,8 @@ impl SubscriberBuilder {
 
     /// Pins the thread that calls [`SubscriberBuilder::open`] (it must be
     /// the one that reads the events) to CPU `cpu`: a busy-spinning
-    /// subscriber wants a core of its own, away from the publisher's.
+    /// subscriber wants a core of its own, away from the publisher's. The
+    /// pin stays with the calling thread after the subscriber is dropped.
     pub fn cpu(mut self, cpu: usize) -> SubscriberBuilder {
         self.cpu = Some(cpu);
         self

@@ -66,6 +66,22 @@ fn import_then_read_the_book_and_verify() {
     assert_eq!(book["bids"].as_array().unwrap().len(), 10, "{book}");
     let out = mdbus(&["wal", "verify", "--wal", wal, "--feed", "es"]);
     assert!(out.status.success() && text(&out).contains("clean"), "{}", text(&out));
+    // Again into the same feed: refused (the data would be there twice) ...
+    let out = mdbus(&["import", "dbn", mbp10.to_str().unwrap(), "--feed", "es", "--wal", wal]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--append"), "{}", text(&out));
+    // ... unless asked for.
+    let out = mdbus(&[
+        "import",
+        "dbn",
+        trades.to_str().unwrap(),
+        "--feed",
+        "es",
+        "--wal",
+        wal,
+        "--append",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 #[test]
@@ -89,7 +105,17 @@ fn bad_input_exits_1_and_bad_arguments_2() {
         text(&out)
     );
     let missing = dir.path().join("missing.dbn");
-    let out = mdbus(&["import", "dbn", missing.to_str().unwrap(), "--feed", "es", "--wal", wal]);
+    // (The refused import above left an empty WAL: --append.)
+    let out = mdbus(&[
+        "import",
+        "dbn",
+        missing.to_str().unwrap(),
+        "--feed",
+        "es",
+        "--wal",
+        wal,
+        "--append",
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("missing.dbn"), "{}", text(&out));
     let out = mdbus(&[

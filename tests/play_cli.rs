@@ -204,7 +204,8 @@ fn sigusr1_pauses_and_sigusr2_resumes() {
     let root = dir.path().to_str().unwrap();
     let (recorded, played) = (feed("recpause"), feed("playpause"));
     record(root, &recorded);
-    // At speed 0.5 the 1 s recording takes 2 s: time to pause it.
+    // At speed 0.25 the 1 s recording takes 4 s: time to pause it after the
+    // first progress line (1 s), however loaded the machine.
     let mut child = Command::new(env!("CARGO_BIN_EXE_mdbus"))
         .args([
             "play",
@@ -215,7 +216,7 @@ fn sigusr1_pauses_and_sigusr2_resumes() {
             "--as",
             &played,
             "--speed",
-            "0.5",
+            "0.25",
             "--no-board",
         ])
         .stderr(Stdio::piped())
@@ -254,7 +255,7 @@ fn sigusr1_pauses_and_sigusr2_resumes() {
     wait_for("paused");
     signal("USR2");
     wait_for("resumed after");
-    let end = wait_for("played ");
+    let end = wait_for("end of recording");
     assert!(child.wait().unwrap().success(), "{end}");
     reader.join().unwrap();
     let source = records(dir.path(), &recorded)

@@ -49,10 +49,13 @@ pub struct DbnArgs {
     /// Feed name (`[A-Za-z0-9_-]{1,32}`).
     #[arg(long)]
     feed: String,
-    /// WAL root (segments go in `<wal>/<feed>/`); an existing WAL of the
-    /// feed is appended to.
+    /// WAL root (segments go in `<wal>/<feed>/`).
     #[arg(long)]
     wal: PathBuf,
+    /// Append to the feed's WAL when it already holds records (without it
+    /// an existing WAL is refused: importing twice would double the data).
+    #[arg(long)]
+    append: bool,
     /// Which DBN timestamp is the records' `ts_event`.
     #[arg(long, value_enum, default_value_t = ClockArg::TsRecv)]
     clock: ClockArg,
@@ -88,6 +91,27 @@ pub(crate) fn run(command: &ImportCommand) -> ExitCode {
 }
 
 fn dbn(args: &DbnArgs) -> ExitCode {
+    let location = match mdbus_types::WalLocation::try_new(&args.wal, &args.feed) {
+        Ok(location) => location,
+        Err(e) => {
+            eprintln!("mdbus import dbn: --feed: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let has_segments = std::fs::read_dir(location.dir())
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "wal"))
+        })
+        .unwrap_or(false);
+    if has_segments && !args.append {
+        eprintln!(
+            "mdbus import dbn: the WAL {location} already holds records: importing again would add them twice \
+             (pass --append to add to it, or choose another --feed or --wal)"
+        );
+        return ExitCode::from(2);
+    }
     let mut config = FeedConfig::new(&args.feed);
     config.wal_root = Some(args.wal.clone());
     config.wal = WalOptions::default().segment_bytes(args.segment_bytes);
@@ -97,8 +121,9 @@ fn dbn(args: &DbnArgs) -> ExitCode {
     let publisher = match FeedPublisher::open(config, mdbus_transport::InProcBus::new(1).sender()) {
         Ok(publisher) => publisher,
         Err(e) => {
+            // Another writer, permissions, the disk: not the arguments.
             eprintln!("mdbus import dbn: {e}");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     let options = ImportOptions {

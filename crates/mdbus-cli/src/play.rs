@@ -59,7 +59,9 @@ pub struct PlayArgs {
     /// Only these instruments (repeatable; default all).
     #[arg(long)]
     instrument: Vec<String>,
-    /// Play the recording this many times, each from fresh snapshots.
+    /// Play the recording this many times, each from fresh snapshots; a
+    /// pass after the first is shifted in time to start after the previous
+    /// one ended (unless `--retime`), so `ts_event` stays in order.
     #[arg(long = "loop", default_value_t = 1)]
     loops: u32,
     /// Shift `ts_event` so that playback starts now (default: as recorded).
@@ -102,11 +104,11 @@ impl Control {
     /// After a SIGUSR1: publishes nothing until a SIGUSR2 (the flag is
     /// looked at every 10 ms: a pause is not a latency path); returns how
     /// long it paused.
-    fn pause_if_asked(&self) -> Duration {
+    fn pause_if_asked(&self, mut idle: impl FnMut() -> Result<(), String>) -> Result<Duration, String> {
         // SYNC: the signal handler stores the flags (SeqCst); a swap sees
         // them whatever the ordering: only the flag's own value matters.
         if !self.pause.swap(false, Ordering::SeqCst) {
-            return Duration::ZERO;
+            return Ok(Duration::ZERO);
         }
         let paused = Instant::now();
         eprintln!("paused (SIGUSR2 resumes)");
@@ -114,9 +116,11 @@ impl Control {
         self.resume.store(false, Ordering::SeqCst);
         while !self.resume.swap(false, Ordering::SeqCst) {
             thread::sleep(Duration::from_millis(10));
+            // The feed stays alive: heartbeats while paused.
+            idle()?;
         }
         eprintln!("resumed after {:.3} s", paused.elapsed().as_secs_f64());
-        paused.elapsed()
+        Ok(paused.elapsed())
     }
 }
 
@@ -160,19 +164,29 @@ impl State {
     }
 
     /// The state as plain records: every book (empty for an instrument
-    /// subscribers know but the recording has no book of here) and tick.
-    fn snapshots(&self, known: &HashSet<InstrumentId>, ts: i64, out: &mut Vec<MdSample>) {
-        let mut ids: Vec<InstrumentId> = known.iter().chain(self.books.keys()).copied().collect();
+    /// whose book subscribers hold from an earlier pass but the recording
+    /// has none of here) and last tick.
+    fn snapshots(&self, known_books: &HashSet<InstrumentId>, ts: i64, out: &mut Vec<MdSample>) {
+        let mut ids: Vec<InstrumentId> = known_books
+            .iter()
+            .chain(self.books.keys())
+            .chain(self.ticks.keys())
+            .copied()
+            .collect();
         ids.sort();
         ids.dedup();
         for id in ids {
-            let mut snapshot = match self.books.get(&id) {
-                Some(book) => book.to_snapshot(),
-                None => mdbus_types::BookSnapshot::empty(id, ts),
+            let snapshot = match self.books.get(&id) {
+                Some(book) => Some(book.to_snapshot()),
+                None => known_books
+                    .contains(&id)
+                    .then(|| mdbus_types::BookSnapshot::empty(id, ts)),
             };
-            snapshot.header.ts_event = ts;
-            snapshot.header.flags = 0;
-            out.push(snapshot.into());
+            if let Some(mut snapshot) = snapshot {
+                snapshot.header.ts_event = ts;
+                snapshot.header.flags = 0;
+                out.push(snapshot.into());
+            }
             if let Some(tick) = self.ticks.get(&id) {
                 let mut tick = *tick;
                 tick.header.ts_event = ts;
@@ -239,7 +253,12 @@ pub(crate) fn run(args: &PlayArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if wal.feed().as_str() == args.feed && wal.root() == args.wal {
+    let same_root = match (std::fs::canonicalize(wal.root()), std::fs::canonicalize(&args.wal)) {
+        (Ok(out), Ok(recording)) => out == recording,
+        // The played feed's root does not exist yet: not the recording's.
+        _ => false,
+    };
+    if wal.feed().as_str() == args.feed && same_root {
         eprintln!(
             "mdbus play: --as {} would write into the recording itself",
             args.as_feed
@@ -265,7 +284,8 @@ pub(crate) fn run(args: &PlayArgs) -> ExitCode {
     let mut total = Played::default();
     let mut last_ts = 0;
     for round in 0..args.loops {
-        match play_once(args, &filter, &mut publisher, &mut known, start, &control) {
+        let after = (round > 0).then_some(last_ts);
+        match play_once(args, &filter, &mut publisher, &mut known, start, &control, after) {
             Ok((played, ts)) => {
                 total.records += played.records;
                 total.worst_lag = total.worst_lag.max(played.worst_lag);
@@ -315,6 +335,7 @@ fn play_once<S: MdSender>(
     known: &mut HashSet<InstrumentId>,
     started: Instant,
     control: &Control,
+    after: Option<i64>,
 ) -> Result<(Played, i64), String> {
     let mut reader = WalReader::open(
         &args.wal,
@@ -366,7 +387,7 @@ fn play_once<S: MdSender>(
         // by its length.
         if control.pause_asked() {
             publish(publisher, &mut batch)?;
-            let pause = control.pause_if_asked();
+            let pause = control.pause_if_asked(|| publisher.poll().map_err(|e| e.to_string()))?;
             if let Some((at, _)) = &mut origin {
                 *at += pause;
             }
@@ -374,6 +395,10 @@ fn play_once<S: MdSender>(
         let (origin_at, t0) = *origin.get_or_insert_with(|| {
             if args.retime {
                 shift = clock::now_ns() - ts;
+            } else if let Some(after) = after.filter(|&after| after >= ts) {
+                // A later pass starts after the previous one ended: the
+                // played feed's time stays in order.
+                shift = after + 1 - ts;
             }
             (Instant::now(), ts)
         });
@@ -385,15 +410,17 @@ fn play_once<S: MdSender>(
         state.apply(record);
         // The schedule: the recording's gaps, each at most --max-gap, at
         // --speed.
+        // Against the latest time seen, not the record before: a snapshot
+        // carries its book's last change, which may be older.
         let gap = (ts - prev_ts).max(0) as f64;
-        prev_ts = ts;
+        prev_ts = prev_ts.max(ts);
         if !args.max {
             schedule += Duration::from_secs_f64(gap.min(max_gap_ns) / args.speed / 1e9);
             let due = origin_at + schedule;
             let now = Instant::now();
             if due > now {
                 publish(publisher, &mut batch)?;
-                wait_until(due);
+                wait_until(due, publisher)?;
             } else {
                 played.worst_lag = played.worst_lag.max(now - due);
             }
@@ -404,7 +431,9 @@ fn play_once<S: MdSender>(
             h.ts_event = ts + shift;
             h.flags = 0;
         }
-        if let Some(id) = record.instrument() {
+        if let RecordRef::BookSnapshot(_) | RecordRef::BookDelta(_) = record
+            && let Some(id) = record.instrument()
+        {
             known.insert(id);
         }
         last_ts = ts + shift;
@@ -439,15 +468,19 @@ fn play_once<S: MdSender>(
 }
 
 /// Sleeps until shortly before `due`, then yields until it.
-fn wait_until(due: Instant) {
+/// Sleeps until shortly before `due` (in slices of at most 50 ms, the
+/// publisher's housekeeping between them: heartbeats of a quiet feed,
+/// the board's heartbeat), then yields until it.
+fn wait_until<S: MdSender>(due: Instant, publisher: &mut FeedPublisher<S>) -> Result<(), String> {
     loop {
         let now = Instant::now();
         if now >= due {
-            return;
+            return Ok(());
         }
         let left = due - now;
         if left > Duration::from_millis(2) {
-            thread::sleep(left - Duration::from_millis(1));
+            thread::sleep((left - Duration::from_millis(1)).min(Duration::from_millis(50)));
+            publisher.poll().map_err(|e| e.to_string())?;
         } else {
             thread::yield_now();
         }
