@@ -159,6 +159,21 @@ fn open_stream(path: &Path) -> io::Result<(Counted, Rc<Read>)> {
     ))
 }
 
+/// The fields of an MBP record (MBP-10, MBP-1, TBBO) that the import uses.
+#[derive(Debug, Clone, Copy)]
+struct Mbp<'a> {
+    /// DBN's instrument id.
+    key: u32,
+    /// The chosen `ts_event`.
+    ts: i64,
+    action: u8,
+    flags: FlagSet,
+    /// Price and size of the event's order (the trade, for `T`).
+    trade: (i64, u32),
+    /// The book after the event, best first.
+    levels: &'a [BidAskPair],
+}
+
 /// Records written per `publish_batch`.
 const BATCH: usize = 512;
 
@@ -484,33 +499,24 @@ impl<S: MdSender> Importer<S> {
             index,
             source: dbn::Error::decode(reason),
         };
+        // MBP-10 and MBP-1/TBBO have the same fields but their depth.
+        macro_rules! mbp {
+            ($m:expr) => {
+                Mbp {
+                    key: $m.hd.instrument_id,
+                    ts: self.ts($m.hd.ts_event, $m.ts_recv),
+                    action: $m.action as u8,
+                    flags: $m.flags,
+                    trade: ($m.price, $m.size),
+                    levels: &$m.levels,
+                }
+            };
+        }
         if let Some(m) = typed::<Mbp10Msg>(record).map_err(corrupt)? {
-            let ts = self.ts(m.hd.ts_event, m.ts_recv);
-            levels(&m.levels, &mut self.bids, &mut self.asks);
-            return self.book_event(
-                m.hd.instrument_id,
-                m,
-                ts,
-                m.action as u8,
-                m.flags,
-                (m.price, m.size),
-                symbols,
-                index,
-            );
+            return self.book_event(record, mbp!(m), symbols, index);
         }
         if let Some(m) = typed::<Mbp1Msg>(record).map_err(corrupt)? {
-            let ts = self.ts(m.hd.ts_event, m.ts_recv);
-            levels(&m.levels, &mut self.bids, &mut self.asks);
-            return self.book_event(
-                m.hd.instrument_id,
-                m,
-                ts,
-                m.action as u8,
-                m.flags,
-                (m.price, m.size),
-                symbols,
-                index,
-            );
+            return self.book_event(record, mbp!(m), symbols, index);
         }
         if let Some(m) = typed::<TradeMsg>(record).map_err(corrupt)? {
             let ts = self.ts(m.hd.ts_event, m.ts_recv);
@@ -540,20 +546,24 @@ impl<S: MdSender> Importer<S> {
         Ok(())
     }
 
-    /// An MBP record: the levels (already in `bids`/`asks`) are the book
-    /// after the event; published at the event's last record.
-    #[allow(clippy::too_many_arguments)]
-    fn book_event<R: dbn::Record>(
+    /// An MBP record: its levels are the book after the event; published
+    /// at the event's last record.
+    fn book_event(
         &mut self,
-        key: u32,
-        record: &R,
-        ts: i64,
-        action: u8,
-        flags: FlagSet,
-        (price, size): (i64, u32),
+        record: &dbn::RecordRef<'_>,
+        event: Mbp<'_>,
         symbols: &TsSymbolMap,
         index: u64,
     ) -> Result<()> {
+        let Mbp {
+            key,
+            ts,
+            action,
+            flags,
+            trade: (price, size),
+            levels: pairs,
+        } = event;
+        levels(pairs, &mut self.bids, &mut self.asks);
         let instrument = instrument(
             &mut self.instruments,
             &self.options,
