@@ -67,6 +67,19 @@ pub enum Command {
     Gateway(gateway::GatewayArgs),
 }
 
+/// `--cpu N` of a subcommand: pins the calling thread (before it starts
+/// other threads, which inherit the pin); a CPU this process may not use
+/// is a bad argument (exit 2), named.
+fn pin(cpu: Option<usize>, command: &str) -> Result<(), ExitCode> {
+    match cpu.map(mdbus_types::affinity::pin_current_thread) {
+        Some(Err(e)) => {
+            eprintln!("mdbus {command}: --cpu: {e}");
+            Err(ExitCode::from(2))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Parses the process arguments and runs the subcommand; the exit code is
 /// 0 on success, 1 on a runtime error, 2 on bad arguments.
 pub fn main() -> ExitCode {

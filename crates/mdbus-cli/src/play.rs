@@ -198,11 +198,8 @@ impl State {
 }
 
 pub(crate) fn run(args: &PlayArgs) -> ExitCode {
-    if let Some(cpu) = args.cpu
-        && let Err(e) = mdbus_types::affinity::pin_current_thread(cpu)
-    {
-        eprintln!("mdbus play: --cpu: {e}");
-        return ExitCode::from(2);
+    if let Err(code) = crate::pin(args.cpu, "play") {
+        return code;
     }
     let speed_ok = args.speed.is_finite() && args.speed > 0.0;
     if !args.max && !speed_ok {

@@ -66,11 +66,8 @@ pub struct PublishArgs {
 
 pub(crate) fn run(args: &PublishArgs) -> ExitCode {
     // Before the WAL opens: its threads inherit the pin.
-    if let Some(cpu) = args.cpu
-        && let Err(e) = mdbus_types::affinity::pin_current_thread(cpu)
-    {
-        eprintln!("mdbus publish: --cpu: {e}");
-        return ExitCode::from(2);
+    if let Err(code) = crate::pin(args.cpu, "publish") {
+        return code;
     }
     if !args.synthetic {
         eprintln!("mdbus publish: no input: pass --synthetic (the synthetic market is the only source so far)");

@@ -90,11 +90,8 @@ fn limits(duration: f64, wait_for: f64) -> Result<(Option<Duration>, Duration), 
 }
 
 pub(crate) fn run(args: &SubscribeArgs) -> ExitCode {
-    if let Some(cpu) = args.cpu
-        && let Err(e) = mdbus_types::affinity::pin_current_thread(cpu)
-    {
-        eprintln!("mdbus subscribe: --cpu: {e}");
-        return ExitCode::from(2);
+    if let Err(code) = crate::pin(args.cpu, "subscribe") {
+        return code;
     }
     match limits(args.duration, args.wait_for_publisher) {
         Ok((duration, wait_for)) => imp::subscribe(args, duration, wait_for),
