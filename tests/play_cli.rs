@@ -54,6 +54,13 @@ fn market(sample: &MdSample) -> Option<(Kind, i64, Vec<u8>)> {
     })
 }
 
+/// `mdbus play --wal ROOT --feed RECORDED --as PLAYED EXTRA...`.
+fn play(root: &str, recorded: &str, played: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["play", "--wal", root, "--feed", recorded, "--as", played];
+    args.extend_from_slice(extra);
+    mdbus(&args)
+}
+
 fn record(root: &str, feed: &str) {
     let out = mdbus(&[
         "publish",
@@ -77,17 +84,7 @@ fn a_played_feed_carries_every_record_once_in_order_then_the_end_marker() {
     let root = dir.path().to_str().unwrap();
     let (recorded, played) = (feed("rec"), feed("play"));
     record(root, &recorded);
-    let out = mdbus(&[
-        "play",
-        "--wal",
-        root,
-        "--feed",
-        &recorded,
-        "--as",
-        &played,
-        "--max",
-        "--no-board",
-    ]);
+    let out = play(root, &recorded, &played, &["--max", "--no-board"]);
     assert!(out.status.success(), "{}", text(&out));
     let source: Vec<_> = records(dir.path(), &recorded).iter().filter_map(market).collect();
     let copy = records(dir.path(), &played);
@@ -133,19 +130,12 @@ fn from_starts_with_the_books_as_of_then() {
     record(root, &recorded);
     let source = records(dir.path(), &recorded);
     let from = source[source.len() / 2].header().ts_event;
-    let out = mdbus(&[
-        "play",
-        "--wal",
+    let out = play(
         root,
-        "--feed",
         &recorded,
-        "--as",
         &played,
-        "--max",
-        "--no-board",
-        "--from",
-        &from.to_string(),
-    ]);
+        &["--max", "--no-board", "--from", &from.to_string()],
+    );
     assert!(out.status.success(), "{}", text(&out));
     let copy = records(dir.path(), &played);
     // First the books as of `from` (every instrument), then the records.
@@ -180,14 +170,14 @@ fn bad_arguments_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap();
     let recorded = feed("recbad");
-    let out = mdbus(&["play", "--wal", root, "--feed", &recorded, "--as", "x", "--max"]);
+    let out = play(root, &recorded, "x", &["--max"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("the recording"), "{}", text(&out));
     record(root, &recorded);
-    let out = mdbus(&["play", "--wal", root, "--feed", &recorded, "--as", &recorded, "--max"]);
+    let out = play(root, &recorded, &recorded, &["--max"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("into the recording itself"), "{}", text(&out));
-    let out = mdbus(&["play", "--wal", root, "--feed", &recorded, "--as", "y", "--speed", "0"]);
+    let out = play(root, &recorded, "y", &["--speed", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let _ = InstrumentId::new("IF2501");
 }
