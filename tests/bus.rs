@@ -236,7 +236,19 @@ fn publisher_kill_9_and_restart_continue_the_seq_for_running_subscribers() {
     let last_before = before.last().unwrap().header().seq;
     let first_after = after[0].header().seq;
     assert!(first_after > last_before, "{first_after} after {last_before}");
-    assert!(seqs(&after).windows(2).all(|w| w[1] == w[0] + 1));
+    // In order, each once. The bare transport may show a hole (a record the
+    // killed publisher appended to the WAL but did not send, or one it
+    // overwrote for a receiver starved under load): every such hole is
+    // counted by the receiver and held by the WAL (checked below), which is
+    // what a `Subscriber` fills it from.
+    let after_seqs = seqs(&after);
+    assert!(after_seqs.windows(2).all(|w| w[1] > w[0]), "out of order or duplicated");
+    let holes: u64 = after_seqs.windows(2).map(|w| w[1] - w[0] - 1).sum();
+    assert!(
+        sub.dropped() >= holes,
+        "{holes} missing seqs, {} counted",
+        sub.dropped()
+    );
     let _ = sub.poll_events();
     assert!(sub.publisher_restarts() > restarts, "the restart is seen (EventId 1)");
     // The WAL is dense across the kill: the restarted publisher continued
