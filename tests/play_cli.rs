@@ -165,6 +165,61 @@ fn from_starts_with_the_books_as_of_then() {
     assert!(first_played.is_some(), "the record at from is played");
 }
 
+/// The number after `key` in the summary line: "in 0.503 s", "scheduled 0.250 s", "played 3001 records".
+fn summary_number(summary: &str, key: &str) -> f64 {
+    let at = summary.find(key).unwrap_or_else(|| panic!("no {key:?} in {summary}")) + key.len();
+    let number: String = summary[at..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    number.parse().unwrap_or_else(|_| panic!("{key:?} in {summary}"))
+}
+
+/// `--speed X` schedules the recording's own gaps divided by X and
+/// `--rate R` one record every 1/R s; a playback never runs ahead of its
+/// schedule. (How late it runs depends on the machine's load: reported by
+/// `mdbus play` as "worst lag", not asserted.)
+#[test]
+fn speed_and_rate_set_the_schedule_and_playback_never_runs_ahead_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let recorded = feed("recpace");
+    record(root, &recorded);
+    let times: Vec<i64> = records(dir.path(), &recorded)
+        .iter()
+        .filter_map(market)
+        .map(|r| r.1)
+        .collect();
+    let span = (times.iter().max().unwrap() - times[0]) as f64 / 1e9;
+    assert!(span > 0.5, "the recording spans {span} s");
+    for (played, pace, expected) in [
+        (feed("playspeed"), ["--speed", "4"], span / 4.0),
+        (feed("playrate"), ["--rate", "5000"], (times.len() - 1) as f64 / 5000.0),
+    ] {
+        let out = play(root, &recorded, &played, &[pace[0], pace[1], "--no-board"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let all = text(&out);
+        let summary = all.lines().find(|l| l.contains("end of recording")).expect(&all);
+        assert_eq!(summary_number(summary, "played") as usize, times.len(), "{summary}");
+        let scheduled = summary_number(summary, "scheduled");
+        assert!(
+            (scheduled - expected).abs() < 0.002,
+            "{pace:?}: {summary}; expected {expected:.3} s"
+        );
+        assert!(
+            summary_number(summary, " in") >= scheduled,
+            "{pace:?} ran ahead: {summary}"
+        );
+    }
+    // --rate and --speed (or --max) are one choice.
+    let out = play(root, &recorded, "z", &["--rate", "10", "--speed", "2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = play(root, &recorded, "z", &["--rate", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--rate 0"), "{}", text(&out));
+}
+
 #[test]
 fn bad_arguments_exit_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -39,13 +39,18 @@ pub struct PlayArgs {
     out_wal: Option<PathBuf>,
     /// Playback speed against the recorded `ts_event` (1: the original
     /// pace, 10: ten times faster).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, conflicts_with_all = ["rate", "max"])]
     speed: f64,
+    /// A steady rate instead of the recording's own pace: this many
+    /// records per second, whatever their `ts_event` gaps (a load test at a
+    /// known rate on real data).
+    #[arg(long, conflicts_with = "max")]
+    rate: Option<f64>,
     /// As fast as the bus takes it (no pacing).
     #[arg(long)]
     max: bool,
     /// Longest pause, in seconds of playback: a longer gap of the
-    /// recording (a night, a halt) is cut to this.
+    /// recording (a night, a halt) is cut to this (with `--speed`).
     #[arg(long, default_value_t = 5.0)]
     max_gap: f64,
     /// Start here (ns since the epoch or RFC 3339): the records before it
@@ -121,6 +126,45 @@ impl Control {
         }
         eprintln!("resumed after {:.3} s", paused.elapsed().as_secs_f64());
         Ok(paused.elapsed())
+    }
+}
+
+/// How the records are paced.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// The recording's `ts_event` gaps (each cut to `max_gap_ns` of the
+    /// recording) divided by `speed`.
+    Speed { speed: f64, max_gap_ns: f64 },
+    /// `1 / rate` seconds between records.
+    Rate(f64),
+    /// No pacing.
+    Max,
+}
+
+impl Pace {
+    fn of(args: &PlayArgs) -> Pace {
+        match (args.max, args.rate) {
+            (true, _) => Pace::Max,
+            (false, Some(rate)) => Pace::Rate(rate),
+            (false, None) => Pace::Speed {
+                speed: args.speed,
+                max_gap_ns: args.max_gap * 1e9 * args.speed,
+            },
+        }
+    }
+
+    /// The time between a record at recorded time `ts` and the one
+    /// before (recorded at `prev_ts`), in playback; `None` with `--max`.
+    fn step(self, prev_ts: i64, ts: i64, first: bool) -> Option<Duration> {
+        match self {
+            Pace::Speed { speed, max_gap_ns } => {
+                let gap = (ts - prev_ts).max(0) as f64;
+                Some(Duration::from_secs_f64(gap.min(max_gap_ns) / speed / 1e9))
+            }
+            Pace::Rate(_) if first => Some(Duration::ZERO),
+            Pace::Rate(rate) => Some(Duration::from_secs_f64(1.0 / rate)),
+            Pace::Max => None,
+        }
     }
 }
 
@@ -201,9 +245,14 @@ pub(crate) fn run(args: &PlayArgs) -> ExitCode {
     if let Err(code) = crate::pin(args.cpu, "play") {
         return code;
     }
-    let speed_ok = args.speed.is_finite() && args.speed > 0.0;
-    if !args.max && !speed_ok {
+    if !(args.speed.is_finite() && args.speed > 0.0) {
         eprintln!("mdbus play: --speed {} is not a positive factor", args.speed);
+        return ExitCode::from(2);
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        eprintln!("mdbus play: --rate {rate} is not a positive number of records per second");
         return ExitCode::from(2);
     }
     if !(args.max_gap.is_finite() && args.max_gap >= 0.0) {
@@ -351,7 +400,7 @@ fn play_once<S: MdSender>(
     let (mut schedule, mut prev_ts) = (Duration::ZERO, 0i64);
     let mut shift = 0i64;
     let (mut next_progress, mut last_progress_records) = (Instant::now() + Duration::from_secs(1), 0u64);
-    let max_gap_ns = args.max_gap * 1e9 * if args.max { 1.0 } else { args.speed };
+    let pace = Pace::of(args);
     let mut last_ts = 0;
     let publish = |publisher: &mut FeedPublisher<S>, batch: &mut Vec<MdSample>| -> Result<(), String> {
         if !batch.is_empty() {
@@ -406,13 +455,13 @@ fn play_once<S: MdSender>(
         }
         state.apply(record);
         // The schedule: the recording's gaps, each at most --max-gap, at
-        // --speed.
-        // Against the latest time seen, not the record before: a snapshot
-        // carries its book's last change, which may be older.
-        let gap = (ts - prev_ts).max(0) as f64;
+        // --speed (against the latest time seen, not the record before: a
+        // snapshot carries its book's last change, which may be older); or
+        // the steady --rate.
+        let step = pace.step(prev_ts, ts, played.records == 0);
         prev_ts = prev_ts.max(ts);
-        if !args.max {
-            schedule += Duration::from_secs_f64(gap.min(max_gap_ns) / args.speed / 1e9);
+        if let Some(step) = step {
+            schedule += step;
             let due = origin_at + schedule;
             let now = Instant::now();
             if due > now {
@@ -440,7 +489,7 @@ fn play_once<S: MdSender>(
             publish(publisher, &mut batch)?;
         }
         if Instant::now() >= next_progress {
-            let lag = if args.max {
+            let lag = if matches!(pace, Pace::Max) {
                 0.0
             } else {
                 Instant::now()
@@ -464,7 +513,6 @@ fn play_once<S: MdSender>(
     Ok((played, last_ts))
 }
 
-/// Sleeps until shortly before `due`, then yields until it.
 /// Sleeps until shortly before `due` (in slices of at most 50 ms, the
 /// publisher's housekeeping between them: heartbeats of a quiet feed,
 /// the board's heartbeat), then yields until it.
