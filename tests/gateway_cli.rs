@@ -70,6 +70,48 @@ fn gateway_process_serves_a_published_feed_over_websocket() {
             .spawn()
             .unwrap(),
     );
+    serves_over_websocket(&feed, publisher);
+}
+
+/// A recorded feed played again (`mdbus play`, issue 13) is served like a
+/// live one: the same client, the same checks.
+#[test]
+fn gateway_process_serves_a_played_recording_over_websocket() {
+    let mdbus = mdbus_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = format!("gwrec-{}", std::process::id());
+    let played = format!("gwplay-{}", std::process::id());
+    let wal = dir.path().join("wal");
+    let mut record = Reaped(
+        Command::new(&mdbus)
+            .args(["publish", "--feed", &recorded, "--synthetic", "--instruments", "8"])
+            .args(["--rate", "5000", "--duration", "1", "--no-board", "--wal"])
+            .arg(&wal)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_with_watchdog(&mut record).success(), "recording failed");
+    let player = Reaped(
+        Command::new(&mdbus)
+            .args(["play", "--feed", &recorded, "--as", &played, "--wal"])
+            .arg(&wal)
+            // Far longer than the test (the guard kills it): 20 s a pass.
+            .args(["--speed", "0.05", "--loop", "30", "--board-dir"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    serves_over_websocket(&played, player);
+}
+
+/// Starts `mdbus gateway` on `feed` (published by `source`, killed at the
+/// end) and checks what a WebSocket client gets: a snapshot, then batches
+/// above it in seq order; `/stats`; the token; a run to `--duration`.
+fn serves_over_websocket(feed: &str, source: Reaped) {
+    let mdbus = mdbus_binary();
+    let feed = feed.to_string();
     let mut gateway = Reaped(
         Command::new(&mdbus)
             .args(["gateway", "--feed", &feed, "--listen", "127.0.0.1:0", "--token", "t0k"])
@@ -226,7 +268,7 @@ fn gateway_process_serves_a_published_feed_over_websocket() {
     // The long-running gateway and publisher are killed by their guards.
     drop(gateway);
     drop(stdout);
-    drop(publisher);
+    drop(source);
 }
 
 #[test]

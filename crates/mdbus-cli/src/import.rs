@@ -152,7 +152,7 @@ fn dbn(args: &DbnArgs) -> ExitCode {
     drop(publisher);
     eprintln!(
         "imported {} DBN records from {} of {} files in {seconds:.2} s ({:.0} records/s) into feed {} (WAL {}): \
-         {} ticks, {} snapshots, {} deltas, {} instruments, {} unknown MBO orders, {} orders resting; \
+         {} ticks, {} snapshots, {} deltas, {} instruments ({} ids mapped to a new symbol on a later date), {} unknown MBO orders, {} orders resting; \
          {} records in the WAL with the publisher's snapshot sets and policy snapshots",
         stats.dbn_records,
         stats.files,
@@ -164,6 +164,7 @@ fn dbn(args: &DbnArgs) -> ExitCode {
         stats.snapshots,
         stats.deltas,
         stats.instruments,
+        stats.remapped,
         stats.unknown_orders,
         stats.resting_orders,
         published.records,

@@ -73,8 +73,12 @@ pub struct ImportStats {
     /// MBO cancels of orders the book did not hold, and adds or modifies
     /// without a side: counted, the book unchanged.
     pub unknown_orders: u64,
-    /// Instruments seen.
+    /// Instruments seen (an instrument id the symbology maps to another
+    /// symbol on a later date counts again).
     pub instruments: u64,
+    /// Instrument ids the file's symbology mapped to a new symbol on a
+    /// later date: each started a new instrument, with a fresh book.
+    pub remapped: u64,
     /// MBO orders resting in the books at the end (they carry over into
     /// the next file of the same import).
     pub resting_orders: u64,
@@ -84,6 +88,10 @@ pub struct ImportStats {
 #[derive(Debug)]
 struct Instrument {
     id: InstrumentId,
+    /// The UTC day (of the record's index time) its symbol was last
+    /// looked up for; `None`: the symbol is not dated (an alias, the
+    /// instrument id).
+    day: Option<u64>,
     published: Published,
     orders: OrderBook,
     /// The MBO book changed since the last publish.
@@ -213,8 +221,13 @@ fn typed<'a, T: HasRType<Header = dbn::RecordHeader>>(record: &dbn::RecordRef<'a
     Ok(record.get::<T>())
 }
 
-/// The state of DBN instrument `key`, its symbol resolved once (a free
-/// function: it borrows the map alone, not the whole importer).
+const NS_PER_DAY: u64 = 86_400_000_000_000;
+
+/// The state of DBN instrument `key`, its symbol looked up in the file's
+/// symbology once per UTC day (DBN maps ids to symbols by date: an id the
+/// venue gives to another instrument on a later day starts a new
+/// instrument); a free function: it borrows the map alone, not the whole
+/// importer.
 #[allow(clippy::too_many_arguments)]
 fn instrument<'m, R: dbn::Record>(
     instruments: &'m mut HashMap<u32, Instrument>,
@@ -226,39 +239,73 @@ fn instrument<'m, R: dbn::Record>(
     symbols: &TsSymbolMap,
     index: u64,
 ) -> Result<&'m mut Instrument> {
-    let vacant = match instruments.entry(key) {
-        Entry::Occupied(occupied) => return Ok(occupied.into_mut()),
-        Entry::Vacant(vacant) => vacant,
-    };
+    let day = record.raw_index_ts() / NS_PER_DAY;
+    let known = instruments.get(&key).map(|i| (i.id, i.day));
+    if let Some((_, None)) = known {
+        return Ok(instruments.get_mut(&key).expect("looked up above"));
+    }
+    if let Some((_, Some(seen))) = known
+        && seen == day
+    {
+        return Ok(instruments.get_mut(&key).expect("looked up above"));
+    }
     let bad = |reason: String| Error::Symbol {
         file: file.to_path_buf(),
         index,
         instrument_id: key,
         reason,
     };
-    let id = match (options.aliases.get(&key), options.symbols) {
-        (Some(id), _) => *id,
-        (None, SymbolSource::InstrumentId) => InstrumentId::new(&key.to_string()).map_err(|e| bad(e.to_string()))?,
-        (None, SymbolSource::Metadata) => {
-            let symbol = symbols.get_for_rec(record).ok_or_else(|| {
-                bad("the file's metadata maps it to no symbol at this time: pass --alias ID=SYMBOL or --symbol-from instrument-id".into())
-            })?;
-            InstrumentId::new(symbol).map_err(|e| {
-                bad(format!(
-                    "{e}: pass --alias {key}=SYMBOL (16 bytes at most) or --symbol-from instrument-id"
-                ))
-            })?
-        }
+    let (id, dated) = match (options.aliases.get(&key), options.symbols) {
+        (Some(id), _) => (*id, false),
+        (None, SymbolSource::InstrumentId) => (
+            InstrumentId::new(&key.to_string()).map_err(|e| bad(e.to_string()))?,
+            false,
+        ),
+        (None, SymbolSource::Metadata) => match (symbols.get_for_rec(record), known) {
+            (Some(symbol), _) => (
+                InstrumentId::new(symbol).map_err(|e| {
+                    bad(format!(
+                        "{e}: pass --alias {key}=SYMBOL (16 bytes at most) or --symbol-from instrument-id"
+                    ))
+                })?,
+                true,
+            ),
+            // A later day the symbology does not cover: the symbol stays.
+            (None, Some((id, _))) => (id, true),
+            (None, None) => {
+                return Err(bad(
+                    "the file's metadata maps it to no symbol at this time: pass --alias ID=SYMBOL or --symbol-from instrument-id"
+                        .into(),
+                ));
+            }
+        },
     };
+    match known {
+        Some((known_id, _)) if known_id == id => {
+            let same = instruments.get_mut(&key).expect("looked up above");
+            same.day = Some(day);
+            return Ok(same);
+        }
+        Some(_) => stats.remapped += 1,
+        None => {}
+    }
     stats.instruments += 1;
-    Ok(vacant.insert(Instrument {
+    let fresh = Instrument {
         id,
+        day: dated.then_some(day),
         published: Published::default(),
         orders: OrderBook::default(),
         dirty: false,
         snapshot: false,
         volume: 0,
-    }))
+    };
+    Ok(match instruments.entry(key) {
+        Entry::Occupied(mut occupied) => {
+            occupied.insert(fresh);
+            occupied.into_mut()
+        }
+        Entry::Vacant(vacant) => vacant.insert(fresh),
+    })
 }
 
 /// One DBN file being read: its decoder, symbology and position.

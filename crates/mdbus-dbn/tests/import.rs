@@ -576,6 +576,49 @@ fn a_symbol_too_long_is_named_and_an_alias_fixes_it() {
     assert_eq!((stats.instruments, stats.snapshots), (1, 1));
 }
 
+/// DBN maps instrument ids to symbols by date: an id the symbology gives to
+/// another symbol on the next day starts a new instrument with a fresh
+/// book there, and a day the symbology does not cover keeps the last one.
+#[test]
+fn an_instrument_id_mapped_to_another_symbol_on_a_later_day_starts_a_new_instrument() {
+    let dir = tempfile::tempdir().unwrap();
+    let day1 = time::Date::from_calendar_date(2021, time::Month::January, 1).unwrap();
+    let day2 = day1.next_day().unwrap();
+    let mapping = |raw: &str, date: time::Date| SymbolMapping {
+        raw_symbol: raw.to_string(),
+        intervals: vec![MappingInterval {
+            start_date: date,
+            end_date: date.next_day().unwrap(),
+            symbol: "7".to_string(),
+        }],
+    };
+    const DAY: u64 = 86_400_000_000_000;
+    let file = dir.path().join("remap.mbo.dbn");
+    write(
+        &file,
+        &metadata(Schema::Mbo, vec![mapping("AAA", day1), mapping("BBB", day2)]),
+        &[
+            mbo(T0 + 1_000, b'A', b'B', 1, 990, 5, true),
+            // Day 2: id 7 is BBB; AAA's resting order is not BBB's.
+            mbo(T0 + DAY + 1_000, b'A', b'A', 2, 1_010, 3, true),
+            // Day 3 is not in the symbology: still BBB.
+            mbo(T0 + 2 * DAY + 1_000, b'A', b'B', 3, 995, 1, true),
+        ],
+    );
+    let mut import = importer(dir.path(), ImportOptions::default());
+    import.import_file(&file).unwrap();
+    let stats = import.finish().unwrap().0;
+    assert_eq!((stats.instruments, stats.remapped), (2, 1));
+    assert_eq!(
+        final_book(dir.path(), &InstrumentId::new("AAA").unwrap()),
+        (vec![level(990, 5)], vec![])
+    );
+    assert_eq!(
+        final_book(dir.path(), &InstrumentId::new("BBB").unwrap()),
+        (vec![level(995, 1)], vec![level(1_010, 3)])
+    );
+}
+
 /// Two files recorded apart (one instrument each, interleaved in time)
 /// merge into one stream in time order, each book whole.
 #[test]
