@@ -120,10 +120,15 @@ impl RecordHeader {
 
     /// The kind, or an error naming the raw value.
     pub fn kind(&self) -> Result<Kind> {
-        Kind::from_u16(self.kind).ok_or(Error::UnknownKind {
-            kind: self.kind,
-            seq: self.seq,
-        })
+        // A match, not `ok_or`: that built the error and dropped it again
+        // (a call to the whole enum's drop) on every record of the hot path.
+        match Kind::from_u16(self.kind) {
+            Some(kind) => Ok(kind),
+            None => Err(Error::UnknownKind {
+                kind: self.kind,
+                seq: self.seq,
+            }),
+        }
     }
 }
 

@@ -73,14 +73,21 @@ impl<'a> RecordRef<'a> {
     /// e.g. a WAL payload. The kind comes from the header; an unknown kind
     /// or a length that is not the kind's size is an error.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<RecordRef<'a>> {
-        let header: &RecordHeader = bytes
+        // A match, not `ok_or`: that built and dropped the error on every
+        // record.
+        let header: &RecordHeader = match bytes
             .get(..size_of::<RecordHeader>())
             .and_then(|h| bytemuck::try_from_bytes(h).ok())
-            .ok_or(Error::Size {
-                record: "RecordHeader",
-                expected: size_of::<RecordHeader>(),
-                actual: bytes.len(),
-            })?;
+        {
+            Some(header) => header,
+            None => {
+                return Err(Error::Size {
+                    record: "RecordHeader",
+                    expected: size_of::<RecordHeader>(),
+                    actual: bytes.len(),
+                });
+            }
+        };
         RecordRef::of_kind(header.kind()?, bytes)
     }
 
@@ -180,9 +187,10 @@ impl MdSample {
     }
 
     /// The typed record; an unknown `kind` is an error, never a panic.
+    #[inline]
     pub fn record(&self) -> Result<RecordRef<'_>> {
         let kind = self.header().kind()?;
-        RecordRef::from_bytes(&bytemuck::bytes_of(self)[..kind.record_size()])
+        RecordRef::of_kind(kind, &bytemuck::bytes_of(self)[..kind.record_size()])
     }
 
     /// The record's own bytes (`len` of its kind); an unknown kind is an error.
