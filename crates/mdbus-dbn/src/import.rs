@@ -684,13 +684,13 @@ impl<S: MdSender> Importer<S> {
             self.out.push(tick.into());
         }
         if m.flags.is_last() && (instrument.dirty || instrument.snapshot) {
-            let bids = instrument.orders.top(Side::Bid);
-            let asks = instrument.orders.top(Side::Ask);
+            instrument.orders.top_into(Side::Bid, &mut self.bids);
+            instrument.orders.top_into(Side::Ask, &mut self.asks);
             let snapshot = std::mem::take(&mut instrument.snapshot);
             instrument.dirty = false;
             instrument
                 .published
-                .update(instrument.id, ts, &bids, &asks, snapshot, &mut self.out);
+                .update(instrument.id, ts, &self.bids, &self.asks, snapshot, &mut self.out);
         }
         Ok(())
     }

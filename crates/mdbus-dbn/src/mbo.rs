@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use mdbus_types::{BOOK_DEPTH, Level, Price, Side};
 
+use crate::levels::Levels;
+
 #[derive(Debug, Clone, Copy)]
 struct Order {
     side: Side,
@@ -102,16 +104,26 @@ impl OrderBook {
         }
     }
 
-    /// The top levels of a side, best first.
-    pub(crate) fn top(&self, side: Side) -> Vec<Level> {
+    /// The top levels of a side, best first, into `out` (cleared first:
+    /// the importer reuses its buffers, no allocation per event).
+    pub(crate) fn top_into(&self, side: Side, out: &mut Levels) {
         let level = |(&price, &qty): (&i64, &i64)| Level {
             price: Price(price),
             qty,
         };
+        out.clear();
         match side {
-            Side::Bid => self.bids.iter().rev().take(BOOK_DEPTH).map(level).collect(),
-            Side::Ask => self.asks.iter().take(BOOK_DEPTH).map(level).collect(),
+            Side::Bid => out.extend(self.bids.iter().rev().take(BOOK_DEPTH).map(level)),
+            Side::Ask => out.extend(self.asks.iter().take(BOOK_DEPTH).map(level)),
         }
+    }
+
+    /// The top levels of a side, best first.
+    #[cfg(test)]
+    pub(crate) fn top(&self, side: Side) -> Levels {
+        let mut out = Levels::new();
+        self.top_into(side, &mut out);
+        out
     }
 
     /// The best level of a side.
