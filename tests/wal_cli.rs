@@ -129,6 +129,43 @@ fn replay_of_corruption_stops_naming_file_and_offset_or_skips_when_asked() {
     );
 }
 
+/// A flipped byte in a segment's header (its magic): a strict replay stops
+/// naming the file; `--skip-corrupt` reports the header and prints every
+/// record anyway (the frames carry their own crc, the name the first seq).
+#[test]
+fn replay_skip_corrupt_reads_past_a_damaged_segment_header() {
+    let dir = copy_fixture("wal-clean");
+    let segment = dir.path().join("golden/00000000000000000001.wal");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[2] ^= 0x20;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let out = mdbus()
+        .args(["replay", "--feed", "golden", "--wal"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("00000000000000000001.wal") && stderr.contains("magic"),
+        "{stderr}"
+    );
+
+    let out = mdbus()
+        .args(["replay", "--feed", "golden", "--skip-corrupt", "--wal"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(json_lines(&out.stdout), expected("wal-clean"));
+    assert!(
+        stderr.contains("bad segment header") && stderr.contains("magic"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn replay_filters_and_csv() {
     let out = mdbus()

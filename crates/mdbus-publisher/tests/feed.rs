@@ -147,6 +147,64 @@ fn restart_continues_seq_and_recovers_the_books() {
     }
 }
 
+/// A flipped byte in the newest segment's header does not keep the
+/// publisher from starting (issue 16): it continues the seq after that
+/// segment's frames and its books are the ones before the restart.
+#[test]
+fn restart_after_a_damaged_newest_segment_header_keeps_seq_and_books() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(1 << 20);
+    let mut feed = SyntheticFeed::new(4, 9).unwrap();
+    let (next, books) = {
+        let mut publisher = FeedPublisher::open(config(dir.path(), "damaged"), bus.sender()).unwrap();
+        publish_events(&mut publisher, &mut feed, 3_000);
+        let books: Vec<_> = feed
+            .instruments()
+            .map(|id| publisher.book(&id).unwrap().clone())
+            .collect();
+        (publisher.next_seq(), books)
+    };
+    let feed_dir = dir.path().join("wal/damaged");
+    let mut segments: Vec<_> = std::fs::read_dir(&feed_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() > 1, "{segments:?}");
+    let newest = segments.last().unwrap();
+    let mut bytes = std::fs::read(newest).unwrap();
+    bytes[20] ^= 0x01;
+    std::fs::write(newest, &bytes).unwrap();
+
+    let publisher = FeedPublisher::open(config(dir.path(), "damaged"), bus.sender()).unwrap();
+    let report = publisher.recovery_report().expect("a WAL").to_string();
+    assert!(report.contains("first_seq"), "{report}");
+    for (id, book) in feed.instruments().zip(&books) {
+        // The levels (the new segment's snapshot set changed `last`).
+        let now = publisher.book(&id).unwrap();
+        assert_eq!((now.bids(), now.asks()), (book.bids(), book.asks()), "{id}");
+    }
+    // The new segment starts after the damaged one's frames, with the
+    // snapshot set every segment starts with; the WAL stays dense.
+    let options = ReadOptions {
+        from: ReadFrom::Start,
+        skip_corrupt: true,
+    };
+    let mut reader = WalReader::open(dir.path().join("wal"), "damaged", options).unwrap();
+    let mut seqs = Vec::new();
+    while let Some(event) = reader.next_event().unwrap() {
+        if let mdbus_wal::ReadEvent::Record(r) = event {
+            if r.seq() >= next {
+                assert_ne!(r.header().flags & FLAG_RECOVERY_SNAPSHOT, 0, "seq {}", r.seq());
+            }
+            seqs.push(r.seq());
+        }
+    }
+    assert_eq!(seqs, (1..publisher.next_seq()).collect::<Vec<_>>());
+    assert!(publisher.next_seq() > next);
+}
+
 /// Without a WAL or a board (the demo's setup): seq is dense from 1, each
 /// batch's last record alone carries `END_OF_BATCH`, and the stats count
 /// what was sent.

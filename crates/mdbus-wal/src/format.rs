@@ -72,6 +72,16 @@ pub(crate) fn list_segments(feed_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
+/// The first seq a segment's file name carries (`<first_seq:020>.wal`).
+pub(crate) fn named_first_seq(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(".wal")
+        .filter(|stem| stem.len() == 20)?
+        .parse()
+        .ok()
+}
+
 /// A decoded segment header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -100,6 +110,62 @@ impl SegmentHeader {
         let crc = crc32c::crc32c(&h[..124]);
         h[124..128].copy_from_slice(&crc.to_le_bytes());
         h
+    }
+
+    /// What a segment's name, size and folder say its header holds: the
+    /// stand-in for a damaged header (`created_ns` cannot be known: 0).
+    pub(crate) fn from_name(first_seq: u64, file_len: u64, feed: &str) -> SegmentHeader {
+        SegmentHeader {
+            first_seq,
+            created_ns: 0,
+            segment_bytes: file_len,
+            feed: feed.to_string(),
+        }
+    }
+
+    /// Why `bytes` is not a valid header, naming the damaged field where
+    /// it can be told: `decode`'s reason, and on a crc mismatch the field
+    /// that differs from what the segment's name, size and folder say
+    /// (`expected`, from [`SegmentHeader::from_name`]).
+    pub(crate) fn diagnose(bytes: &[u8], expected: &SegmentHeader) -> String {
+        let reason = match SegmentHeader::decode(bytes) {
+            Ok(_) => return "the header is valid".to_string(),
+            Err(reason) => reason,
+        };
+        if bytes.len() < HEADER_LEN || &bytes[0..8] != MAGIC {
+            return reason;
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes"));
+        let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().expect("8 bytes"));
+        let mut feed = [0u8; 32];
+        let name = expected.feed.as_bytes();
+        feed[..name.len().min(32)].copy_from_slice(&name[..name.len().min(32)]);
+        let field = if u32_at(8) != VERSION {
+            format!("version is {}, not {VERSION}", u32_at(8))
+        } else if u32_at(12) as usize != HEADER_LEN {
+            format!("header_len is {}, not {HEADER_LEN}", u32_at(12))
+        } else if bytes[72..124].iter().any(|&b| b != 0) {
+            "reserved bytes 72..124 are not zero".to_string()
+        } else if u64_at(16) != expected.first_seq {
+            format!("first_seq is {}, the file name says {}", u64_at(16), expected.first_seq)
+        } else if u64_at(32) != expected.segment_bytes {
+            format!(
+                "segment_bytes is {}, the file has {}",
+                u64_at(32),
+                expected.segment_bytes
+            )
+        } else if bytes[40..72] != feed {
+            format!(
+                "feed is {:?}, the folder says {:?}",
+                String::from_utf8_lossy(&bytes[40..72]).trim_end_matches('\0'),
+                expected.feed
+            )
+        } else if reason.starts_with("header crc32c") {
+            "created_ns or the stored crc32c".to_string()
+        } else {
+            return reason;
+        };
+        format!("{field} ({reason})")
     }
 
     /// Decodes and checks a header; the error says what is wrong.

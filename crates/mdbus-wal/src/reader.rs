@@ -153,7 +153,11 @@ impl Cursor {
 #[derive(Debug)]
 pub struct WalReader {
     feed_dir: PathBuf,
+    feed: String,
     skip_corrupt: bool,
+    /// A damaged segment header the cursor just moved past (skip-corrupt),
+    /// reported before the segment's first record.
+    header_skip: Option<SkippedRange>,
     cursor: Option<Cursor>,
     /// Records below this seq are passed over (after a seek).
     min_seq: u64,
@@ -188,7 +192,9 @@ impl WalReader {
         validate_feed(feed)?;
         let mut reader = WalReader {
             feed_dir: dir.as_ref().join(feed),
+            feed: feed.to_string(),
             skip_corrupt: options.skip_corrupt,
+            header_skip: None,
             cursor: None,
             min_seq: 0,
             min_ts: None,
@@ -237,7 +243,7 @@ impl WalReader {
             .index
             .extend_until(segment.bytes(), &segment.header, sealed, |s, _| s >= seq)
             .floor_seq(seq);
-        self.cursor = Some(Cursor::at(segment, floor));
+        self.place(Cursor::at(segment, floor));
         Ok(())
     }
 
@@ -264,7 +270,7 @@ impl WalReader {
             .index
             .extend_until(segment.bytes(), &segment.header, sealed, |_, t| t >= ts)
             .floor_time(ts);
-        self.cursor = Some(Cursor::at(segment, floor));
+        self.place(Cursor::at(segment, floor));
         Ok(())
     }
 
@@ -287,7 +293,7 @@ impl WalReader {
             }
             self.cache.remove(k);
         }
-        let segment = Arc::new(MappedSegment::open(path)?);
+        let segment = Arc::new(self.open_segment(path)?);
         if self.cache.len() >= MAX_CACHED {
             self.cache.remove(0);
         }
@@ -324,13 +330,40 @@ impl WalReader {
             .map(|(_, p)| p))
     }
 
+    /// Maps a segment: strictly (a bad header is an error naming the file
+    /// and what is wrong), or with skip-corrupt leniently (a bad header
+    /// replaced by what the file's name, size and folder say: its frames
+    /// carry their own crc and are read as usual).
+    fn open_segment(&self, path: &Path) -> Result<MappedSegment> {
+        if self.skip_corrupt {
+            MappedSegment::open_lenient(path, &self.feed)
+        } else {
+            MappedSegment::open(path)
+        }
+    }
+
+    /// Puts the cursor at `cursor`; a segment opened with a bad header is
+    /// reported (as a skipped header) before its first record.
+    fn place(&mut self, cursor: Cursor) {
+        if let Some(reason) = &cursor.segment.bad_header {
+            self.header_skip = Some(SkippedRange {
+                path: cursor.segment.path.clone(),
+                from: 0,
+                to: HEADER_LEN as u64,
+                seq_hole: None,
+                reason: format!("bad segment header ({reason}); its frames are read by the first seq of its name"),
+            });
+        }
+        self.cursor = Some(cursor);
+    }
+
     /// Moves to `path`; a seq that does not follow is an error (or a
     /// skipped range with skip-corrupt).
     fn enter(&mut self, path: &Path) -> Result<Option<SkippedRange>> {
-        let segment = Arc::new(MappedSegment::open(path)?);
+        let segment = Arc::new(self.open_segment(path)?);
         let first = segment.header.first_seq;
         let prev = self.cursor.as_ref().and_then(|c| c.last_seq);
-        self.cursor = Some(Cursor::at_start(segment));
+        self.place(Cursor::at_start(segment));
         match prev {
             Some(prev) if prev + 1 != first && first > self.min_seq => {
                 let reason = format!("segment starts at seq {first}, expected seq {}", prev + 1);
@@ -360,6 +393,9 @@ impl WalReader {
     /// frame again with `check_frame` and handles it as before.
     #[inline]
     fn advance(&mut self) -> Result<Option<Step>> {
+        if let Some(skipped) = self.header_skip.take() {
+            return Ok(Some(Step::Skipped(skipped)));
+        }
         while let Some(cursor) = self.cursor.as_mut()
             && let Some(expected) = cursor.expected
             && let Some(frame) = fast_frame(cursor.segment.bytes(), cursor.off, expected)
@@ -386,7 +422,8 @@ impl WalReader {
             let Some(cursor) = self.cursor.as_mut() else {
                 match list_segments(&self.feed_dir)?.into_iter().next() {
                     Some((_, path)) => {
-                        self.cursor = Some(Cursor::at_start(Arc::new(MappedSegment::open(&path)?)));
+                        let segment = Arc::new(self.open_segment(&path)?);
+                        self.place(Cursor::at_start(segment));
                         continue;
                     }
                     None => return Ok(None),
@@ -466,7 +503,7 @@ impl WalReader {
                                 reason: bad.to_string(),
                             };
                             if let Some(next) = next {
-                                let next_first = MappedSegment::open(&next)?.header.first_seq;
+                                let next_first = self.open_segment(&next)?.header.first_seq;
                                 skipped.seq_hole = last.and_then(|l| SeqRange::between(l, next_first));
                                 // The hole is reported here; do not report it twice.
                                 if let Some(c) = self.cursor.as_mut() {

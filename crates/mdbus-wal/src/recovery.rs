@@ -46,6 +46,25 @@ pub enum RecoveryEvent {
         /// Its first seq (highest valid seq + 1).
         first_seq: u64,
     },
+    /// The newest segment's header is damaged (not all zero): left as it
+    /// is when it holds crc-valid frames (readers with skip-corrupt read
+    /// them by the first seq of its name), and appends go on in a new
+    /// segment after them ([`RecoveryEvent::NewSegment`]).
+    BadHeader {
+        /// The segment.
+        path: PathBuf,
+        /// What is wrong (the field, where it can be told).
+        reason: String,
+    },
+    /// A newest segment with a damaged header and no crc-valid frame was
+    /// renamed aside (nothing readable in it), and a new segment took its
+    /// name.
+    SetAside {
+        /// The segment's name before.
+        path: PathBuf,
+        /// Its name now.
+        to: PathBuf,
+    },
     /// The newest segment's header was all zero (a roll cut by a power loss
     /// before the group commit made the header durable): written again
     /// from the file name and size.
@@ -94,6 +113,17 @@ impl fmt::Display for RecoveryEvent {
             }
             RecoveryEvent::NewSegment { path, first_seq } => {
                 write!(f, "{}: new segment started at seq {first_seq}", path.display())
+            }
+            RecoveryEvent::BadHeader { path, reason } => {
+                write!(f, "{}: bad segment header left in place: {reason}", path.display())
+            }
+            RecoveryEvent::SetAside { path, to } => {
+                write!(
+                    f,
+                    "{}: bad segment header and no valid frame: renamed to {}",
+                    path.display(),
+                    to.display()
+                )
             }
             RecoveryEvent::HeaderRestored { path, first_seq } => {
                 write!(

@@ -19,6 +19,10 @@ use crate::index::SparseIndex;
 pub(crate) struct MappedSegment {
     pub path: PathBuf,
     pub header: SegmentHeader,
+    /// Opened by [`MappedSegment::open_lenient`] with a damaged header:
+    /// what is wrong with it (`header` is then the stand-in from the
+    /// file's name, size and folder).
+    pub bad_header: Option<String>,
     map: Mmap,
     limit: usize,
 }
@@ -26,26 +30,58 @@ pub(crate) struct MappedSegment {
 impl MappedSegment {
     /// Maps `path` read-only and checks its header. Never writes.
     pub(crate) fn open(path: &Path) -> Result<MappedSegment> {
+        let map = Self::map(path)?;
+        let header = SegmentHeader::decode(&map).map_err(|reason| Error::BadHeader {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Ok(Self::with_header(path, map, header, None))
+    }
+
+    /// [`MappedSegment::open`] for a reader that skips what is damaged: a
+    /// bad header is replaced by what the file's name (`first_seq`), size
+    /// and folder (`feed`) say, and reported in `bad_header`; its frames,
+    /// which carry their own crc, are read as usual. A file whose name is
+    /// not a segment's is still an error.
+    pub(crate) fn open_lenient(path: &Path, feed: &str) -> Result<MappedSegment> {
+        let map = Self::map(path)?;
+        match SegmentHeader::decode(&map) {
+            Ok(header) => Ok(Self::with_header(path, map, header, None)),
+            Err(reason) => {
+                let Some(first_seq) = crate::format::named_first_seq(path) else {
+                    return Err(Error::BadHeader {
+                        path: path.to_path_buf(),
+                        reason,
+                    });
+                };
+                let header = SegmentHeader::from_name(first_seq, map.len() as u64, feed);
+                let reason = SegmentHeader::diagnose(&map, &header);
+                Ok(Self::with_header(path, map, header, Some(reason)))
+            }
+        }
+    }
+
+    fn map(path: &Path) -> Result<Mmap> {
         let file = File::open(path).map_err(io_err("open", path))?;
         // SAFETY: the map is read-only; the one writer only appends frames
         // beyond the live end (whose `len` is stored last, Release), and
         // segments are never truncated while mapped by our code. Bytes
         // past the live end may change under us; they are only read to
         // look for plausible frames and every frame is crc-checked.
-        let map = unsafe { Mmap::map(&file) }.map_err(io_err("map", path))?;
-        let header = SegmentHeader::decode(&map).map_err(|reason| Error::BadHeader {
-            path: path.to_path_buf(),
-            reason,
-        })?;
+        unsafe { Mmap::map(&file) }.map_err(io_err("map", path))
+    }
+
+    fn with_header(path: &Path, map: Mmap, header: SegmentHeader, bad_header: Option<String>) -> MappedSegment {
         let limit = map
             .len()
             .min(usize::try_from(header.segment_bytes).unwrap_or(usize::MAX));
-        Ok(MappedSegment {
+        MappedSegment {
             path: path.to_path_buf(),
             header,
+            bad_header,
             map,
             limit,
-        })
+        }
     }
 
     /// The usable bytes: the file up to the header's `segment_bytes`.

@@ -184,7 +184,15 @@ fn examine(
     for (i, (name_seq, path)) in segments.iter().enumerate() {
         let newest = last_is_newest && i + 1 == segments.len();
         let bytes_allocated = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let segment = match MappedSegment::open(path) {
+        // A bad header is reported (naming the field where it can be
+        // told) and the frames are still checked, with the header the
+        // file's name, size and folder give.
+        let feed = path
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
+        let segment = match MappedSegment::open_lenient(path, feed) {
             Ok(s) => s,
             Err(Error::BadHeader { reason, .. }) => {
                 problems.push(Problem {
@@ -198,6 +206,14 @@ fn examine(
             }
             Err(e) => return Err(e),
         };
+        if let Some(reason) = &segment.bad_header {
+            problems.push(Problem {
+                path: path.clone(),
+                offset: 0,
+                kind: ProblemKind::BadHeader,
+                what: reason.clone(),
+            });
+        }
         let header = &segment.header;
         let before = problems.len();
         if header.first_seq != *name_seq {

@@ -346,18 +346,26 @@ impl Wal {
         let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), map.len()) };
         let header = match SegmentHeader::decode(bytes) {
             Ok(header) => header,
-            Err(reason) => {
-                let restored = Self::restore_header(feed, options, named_first_seq, path, file_len, &map);
-                let header = restored.ok_or_else(|| Error::BadHeader {
-                    path: path.to_path_buf(),
-                    reason,
-                })??;
-                events.push(RecoveryEvent::HeaderRestored {
-                    path: path.to_path_buf(),
-                    first_seq: header.first_seq,
-                });
-                header
-            }
+            Err(_) => match Self::restore_header(feed, options, named_first_seq, path, file_len, &map) {
+                Some(restored) => {
+                    let header = restored?;
+                    events.push(RecoveryEvent::HeaderRestored {
+                        path: path.to_path_buf(),
+                        first_seq: header.first_seq,
+                    });
+                    header
+                }
+                None => {
+                    // Damaged, not all zero: the feed goes on in a new
+                    // segment after the frames it holds (read by readers
+                    // with skip-corrupt), never down and never hiding them.
+                    let stand_in = SegmentHeader::from_name(named_first_seq, file_len, feed);
+                    let reason = SegmentHeader::diagnose(bytes, &stand_in);
+                    let max_seq = scan(bytes, &stand_in).max_seq;
+                    drop(map);
+                    return Self::after_bad_header(feed_dir, feed, options, path, reason, max_seq, events);
+                }
+            },
         };
         let limit = bytes
             .len()
@@ -444,6 +452,47 @@ impl Wal {
             release_at: result.end + RELEASE_STRIDE,
         };
         Ok((live, next_seq))
+    }
+
+    /// The newest segment `path` has a damaged header (`reason`): appends
+    /// continue in a new segment after its highest crc-valid seq
+    /// (`max_seq`), the segment left in place for readers; one without a
+    /// valid frame holds nothing readable and is renamed aside so that the
+    /// new segment can take its name.
+    fn after_bad_header(
+        feed_dir: &Path,
+        feed: &str,
+        options: &WalOptions,
+        path: &Path,
+        reason: String,
+        max_seq: Option<u64>,
+        events: &mut Vec<RecoveryEvent>,
+    ) -> Result<(LiveSegment, u64)> {
+        events.push(RecoveryEvent::BadHeader {
+            path: path.to_path_buf(),
+            reason,
+        });
+        let named = crate::format::named_first_seq(path).expect("listed as a segment");
+        let first_seq = match max_seq {
+            Some(max) => max + 1,
+            None => {
+                let mut to = path.as_os_str().to_owned();
+                to.push(".bad-header");
+                let to = PathBuf::from(to);
+                std::fs::rename(path, &to).map_err(io_err("rename", path))?;
+                events.push(RecoveryEvent::SetAside {
+                    path: path.to_path_buf(),
+                    to,
+                });
+                named
+            }
+        };
+        let live = Self::create_segment(feed_dir, feed, options, first_seq, events)?;
+        events.push(RecoveryEvent::NewSegment {
+            path: live.path.clone(),
+            first_seq,
+        });
+        Ok((live, first_seq))
     }
 
     /// A newest segment whose header is all zero is a roll cut by a power

@@ -162,20 +162,128 @@ fn every_flipped_byte_of_a_frame_is_named_by_verify_and_never_replayed() {
     }
 }
 
+/// One flipped byte in each field of the header of the oldest, a middle
+/// and the newest segment: verify names it; a strict reader stops there
+/// with an error naming the file (every record before it read); a
+/// skip-corrupt reader reports the header and still yields every record
+/// of every segment (the frames carry their own crc, the name the first
+/// seq); the writer opens (a bad newest header: appends go on in a new
+/// segment after its frames) and the feed continues dense.
 #[test]
-fn flipped_segment_header_is_reported() {
+fn a_flipped_header_byte_hides_no_record_and_takes_no_feed_down() {
+    let original = tempfile::tempdir().unwrap();
+    let kinds: Vec<u8> = (0..60u8).map(|i| i % 4).collect();
+    write_feed(original.path(), &kinds);
+    let mut segments: Vec<_> = std::fs::read_dir(original.path().join("p"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".wal"))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 3, "{} segments", segments.len());
+    let clean = replay(original.path(), "p", false);
+    assert!(clean.error.is_none());
+    // (offset of the flipped byte, what the report names)
+    let fields = [
+        (3, "magic"),
+        (9, "version"),
+        (13, "header_len"),
+        (17, "first_seq"),
+        (25, "created_ns"),
+        (33, "segment_bytes"),
+        (41, "feed"),
+        (100, "reserved"),
+        (126, "crc32c"),
+    ];
+    let which = [0, segments.len() / 2, segments.len() - 1];
+    for (at, field) in fields {
+        for &k in &which {
+            let work = tempfile::tempdir().unwrap();
+            copy_dir(original.path(), work.path());
+            let segment = work.path().join("p").join(&segments[k]);
+            let mut bytes = std::fs::read(&segment).unwrap();
+            bytes[at] ^= 0x10;
+            std::fs::write(&segment, &bytes).unwrap();
+            let case = format!("byte {at} ({field}) of segment {k}");
+
+            let report = verify(work.path(), "p").unwrap();
+            assert_eq!(report.exit_code(), 1, "{case}: {report}");
+            assert!(report.to_string().contains(field), "{case}: {report}");
+            assert_eq!(
+                report.records,
+                clean.seqs.len() as u64,
+                "{case}: every frame still checked"
+            );
+
+            let strict = replay(work.path(), "p", false);
+            let error = strict.error.as_ref().map(ToString::to_string).unwrap_or_default();
+            assert!(error.contains(&*segments[k].to_string_lossy()), "{case}: {error}");
+            assert_eq!(strict.seqs[..], clean.seqs[..strict.seqs.len()], "{case}");
+
+            let skipping = replay(work.path(), "p", true);
+            assert!(skipping.error.is_none(), "{case}: {:?}", skipping.error);
+            assert_eq!(skipping.seqs, clean.seqs, "{case}: every record read");
+            assert_eq!(skipping.bytes, clean.bytes, "{case}");
+            let [skipped] = &skipping.skipped[..] else {
+                panic!("{case}: {:?}", skipping.skipped)
+            };
+            assert_eq!((skipped.from, skipped.seq_hole), (0, None), "{case}");
+            assert!(skipped.reason.contains(field), "{case}: {}", skipped.reason);
+
+            let mut wal = Wal::open(work.path(), "p", test_options(SEG)).unwrap_or_else(|e| panic!("{case}: {e}"));
+            let events = wal
+                .recovery_report()
+                .events
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>();
+            if k == segments.len() - 1 {
+                assert!(
+                    events.iter().any(|e| e.contains("bad segment header")),
+                    "{case}: {events:?}"
+                );
+            }
+            let next = *clean.seqs.last().unwrap() + 1;
+            assert_eq!(wal.next_seq(), next, "{case}");
+            wal.append(&record(next, 0)).unwrap();
+            drop(wal);
+            let after = replay(work.path(), "p", true);
+            assert_eq!(
+                after.seqs,
+                (1..=next).collect::<Vec<_>>(),
+                "{case}: dense after the restart"
+            );
+        }
+    }
+}
+
+/// The newest segment with a damaged header and no valid frame holds
+/// nothing readable: the writer renames it aside and starts a fresh one
+/// under its name.
+#[test]
+fn an_empty_newest_segment_with_a_bad_header_is_set_aside() {
     let root = tempfile::tempdir().unwrap();
     write_feed(root.path(), &[0, 1, 2]);
-    let segment = newest_segment(&root.path().join("p"));
-    let mut bytes = std::fs::read(&segment).unwrap();
-    bytes[20] ^= 1;
-    std::fs::write(&segment, &bytes).unwrap();
-    let report = verify(root.path(), "p").unwrap();
-    println!("{report}");
-    assert_eq!(report.exit_code(), 1);
-    assert_eq!(report.problems[0].offset, 0);
-    assert!(matches!(
-        Wal::open(root.path(), "p", test_options(SEG)),
-        Err(mdbus_wal::Error::BadHeader { .. })
-    ));
+    let mut wal = Wal::open(root.path(), "p", test_options(SEG)).unwrap();
+    wal.roll().unwrap();
+    let live = wal.recovery_report().live_segment.clone();
+    drop(wal);
+    let newest = newest_segment(&root.path().join("p"));
+    assert_ne!(newest, live, "the roll made a new segment");
+    let mut bytes = std::fs::read(&newest).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&newest, &bytes).unwrap();
+    let wal = Wal::open(root.path(), "p", test_options(SEG)).unwrap();
+    let events: Vec<String> = wal.recovery_report().events.iter().map(ToString::to_string).collect();
+    assert!(events.iter().any(|e| e.contains("renamed to")), "{events:?}");
+    assert_eq!(wal.next_seq(), 4);
+    let mut aside = newest.as_os_str().to_owned();
+    aside.push(".bad-header");
+    assert_eq!(
+        std::fs::read(std::path::PathBuf::from(aside)).unwrap(),
+        bytes,
+        "kept as it was"
+    );
+    drop(wal);
+    assert_eq!(replay(root.path(), "p", false).seqs, vec![1, 2, 3]);
 }

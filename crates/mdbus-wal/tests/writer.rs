@@ -353,7 +353,9 @@ fn open_restores_the_all_zero_header_of_the_newest_segment() {
         assert_eq!(out.seqs, (1..=expected_next).collect::<Vec<_>>());
     }
 
-    // A header that is not all zero is not guessed at.
+    // A header that is not all zero is not guessed at: left as it is
+    // (its frame stays readable with skip-corrupt), appends go on in a new
+    // segment after its frames.
     let dir = tempfile::tempdir().unwrap();
     let mut wal = Wal::open(dir.path(), "bad", test_options(8192)).unwrap();
     wal.append(&record(1, 1)).unwrap();
@@ -362,8 +364,21 @@ fn open_restores_the_all_zero_header_of_the_newest_segment() {
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(&[0u8; 8], 0).unwrap();
     drop(file);
-    assert!(matches!(
-        Wal::open(dir.path(), "bad", test_options(8192)),
-        Err(Error::BadHeader { .. })
-    ));
+    let wal = Wal::open(dir.path(), "bad", test_options(8192)).unwrap();
+    let events = &wal.recovery_report().events;
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RecoveryEvent::BadHeader { path: p, .. } if *p == path)),
+        "{}",
+        wal.recovery_report()
+    );
+    assert_eq!((wal.next_seq(), wal.segment_first_seq()), (2, 2));
+    drop(wal);
+    assert_eq!(
+        std::fs::read(&path).unwrap()[..8],
+        [0u8; 8],
+        "the header was not rewritten"
+    );
+    assert_eq!(replay(dir.path(), "bad", true).seqs, vec![1]);
 }
