@@ -444,3 +444,85 @@ fn history_and_book_at_match_a_reference_from_the_full_replay() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TOO_LONG_A_SYMBOL_X"));
 }
+
+fn wal_bytes(feed_dir: &Path) -> u64 {
+    std::fs::read_dir(feed_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+/// `mdbus publish --retain-bytes` keeps the feed's WAL within the budget
+/// (whole segments deleted in the background, the newest snapshot set's
+/// kept: it still replays from there); `mdbus wal prune` does the same on
+/// demand, and asks for a limit.
+#[test]
+fn publish_retain_bytes_and_wal_prune_bound_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = format!("retain{}", std::process::id());
+    let budget: u64 = 1 << 20;
+    let out = mdbus()
+        .args([
+            "publish",
+            "--feed",
+            &feed,
+            "--synthetic",
+            "--rate",
+            "0",
+            "--duration",
+            "2",
+        ])
+        .args([
+            "--segment-bytes",
+            "131072",
+            "--retain-bytes",
+            "1MiB",
+            "--no-board",
+            "--wal",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let feed_dir = dir.path().join(&feed);
+    assert!(wal_bytes(&feed_dir) <= budget, "{} bytes kept", wal_bytes(&feed_dir));
+    let out = mdbus()
+        .args(["wal", "verify", "--feed", &feed, "--wal"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let out = mdbus()
+        .args(["wal", "prune", "--feed", &feed, "--wal"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = mdbus()
+        .args(["wal", "prune", "--feed", &feed, "--retain-bytes", "300KB", "--wal"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("segments deleted"), "{stdout}");
+    // Never the newest snapshot set's segment: the feed still recovers.
+    let out = mdbus()
+        .args(["replay", "--feed", &feed, "--wal"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let first = json_lines(&out.stdout)[0]["seq"].as_u64().unwrap();
+    assert!(first > 1, "the oldest segments are gone: replay starts at seq {first}");
+    let out = mdbus()
+        .args(["wal", "prune", "--feed", &feed, "--retain-bytes", "lots", "--wal"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"lots\" is not a size"));
+}

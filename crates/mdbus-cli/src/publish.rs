@@ -62,6 +62,11 @@ pub struct PublishArgs {
     /// each spinning subscriber another one with `mdbus subscribe --cpu`).
     #[arg(long)]
     cpu: Option<usize>,
+    /// WAL retention, applied at start and after each segment roll in a
+    /// background thread (`--retain-bytes`, `--retain-age`; default: keep
+    /// all).
+    #[command(flatten)]
+    retain: crate::wal_cmd::RetainArgs,
 }
 
 pub(crate) fn run(args: &PublishArgs) -> ExitCode {
@@ -89,6 +94,7 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
             Sync::Interval => SyncPolicy::default(),
             Sync::Always => SyncPolicy::Always,
         });
+    config.wal.retention = args.retain.policy();
     config.board_dir = (!args.no_board).then(|| args.board_dir.clone());
     // The WAL's writer lock is taken before the transport is created: a
     // second publisher of a running feed is refused without disturbing it.

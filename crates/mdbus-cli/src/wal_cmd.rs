@@ -18,6 +18,50 @@ pub enum WalCommand {
     /// One line per segment: file, seq and ts_event ranges, frames, bytes
     /// used/allocated, whether it holds a full snapshot set.
     Inspect(InspectArgs),
+    /// Deletes a feed's oldest segments while the WAL is over
+    /// `--retain-bytes` or they are older than `--retain-age`; never the segment holding the
+    /// newest full snapshot set, nor any newer one. Safe while the
+    /// publisher and readers run.
+    Prune(PruneArgs),
+}
+
+/// Arguments of `mdbus wal prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    wal: WalArgs,
+    #[command(flatten)]
+    retain: RetainArgs,
+}
+
+/// How much WAL to keep (`mdbus publish`, `mdbus wal prune`).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RetainArgs {
+    /// Keep the feed's WAL under this size ("2GiB", "500MB", bytes):
+    /// whole segments are deleted, oldest first.
+    #[arg(long = "retain-bytes", alias = "max-bytes", value_parser = parse_size)]
+    pub(crate) max_bytes: Option<u64>,
+    /// Delete segments whose records are all older than this ("7d",
+    /// "12h 30m").
+    #[arg(long = "retain-age", alias = "max-age", value_parser = humantime::parse_duration)]
+    pub(crate) max_age: Option<std::time::Duration>,
+}
+
+impl RetainArgs {
+    /// The policy, `None` when neither limit is given.
+    pub(crate) fn policy(&self) -> Option<mdbus_wal::RetentionPolicy> {
+        (self.max_bytes.is_some() || self.max_age.is_some()).then_some(mdbus_wal::RetentionPolicy {
+            max_bytes: self.max_bytes,
+            max_age: self.max_age,
+        })
+    }
+}
+
+/// A size: bytes, or with a unit ("2GiB", "500MB", "64 MiB").
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    text.parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|e| format!("{text:?} is not a size (bytes, or e.g. 2GiB, 500MB): {e}"))
 }
 
 /// Where a feed's WAL is.
@@ -78,6 +122,38 @@ pub(crate) fn run_wal(command: &WalCommand) -> ExitCode {
     match command {
         WalCommand::Verify(args) => verify(args),
         WalCommand::Inspect(args) => inspect(args),
+        WalCommand::Prune(args) => prune(args),
+    }
+}
+
+fn prune(args: &PruneArgs) -> ExitCode {
+    let Some(policy) = args.retain.policy() else {
+        eprintln!("mdbus wal prune: nothing to do: pass --retain-bytes or --retain-age");
+        return ExitCode::from(2);
+    };
+    match mdbus_wal::apply_retention(&args.wal.wal, &args.wal.feed, &policy) {
+        Ok(report) => {
+            for path in &report.deleted {
+                println!("deleted {}", path.display());
+            }
+            println!(
+                "{} segments deleted ({} bytes freed); {} segments kept ({} bytes){}",
+                report.deleted.len(),
+                report.freed_bytes,
+                report.kept,
+                report.kept_bytes,
+                report
+                    .protected_from
+                    .as_ref()
+                    .map(|p| format!("; {} and newer are never deleted (newest snapshot set)", p.display()))
+                    .unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mdbus wal prune: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -77,7 +77,7 @@ pub use index::{INDEX_STRIDE, IndexEntry, SparseIndex};
 pub use lock::LOCK_FILE;
 pub use reader::{ReadEvent, ReadFrom, ReadOptions, SkippedRange, WalReader, WalRecord};
 pub use recovery::{RecoveryEvent, RecoveryReport};
-pub use retention::{RetentionPolicy, RetentionReport, apply_retention};
+pub use retention::{RetentionPolicy, RetentionReport, RetentionTotals, apply_retention};
 pub use scan::SnapshotSet;
 pub use sync::SyncPolicy;
 pub use verify::{Problem, ProblemKind, RecoveryPoint, SegmentInfo, VerifyReport, inspect, recovery_point, verify};

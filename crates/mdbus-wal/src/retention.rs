@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Result, io_err};
@@ -99,4 +100,99 @@ pub fn apply_retention(dir: impl AsRef<Path>, feed: &str, policy: &RetentionPoli
     report.kept = segments.len() - first_kept;
     report.kept_bytes = total;
     Ok(report)
+}
+
+/// What the writer's background retention ([`crate::WalOptions::retention`])
+/// did since the WAL was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionTotals {
+    /// Passes that finished (one at open and one after each roll, unless a
+    /// pass was still running then).
+    pub passes: u64,
+    /// Segments deleted.
+    pub deleted_segments: u64,
+    /// Bytes freed.
+    pub freed_bytes: u64,
+    /// The last pass's error, if it failed (the next roll tries again).
+    pub last_error: Option<String>,
+}
+
+/// Retention run by the writer in a thread of its own (a segment's delete
+/// can take milliseconds on a large file: never in the appending thread).
+#[derive(Debug, Default)]
+pub(crate) struct BackgroundRetention {
+    state: Mutex<PassState>,
+}
+
+#[derive(Debug, Default)]
+struct PassState {
+    running: bool,
+    /// A pass was asked for while one ran: the running one goes again.
+    again: bool,
+    totals: RetentionTotals,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundRetention {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PassState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a pass over `feed` under `dir`; when one is running it goes
+    /// again once it is done (so the last roll's pass always happens).
+    pub(crate) fn start(self: &Arc<Self>, dir: PathBuf, feed: String, policy: RetentionPolicy) {
+        let mut state = self.lock();
+        if state.running {
+            state.again = true;
+            return;
+        }
+        state.running = true;
+        // The previous pass's thread has ended (`running` was false).
+        if let Some(done) = state.thread.take() {
+            let _ = done.join();
+        }
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("mdbus-wal-retain".into())
+            .spawn(move || {
+                loop {
+                    let result = apply_retention(&dir, &feed, &policy);
+                    let mut state = me.lock();
+                    state.totals.passes += 1;
+                    match result {
+                        Ok(report) => {
+                            state.totals.deleted_segments += report.deleted.len() as u64;
+                            state.totals.freed_bytes += report.freed_bytes;
+                            state.totals.last_error = None;
+                        }
+                        Err(e) => state.totals.last_error = Some(e.to_string()),
+                    }
+                    if !std::mem::take(&mut state.again) {
+                        state.running = false;
+                        return;
+                    }
+                }
+            });
+        match spawned {
+            Ok(thread) => state.thread = Some(thread),
+            Err(e) => {
+                state.totals.last_error = Some(format!("cannot start the retention thread: {e}"));
+                state.running = false;
+            }
+        }
+    }
+
+    /// What the passes did so far, and whether one is running.
+    pub(crate) fn totals(&self) -> (RetentionTotals, bool) {
+        let state = self.lock();
+        (state.totals.clone(), state.running)
+    }
+
+    /// Waits for the running pass (and the one it was asked to run again).
+    pub(crate) fn finish(&self) {
+        let thread = self.lock().thread.take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
 }

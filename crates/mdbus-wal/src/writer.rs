@@ -24,7 +24,7 @@ use crate::format::{
 use crate::index::SparseIndex;
 use crate::lock::FeedLock;
 use crate::recovery::{RecoveryEvent, RecoveryReport};
-use crate::retention::{RetentionPolicy, RetentionReport, apply_retention};
+use crate::retention::{BackgroundRetention, RetentionPolicy, RetentionReport, RetentionTotals, apply_retention};
 use crate::scan::scan;
 use crate::sync::{SyncPolicy, SyncWorker};
 
@@ -58,6 +58,12 @@ pub struct WalOptions {
     /// (never cut). Default false: open reads only the newest segment, so
     /// recovery time is bounded by the segment size. `verify` checks all.
     pub check_all_segments: bool,
+    /// Delete old segments by total size and age (see
+    /// [`apply_retention`]: never the newest full snapshot set's segment
+    /// or a newer one), at open and after each roll, in a thread of its
+    /// own (default none: the WAL grows). [`Wal::retention_totals`] says
+    /// what was deleted.
+    pub retention: Option<RetentionPolicy>,
 }
 
 impl Default for WalOptions {
@@ -68,6 +74,7 @@ impl Default for WalOptions {
             preallocate_next: true,
             prefault: true,
             check_all_segments: false,
+            retention: None,
         }
     }
 }
@@ -82,6 +89,12 @@ impl WalOptions {
     /// Sets `sync`.
     pub fn sync(mut self, sync: SyncPolicy) -> WalOptions {
         self.sync = sync;
+        self
+    }
+
+    /// Sets `retention`.
+    pub fn retention(mut self, policy: RetentionPolicy) -> WalOptions {
+        self.retention = Some(policy);
         self
     }
 
@@ -261,6 +274,7 @@ pub struct Wal {
     ready: Option<PreparedSegment>,
     recovery: RecoveryReport,
     lock: FeedLock,
+    retention: Arc<BackgroundRetention>,
 }
 
 impl Wal {
@@ -318,8 +332,10 @@ impl Wal {
             ready: None,
             recovery,
             lock,
+            retention: Arc::default(),
         };
         wal.spawn_prepare();
+        wal.start_retention();
         Ok(wal)
     }
 
@@ -775,7 +791,24 @@ impl Wal {
         }
         self.live = live;
         self.spawn_prepare();
+        self.start_retention();
         Ok(())
+    }
+
+    /// A background retention pass, when [`WalOptions::retention`] is set.
+    fn start_retention(&self) {
+        if let Some(policy) = &self.options.retention
+            && let Some(root) = self.feed_dir.parent()
+        {
+            self.retention
+                .start(root.to_path_buf(), self.feed.clone(), policy.clone());
+        }
+    }
+
+    /// What background retention ([`WalOptions::retention`]) deleted so
+    /// far, and whether a pass is running now.
+    pub fn retention_totals(&self) -> (RetentionTotals, bool) {
+        self.retention.totals()
     }
 
     /// Waits until the background preparation of the next segment (see
@@ -869,5 +902,8 @@ impl Drop for Wal {
         if let Some(p) = self.ready.take() {
             let _ = std::fs::remove_file(&p.tmp_path);
         }
+        // A retention pass under way ends (and the last roll's pass runs)
+        // before the writer is gone.
+        self.retention.finish();
     }
 }
