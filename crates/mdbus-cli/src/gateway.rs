@@ -152,7 +152,7 @@ mod imp {
 mod imp {
     use super::*;
     use mdbus_gateway::{BoxError, Gateway};
-    use mdbus_subscriber::{StartFrom, Subscriber, SubscriberConfig};
+    use mdbus_subscriber::{L2Config, StartFrom, Subscriber, SubscriberConfig};
     use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, WaitStrategy};
 
     fn open(feed: &str, wait_for: Duration) -> mdbus_transport::Result<IoxReceiver> {
@@ -168,7 +168,13 @@ mod imp {
         // gateway's feed thread.
         Gateway::start(config, move || -> Result<Subscriber<IoxReceiver>, BoxError> {
             let live = open(&feed, wait_for)?;
-            let mut subscriber_config = SubscriberConfig::default().wal_found(wal.as_deref(), &feed, live.wal()?)?;
+            // The gateway pushes the latest state (L1) and never answers a
+            // history query: no L2 (issue 16: 256 instruments grew a
+            // gateway to 835 MB with the default per-instrument history).
+            let mut subscriber_config =
+                SubscriberConfig::default()
+                    .l2(L2Config::off())
+                    .wal_found(wal.as_deref(), &feed, live.wal()?)?;
             if subscriber_config.wal.is_none() {
                 subscriber_config = subscriber_config.start(StartFrom::LiveOnly);
             }

@@ -25,7 +25,7 @@ use mdbus_types::{Book, BookDelta, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, Instrum
 
 use crate::hash::IdBuildHasher;
 
-/// How much history L2 keeps per instrument.
+/// How much history L2 keeps: per instrument, and in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct L2Config {
@@ -39,15 +39,27 @@ pub struct L2Config {
     /// Also drop what is older than this (by `ts_event`, relative to the
     /// newest record); `None`: by count only.
     pub window: Option<Duration>,
+    /// The memory budget of the whole cache, whatever the universe: each
+    /// instrument gets an equal share (half for ticks, half for book
+    /// records) within the counts above, and drops its oldest history past
+    /// it (the pushed instrument at once, the others by a sweep of one
+    /// instrument per record). `None`: the counts alone (which at 4 096
+    /// instruments and the default counts is ~20 GB).
+    pub max_bytes: Option<usize>,
 }
 
+/// [`L2Config::max_bytes`] by default: 256 MiB.
+pub const DEFAULT_L2_BYTES: usize = 256 << 20;
+
 impl Default for L2Config {
-    /// 10 000 ticks and 10 000 book records per instrument, no time window.
+    /// 10 000 ticks and 10 000 book records per instrument within 256 MiB
+    /// in all, no time window.
     fn default() -> L2Config {
         L2Config {
             max_ticks: 10_000,
             max_book_records: 10_000,
             window: None,
+            max_bytes: Some(DEFAULT_L2_BYTES),
         }
     }
 }
@@ -70,7 +82,22 @@ impl L2Config {
         self.window = window;
         self
     }
+
+    /// Sets [`L2Config::max_bytes`].
+    pub fn max_bytes(mut self, bytes: Option<usize>) -> L2Config {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// No history in memory (every query goes to the WAL).
+    pub fn off() -> L2Config {
+        L2Config::default().max_ticks(0).max_book_records(0)
+    }
 }
+
+const TICK_BYTES: usize = std::mem::size_of::<Tick>();
+const SNAPSHOT_BYTES: usize = std::mem::size_of::<(i64, u64, BookSnapshot)>();
+const DELTA_BYTES: usize = std::mem::size_of::<(i64, BookDelta)>();
 
 /// Whether `record`'s `ts_event` is the time it was published (not an
 /// older time carried by a snapshot or a recovery copy).
@@ -118,6 +145,44 @@ impl InstrumentHistory {
         self.delta_base + self.deltas.len() as u64
     }
 
+    fn book_bytes(&self) -> usize {
+        self.snapshots.len() * SNAPSHOT_BYTES + self.deltas.len() * DELTA_BYTES
+    }
+
+    /// Memory held (the deques' capacities).
+    fn allocated_bytes(&self) -> usize {
+        self.ticks.capacity() * TICK_BYTES
+            + self.snapshots.capacity() * SNAPSHOT_BYTES
+            + self.deltas.capacity() * DELTA_BYTES
+    }
+
+    /// Drops the oldest history past `share` bytes (half for ticks, half
+    /// for book records: whole epochs, the last one too when it alone is
+    /// over its half, so that queries of that time go to the WAL), and
+    /// gives back memory the deques no longer need. The counts leave room
+    /// for a deque's doubling: what it allocates stays within the share.
+    fn trim_to(&mut self, share: usize) {
+        let half = share / 2;
+        let tick_cap = half / TICK_BYTES / 2;
+        while self.ticks.len() > tick_cap {
+            let Some(old) = self.ticks.pop_front() else { break };
+            self.ticks_from = self.ticks_from.max(old.header.ts_event.saturating_add(1));
+        }
+        while !self.snapshots.is_empty()
+            && self.book_bytes() > half / 2
+            && (self.snapshots.len() >= 2 || self.book_bytes() > half)
+        {
+            self.drop_first_epoch();
+        }
+        if self.ticks.capacity() * TICK_BYTES > half {
+            self.ticks.shrink_to(self.ticks.len());
+        }
+        if self.snapshots.capacity() * SNAPSHOT_BYTES + self.deltas.capacity() * DELTA_BYTES > half {
+            self.snapshots.shrink_to(self.snapshots.len());
+            self.deltas.shrink_to(self.deltas.len());
+        }
+    }
+
     /// Drops the oldest snapshot and the deltas after it.
     fn drop_first_epoch(&mut self) {
         self.snapshots.pop_front();
@@ -150,6 +215,9 @@ pub(crate) struct L2Cache {
     /// Everything with a time-bearing `ts_event >= known_from` has been
     /// seen (`None`: nothing yet, or just reset after a gap).
     known_from: Option<i64>,
+    /// The instruments in the order they came (the budget's sweep).
+    order: Vec<InstrumentId>,
+    sweep: usize,
 }
 
 impl L2Cache {
@@ -159,14 +227,40 @@ impl L2Cache {
             instruments: HashMap::default(),
             horizon: i64::MIN,
             known_from: None,
+            order: Vec::new(),
+            sweep: 0,
         }
     }
 
     /// Records were lost: forget everything, start again with the next record.
     pub(crate) fn reset(&mut self) {
         self.instruments.clear();
+        self.order.clear();
         self.horizon = i64::MIN;
         self.known_from = None;
+    }
+
+    /// Memory the history holds (the deques' capacities; the maps'
+    /// overhead, a few dozen bytes per instrument, is not counted).
+    pub(crate) fn allocated_bytes(&self) -> usize {
+        self.instruments.values().map(InstrumentHistory::allocated_bytes).sum()
+    }
+
+    /// Keeps the budget: `id` (just pushed) within its share at once, and
+    /// one other instrument per record, round robin, so that every share
+    /// shrinks as the universe grows.
+    fn keep_budget(&mut self, id: &InstrumentId, budget: usize) {
+        let share = budget / self.instruments.len().max(1);
+        if let Some(history) = self.instruments.get_mut(id) {
+            history.trim_to(share);
+        }
+        if self.order.is_empty() {
+            return;
+        }
+        self.sweep = (self.sweep + 1) % self.order.len();
+        if let Some(history) = self.instruments.get_mut(&self.order[self.sweep]) {
+            history.trim_to(share);
+        }
     }
 
     /// Adds one delivered record (in seq order, no holes since the last reset).
@@ -191,10 +285,11 @@ impl L2Cache {
         let config = self.config;
         let horizon = self.horizon;
         let Some(id) = record.instrument() else { return };
-        let history = self
-            .instruments
-            .entry(id)
-            .or_insert_with(|| InstrumentHistory::new(known_from));
+        let order = &mut self.order;
+        let history = self.instruments.entry(id).or_insert_with(|| {
+            order.push(id);
+            InstrumentHistory::new(known_from)
+        });
         match record {
             RecordRef::Tick(t) if is_trade(&t.header) && config.max_ticks > 0 => {
                 history.ticks.push_back(*t);
@@ -221,6 +316,9 @@ impl L2Cache {
                 history.deltas.push_back((horizon, *d));
             }
             _ => {}
+        }
+        if let Some(budget) = config.max_bytes {
+            self.keep_budget(&id, budget);
         }
     }
 
@@ -274,5 +372,67 @@ impl L2Cache {
             let _ = book.apply_delta(delta);
         }
         Some(Some(book.to_snapshot()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mdbus_types::{Level, MdSample, Price, Side};
+
+    /// 1 000 instruments through a 4 MiB budget: once every instrument has
+    /// been seen and swept, the history never holds more than the budget,
+    /// however long the stream; and what it keeps still answers.
+    #[test]
+    fn the_budget_holds_whatever_the_universe() {
+        let budget = 4 << 20;
+        let mut l2 = L2Cache::new(L2Config::default().max_bytes(Some(budget)));
+        let ids: Vec<InstrumentId> = (0..1000)
+            .map(|i| InstrumentId::new(&format!("I{i}")).unwrap())
+            .collect();
+        let mut seq = 0;
+        let mut peak_after_sweep = 0;
+        for round in 0..200u64 {
+            for (i, id) in ids.iter().enumerate() {
+                seq += 1;
+                let ts = seq as i64 * 1_000;
+                let record = match round % 20 {
+                    0 => {
+                        let mut s = BookSnapshot::empty(*id, ts);
+                        s.bid_count = 1;
+                        s.bids[0] = Level {
+                            price: Price::from_f64(100.0).unwrap(),
+                            qty: 1,
+                        };
+                        s.header.seq = seq;
+                        MdSample::from(s)
+                    }
+                    r if r % 2 == 1 => {
+                        let mut t = Tick::new(*id, ts).last(Price::from_f64(100.0).unwrap(), 1);
+                        t.header.seq = seq;
+                        MdSample::from(t)
+                    }
+                    r => {
+                        let mut d =
+                            BookDelta::new(*id, Side::Bid, Price::from_f64(99.0 + r as f64 / 100.0).unwrap(), 2, ts);
+                        d.header.seq = seq;
+                        MdSample::from(d)
+                    }
+                };
+                l2.push(record.record().unwrap());
+                if round >= 2 && i % 100 == 0 {
+                    peak_after_sweep = peak_after_sweep.max(l2.allocated_bytes());
+                }
+            }
+        }
+        assert!(peak_after_sweep > 0);
+        assert!(
+            peak_after_sweep <= budget,
+            "{peak_after_sweep} bytes held, budget {budget}"
+        );
+        // The newest ticks are still answered from memory.
+        let horizon = seq as i64 * 1_000;
+        let ticks = l2.ticks(&ids[7], horizon - 5_000_000, horizon - 1);
+        assert!(ticks.is_some_and(|t| !t.is_empty()));
     }
 }

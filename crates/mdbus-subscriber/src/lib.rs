@@ -100,7 +100,7 @@ pub use cached::CachedHistory;
 pub use error::{Error, Result};
 pub use history::History;
 pub use l1::{L1Cache, L1Entry, Quote};
-pub use l2::{CacheLevel, L2Config};
+pub use l2::{CacheLevel, DEFAULT_L2_BYTES, L2Config};
 pub use subscriber::{
     CatchUp, Event, EventRef, Source, StartFrom, Subscriber, SubscriberConfig, SubscriberStats, WAL_TAIL_POLL,
 };

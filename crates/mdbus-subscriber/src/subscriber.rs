@@ -786,6 +786,11 @@ impl<R: MdReceiver> Subscriber<R> {
         self.stats
     }
 
+    /// Memory the L2 history holds now (within [`L2Config::max_bytes`]).
+    pub fn l2_bytes(&self) -> usize {
+        self.l2.lock().allocated_bytes()
+    }
+
     /// Whether the switch to live happened.
     pub fn is_live(&self) -> bool {
         matches!(self.state, State::Live { .. })
