@@ -156,30 +156,43 @@ impl InstrumentHistory {
             + self.deltas.capacity() * DELTA_BYTES
     }
 
-    /// Drops the oldest history past `share` bytes (half for ticks, half
-    /// for book records: whole epochs, the last one too when it alone is
-    /// over its half, so that queries of that time go to the WAL), and
-    /// gives back memory the deques no longer need. The counts leave room
-    /// for a deque's doubling: what it allocates stays within the share.
-    fn trim_to(&mut self, share: usize) {
-        let half = share / 2;
-        let tick_cap = half / TICK_BYTES / 2;
+    /// Drops the oldest ticks past half of `share` bytes. The count leaves
+    /// room for the deque's doubling: what it allocates stays within the
+    /// half.
+    #[inline]
+    fn trim_ticks(&mut self, share: usize) {
+        let tick_cap = share / 2 / TICK_BYTES / 2;
         while self.ticks.len() > tick_cap {
             let Some(old) = self.ticks.pop_front() else { break };
             self.ticks_from = self.ticks_from.max(old.header.ts_event.saturating_add(1));
         }
-        while !self.snapshots.is_empty()
-            && self.book_bytes() > half / 2
-            && (self.snapshots.len() >= 2 || self.book_bytes() > half)
-        {
+    }
+
+    /// Drops whole book epochs past a quarter of `share` bytes (the last
+    /// one too when it alone is over: queries of that time then go to the
+    /// WAL), so that the two deques, each doubling on its own, allocate
+    /// within half of the share.
+    #[inline]
+    fn trim_book(&mut self, share: usize) {
+        let half = share / 2;
+        while !self.snapshots.is_empty() && self.book_bytes() > half / 2 {
             self.drop_first_epoch();
         }
-        if self.ticks.capacity() * TICK_BYTES > half {
-            self.ticks.shrink_to(self.ticks.len());
-        }
+        // What a larger share let them allocate (or a deque's minimum
+        // capacity) is given back.
         if self.snapshots.capacity() * SNAPSHOT_BYTES + self.deltas.capacity() * DELTA_BYTES > half {
             self.snapshots.shrink_to(self.snapshots.len());
             self.deltas.shrink_to(self.deltas.len());
+        }
+    }
+
+    /// Both trims, and gives back what the deques hold past the share (a
+    /// share that shrank as the universe grew).
+    fn trim_to(&mut self, share: usize) {
+        self.trim_ticks(share);
+        self.trim_book(share);
+        if self.ticks.capacity() * TICK_BYTES > share / 2 {
+            self.ticks.shrink_to(self.ticks.len());
         }
     }
 
@@ -218,6 +231,11 @@ pub(crate) struct L2Cache {
     /// The instruments in the order they came (the budget's sweep).
     order: Vec<InstrumentId>,
     sweep: usize,
+    /// Instruments still to visit since the shares last changed.
+    sweep_left: usize,
+    /// Each instrument's share of the budget, for `shared_by` instruments.
+    share: usize,
+    shared_by: usize,
 }
 
 impl L2Cache {
@@ -229,6 +247,9 @@ impl L2Cache {
             known_from: None,
             order: Vec::new(),
             sweep: 0,
+            sweep_left: 0,
+            share: 0,
+            shared_by: 0,
         }
     }
 
@@ -246,20 +267,32 @@ impl L2Cache {
         self.instruments.values().map(InstrumentHistory::allocated_bytes).sum()
     }
 
-    /// Keeps the budget: `id` (just pushed) within its share at once, and
-    /// one other instrument per record, round robin, so that every share
-    /// shrinks as the universe grows.
-    fn keep_budget(&mut self, id: &InstrumentId, budget: usize) {
-        let share = budget / self.instruments.len().max(1);
+    /// Keeps the budget: `id` (just pushed, a tick or a book record)
+    /// within its share at once; when the universe grew (every share
+    /// shrank), one other instrument per record, round robin, until all
+    /// were visited.
+    #[inline]
+    fn keep_budget(&mut self, id: &InstrumentId, tick: bool, budget: usize) {
+        let n = self.instruments.len().max(1);
+        if n != self.shared_by {
+            self.shared_by = n;
+            self.share = budget / n;
+            self.sweep_left = n;
+        }
+        let share = self.share;
         if let Some(history) = self.instruments.get_mut(id) {
-            history.trim_to(share);
+            if tick {
+                history.trim_ticks(share);
+            } else {
+                history.trim_book(share);
+            }
         }
-        if self.order.is_empty() {
-            return;
-        }
-        self.sweep = (self.sweep + 1) % self.order.len();
-        if let Some(history) = self.instruments.get_mut(&self.order[self.sweep]) {
-            history.trim_to(share);
+        if self.sweep_left > 0 && !self.order.is_empty() {
+            self.sweep_left -= 1;
+            self.sweep = (self.sweep + 1) % self.order.len();
+            if let Some(history) = self.instruments.get_mut(&self.order[self.sweep]) {
+                history.trim_to(share);
+            }
         }
     }
 
@@ -318,7 +351,8 @@ impl L2Cache {
             _ => {}
         }
         if let Some(budget) = config.max_bytes {
-            self.keep_budget(&id, budget);
+            let tick = matches!(record, RecordRef::Tick(_));
+            self.keep_budget(&id, tick, budget);
         }
     }
 
