@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# CI of the Python package `mdbus` (crates/mdbus-py): rustfmt, clippy and
+# rustdoc of the extension crate (outside the root workspace), then a venv
+# under target/, the package installed into it, and pytest. The tests run
+# the `mdbus` binary (target/release/mdbus, built here if missing).
+set -euo pipefail
+crate="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$crate/../.." && pwd)"
+cd "$root"
+manifest="$crate/Cargo.toml"
+# The crate's build artefacts live under the root target/ (one place to
+# clean, reused by the next run).
+export CARGO_TARGET_DIR="$root/target/mdbus-py"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "mdbus-py: cargo fmt --check, clippy -D warnings, rustdoc -D warnings"
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --manifest-path "$manifest" --check
+else
+    echo "SKIP: rustfmt"
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --manifest-path "$manifest" --all-targets -- -D warnings
+else
+    echo "SKIP: clippy"
+fi
+RUSTDOCFLAGS="-D warnings" cargo doc --manifest-path "$manifest" --no-deps
+
+step "mdbus-py: the mdbus binary the tests run"
+cargo build --release --bin mdbus --manifest-path "$root/Cargo.toml" --target-dir "$root/target"
+
+step "mdbus-py: venv, packages from the registry by name, the package, pytest"
+venv="$root/target/py-venv"
+[[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install -q --upgrade pip
+"$venv/bin/python" -m pip install -q maturin numpy pandas pyarrow pytest
+# No build isolation: the venv's maturin builds the wheel, in
+# $CARGO_TARGET_DIR (kept between runs).
+PATH="$venv/bin:$PATH" "$venv/bin/python" -m pip install -q --no-build-isolation --force-reinstall --no-deps "$crate"
+MDBUS_BIN="$root/target/release/mdbus" "$venv/bin/python" -m pytest -q "$crate/tests"
