@@ -32,7 +32,18 @@ cargo build --release --bin mdbus --manifest-path "$root/Cargo.toml" --target-di
 
 step "mdbus-py: venv, packages from the registry by name, the package, pytest"
 venv="$root/target/py-venv"
-[[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+if [[ ! -x "$venv/bin/python" ]] && ! python3 -m venv "$venv"; then
+    # Debian's python3 makes venvs only with python3-venv (ensurepip).
+    rm -rf "$venv"
+    if [[ -n "${CI:-}" ]] && command -v apt-get >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$venv"
+    else
+        echo "FAIL: python3 -m venv (install python3-venv)"
+        exit 1
+    fi
+fi
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q maturin numpy pandas pyarrow pytest
 # No build isolation: the venv's maturin builds the wheel, in

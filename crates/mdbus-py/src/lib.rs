@@ -46,37 +46,64 @@ struct Batch {
     bufs: [Vec<u64>; 4],
     skipped: Vec<SkippedRange>,
     /// `(message, file, byte offset)` of the error that stopped the read.
-    error: Option<(String, Option<PathBuf>, Option<u64>)>,
+    error: Option<(String, Option<String>, Option<u64>)>,
 }
 
-/// The reader and the filters of one `read_wal`/`iter_wal` call.
-struct CursorState {
-    reader: WalReader,
+/// How far `ts_event` may go back along a feed: a segment's recovery
+/// snapshots and heartbeats carry the publisher's clock, a little ahead of
+/// the market events around them. A time-bounded read seeks this much
+/// before `start` and reads on this much past `end`, keeping exactly the
+/// records with `start <= ts_event < end`.
+const TIME_SLACK_NS: i64 = 1_000_000_000;
+
+/// What a read keeps: kinds, a time range, instruments.
+#[derive(Debug, Clone)]
+struct Filter {
     kinds: [bool; 4],
+    start: Option<i64>,
     end: Option<i64>,
     instruments: Option<Vec<InstrumentId>>,
+}
+
+impl Filter {
+    /// Whether the read must look at every record (no filter at all).
+    fn is_all(&self) -> bool {
+        self.start.is_none() && self.end.is_none() && self.instruments.is_none() && !self.kinds.contains(&false)
+    }
+
+    /// Whether a record this far in time ends the read.
+    #[inline]
+    fn past_end(&self, ts_event: i64) -> bool {
+        self.end.is_some_and(|e| ts_event >= e.saturating_add(TIME_SLACK_NS))
+    }
+
+    /// Whether `record` is wanted.
+    #[inline]
+    fn wants(&self, record: RecordRef<'_>) -> bool {
+        let ts = record.header().ts_event;
+        self.kinds[slot(record.kind())]
+            && self.start.is_none_or(|s| ts >= s)
+            && self.end.is_none_or(|e| ts < e)
+            && match &self.instruments {
+                None => true,
+                Some(ids) => record.instrument().is_some_and(|id| ids.contains(&id)),
+            }
+    }
+}
+
+/// The reader and the filter of one `read_wal`/`iter_wal` call.
+struct CursorState {
+    reader: WalReader,
+    /// The WAL directory and feed (to tell a torn tail from corruption).
+    wal: PathBuf,
+    feed: String,
+    filter: Filter,
     done: bool,
 }
 
 impl CursorState {
-    /// Whether `record` is wanted (or, past `end`, must be seen to stop).
-    /// Sees unchecked bytes: only decides, the reader checks what it keeps.
-    #[inline]
-    fn keep(kinds: &[bool; 4], end: Option<i64>, instruments: Option<&[InstrumentId]>, record: RecordRef<'_>) -> bool {
-        if end.is_some_and(|e| record.header().ts_event >= e) {
-            return true;
-        }
-        if !kinds[slot(record.kind())] {
-            return false;
-        }
-        match instruments {
-            None => true,
-            Some(ids) => record.instrument().is_some_and(|id| ids.contains(&id)),
-        }
-    }
-
     /// Reads up to `limit` records (all of them with `None`) into one
-    /// buffer per kind; stops early at the live end, at `end`, or at an
+    /// buffer per kind; stops early at the live end, past `end`, or at an
     /// error (the records before it are kept).
     fn read_batch(&mut self, limit: Option<usize>) -> Batch {
         let mut batch = Batch {
@@ -88,19 +115,21 @@ impl CursorState {
             return batch;
         }
         let limit = limit.unwrap_or(usize::MAX);
-        let filtering = self.end.is_some() || self.instruments.is_some() || self.kinds.contains(&false);
         let CursorState {
             reader,
-            kinds,
-            end,
-            instruments,
+            wal,
+            feed,
+            filter,
             done,
         } = self;
-        let (kinds, end, instruments) = (*kinds, *end, instruments.as_deref());
+        let filtering = !filter.is_all();
+        let filter = &*filter;
         let mut n = 0;
         while n < limit {
             let event = if filtering {
-                reader.next_event_where(|r| Self::keep(&kinds, end, instruments, r))
+                // Sees unchecked bytes: only decides; what it keeps is
+                // checked in full by the reader.
+                reader.next_event_where(|r| filter.past_end(r.header().ts_event) || filter.wants(r))
             } else {
                 reader.next_event()
             };
@@ -112,13 +141,11 @@ impl CursorState {
                 Ok(Some(ReadEvent::Skipped(range))) => batch.skipped.push(range),
                 Ok(Some(ReadEvent::Record(rec))) => {
                     let record = rec.record;
-                    if end.is_some_and(|e| record.header().ts_event >= e) {
+                    if filter.past_end(record.header().ts_event) {
                         *done = true;
                         break;
                     }
-                    // A filter let it through, and it may be a record of
-                    // another kind the end check wanted to see.
-                    if filtering && !Self::keep(&kinds, None, instruments, record) {
+                    if filtering && !filter.wants(record) {
                         continue;
                     }
                     // Records are 8-aligned and a multiple of 8 long.
@@ -126,12 +153,23 @@ impl CursorState {
                     n += 1;
                 }
                 Err(e) => {
+                    *done = true;
+                    // A torn tail of the newest segment (what a crashed
+                    // writer leaves, cut by the next writer open) is the
+                    // live end, as for `mdbus replay`: every valid record
+                    // was read.
+                    let torn_tail_only = matches!(e, mdbus_wal::Error::Corrupt { .. })
+                        && mdbus_wal::verify(&*wal, &*feed).is_ok_and(|r| r.exit_code() == 3);
+                    if torn_tail_only {
+                        break;
+                    }
                     let (path, offset) = match &e {
-                        mdbus_wal::Error::Corrupt { path, offset, .. } => (Some(path.clone()), Some(*offset)),
+                        mdbus_wal::Error::Corrupt { path, offset, .. } => {
+                            (Some(path.to_string_lossy().into_owned()), Some(*offset))
+                        }
                         _ => (None, None),
                     };
                     batch.error = Some((e.to_string(), path, offset));
-                    *done = true;
                     break;
                 }
             }
@@ -158,7 +196,7 @@ fn bad_arg(name: &str, message: impl std::fmt::Display) -> PyErr {
 #[pymethods]
 impl WalCursor {
     /// `kinds`: names among `tick`, `book`, `delta`, `heartbeat`; `start`
-    /// and `end` in ns since the Unix epoch (`end` excluded);
+    /// and `end` in ns since the Unix epoch (`start <= ts_event < end`);
     /// `instruments`: symbols (heartbeats are then left out).
     #[new]
     // The arguments of `mdbus.read_wal`, one for one.
@@ -202,7 +240,7 @@ impl WalCursor {
             )));
         }
         let options = ReadOptions {
-            from: start.map_or(ReadFrom::Start, ReadFrom::Time),
+            from: start.map_or(ReadFrom::Start, |s| ReadFrom::Time(s.saturating_sub(TIME_SLACK_NS))),
             skip_corrupt,
         };
         let reader = py
@@ -211,9 +249,14 @@ impl WalCursor {
         Ok(WalCursor {
             state: Mutex::new(CursorState {
                 reader,
-                kinds: mask,
-                end,
-                instruments,
+                wal,
+                feed: feed.to_string(),
+                filter: Filter {
+                    kinds: mask,
+                    start,
+                    end,
+                    instruments,
+                },
                 done: false,
             }),
         })
@@ -239,7 +282,7 @@ impl WalCursor {
         let batch = py.detach(move || state.read_batch(limit));
         let arrays = PyDict::new(py);
         for (i, buf) in batch.bufs.into_iter().enumerate() {
-            if guard.kinds[i] {
+            if guard.filter.kinds[i] {
                 arrays.set_item(KIND_NAMES[i], buf.into_pyarray(py))?;
             }
         }
@@ -248,7 +291,7 @@ impl WalCursor {
             .iter()
             .map(|s| {
                 let d = PyDict::new(py);
-                d.set_item("path", &s.path)?;
+                d.set_item("path", s.path.to_string_lossy())?;
                 d.set_item("from", s.from)?;
                 d.set_item("to", s.to)?;
                 d.set_item("seq_hole", s.seq_hole.map(|h| (h.from, h.to)))?;

@@ -198,11 +198,13 @@ def read_wal(wal, feed, kind="tick", start=None, end=None, instruments=None, ski
 
     - ``kind``: ``"tick"``, ``"book"`` (snapshots), ``"delta"``,
       ``"heartbeat"`` or ``"all"``.
-    - ``start``/``end``: ``ts_event`` bounds, ``start <= ts_event < end``
-      (ns ints, ``numpy.datetime64``, datetimes or ISO strings; naive
-      means UTC). ``start`` seeks with the WAL's sparse index; reading
-      stops at the first record at or after ``end`` (``ts_event`` is
-      assumed not to decrease along a feed, as the WAL's time seek does).
+    - ``start``/``end``: exactly the records with ``start <= ts_event <
+      end`` (ns ints, ``numpy.datetime64``, datetimes or ISO strings;
+      naive means UTC). ``start`` seeks with the WAL's sparse index. As
+      ``ts_event`` may go back a little along a feed (a segment's recovery
+      snapshots and heartbeats carry the publisher's clock), the seek goes
+      1 s before ``start`` and reading stops at the first record 1 s past
+      ``end``; a record more than 1 s out of time order may be missed.
     - ``instruments``: a symbol or a list of them (heartbeats, which have
       none, are then left out).
     - ``skip_corrupt``: False raises ``WalError`` at a bad frame, its
@@ -211,7 +213,10 @@ def read_wal(wal, feed, kind="tick", start=None, end=None, instruments=None, ski
       range skipped (the seqs lost in ``warning.range["seq_hole"]``).
 
     A torn tail (a frame the writer did not finish) is the WAL's live end,
-    not an error. The records are copied once out of the segment maps into
+    not an error. Every record returned passed the WAL's checks (crc32c,
+    layout); a bad frame of a kind or instrument not asked for may be
+    passed over unchecked (it loses nothing asked for): read
+    ``kind="all"`` or run ``mdbus wal verify`` to check a whole WAL. The records are copied once out of the segment maps into
     the array, with the GIL released.
     """
     cursor, kinds, single = _cursor(wal, feed, kind, start, end, instruments, skip_corrupt)

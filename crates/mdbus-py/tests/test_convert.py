@@ -1,0 +1,58 @@
+"""to_pandas and to_arrow: columns, types, flattened books."""
+
+import numpy as np
+import pytest
+
+import mdbus
+from conftest import FIXTURES
+
+WAL = FIXTURES / "wal-clean"
+
+
+def test_tick_frame_columns_and_types():
+    ticks = mdbus.read_wal(WAL, "golden")
+    df = mdbus.to_pandas(ticks)
+    assert list(df.columns) == [
+        "seq", "ts_event", "ts_publish", "instrument", "last_px", "last_qty",
+        "bid_px", "bid_qty", "ask_px", "ask_qty", "volume", "flags",
+    ]  # fmt: skip
+    assert str(df["ts_event"].dtype) == "datetime64[ns, UTC]"
+    assert df["ts_event"].iloc[0].value == int(ticks["ts_event"][0])
+    assert df["instrument"].astype(str).tolist() == [s.decode() for s in ticks["instrument"]]
+    assert df["last_px"].tolist() == (ticks["last_px"] / 1e9).tolist()
+    assert mdbus.to_pandas(ticks, instrument="str")["instrument"].tolist() == df["instrument"].astype(str).tolist()
+
+
+def test_book_frame_is_flattened_bid_px_00_to_ask_qty_09():
+    books = mdbus.read_wal(WAL, "golden", kind="book")
+    df = mdbus.to_pandas(books)
+    levels = [c for c in df.columns if c[:4] in ("bid_", "ask_") and c[-2:].isdigit()]
+    assert levels[:4] == ["bid_px_00", "bid_qty_00", "ask_px_00", "ask_qty_00"]
+    assert levels[-1] == "ask_qty_09" and len(levels) == 40
+    raw = books["asks"]["price"]
+    for i in range(10):
+        want = np.where(raw[:, i] == mdbus.PRICE_NULL, np.nan, raw[:, i] / 1e9)
+        assert np.array_equal(df[f"ask_px_{i:02}"].to_numpy(), want, equal_nan=True)
+        assert np.array_equal(df[f"bid_qty_{i:02}"].to_numpy(), books["bids"]["qty"][:, i])
+
+
+def test_all_kinds_give_a_dict_of_frames_and_deltas_name_their_side():
+    frames = mdbus.to_pandas(mdbus.read_wal(WAL, "golden", kind="all"))
+    assert set(frames) == set(mdbus.KINDS)
+    assert list(frames["heartbeat"].columns) == ["seq", "ts_event", "ts_publish", "flags"]
+    assert set(frames["delta"]["side"].astype(str)) == {"bid", "ask"}
+
+
+def test_arrow_table_matches_pandas():
+    pa = pytest.importorskip("pyarrow")
+    ticks = mdbus.read_wal(WAL, "golden")
+    table = mdbus.to_arrow(ticks)
+    assert table.schema.field("ts_event").type == pa.timestamp("ns", tz="UTC")
+    assert table.column("instrument").to_pylist() == [s.decode() for s in ticks["instrument"]]
+    df = mdbus.to_pandas(ticks)
+    assert table.column("bid_px").to_pylist() == [None if np.isnan(x) else x for x in df["bid_px"]]
+    dec = mdbus.to_arrow(ticks, price="decimal")
+    assert dec.schema.field("last_px").type == pa.decimal128(19, 9)
+    assert str(dec.column("last_px")[0]) == "4123.400000000"
+    books = mdbus.to_arrow(mdbus.read_wal(WAL, "golden", kind="book"))
+    assert books.num_columns == 4 + 2 + 40 + 1
