@@ -9,6 +9,8 @@
 //! - `WalCursor`: reads a feed's WAL in batches, one copy out of the
 //!   segment maps, with the GIL released while it reads.
 //! - `Board`: the snapshot board through `mdbus_board::BoardReader`.
+//! - `Subscriber`: the live feed through `mdbus::Subscriber` (replay-merge,
+//!   gap fill, L1), polled in batches with the GIL released.
 //! - `instrument_codes`: symbols of a record buffer as categorical codes
 //!   (one hash look-up per record, no Python object per record).
 
@@ -22,6 +24,8 @@ use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+
+mod subscriber;
 
 /// The kinds in the order of the Python names (`tick`, `book`, `delta`,
 /// `heartbeat`); a record's slot is `kind as u16 - 1`.
@@ -429,6 +433,7 @@ fn _mdbus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(instrument_codes, m)?)?;
     m.add_class::<WalCursor>()?;
     m.add_class::<Board>()?;
+    m.add_class::<subscriber::Subscriber>()?;
     m.add("PRICE_NULL", Price::NULL.raw())?;
     m.add("PRICE_SCALE", PRICE_SCALE)?;
     m.add("KINDS", KIND_NAMES.to_vec())?;

@@ -7,6 +7,7 @@ snapshot board.
     df = mdbus.to_pandas(ticks)            # float prices, NaN for NULL
     for batch in mdbus.iter_wal("/var/lib/mdbus/wal", "md", batch=65536): ...
     mdbus.Board("md").book("IF2501")
+    for batch in mdbus.Subscriber("md", replay=True): batch["tick"] ...
 
 Arrays are numpy structured arrays whose dtype (``mdbus.dtype(kind)``) is
 byte-identical to the record layout of docs/spec.md, built from the Rust
@@ -27,7 +28,9 @@ from ._convert import to_arrow, to_pandas
 from ._dtypes import DTYPES, RECORDS, dtype, kind_of, record_dtype
 
 __all__ = [
+    "Batch",
     "Board",
+    "Subscriber",
     "DTYPES",
     "KINDS",
     "PRICE_NULL",
@@ -297,3 +300,91 @@ class Board:
 
     def __repr__(self):
         return f"mdbus.Board({self.feed!r}, path={str(self.path)!r})"
+
+
+class Batch:
+    """What ``Subscriber.poll`` returns: ``records`` (a dict per kind of
+    structured arrays, each in seq order), ``gaps`` (``(first, last)``
+    seqs lost for good: retention, corruption), ``replay_done`` (the switch
+    from replay to live happened in this batch), ``live``."""
+
+    __slots__ = ("records", "gaps", "replay_done", "live")
+
+    def __init__(self, records, gaps, replay_done, live):
+        self.records = records
+        self.gaps = gaps
+        self.replay_done = replay_done
+        self.live = live
+
+    def __len__(self):
+        return sum(len(a) for a in self.records.values())
+
+    def __getitem__(self, kind):
+        return self.records[kind]
+
+    def __repr__(self):
+        counts = ", ".join(f"{k}={len(a)}" for k, a in self.records.items())
+        return f"mdbus.Batch({counts}, gaps={self.gaps}, replay_done={self.replay_done}, live={self.live})"
+
+
+class Subscriber:
+    """A live subscriber of ``feed`` (iceoryx2) through the Rust
+    ``mdbus::Subscriber``: with ``replay=True`` it replays the WAL from its
+    newest full snapshot set, then goes live, every seq once in order,
+    holes filled from the WAL (or reported as gaps). ``wal``: the WAL root
+    instead of the one the publisher announces; ``open_timeout``: seconds
+    to wait for the publisher.
+
+    ``poll(max=4096, timeout=0.1)`` returns a ``Batch`` (records per kind);
+    iterating yields non-empty batches for ever. The GIL is released while
+    waiting, and Ctrl-C interrupts a waiting poll. ``tick(sym)`` and
+    ``book(sym)`` read the L1 cache (as of the last record polled).
+    """
+
+    def __init__(self, feed, replay=True, wal=None, open_timeout=10.0):
+        if not isinstance(feed, str):
+            raise TypeError(f"feed: expected a str, got {type(feed).__name__}")
+        if wal is not None and not isinstance(wal, (str, os.PathLike)):
+            raise TypeError(f"wal: expected a directory path, got {type(wal).__name__}")
+        self.feed = feed
+        self._sub = _mdbus.Subscriber(
+            feed, replay=bool(replay), wal=None if wal is None else os.fspath(wal), open_timeout=float(open_timeout)
+        )
+
+    def poll(self, max=4096, timeout=0.1):
+        """Waits up to ``timeout`` s for events, then takes what is there,
+        up to ``max`` records."""
+        if isinstance(max, (bool, np.bool_)) or not isinstance(max, (int, np.integer)):
+            raise TypeError(f"max: expected an int, got {type(max).__name__}")
+        if max < 1:
+            raise ValueError(f"max: must be at least 1, got {max}")
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+            raise TypeError(f"timeout: expected seconds, got {type(timeout).__name__}")
+        arrays, gaps, replay_done, live = self._sub.poll(int(max), float(timeout))
+        records = {k: arrays[k].view(DTYPES[k]) for k in KINDS}
+        return Batch(records, gaps, replay_done, live)
+
+    def __iter__(self):
+        while True:
+            batch = self.poll()
+            if len(batch) or batch.gaps or batch.replay_done:
+                yield batch
+
+    def tick(self, sym):
+        """The latest tick of ``sym`` (L1 cache), or None."""
+        raw = self._sub.tick(Board._symbol(sym))
+        return None if raw is None else raw.view(DTYPES["tick"])[0]
+
+    def book(self, sym):
+        """The current top-10 book of ``sym`` (L1 cache), or None."""
+        raw = self._sub.book(Board._symbol(sym))
+        return None if raw is None else raw.view(DTYPES["book"])[0]
+
+    def instruments(self):
+        """The symbols in the L1 cache, sorted."""
+        return self._sub.instruments()
+
+    @property
+    def live(self):
+        """Whether replay is done and records come live."""
+        return self._sub.is_live()
