@@ -102,7 +102,7 @@ def published(tmp_path_factory):
     pub.board_dir.mkdir()
     mdbus_cmd(
         "publish", "--feed", feed, "--wal", pub.wal, "--synthetic", "--rate", 0, "--duration",
-        os.environ.get("MDBUS_PY_TEST_SECONDS", "1"), "--board-dir", pub.board_dir,
+        os.environ.get("MDBUS_PY_TEST_SECONDS", "2"), "--board-dir", pub.board_dir,
         "--segment-bytes", SEGMENT_BYTES, "--instruments", 16,
     )  # fmt: skip
     yield pub
