@@ -173,3 +173,23 @@ def test_board_equals_mdbus_snapshot(published):
         assert record_json("tick", board.tick(sym)) == exp["tick"], sym
         assert record_json("book", board.book(sym)) == exp["book"], sym
     assert board.last_seq > 0
+
+
+def test_a_deleted_middle_segment_is_a_hole_not_silence(published, published_all, tmp_path):
+    wal = tmp_path / "wal"
+    shutil.copytree(published.wal, wal)
+    segments = sorted((wal / published.feed).glob("*.wal"))
+    gone, after = segments[1], segments[2]
+    gone.unlink()
+    lost = (int(gone.stem), int(after.stem) - 1)
+    with pytest.raises(mdbus.WalError) as info:
+        mdbus.read_wal(wal, published.feed, kind="all")
+    assert info.value.path == str(after) and f"expected seq {lost[0]}" in str(info.value)
+    assert merged(info.value.partial, "seq").tolist() == list(range(1, lost[0]))
+    with pytest.warns(mdbus.WalSkipWarning) as warned:
+        got = mdbus.read_wal(wal, published.feed, kind="all", skip_corrupt=True)
+    assert [w.message.range["seq_hole"] for w in warned] == [lost]
+    for kind in mdbus.KINDS:
+        full = published_all[kind]
+        keep = (full["seq"] < lost[0]) | (full["seq"] > lost[1])
+        assert np.array_equal(got[kind], full[keep]), kind
