@@ -45,7 +45,7 @@ if [[ ! -x "$venv/bin/python" ]] && ! python3 -m venv "$venv"; then
     fi
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q maturin numpy pandas pyarrow pytest
+"$venv/bin/python" -m pip install -q maturin numpy pandas pyarrow polars pytest
 # No build isolation: the venv's maturin builds the wheel, in
 # $CARGO_TARGET_DIR (kept between runs).
 PATH="$venv/bin:$PATH" "$venv/bin/python" -m pip install -q --no-build-isolation --force-reinstall --no-deps "$crate"

@@ -56,3 +56,15 @@ def test_arrow_table_matches_pandas():
     assert str(dec.column("last_px")[0]) == "4123.400000000"
     books = mdbus.to_arrow(mdbus.read_wal(WAL, "golden", kind="book"))
     assert books.num_columns == 4 + 2 + 40 + 1
+
+
+def test_polars_frame_matches_arrow():
+    pl = pytest.importorskip("polars")
+    ticks = mdbus.read_wal(WAL, "golden")
+    df = mdbus.to_polars(ticks)
+    assert isinstance(df, pl.DataFrame) and df.height == len(ticks)
+    assert df["instrument"].cast(pl.String).to_list() == [s.decode() for s in ticks["instrument"]]
+    assert df["bid_px"].null_count() == int((ticks["bid_px"] == mdbus.PRICE_NULL).sum())
+    assert str(df.schema["ts_event"]) == "Datetime(time_unit='ns', time_zone='UTC')"
+    frames = mdbus.to_polars(mdbus.read_wal(WAL, "golden", kind="all"))
+    assert set(frames) == set(mdbus.KINDS) and frames["book"].width == 47

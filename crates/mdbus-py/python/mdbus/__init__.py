@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from . import _mdbus
-from ._convert import to_arrow, to_pandas
+from ._convert import to_arrow, to_pandas, to_polars
 from ._dtypes import DTYPES, RECORDS, dtype, kind_of, record_dtype
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "record_dtype",
     "to_arrow",
     "to_pandas",
+    "to_polars",
 ]
 
 PRICE_NULL = _mdbus.PRICE_NULL

@@ -168,3 +168,15 @@ def to_arrow(arr, price="float"):
         names.append(name)
         columns.append(col)
     return pa.Table.from_arrays(columns, names=names)
+
+
+def to_polars(arr, price="float"):
+    """A ``polars.DataFrame`` of a record array from ``read_wal`` (or a dict
+    of them, giving a dict of frames): ``to_arrow``'s table handed to
+    polars (no copy of the columns); instruments categorical. Needs polars
+    and pyarrow (the ``polars`` extra)."""
+    import polars as pl
+
+    if isinstance(arr, dict):
+        return {k: to_polars(v, price=price) for k, v in arr.items()}
+    return pl.from_arrow(to_arrow(arr, price=price))
