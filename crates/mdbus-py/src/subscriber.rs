@@ -171,6 +171,53 @@ impl Subscriber {
         }))
     }
 
+    /// The top of the book of `sym` in one read: `(bid_px, bid_qty,
+    /// ask_px, ask_qty, seq, ts_event, ts_publish, stale)`, prices raw
+    /// (`PRICE_NULL` for an empty side), or `None`.
+    #[allow(clippy::type_complexity)]
+    fn quote(&self, sym: &str) -> PyResult<Option<(i64, i64, i64, i64, u64, i64, i64, bool)>> {
+        let id = symbol(sym)?;
+        Ok(self.inner.quote(&id).map(|q| {
+            (
+                q.bid.price.raw(),
+                q.bid.qty,
+                q.ask.price.raw(),
+                q.ask.qty,
+                q.seq,
+                q.ts_event,
+                q.ts_publish,
+                q.stale,
+            )
+        }))
+    }
+
+    /// The trades of `sym` with `start <= ts_event <= end` (ns), from the
+    /// subscriber's history (L2 memory, then the WAL), as tick bytes; the
+    /// GIL released while it reads.
+    fn ticks<'py>(&self, py: Python<'py>, sym: &str, start: i64, end: i64) -> PyResult<Bound<'py, PyArray1<u64>>> {
+        let id = symbol(sym)?;
+        let history = self.inner.history();
+        let ticks = py
+            .detach(move || history.ticks(&id, start, end))
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(bytemuck::cast_slice::<_, u64>(&ticks).to_vec().into_pyarray(py))
+    }
+
+    /// The book of `sym` as it was at `ts` (ns), from the subscriber's
+    /// history, as bytes (`None`: no book then).
+    fn book_at<'py>(&self, py: Python<'py>, sym: &str, ts: i64) -> PyResult<Option<Bound<'py, PyArray1<u64>>>> {
+        let id = symbol(sym)?;
+        let history = self.inner.history();
+        let book = py
+            .detach(move || history.book_at(&id, ts))
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(book.map(|b| {
+            bytemuck::cast_slice::<_, u64>(std::slice::from_ref(&b))
+                .to_vec()
+                .into_pyarray(py)
+        }))
+    }
+
     /// Whether replay is done and records come live.
     fn is_live(&self) -> bool {
         self.inner.is_live()

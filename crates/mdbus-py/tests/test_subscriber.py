@@ -2,6 +2,7 @@
 mid-stream with replay, it sees every seq once in order, the replay-done
 marker once, and ends with the board's books."""
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 import mdbus
-from conftest import MDBUS_BIN
+from conftest import MDBUS_BIN, mdbus_cmd, record_json
 
 
 def wait_for(cond, seconds, what):
@@ -71,6 +72,17 @@ def test_subscriber_started_mid_stream_replays_then_follows_live(tmp_path):
         ours, theirs = sub.book(sym), board.book(sym)
         for f in ("instrument", "bid_count", "ask_count", "bids", "asks"):
             assert np.array_equal(ours[f], theirs[f]), (sym, f)
+    # L1 quote and history queries agree with the board and the WAL.
+    sym = syms[0]
+    q, book = sub.quote(sym), board.book(sym)
+    assert q.instrument == sym and not q.stale
+    assert q.bid_px == book["bids"][0]["price"] / 1e9 and q.ask_qty == book["asks"][0]["qty"]
+    ticks = mdbus.read_wal(wal, feed, instruments=[sym])
+    t0, t1 = int(ticks["ts_event"][len(ticks) // 3]), int(ticks["ts_event"][2 * len(ticks) // 3])
+    trades = ticks[(ticks["ts_event"] >= t0) & (ticks["ts_event"] <= t1) & (ticks["flags"] & 2 == 0)]
+    assert np.array_equal(sub.ticks(sym, t0, t1), trades) and len(trades) > 0
+    at = json.loads(mdbus_cmd("book-at", "--wal", wal, "--feed", feed, "--instrument", sym, "--at", t1, "--json"))
+    assert record_json("book", sub.book_at(sym, t1)) == at
     # The feed is quiet now: a long poll waits with the GIL released, and
     # Ctrl-C (SIGINT) interrupts it instead of the 60 s timeout.
     ticker = threading.Thread(target=lambda: [time.sleep(0.3), os.kill(os.getpid(), signal.SIGINT)])

@@ -17,6 +17,7 @@ layout table. Prices are int64 fixed point (1e-9 units) with
 decimals.
 """
 
+import collections
 import datetime as _dt
 import os
 import warnings
@@ -35,6 +36,7 @@ __all__ = [
     "KINDS",
     "PRICE_NULL",
     "PRICE_SCALE",
+    "Quote",
     "WalError",
     "WalSkipWarning",
     "dtype",
@@ -303,6 +305,12 @@ class Board:
         return f"mdbus.Board({self.feed!r}, path={str(self.path)!r})"
 
 
+Quote = collections.namedtuple(
+    "Quote", "instrument bid_px bid_qty ask_px ask_qty seq ts_event ts_publish stale"
+)
+Quote.__doc__ = "The top of one instrument's book (``Subscriber.quote``); prices float, NaN for an empty side."
+
+
 class Batch:
     """What ``Subscriber.poll`` returns: ``records`` (a dict per kind of
     structured arrays, each in seq order), ``gaps`` (``(first, last)``
@@ -384,6 +392,30 @@ class Subscriber:
     def instruments(self):
         """The symbols in the L1 cache, sorted."""
         return self._sub.instruments()
+
+    def quote(self, sym):
+        """The top of the book of ``sym`` in one read (L1 cache), or None:
+        a ``Quote`` with float prices (NaN for an empty side), the seq and
+        times of the record that last changed the book, and ``stale``
+        (the book missed records and waits for its next snapshot)."""
+        q = self._sub.quote(Board._symbol(sym))
+        if q is None:
+            return None
+        bid_px, bid_qty, ask_px, ask_qty, seq, ts_event, ts_publish, stale = q
+        px = lambda raw: float("nan") if raw == PRICE_NULL else raw / PRICE_SCALE  # noqa: E731
+        return Quote(sym, px(bid_px), bid_qty, px(ask_px), ask_qty, seq, ts_event, ts_publish, stale)
+
+    def ticks(self, sym, start, end):
+        """The trades of ``sym`` with ``start <= ts_event <= end`` (times as
+        for ``read_wal``) from the subscriber's history (memory, then the
+        WAL), as a tick array."""
+        raw = self._sub.ticks(Board._symbol(sym), _ns(start, "start"), _ns(end, "end"))
+        return raw.view(DTYPES["tick"])
+
+    def book_at(self, sym, t):
+        """The book of ``sym`` as it was at ``t`` (from history), or None."""
+        raw = self._sub.book_at(Board._symbol(sym), _ns(t, "t"))
+        return None if raw is None else raw.view(DTYPES["book"])[0]
 
     @property
     def live(self):
