@@ -68,3 +68,22 @@ def test_polars_frame_matches_arrow():
     assert str(df.schema["ts_event"]) == "Datetime(time_unit='ns', time_zone='UTC')"
     frames = mdbus.to_polars(mdbus.read_wal(WAL, "golden", kind="all"))
     assert set(frames) == set(mdbus.KINDS) and frames["book"].width == 47
+
+
+def test_to_parquet_by_day_reads_back_as_to_arrow(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    files = mdbus.to_parquet(WAL, "golden", tmp_path / "out", kinds=["tick", "book"], batch=2)
+    assert [p.replace(str(tmp_path), "") for p in files] == ["/out/book/2025-11-24.parquet", "/out/tick/2025-11-24.parquet"]
+    for kind in ("tick", "book"):
+        got = pq.read_table(tmp_path / "out" / kind / "2025-11-24.parquet")
+        want = mdbus.to_arrow(mdbus.read_wal(WAL, "golden", kind=kind))
+        assert got.combine_chunks().equals(want.combine_chunks().cast(got.schema)), kind
+        meta = pq.ParquetFile(tmp_path / "out" / kind / "2025-11-24.parquet").metadata
+        assert meta.row_group(0).column(0).compression == "ZSTD"
+    one = mdbus.to_parquet(WAL, "golden", tmp_path / "flat", kinds="delta", by=None, price="decimal")
+    assert pq.read_table(one[0]).schema.field("price").type == pa.decimal128(19, 9)
+    with pytest.raises(ValueError, match="^kinds:"):
+        mdbus.to_parquet(WAL, "golden", tmp_path, kinds=["trades"])
+    with pytest.raises(ValueError, match="^by:"):
+        mdbus.to_parquet(WAL, "golden", tmp_path, by="hour")

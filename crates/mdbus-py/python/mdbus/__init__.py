@@ -45,6 +45,7 @@ __all__ = [
     "record_dtype",
     "to_arrow",
     "to_pandas",
+    "to_parquet",
     "to_polars",
 ]
 
@@ -251,6 +252,51 @@ def _iterate(cursor, kinds, single, limit):
             yield result
         if done:
             return
+
+
+def to_parquet(wal, feed, out_dir, kinds=("tick", "book", "delta"), by="day", start=None, end=None,
+               instruments=None, price="float", skip_corrupt=False, batch=1_000_000):
+    """Writes the records of ``feed`` to Parquet files (pyarrow, zstd),
+    ``to_arrow``'s columns: ``<out_dir>/<kind>/<YYYY-MM-DD>.parquet`` per
+    UTC day of ``ts_event`` (``by="day"``) or ``<out_dir>/<kind>.parquet``
+    (``by=None``). Reads with ``iter_wal`` in batches of ``batch`` records
+    (bounded memory); ``start``, ``end``, ``instruments``,
+    ``skip_corrupt`` as for ``read_wal``. Returns the files written,
+    sorted. Needs pyarrow (the ``arrow`` extra)."""
+    import pyarrow.parquet as pq
+
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"kinds: {kind!r} is not one of {list(KINDS)}")
+    if by not in ("day", None):
+        raise ValueError(f'by: {by!r} is not "day" or None')
+    if not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir: expected a directory path, got {type(out_dir).__name__}")
+    day_ns = 86_400 * 1_000_000_000
+    written = []
+    for kind in kinds:
+        writers = {}
+        try:
+            for arr in iter_wal(wal, feed, kind=kind, start=start, end=end, instruments=instruments,
+                                skip_corrupt=skip_corrupt, batch=batch):  # fmt: skip
+                days = arr["ts_event"] // day_ns if by == "day" else np.zeros(len(arr), dtype=np.int64)
+                for day in np.unique(days):
+                    part = arr[days == day] if by == "day" else arr
+                    table = to_arrow(part, price=price)
+                    if day not in writers:
+                        folder = os.path.join(os.fspath(out_dir), kind) if by == "day" else os.fspath(out_dir)
+                        os.makedirs(folder, exist_ok=True)
+                        name = str(np.datetime64(int(day), "D")) if by == "day" else kind
+                        path = os.path.join(folder, f"{name}.parquet")
+                        writers[day] = pq.ParquetWriter(path, table.schema, compression="zstd")
+                        written.append(path)
+                    writers[day].write_table(table)
+        finally:
+            for w in writers.values():
+                w.close()
+    return sorted(written)
 
 
 class Board:
