@@ -45,8 +45,19 @@ if [[ ! -x "$venv/bin/python" ]] && ! python3 -m venv "$venv"; then
     fi
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip
-"$venv/bin/python" -m pip install -q maturin numpy pandas pyarrow polars pytest
+"$venv/bin/python" -m pip install -q maturin numpy pandas pyarrow polars matplotlib pytest
 # No build isolation: the venv's maturin builds the wheel, in
 # $CARGO_TARGET_DIR (kept between runs).
 PATH="$venv/bin:$PATH" "$venv/bin/python" -m pip install -q --no-build-isolation --force-reinstall --no-deps "$crate"
 MDBUS_BIN="$root/target/release/mdbus" "$venv/bin/python" -m pytest -q "$crate/tests"
+
+step "mdbus-py: examples/python/research.py on a 2 s synthetic WAL"
+example_dir="$(mktemp -d)"
+trap 'rm -rf "$example_dir"' EXIT
+"$root/target/release/mdbus" publish --feed "py-research-$$" --wal "$example_dir" --synthetic --rate 20000 \
+    --duration 2 --board-dir "$example_dir"
+"$venv/bin/python" "$root/examples/python/research.py" --wal "$example_dir" --feed "py-research-$$" \
+    --out "$root/target/python-research.png"
+ls -l "$root/target/python-research.png"
+rm -rf "$example_dir"
+trap - EXIT
