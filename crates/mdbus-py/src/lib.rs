@@ -1,0 +1,441 @@
+//! `mdbus._mdbus`: the native half of the Python package `mdbus`.
+//!
+//! The records leave Rust as flat byte buffers (a `Vec<u64>` handed to
+//! numpy without a copy, so 8-byte aligned); the pure-Python half views
+//! them with a structured dtype built from `layout_table()`, the same
+//! table docs/spec.md holds. rust-numpy cannot build structured dtypes,
+//! so the dtype is made in Python, from this table, never retyped.
+//!
+//! - `WalCursor`: reads a feed's WAL in batches, one copy out of the
+//!   segment maps, with the GIL released while it reads.
+//! - `Board`: the snapshot board through `mdbus_board::BoardReader`.
+//! - `Subscriber`: the live feed through `mdbus::Subscriber` (replay-merge,
+//!   gap fill, L1), polled in batches with the GIL released.
+//! - `instrument_codes`: symbols of a record buffer as categorical codes
+//!   (one hash look-up per record, no Python object per record).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use mdbus_types::{InstrumentId, Kind, PRICE_SCALE, Price, RecordRef, SYMBOL_LEN};
+use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, SkippedRange, WalReader};
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+mod subscriber;
+
+/// The kinds in the order of the Python names (`tick`, `book`, `delta`,
+/// `heartbeat`); a record's slot is `kind as u16 - 1`.
+const KIND_NAMES: [&str; 4] = ["tick", "book", "delta", "heartbeat"];
+
+fn slot(kind: Kind) -> usize {
+    usize::from(kind as u16) - 1
+}
+
+/// The layout table of the records (`mdbus_types::layout_table`): a list
+/// of `(record, record_size, offset, size, field, type)`.
+#[pyfunction]
+fn layout_table() -> Vec<(&'static str, usize, usize, usize, &'static str, &'static str)> {
+    mdbus_types::layout_table()
+        .into_iter()
+        .map(|r| (r.record, r.record_size, r.offset, r.size, r.field, r.ty))
+        .collect()
+}
+
+/// What a batch read ended with, besides its records.
+struct Batch {
+    bufs: [Vec<u64>; 4],
+    skipped: Vec<SkippedRange>,
+    /// `(message, file, byte offset)` of the error that stopped the read.
+    error: Option<(String, Option<String>, Option<u64>)>,
+}
+
+/// How far `ts_event` may go back along a feed: a segment's recovery
+/// snapshots and heartbeats carry the publisher's clock, a little ahead of
+/// the market events around them. A time-bounded read seeks this much
+/// before `start` and reads on this much past `end`, keeping exactly the
+/// records with `start <= ts_event < end`.
+const TIME_SLACK_NS: i64 = 1_000_000_000;
+
+/// What a read keeps: kinds, a time range, instruments.
+#[derive(Debug, Clone)]
+struct Filter {
+    kinds: [bool; 4],
+    start: Option<i64>,
+    end: Option<i64>,
+    instruments: Option<Vec<InstrumentId>>,
+}
+
+impl Filter {
+    /// Whether the read must look at every record (no filter at all).
+    fn is_all(&self) -> bool {
+        self.start.is_none() && self.end.is_none() && self.instruments.is_none() && !self.kinds.contains(&false)
+    }
+
+    /// Whether a record this far in time ends the read.
+    #[inline]
+    fn past_end(&self, ts_event: i64) -> bool {
+        self.end.is_some_and(|e| ts_event >= e.saturating_add(TIME_SLACK_NS))
+    }
+
+    /// Whether `record` is wanted.
+    #[inline]
+    fn wants(&self, record: RecordRef<'_>) -> bool {
+        let ts = record.header().ts_event;
+        self.kinds[slot(record.kind())]
+            && self.start.is_none_or(|s| ts >= s)
+            && self.end.is_none_or(|e| ts < e)
+            && match &self.instruments {
+                None => true,
+                Some(ids) => record.instrument().is_some_and(|id| ids.contains(&id)),
+            }
+    }
+}
+
+/// The reader and the filter of one `read_wal`/`iter_wal` call.
+struct CursorState {
+    reader: WalReader,
+    /// The WAL directory and feed (to tell a torn tail from corruption).
+    wal: PathBuf,
+    feed: String,
+    filter: Filter,
+    done: bool,
+}
+
+impl CursorState {
+    /// Reads up to `limit` records (all of them with `None`) into one
+    /// buffer per kind; stops early at the live end, past `end`, or at an
+    /// error (the records before it are kept).
+    fn read_batch(&mut self, limit: Option<usize>) -> Batch {
+        let mut batch = Batch {
+            bufs: Default::default(),
+            skipped: Vec::new(),
+            error: None,
+        };
+        if self.done {
+            return batch;
+        }
+        let limit = limit.unwrap_or(usize::MAX);
+        let CursorState {
+            reader,
+            wal,
+            feed,
+            filter,
+            done,
+        } = self;
+        let filtering = !filter.is_all();
+        let filter = &*filter;
+        let mut n = 0;
+        while n < limit {
+            let event = if filtering {
+                // Sees unchecked bytes: only decides; what it keeps is
+                // checked in full by the reader.
+                reader.next_event_where(|r| filter.past_end(r.header().ts_event) || filter.wants(r))
+            } else {
+                reader.next_event()
+            };
+            match event {
+                Ok(None) => {
+                    *done = true;
+                    break;
+                }
+                Ok(Some(ReadEvent::Skipped(range))) => batch.skipped.push(range),
+                Ok(Some(ReadEvent::Record(rec))) => {
+                    let record = rec.record;
+                    if filter.past_end(record.header().ts_event) {
+                        *done = true;
+                        break;
+                    }
+                    if filtering && !filter.wants(record) {
+                        continue;
+                    }
+                    // Records are 8-aligned and a multiple of 8 long.
+                    batch.bufs[slot(record.kind())].extend_from_slice(bytemuck::cast_slice(record.as_bytes()));
+                    n += 1;
+                }
+                Err(e) => {
+                    *done = true;
+                    // A torn tail of the newest segment (what a crashed
+                    // writer leaves, cut by the next writer open) is the
+                    // live end, as for `mdbus replay`: every valid record
+                    // was read.
+                    let torn_tail_only = matches!(e, mdbus_wal::Error::Corrupt { .. })
+                        && mdbus_wal::verify(&*wal, &*feed).is_ok_and(|r| r.exit_code() == 3);
+                    if torn_tail_only {
+                        break;
+                    }
+                    let (path, offset) = match &e {
+                        mdbus_wal::Error::Corrupt { path, offset, .. } => {
+                            (Some(path.to_string_lossy().into_owned()), Some(*offset))
+                        }
+                        _ => (None, None),
+                    };
+                    batch.error = Some((e.to_string(), path, offset));
+                    break;
+                }
+            }
+        }
+        for buf in &mut batch.bufs {
+            buf.shrink_to_fit();
+        }
+        batch
+    }
+}
+
+/// A reader of one feed's WAL with its filters: `read(limit)` returns the
+/// next batch. Built by `mdbus.read_wal` and `mdbus.iter_wal`.
+#[pyclass(module = "mdbus._mdbus")]
+struct WalCursor {
+    state: Mutex<CursorState>,
+}
+
+/// The `ValueError` for a bad argument, named.
+fn bad_arg(name: &str, message: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(format!("{name}: {message}"))
+}
+
+#[pymethods]
+impl WalCursor {
+    /// `kinds`: names among `tick`, `book`, `delta`, `heartbeat`; `start`
+    /// and `end` in ns since the Unix epoch (`start <= ts_event < end`);
+    /// `instruments`: symbols (heartbeats are then left out).
+    #[new]
+    // The arguments of `mdbus.read_wal`, one for one.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (wal, feed, kinds, start=None, end=None, instruments=None, skip_corrupt=false))]
+    fn new(
+        py: Python<'_>,
+        wal: PathBuf,
+        feed: &str,
+        kinds: Vec<String>,
+        start: Option<i64>,
+        end: Option<i64>,
+        instruments: Option<Vec<String>>,
+        skip_corrupt: bool,
+    ) -> PyResult<WalCursor> {
+        let mut mask = [false; 4];
+        for kind in &kinds {
+            let Some(i) = KIND_NAMES.iter().position(|k| k == kind) else {
+                return Err(bad_arg(
+                    "kind",
+                    format!("{kind:?} is not one of {KIND_NAMES:?} or \"all\""),
+                ));
+            };
+            mask[i] = true;
+        }
+        let instruments = instruments
+            .map(|symbols| {
+                symbols
+                    .iter()
+                    .map(|s| InstrumentId::new(s).map_err(|e| bad_arg("instruments", e)))
+                    .collect::<PyResult<Vec<_>>>()
+            })
+            .transpose()?;
+        if let Some(reason) = mdbus_types::FeedName::reason(feed) {
+            return Err(bad_arg("feed", format!("{feed:?}: {reason}")));
+        }
+        if !wal.is_dir() {
+            return Err(PyFileNotFoundError::new_err(format!(
+                "wal: no such directory: {}",
+                wal.display()
+            )));
+        }
+        let options = ReadOptions {
+            from: start.map_or(ReadFrom::Start, |s| ReadFrom::Time(s.saturating_sub(TIME_SLACK_NS))),
+            skip_corrupt,
+        };
+        let reader = py
+            .detach(|| WalReader::open(&wal, feed, options))
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(WalCursor {
+            state: Mutex::new(CursorState {
+                reader,
+                wal,
+                feed: feed.to_string(),
+                filter: Filter {
+                    kinds: mask,
+                    start,
+                    end,
+                    instruments,
+                },
+                done: false,
+            }),
+        })
+    }
+
+    /// The next batch of at most `limit` records (all with `None`):
+    /// `(arrays, skipped, error, done)`. `arrays` maps each asked kind to
+    /// a `uint64` array of its records' bytes; `skipped` lists the ranges
+    /// a skip-corrupt read jumped over as dicts; `error` is
+    /// `(message, file, offset)` when a bad frame stopped the read (the
+    /// arrays then hold every valid record before it); `done` is true at
+    /// the end of the WAL, at `end`, or after an error.
+    #[pyo3(signature = (limit=None))]
+    fn read<'py>(&self, py: Python<'py>, limit: Option<usize>) -> PyResult<Bound<'py, PyAny>> {
+        if limit == Some(0) {
+            return Err(bad_arg("batch", "must be at least 1"));
+        }
+        let mut guard = self
+            .state
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("a previous read of this cursor panicked"))?;
+        let state: &mut CursorState = &mut guard;
+        let batch = py.detach(move || state.read_batch(limit));
+        let arrays = PyDict::new(py);
+        for (i, buf) in batch.bufs.into_iter().enumerate() {
+            if guard.filter.kinds[i] {
+                arrays.set_item(KIND_NAMES[i], buf.into_pyarray(py))?;
+            }
+        }
+        let skipped = batch
+            .skipped
+            .iter()
+            .map(|s| {
+                let d = PyDict::new(py);
+                d.set_item("path", s.path.to_string_lossy())?;
+                d.set_item("from", s.from)?;
+                d.set_item("to", s.to)?;
+                d.set_item("seq_hole", s.seq_hole.map(|h| (h.from, h.to)))?;
+                d.set_item("reason", &s.reason)?;
+                d.set_item("message", s.to_string())?;
+                Ok(d)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        (arrays, skipped, batch.error, guard.done)
+            .into_pyobject(py)
+            .map(Bound::into_any)
+    }
+}
+
+/// The symbols of `n` records in `buf` (`itemsize` bytes each, the symbol
+/// at `offset`) as `(codes, names)`: `names[codes[i]]` is record `i`'s
+/// symbol, names in first-seen order. One hash look-up per record, the
+/// GIL released.
+#[pyfunction]
+fn instrument_codes<'py>(
+    py: Python<'py>,
+    buf: PyReadonlyArray1<'py, u8>,
+    itemsize: usize,
+    offset: usize,
+) -> PyResult<(Bound<'py, PyArray1<i32>>, Vec<String>)> {
+    if itemsize == 0 || offset + SYMBOL_LEN > itemsize {
+        return Err(bad_arg("itemsize", format!("{itemsize} with the symbol at {offset}")));
+    }
+    let bytes = buf.as_slice().map_err(|e| bad_arg("buf", e))?;
+    if !bytes.len().is_multiple_of(itemsize) {
+        return Err(bad_arg(
+            "buf",
+            format!("{} bytes is not a multiple of {itemsize}", bytes.len()),
+        ));
+    }
+    let (codes, names) = py.detach(|| {
+        let mut seen: HashMap<[u8; SYMBOL_LEN], i32> = HashMap::new();
+        let mut names = Vec::new();
+        let mut last: Option<([u8; SYMBOL_LEN], i32)> = None;
+        let codes: Vec<i32> = bytes
+            .chunks_exact(itemsize)
+            .map(|rec| {
+                let raw: [u8; SYMBOL_LEN] = rec[offset..offset + SYMBOL_LEN].try_into().expect("16 bytes");
+                if let Some((id, code)) = last
+                    && id == raw
+                {
+                    return code;
+                }
+                let code = *seen.entry(raw).or_insert_with(|| {
+                    names.push(InstrumentId(raw).as_str().to_string());
+                    (names.len() - 1) as i32
+                });
+                last = Some((raw, code));
+                code
+            })
+            .collect();
+        (codes, names)
+    });
+    Ok((codes.into_pyarray(py), names))
+}
+
+/// A read-only view of a feed's snapshot board, through
+/// `mdbus_board::BoardReader` (the seqcount latch: never torn).
+#[pyclass(module = "mdbus._mdbus")]
+struct Board {
+    reader: mdbus_board::BoardReader,
+}
+
+/// The symbol argument as an id, or a `ValueError` naming `symbol`.
+fn symbol(sym: &str) -> PyResult<InstrumentId> {
+    InstrumentId::new(sym).map_err(|e| bad_arg("symbol", e))
+}
+
+#[pymethods]
+impl Board {
+    /// Opens `<dir>/mdbus.<feed>.board` read-only.
+    #[new]
+    #[pyo3(signature = (feed, dir))]
+    fn new(feed: &str, dir: PathBuf) -> PyResult<Board> {
+        if let Some(reason) = mdbus_types::FeedName::reason(feed) {
+            return Err(bad_arg("feed", format!("{feed:?}: {reason}")));
+        }
+        let path = mdbus_board::board_path(&dir, feed);
+        if !path.exists() {
+            return Err(PyFileNotFoundError::new_err(format!("no board: {}", path.display())));
+        }
+        let reader = mdbus_board::BoardReader::open(&dir, feed).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(Board { reader })
+    }
+
+    /// The latest tick's bytes (`None`: not on the board, or no tick yet).
+    fn tick<'py>(&self, py: Python<'py>, sym: &str) -> PyResult<Option<Bound<'py, PyArray1<u64>>>> {
+        let id = symbol(sym)?;
+        Ok(self.reader.tick(&id).map(|t| {
+            bytemuck::cast_slice::<_, u64>(std::slice::from_ref(&t))
+                .to_vec()
+                .into_pyarray(py)
+        }))
+    }
+
+    /// The current book's bytes (`None`: not on the board, or no book yet).
+    fn book<'py>(&self, py: Python<'py>, sym: &str) -> PyResult<Option<Bound<'py, PyArray1<u64>>>> {
+        let id = symbol(sym)?;
+        Ok(self.reader.book(&id).map(|b| {
+            bytemuck::cast_slice::<_, u64>(std::slice::from_ref(&b))
+                .to_vec()
+                .into_pyarray(py)
+        }))
+    }
+
+    /// Every instrument on the board, sorted by symbol.
+    fn instruments(&self) -> Vec<String> {
+        self.reader
+            .instruments()
+            .iter()
+            .map(|id| id.as_str().to_string())
+            .collect()
+    }
+
+    /// The board's last published seq (header).
+    fn last_seq(&self) -> u64 {
+        self.reader.status().last_seq
+    }
+
+    /// The board file.
+    fn path(&self) -> PathBuf {
+        self.reader.path().to_path_buf()
+    }
+}
+
+/// The native module.
+#[pymodule]
+fn _mdbus(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(layout_table, m)?)?;
+    m.add_function(wrap_pyfunction!(instrument_codes, m)?)?;
+    m.add_class::<WalCursor>()?;
+    m.add_class::<Board>()?;
+    m.add_class::<subscriber::Subscriber>()?;
+    m.add("PRICE_NULL", Price::NULL.raw())?;
+    m.add("PRICE_SCALE", PRICE_SCALE)?;
+    m.add("KINDS", KIND_NAMES.to_vec())?;
+    Ok(())
+}
