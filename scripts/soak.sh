@@ -74,7 +74,7 @@ while :; do
         "$(rss_mib "$subscriber")" "$(rss_mib "$gateway")" >>"$out"
     sleep "$every"
 done
-column -t "$out"
+awk -F"\t" '{ printf "%-6s %-8s %-20s %-20s %-18s\n", $1, $2, $3, $4, $5 }' "$out"
 
 # The checks, on the samples.
 awk -v seconds="$seconds" -v wal_max=$(((retain + 3 * segment) >> 20)) '
