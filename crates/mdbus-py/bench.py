@@ -15,7 +15,7 @@ import time
 import mdbus
 
 
-def best(fn, repeat):
+def best(fn, repeat=3):
     times, out = [], None
     for _ in range(repeat):
         t = time.perf_counter()

@@ -14,20 +14,11 @@ ts_recv stepped) N times. Needs `databento`.
 import argparse
 import os
 import tempfile
-import time
 
 import numpy as np
 
 import mdbus
-
-
-def best(fn, repeat=3):
-    times, out = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
+from bench import best  # the same timing as bench.py (this folder is on the path)
 
 
 def main():

@@ -34,6 +34,18 @@ fn publish_events(publisher: &mut FeedPublisher<mdbus_transport::InProcSender>, 
     }
 }
 
+/// A publisher of `feed` that publishes 3 000 events and stops: the seq it
+/// would take next and every instrument's book then.
+fn publish_then_stop(dir: &std::path::Path, name: &str, bus: &InProcBus, feed: &mut SyntheticFeed) -> (u64, Vec<Book>) {
+    let mut publisher = FeedPublisher::open(config(dir, name), bus.sender()).unwrap();
+    publish_events(&mut publisher, feed, 3_000);
+    let books = feed
+        .instruments()
+        .map(|id| publisher.book(&id).unwrap().clone())
+        .collect();
+    (publisher.next_seq(), books)
+}
+
 /// A subscriber's L1 view built from a stream.
 fn l1(records: &[MdSample]) -> HashMap<InstrumentId, Book> {
     let mut books: HashMap<InstrumentId, Book> = HashMap::new();
@@ -121,15 +133,7 @@ fn restart_continues_seq_and_recovers_the_books() {
     let bus = InProcBus::new(1 << 20);
     let mut rx = bus.subscribe();
     let mut feed = SyntheticFeed::new(4, 9).unwrap();
-    let (next, books) = {
-        let mut publisher = FeedPublisher::open(config(dir.path(), "restart"), bus.sender()).unwrap();
-        publish_events(&mut publisher, &mut feed, 3_000);
-        let books: Vec<_> = feed
-            .instruments()
-            .map(|id| publisher.book(&id).unwrap().clone())
-            .collect();
-        (publisher.next_seq(), books)
-    };
+    let (next, books) = publish_then_stop(dir.path(), "restart", &bus, &mut feed);
     let mut publisher = FeedPublisher::open(config(dir.path(), "restart"), bus.sender()).unwrap();
     assert_eq!(publisher.next_seq(), next);
     assert!(publisher.stats().recovered_records > 0);
@@ -155,15 +159,7 @@ fn restart_after_a_damaged_newest_segment_header_keeps_seq_and_books() {
     let dir = tempfile::tempdir().unwrap();
     let bus = InProcBus::new(1 << 20);
     let mut feed = SyntheticFeed::new(4, 9).unwrap();
-    let (next, books) = {
-        let mut publisher = FeedPublisher::open(config(dir.path(), "damaged"), bus.sender()).unwrap();
-        publish_events(&mut publisher, &mut feed, 3_000);
-        let books: Vec<_> = feed
-            .instruments()
-            .map(|id| publisher.book(&id).unwrap().clone())
-            .collect();
-        (publisher.next_seq(), books)
-    };
+    let (next, books) = publish_then_stop(dir.path(), "damaged", &bus, &mut feed);
     let feed_dir = dir.path().join("wal/damaged");
     let mut segments: Vec<_> = std::fs::read_dir(&feed_dir)
         .unwrap()
