@@ -187,7 +187,19 @@ fn reader_in_another_process_tails_a_live_writer_across_rolls() {
 fn full_disk_is_a_clear_error_and_written_records_stay_valid() {
     if let Some((role, dir)) = child_role() {
         assert_eq!(role, "writer-fsize");
-        let mut wal = Wal::open(&dir, "full", WalOptions::default().segment_bytes(65536)).unwrap();
+        // The parent closed its writer before spawning this process, but a
+        // process another test forked meanwhile may still hold a copy of
+        // that lock's descriptor until it execs (seen under `stress --cpu
+        // 2`): wait for it, under the watchdog.
+        let deadline = std::time::Instant::now() + WATCHDOG;
+        let mut wal = loop {
+            match Wal::open(&dir, "full", WalOptions::default().segment_bytes(65536)) {
+                Err(mdbus_wal::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                opened => break opened.unwrap(),
+            }
+        };
         let mut seq = wal.next_seq();
         for _ in 0..100_000 {
             match wal.append(&record(seq, kind_of(seq))) {
