@@ -116,9 +116,11 @@ impl Control {
             return Ok(Duration::ZERO);
         }
         let paused = Instant::now();
-        eprintln!("paused (SIGUSR2 resumes)");
-        // A resume sent before the pause does not count.
+        // A resume sent before the pause does not count; one sent after the
+        // line below (which a controller may wait for) always does: the
+        // flag is cleared before the line is printed.
         self.resume.store(false, Ordering::SeqCst);
+        eprintln!("paused (SIGUSR2 resumes)");
         while !self.resume.swap(false, Ordering::SeqCst) {
             thread::sleep(Duration::from_millis(10));
             // The feed stays alive: heartbeats while paused.
