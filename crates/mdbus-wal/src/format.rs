@@ -124,14 +124,10 @@ impl SegmentHeader {
     }
 
     /// Why `bytes` is not a valid header, naming the damaged field where
-    /// it can be told: `decode`'s reason, and on a crc mismatch the field
+    /// it can be told: `decode`'s `reason`, and on a crc mismatch the field
     /// that differs from what the segment's name, size and folder say
     /// (`expected`, from [`SegmentHeader::from_name`]).
-    pub(crate) fn diagnose(bytes: &[u8], expected: &SegmentHeader) -> String {
-        let reason = match SegmentHeader::decode(bytes) {
-            Ok(_) => return "the header is valid".to_string(),
-            Err(reason) => reason,
-        };
+    pub(crate) fn diagnose(bytes: &[u8], expected: &SegmentHeader, reason: String) -> String {
         if bytes.len() < HEADER_LEN || &bytes[0..8] != MAGIC {
             return reason;
         }

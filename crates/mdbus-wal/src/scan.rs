@@ -55,7 +55,7 @@ impl MappedSegment {
                     });
                 };
                 let header = SegmentHeader::from_name(first_seq, map.len() as u64, feed);
-                let reason = SegmentHeader::diagnose(&map, &header);
+                let reason = SegmentHeader::diagnose(&map, &header, reason);
                 Ok(Self::with_header(path, map, header, Some(reason)))
             }
         }

@@ -362,7 +362,7 @@ impl Wal {
         let bytes = unsafe { std::slice::from_raw_parts(map.as_ptr(), map.len()) };
         let header = match SegmentHeader::decode(bytes) {
             Ok(header) => header,
-            Err(_) => match Self::restore_header(feed, options, named_first_seq, path, file_len, &map) {
+            Err(reason) => match Self::restore_header(feed, options, named_first_seq, path, file_len, &map) {
                 Some(restored) => {
                     let header = restored?;
                     events.push(RecoveryEvent::HeaderRestored {
@@ -376,10 +376,10 @@ impl Wal {
                     // segment after the frames it holds (read by readers
                     // with skip-corrupt), never down and never hiding them.
                     let stand_in = SegmentHeader::from_name(named_first_seq, file_len, feed);
-                    let reason = SegmentHeader::diagnose(bytes, &stand_in);
+                    let reason = SegmentHeader::diagnose(bytes, &stand_in, reason);
                     let max_seq = scan(bytes, &stand_in).max_seq;
                     drop(map);
-                    return Self::after_bad_header(feed_dir, feed, options, path, reason, max_seq, events);
+                    return Self::after_bad_header(feed_dir, options, &stand_in, path, reason, max_seq, events);
                 }
             },
         };
@@ -470,15 +470,16 @@ impl Wal {
         Ok((live, next_seq))
     }
 
-    /// The newest segment `path` has a damaged header (`reason`): appends
-    /// continue in a new segment after its highest crc-valid seq
-    /// (`max_seq`), the segment left in place for readers; one without a
-    /// valid frame holds nothing readable and is renamed aside so that the
-    /// new segment can take its name.
+    /// The newest segment `path` has a damaged header (`reason`; `stand_in`
+    /// is what its name, size and folder say): appends continue in a new
+    /// segment after its highest crc-valid seq (`max_seq`), the segment
+    /// left in place for readers; one without a valid frame holds nothing
+    /// readable and is renamed aside so that the new segment can take its
+    /// name.
     fn after_bad_header(
         feed_dir: &Path,
-        feed: &str,
         options: &WalOptions,
+        stand_in: &SegmentHeader,
         path: &Path,
         reason: String,
         max_seq: Option<u64>,
@@ -488,7 +489,6 @@ impl Wal {
             path: path.to_path_buf(),
             reason,
         });
-        let named = crate::format::named_first_seq(path).expect("listed as a segment");
         let first_seq = match max_seq {
             Some(max) => max + 1,
             None => {
@@ -500,10 +500,10 @@ impl Wal {
                     path: path.to_path_buf(),
                     to,
                 });
-                named
+                stand_in.first_seq
             }
         };
-        let live = Self::create_segment(feed_dir, feed, options, first_seq, events)?;
+        let live = Self::create_segment(feed_dir, &stand_in.feed, options, first_seq, events)?;
         events.push(RecoveryEvent::NewSegment {
             path: live.path.clone(),
             first_seq,
