@@ -143,9 +143,11 @@ impl SubscriberBuilder {
         self
     }
 
-    /// What the replay keeps: L1 and L2 (default), or the latest state
-    /// only ([`CatchUp::StateOnly`]: about twice as fast; history of the
-    /// replayed range then comes from the WAL).
+    /// What the replay keeps: L1 and L2 (default), the latest state only
+    /// ([`CatchUp::StateOnly`]: about twice as fast; history of the
+    /// replayed range then comes from the WAL), or the latest state without
+    /// delivering the replayed records ([`CatchUp::Silent`]: the fastest;
+    /// the first event is the switch to live).
     pub fn catch_up(mut self, catch_up: CatchUp) -> SubscriberBuilder {
         self.catch_up = catch_up;
         self

@@ -225,6 +225,43 @@ impl Book {
 /// 0..=10, levels `0..count` with `qty > 0` and strictly worsening prices
 /// (bids descending, asks ascending), levels `count..10` empty, padding 0.
 pub fn validate_snapshot(snapshot: &BookSnapshot) -> Result<()> {
+    // Every snapshot a subscriber applies is checked: the verdict first,
+    // without a branch per level; the reason only for a bad one.
+    if snapshot_is_valid(snapshot) {
+        return Ok(());
+    }
+    snapshot_error(snapshot)
+}
+
+/// [`validate_snapshot`]'s verdict: the same rules (a property test
+/// compares it with `snapshot_error`), each level's checks folded into one
+/// flag.
+#[inline]
+fn snapshot_is_valid(snapshot: &BookSnapshot) -> bool {
+    snapshot.header.kind == Kind::BookSnapshot as u16
+        && InstrumentId::from_bytes(snapshot.instrument.0).is_ok()
+        && snapshot._pad == [0; 4]
+        && side_is_valid(Side::Bid, &snapshot.bids, snapshot.bid_count)
+        && side_is_valid(Side::Ask, &snapshot.asks, snapshot.ask_count)
+}
+
+/// Levels `0..count` valid and strictly worsening, the rest empty.
+#[inline]
+fn side_is_valid(side: Side, levels: &[Level; BOOK_DEPTH], count: u16) -> bool {
+    let count = usize::from(count);
+    let mut ok = count <= BOOK_DEPTH;
+    for (i, level) in levels.iter().enumerate() {
+        let valid = !level.price.is_null()
+            & (level.qty > 0)
+            & (i == 0 || BookSide::better(side, levels[i - 1].price, level.price));
+        ok &= if i < count { valid } else { *level == Level::EMPTY };
+    }
+    ok
+}
+
+/// What breaks [`validate_snapshot`]'s rules, rule by rule, as the error
+/// that names it (`Ok`: nothing).
+fn snapshot_error(snapshot: &BookSnapshot) -> Result<()> {
     let bad = |reason: String| Error::Snapshot {
         instrument: snapshot.instrument.to_string(),
         seq: snapshot.header.seq,
@@ -354,6 +391,54 @@ mod tests {
         snap.bids[2].qty = 3;
         assert!(validate_snapshot(&snap).is_err());
         assert!(validate_snapshot(&bytemuck::Zeroable::zeroed()).is_err());
+    }
+
+    /// A snapshot near the rules' edges: a valid book of `bids`/`asks`
+    /// levels, then one field changed by `edit`.
+    fn edited_snapshot(bids: usize, asks: usize, edit: (u8, usize, i64)) -> BookSnapshot {
+        let mut snap = BookSnapshot::empty(id(), 1);
+        snap.bid_count = bids as u16;
+        snap.ask_count = asks as u16;
+        for i in 0..bids {
+            snap.bids[i] = Level {
+                price: Price(100 - i as i64),
+                qty: 1 + i as i64,
+            };
+        }
+        for i in 0..asks {
+            snap.asks[i] = Level {
+                price: Price(101 + i as i64),
+                qty: 1 + i as i64,
+            };
+        }
+        let (field, i, value) = edit;
+        match field {
+            0 => {}
+            1 => snap.bids[i].price = Price(value),
+            2 => snap.asks[i].price = Price(value),
+            3 => snap.bids[i].qty = value,
+            4 => snap.asks[i].qty = value,
+            5 => snap.bid_count = value as u16,
+            6 => snap.ask_count = value as u16,
+            7 => snap.header.kind = value as u16,
+            8 => snap._pad[i % 4] = value as u8,
+            _ => snap.instrument.0[i] = value as u8,
+        }
+        snap
+    }
+
+    proptest! {
+        #[test]
+        fn fast_snapshot_verdict_is_the_rule_by_rule_verdict(
+            bids in 0usize..=10,
+            asks in 0usize..=10,
+            field in 0u8..=9,
+            i in 0usize..10,
+            value in prop_oneof![Just(i64::MAX), Just(0i64), Just(-1i64), 0i64..12, 95i64..106],
+        ) {
+            let snap = edited_snapshot(bids, asks, (field, i, value));
+            prop_assert_eq!(snapshot_is_valid(&snap), snapshot_error(&snap).is_ok(), "{:?}", snap);
+        }
     }
 
     /// Reference model: full depth per side in a BTreeMap; the publisher's

@@ -123,21 +123,19 @@ impl InstrumentId {
 
     /// Validates raw record bytes: a valid symbol followed only by NULs.
     pub fn from_bytes(raw: [u8; SYMBOL_LEN]) -> Result<InstrumentId> {
-        let len = raw.iter().position(|&b| b == 0).unwrap_or(SYMBOL_LEN);
-        let bad = |reason| Error::Instrument {
-            symbol: String::from_utf8_lossy(&raw).into_owned(),
-            reason,
-        };
-        if len == 0 {
-            return Err(bad("empty"));
+        // Every record read checks its symbol: the verdict first, as bit
+        // masks over the 16 bytes (no branch per byte); the reason only
+        // for a bad one.
+        if symbol_is_valid(&raw) {
+            return Ok(InstrumentId(raw));
         }
-        if raw[len..].iter().any(|&b| b != 0) {
-            return Err(bad("bytes after the NUL padding"));
+        match symbol_error(&raw) {
+            None => Ok(InstrumentId(raw)),
+            Some(reason) => Err(Error::Instrument {
+                symbol: String::from_utf8_lossy(&raw).into_owned(),
+                reason,
+            }),
         }
-        if !raw[..len].iter().all(|b| (0x21..=0x7E).contains(b)) {
-            return Err(bad("only printable ASCII without space (0x21..=0x7E) is allowed"));
-        }
-        Ok(InstrumentId(raw))
     }
 
     /// The symbol without its NUL padding. Bytes that are not valid UTF-8
@@ -172,6 +170,45 @@ impl std::str::FromStr for InstrumentId {
     }
 }
 
+/// What makes `raw` an invalid symbol, byte by byte (`None`: valid).
+fn symbol_error(raw: &[u8; SYMBOL_LEN]) -> Option<&'static str> {
+    let len = raw.iter().position(|&b| b == 0).unwrap_or(SYMBOL_LEN);
+    if len == 0 {
+        Some("empty")
+    } else if raw[len..].iter().any(|&b| b != 0) {
+        Some("bytes after the NUL padding")
+    } else if !raw[..len].iter().all(|b| (0x21..=0x7E).contains(b)) {
+        Some("only printable ASCII without space (0x21..=0x7E) is allowed")
+    } else {
+        None
+    }
+}
+
+/// Whether `raw` is a valid symbol (docs/spec.md): 1 to 16 printable ASCII
+/// bytes without space (0x21..=0x7E), then only NULs. The same verdict as
+/// the byte-by-byte rules of `symbol_error` (a property test compares
+/// them), computed on all 16 bytes at once as one `u128`: a flag (bit 7)
+/// per byte says "printable" in `printable`, "NUL" in `nul`. No byte's sum
+/// carries into the next: every byte is masked to 0..=0x7F before it is
+/// added to at most 0x7F.
+#[inline]
+fn symbol_is_valid(raw: &[u8; SYMBOL_LEN]) -> bool {
+    const fn each(byte: u8) -> u128 {
+        u128::from_ne_bytes([byte; SYMBOL_LEN])
+    }
+    const BIT7: u128 = each(0x80);
+    let x = u128::from_le_bytes(*raw);
+    let low = x & !BIT7;
+    let high = x & BIT7;
+    let at_least_0x21 = low + each(0x80 - 0x21);
+    let above_0x7e = low + each(0x80 - 0x7F);
+    let printable = at_least_0x21 & !above_0x7e & !high & BIT7;
+    let nul = !(low + each(0x7F)) & !high & BIT7;
+    // Every byte printable or NUL, the first printable, and no printable
+    // byte after the first NUL.
+    printable | nul == BIT7 && printable & 0x80 != 0 && (nul == 0 || printable >> nul.trailing_zeros() == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +233,44 @@ mod tests {
         raw[5] = b'X';
         assert!(InstrumentId::from_bytes(raw).is_err());
         assert!(InstrumentId::from_bytes([0; 16]).is_err());
+    }
+
+    /// Bytes at the edges of the rules: NUL, space, the printable range's
+    /// ends, DEL, high bytes.
+    const EDGE_BYTES: [u8; 9] = [0x00, 0x01, 0x20, 0x21, 0x41, 0x7E, 0x7F, 0x80, 0xFF];
+
+    proptest::proptest! {
+        /// A valid symbol of `len` bytes with one or two bytes changed to an
+        /// edge byte (or to anything).
+        #[test]
+        fn the_bit_mask_verdict_is_the_byte_rules_verdict(
+            len in 0usize..=16,
+            symbol in proptest::array::uniform16(0x21u8..=0x7E),
+            edits in proptest::collection::vec(
+                (0usize..16, proptest::prop_oneof![
+                    3 => proptest::sample::select(EDGE_BYTES.to_vec()),
+                    1 => proptest::num::u8::ANY,
+                ]),
+                0..=2,
+            ),
+        ) {
+            let mut raw = [0u8; SYMBOL_LEN];
+            raw[..len].copy_from_slice(&symbol[..len]);
+            for (i, byte) in edits {
+                raw[i] = byte;
+            }
+            proptest::prop_assert_eq!(symbol_is_valid(&raw), symbol_error(&raw).is_none(), "{:?}", raw);
+        }
+
+        #[test]
+        fn every_valid_length_passes(len in 1usize..=16, fill in 0x21u8..=0x7E) {
+            let mut raw = [0u8; SYMBOL_LEN];
+            raw[..len].fill(fill);
+            proptest::prop_assert!(symbol_is_valid(&raw));
+            if len < SYMBOL_LEN {
+                raw[SYMBOL_LEN - 1] = fill;
+                proptest::prop_assert_eq!(symbol_is_valid(&raw), len == SYMBOL_LEN - 1);
+            }
+        }
     }
 }

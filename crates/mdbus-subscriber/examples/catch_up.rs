@@ -1,0 +1,81 @@
+//! Subscriber catch-up speed: a new subscriber replays a synthetic WAL from
+//! seq 1 into its caches, and the records/s is printed (wall clock), for
+//! `valgrind --tool=callgrind` and `perf` as much as for a quick number.
+//!
+//! `cargo run --release -p mdbus-subscriber --example catch_up [EVENTS] [MODE]`
+//! with MODE `full` (L1 + L2, the default), `state-only`
+//! ([`CatchUp::StateOnly`]), `no-l2` (L2 off) or `silent`
+//! ([`CatchUp::Silent`]: the records are applied, not delivered); EVENTS market events
+//! (default 1 000 000) over 4 instruments, written first by a
+//! [`FeedPublisher`] into a temporary WAL (not timed).
+
+use std::time::{Duration, Instant};
+
+use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
+use mdbus_subscriber::{CatchUp, L2Config, StartFrom, Subscriber, SubscriberConfig};
+use mdbus_transport::InProcBus;
+use mdbus_types::WalLocation;
+use mdbus_types::clock::now_ns;
+use mdbus_wal::WalOptions;
+
+const FEED: &str = "catchup";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let events: u64 = match args.next() {
+        Some(n) => n.parse().map_err(|e| format!("EVENTS {n:?}: {e}"))?,
+        None => 1_000_000,
+    };
+    let mode = args.next().unwrap_or_else(|| "full".to_string());
+    let (l2, catch_up) = match mode.as_str() {
+        "full" => (L2Config::default(), CatchUp::Full),
+        "state-only" => (L2Config::default(), CatchUp::StateOnly),
+        "no-l2" => (L2Config::off(), CatchUp::Full),
+        "silent" => (L2Config::default(), CatchUp::Silent),
+        other => return Err(format!("MODE {other:?}: expected full, state-only, no-l2 or silent").into()),
+    };
+
+    let dir = tempfile::tempdir()?;
+    let last = {
+        let bus = InProcBus::new(16);
+        let mut config = FeedConfig::new(FEED);
+        config.wal_root = Some(dir.path().to_path_buf());
+        config.wal = WalOptions::default().segment_bytes(64 << 20);
+        let mut publisher = FeedPublisher::open(config, bus.sender())?;
+        let mut feed = SyntheticFeed::new(4, 1)?;
+        let mut batch = Vec::new();
+        for _ in 0..events {
+            batch.clear();
+            feed.next_event(now_ns(), &mut batch);
+            publisher.publish_batch(&mut batch)?;
+        }
+        publisher.flush()?;
+        publisher.next_seq() - 1
+    };
+
+    let bus = InProcBus::new(16);
+    let config = SubscriberConfig::default()
+        .wal(WalLocation::try_new(dir.path(), FEED)?)
+        .start(StartFrom::Seq(1))
+        .l2(l2)
+        .catch_up(catch_up);
+    let started = Instant::now();
+    let mut subscriber = Subscriber::new(bus.subscribe(), config)?;
+    // No publisher is live: the replay ends at the WAL's end, where the
+    // calls return `None` (a silent replay returns nothing before).
+    let watchdog = started + Duration::from_secs(60);
+    while subscriber.stats().last_seq != Some(last) {
+        if subscriber.next_event_ref(Duration::ZERO)?.is_none() && Instant::now() > watchdog {
+            return Err(format!("the replay did not reach seq {last} in 60 s").into());
+        }
+    }
+    let took = started.elapsed();
+    let stats = subscriber.stats();
+    println!(
+        "{mode}: {} records replayed in {:.3} s: {:.2} M records/s",
+        stats.replayed,
+        took.as_secs_f64(),
+        stats.replayed as f64 / took.as_secs_f64() / 1e6
+    );
+    Ok(())
+}
