@@ -5,6 +5,9 @@
 //! nanoseconds of one record's update; readers copy the value out under a
 //! shard read lock and never see a half-applied record.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use dashmap::DashMap;
 use mdbus_types::{Book, BookDelta, BookSnapshot, InstrumentId, Level, Tick};
 
@@ -29,6 +32,41 @@ impl Slot {
             stale: false,
             mismatches: 0,
         }
+    }
+
+    fn set_tick(&mut self, tick: &Tick) {
+        self.tick = Some(*tick);
+    }
+
+    /// Applies a snapshot; compares it first with a book kept by deltas.
+    fn apply_snapshot(&mut self, snapshot: &BookSnapshot) -> mdbus_types::Result<SnapshotCheck> {
+        let check = match &self.book {
+            Some(book) if !self.stale => {
+                if book.bids() == snapshot.bid_levels() && book.asks() == snapshot.ask_levels() {
+                    SnapshotCheck::Match
+                } else {
+                    SnapshotCheck::Mismatch
+                }
+            }
+            _ => SnapshotCheck::NotCompared,
+        };
+        match &mut self.book {
+            Some(book) => book.apply_snapshot(snapshot)?,
+            None => self.book = Some(Book::from_snapshot(snapshot)?),
+        }
+        self.stale = false;
+        if check == SnapshotCheck::Mismatch {
+            self.mismatches += 1;
+        }
+        Ok(check)
+    }
+
+    /// Applies a delta to the book (none before the first snapshot).
+    fn apply_delta(&mut self, delta: &BookDelta) -> mdbus_types::Result<()> {
+        if let Some(book) = self.book.as_mut() {
+            book.apply_delta(delta)?;
+        }
+        Ok(())
     }
 }
 
@@ -192,42 +230,27 @@ impl L1Cache {
     }
 
     pub(crate) fn set_tick(&self, tick: &Tick) {
-        self.slots.entry(tick.instrument).or_insert_with(Slot::new).tick = Some(*tick);
+        self.slots
+            .entry(tick.instrument)
+            .or_insert_with(Slot::new)
+            .set_tick(tick);
     }
 
     /// Applies a snapshot; compares it first with a book kept by deltas.
     pub(crate) fn apply_snapshot(&self, snapshot: &BookSnapshot) -> mdbus_types::Result<SnapshotCheck> {
-        let mut slot = self.slots.entry(snapshot.instrument).or_insert_with(Slot::new);
-        let check = match &slot.book {
-            Some(book) if !slot.stale => {
-                if book.bids() == snapshot.bid_levels() && book.asks() == snapshot.ask_levels() {
-                    SnapshotCheck::Match
-                } else {
-                    SnapshotCheck::Mismatch
-                }
-            }
-            _ => SnapshotCheck::NotCompared,
-        };
-        match &mut slot.book {
-            Some(book) => book.apply_snapshot(snapshot)?,
-            None => slot.book = Some(Book::from_snapshot(snapshot)?),
-        }
-        slot.stale = false;
-        if check == SnapshotCheck::Mismatch {
-            slot.mismatches += 1;
-        }
-        Ok(check)
+        self.slots
+            .entry(snapshot.instrument)
+            .or_insert_with(Slot::new)
+            .apply_snapshot(snapshot)
     }
 
     /// Applies a delta to the book of its instrument; a delta before any
     /// snapshot of it (a live-only start) is passed over until one comes.
     pub(crate) fn apply_delta(&self, delta: &BookDelta) -> mdbus_types::Result<()> {
-        if let Some(mut slot) = self.slots.get_mut(&delta.instrument)
-            && let Some(book) = slot.book.as_mut()
-        {
-            book.apply_delta(delta)?;
+        match self.slots.get_mut(&delta.instrument) {
+            Some(mut slot) => slot.apply_delta(delta),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Marks every book stale (records were lost).
@@ -237,5 +260,126 @@ impl L1Cache {
                 slot.stale = true;
             }
         }
+    }
+}
+
+/// L1 updates made without its locks, then written into it at once: a
+/// silent replay ([`CatchUp::Silent`](crate::CatchUp::Silent)) applies
+/// millions of records that no one reads one by one, and a shard lock per
+/// record (two atomic read-modify-writes) was a large share of its cost.
+/// Each instrument's slot is copied out of L1 when the batch first touches
+/// it and goes back at [`L1Batch::flush`]; readers of L1 meanwhile see the
+/// state of the last flush. Only the thread that writes L1 (the receive
+/// loop) may use a batch.
+#[derive(Debug, Default)]
+pub(crate) struct L1Batch {
+    slots: HashMap<InstrumentId, Slot, IdBuildHasher>,
+}
+
+impl L1Batch {
+    /// The slot of `id`: the batch's, else a copy of L1's, else a new one
+    /// when `create` (else `None`: a delta before any snapshot changes
+    /// nothing, and must not make the instrument known).
+    #[inline]
+    fn slot(&mut self, l1: &L1Cache, id: InstrumentId, create: bool) -> Option<&mut Slot> {
+        match self.slots.entry(id) {
+            Entry::Occupied(slot) => Some(slot.into_mut()),
+            Entry::Vacant(vacant) => {
+                let slot = match l1.slots.get(&id) {
+                    Some(slot) => slot.clone(),
+                    None if create => Slot::new(),
+                    None => return None,
+                };
+                Some(vacant.insert(slot))
+            }
+        }
+    }
+
+    /// [`L1Cache::set_tick`] into the batch.
+    #[inline]
+    fn set_tick(&mut self, l1: &L1Cache, tick: &Tick) {
+        if let Some(slot) = self.slot(l1, tick.instrument, true) {
+            slot.set_tick(tick);
+        }
+    }
+
+    /// [`L1Cache::apply_snapshot`] into the batch.
+    #[inline]
+    fn apply_snapshot(&mut self, l1: &L1Cache, snapshot: &BookSnapshot) -> mdbus_types::Result<SnapshotCheck> {
+        match self.slot(l1, snapshot.instrument, true) {
+            Some(slot) => slot.apply_snapshot(snapshot),
+            None => unreachable!("a slot is created for a snapshot"),
+        }
+    }
+
+    /// [`L1Cache::apply_delta`] into the batch.
+    #[inline]
+    fn apply_delta(&mut self, l1: &L1Cache, delta: &BookDelta) -> mdbus_types::Result<()> {
+        match self.slot(l1, delta.instrument, false) {
+            Some(slot) => slot.apply_delta(delta),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the batch's slots into `l1` and empties the batch.
+    pub(crate) fn flush(&mut self, l1: &L1Cache) {
+        if self.slots.is_empty() {
+            return;
+        }
+        for (id, slot) in self.slots.drain() {
+            l1.slots.insert(id, slot);
+        }
+    }
+}
+
+/// Where a delivered record's L1 update goes: L1 itself (under its shard
+/// locks) or an [`L1Batch`] in front of it.
+pub(crate) trait L1Writer {
+    /// [`L1Cache::set_tick`].
+    fn set_tick(&mut self, tick: &Tick);
+    /// [`L1Cache::apply_snapshot`].
+    fn apply_snapshot(&mut self, snapshot: &BookSnapshot) -> mdbus_types::Result<SnapshotCheck>;
+    /// [`L1Cache::apply_delta`].
+    fn apply_delta(&mut self, delta: &BookDelta) -> mdbus_types::Result<()>;
+}
+
+impl L1Writer for &L1Cache {
+    #[inline]
+    fn set_tick(&mut self, tick: &Tick) {
+        L1Cache::set_tick(self, tick);
+    }
+
+    #[inline]
+    fn apply_snapshot(&mut self, snapshot: &BookSnapshot) -> mdbus_types::Result<SnapshotCheck> {
+        L1Cache::apply_snapshot(self, snapshot)
+    }
+
+    #[inline]
+    fn apply_delta(&mut self, delta: &BookDelta) -> mdbus_types::Result<()> {
+        L1Cache::apply_delta(self, delta)
+    }
+}
+
+/// An [`L1Batch`] in front of the L1 it is flushed into.
+#[derive(Debug)]
+pub(crate) struct Batched<'a> {
+    pub(crate) batch: &'a mut L1Batch,
+    pub(crate) l1: &'a L1Cache,
+}
+
+impl L1Writer for Batched<'_> {
+    #[inline]
+    fn set_tick(&mut self, tick: &Tick) {
+        self.batch.set_tick(self.l1, tick);
+    }
+
+    #[inline]
+    fn apply_snapshot(&mut self, snapshot: &BookSnapshot) -> mdbus_types::Result<SnapshotCheck> {
+        self.batch.apply_snapshot(self.l1, snapshot)
+    }
+
+    #[inline]
+    fn apply_delta(&mut self, delta: &BookDelta) -> mdbus_types::Result<()> {
+        self.batch.apply_delta(self.l1, delta)
     }
 }

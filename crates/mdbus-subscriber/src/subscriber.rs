@@ -35,7 +35,7 @@ use parking_lot::Mutex;
 use crate::cached::CachedHistory;
 use crate::error::{Error, Result};
 use crate::history::History;
-use crate::l1::{L1Cache, SnapshotCheck};
+use crate::l1::{Batched, L1Batch, L1Cache, L1Writer, SnapshotCheck};
 use crate::l2::{CacheLevel, L2Cache, L2Config};
 
 /// Where the subscriber's stream starts.
@@ -355,6 +355,9 @@ pub struct Subscriber<R: MdReceiver> {
     l2_in_replay: bool,
     /// Replayed records are applied, not delivered ([`CatchUp::Silent`]).
     silent_replay: bool,
+    /// A silent replay's L1 updates, flushed into `l1` before `read_wal`
+    /// returns.
+    l1_batch: L1Batch,
     state: State,
     /// The seq the next delivered record must carry (`None`: the first one
     /// decides).
@@ -423,6 +426,7 @@ impl<R: MdReceiver> Subscriber<R> {
             seek_distance: config.seek_distance,
             l2_in_replay: config.catch_up == CatchUp::Full,
             silent_replay: config.catch_up == CatchUp::Silent,
+            l1_batch: L1Batch::default(),
             state: State::Replay { last_replayed: None },
             next_seq,
             pending: VecDeque::new(),
@@ -541,7 +545,7 @@ impl<R: MdReceiver> Subscriber<R> {
         stats.live += 1;
         stats.last_seq = Some(seq);
         match held.record() {
-            Ok(record) => apply_record(&self.l1, Some(&self.l2), stats, record),
+            Ok(record) => apply_record(&*self.l1, Some(&self.l2), stats, record),
             Err(_) => stats.bad_records += 1,
         }
         self.last = Last::Held;
@@ -639,7 +643,17 @@ impl<R: MdReceiver> Subscriber<R> {
     /// when the WAL skips seqs, or `false` at the WAL's live end. A silent
     /// replay ([`CatchUp::Silent`]) applies the records it reads and goes
     /// on: `false` also when it reached `limit`.
-    fn read_wal(&mut self, mut limit: u64) -> Result<bool> {
+    fn read_wal(&mut self, limit: u64) -> Result<bool> {
+        let read = self.read_wal_batched(limit);
+        // What a silent replay applied is in L1 before anything is
+        // delivered (a gap marks it stale) and whatever it returns.
+        self.l1_batch.flush(&self.l1);
+        read
+    }
+
+    /// [`Subscriber::read_wal`], a silent replay's L1 updates kept in
+    /// `l1_batch`.
+    fn read_wal_batched(&mut self, mut limit: u64) -> Result<bool> {
         if !self.position_reader()? {
             return Ok(false);
         }
@@ -691,12 +705,20 @@ impl<R: MdReceiver> Subscriber<R> {
                     if silent {
                         // Applied, not delivered: on to the next record,
                         // up to the live record that bounds the replay.
-                        apply_record(&self.l1, None, &mut self.stats, record);
+                        let batched = Batched {
+                            batch: &mut self.l1_batch,
+                            l1: &self.l1,
+                        };
+                        apply_record(batched, None, &mut self.stats, record);
                         self.stats.replayed += 1;
                         self.stats.last_seq = Some(seq);
                         // Every 64 records, a look at the live stream: the
                         // replay ends at its oldest record not yet applied
                         // (those already applied are duplicates).
+                        if seq % (1 << 16) == 0 {
+                            // Readers of L1 follow a long replay.
+                            self.l1_batch.flush(&self.l1);
+                        }
                         if seq % 64 == 0 && self.pending.is_empty() {
                             loop {
                                 match self.receiver.try_recv() {
@@ -719,7 +741,7 @@ impl<R: MdReceiver> Subscriber<R> {
                     // Delivered now: update the caches from the map, and
                     // copy the record straight into `ready`.
                     let l2 = (source != Source::Replay || self.l2_in_replay).then_some(&*self.l2);
-                    apply_record(&self.l1, l2, &mut self.stats, record);
+                    apply_record(&*self.l1, l2, &mut self.stats, record);
                     self.applied = true;
                     // Into the record slot `ready` already has (no new
                     // zeroed sample): as `RecordRef::to_sample`, the
@@ -791,7 +813,7 @@ impl<R: MdReceiver> Subscriber<R> {
                 if !std::mem::take(&mut self.applied) {
                     let l2 = (*source != Source::Replay || self.l2_in_replay).then_some(&*self.l2);
                     match sample.record() {
-                        Ok(record) => apply_record(&self.l1, l2, stats, record),
+                        Ok(record) => apply_record(&*self.l1, l2, stats, record),
                         Err(_) => stats.bad_records += 1,
                     }
                 }
@@ -869,7 +891,12 @@ impl<R: MdReceiver> Subscriber<R> {
 #[inline]
 /// Applies a delivered record to L1 and, unless `l2` is `None` (a
 /// state-only catch-up), to L2.
-fn apply_record(l1: &L1Cache, l2: Option<&Mutex<L2Cache>>, stats: &mut SubscriberStats, record: RecordRef<'_>) {
+fn apply_record(
+    mut l1: impl L1Writer,
+    l2: Option<&Mutex<L2Cache>>,
+    stats: &mut SubscriberStats,
+    record: RecordRef<'_>,
+) {
     let applied = match record {
         RecordRef::Tick(t) => {
             l1.set_tick(t);

@@ -18,8 +18,8 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Error, Result, io_err};
 use crate::format::{
-    DEFAULT_SEGMENT_BYTES, FRAME_HEADER_LEN, HEADER_LEN, MIN_SEGMENT_BYTES, SegmentHeader, is_record_size,
-    list_segments, padded, segment_file_name, validate_feed,
+    DEFAULT_SEGMENT_BYTES, FRAME_HEADER_LEN, HEADER_LEN, MIN_SEGMENT_BYTES, SegmentHeader, crc32c_words,
+    is_record_size, list_segments, padded, segment_file_name, validate_feed,
 };
 use crate::index::SparseIndex;
 use crate::lock::FeedLock;
@@ -698,7 +698,7 @@ impl Wal {
         let len = bytes.len();
         let frame_len = FRAME_HEADER_LEN + padded(len);
         debug_assert!(off + frame_len <= live.limit);
-        let crc = crc32c::crc32c(bytes);
+        let crc = crc32c_words(bytes);
         let base = live.map.as_mut_ptr();
         // SAFETY: `off + frame_len <= limit <= map.len()` (checked by
         // `needs_roll`), `off` is 8-aligned in a page-aligned map, and we are
