@@ -38,10 +38,13 @@ impl BookSide {
 
     /// Applies a level change; returns whether the side changed.
     fn apply(&mut self, side: Side, price: Price, qty: i64) -> bool {
-        let pos = self
-            .valid()
-            .iter()
-            .position(|l| !BookSide::better(side, l.price, price));
+        // The first level `price` is not worse than (`!better(side, level,
+        // price)`), with the side's comparison chosen once, not per level.
+        let valid = self.valid().iter();
+        let pos = match side {
+            Side::Bid => valid.clone().position(|l| l.price <= price),
+            Side::Ask => valid.clone().position(|l| l.price >= price),
+        };
         match pos {
             Some(i) if self.levels[i].price == price => {
                 if qty == 0 {
