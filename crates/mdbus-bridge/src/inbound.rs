@@ -31,6 +31,10 @@ use crate::wire::{self, Records};
 /// fetched again by gap fill once the replica catches up).
 pub const MAX_QUEUED_MESSAGES: u64 = 20_000;
 
+/// With no message for this long, the receiver asks the source for what
+/// follows its last record.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// How `mdbus bridge in` runs.
 #[derive(Debug, Clone)]
 pub struct InConfig {
@@ -139,6 +143,7 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
         session: &session,
         publisher,
         stats: &stats,
+        last_probe: Instant::now(),
     };
     replica.start(stop)?;
     let mut last_status = Instant::now();
@@ -162,7 +167,7 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
                 queued.fetch_sub(1, Ordering::Relaxed);
                 replica.on_message(&bytes)?;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => replica.retry_hole()?,
+            Err(mpsc::RecvTimeoutError::Timeout) => replica.when_idle()?,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
@@ -190,6 +195,8 @@ struct Replica<'a> {
     session: &'a Session,
     publisher: FeedPublisher<IoxSender>,
     stats: &'a InStats,
+    /// When the source was last asked for what follows the replica.
+    last_probe: Instant,
 }
 
 impl Replica<'_> {
@@ -284,12 +291,19 @@ impl Replica<'_> {
         Ok(())
     }
 
-    /// With nothing arriving, a known hole (the source is ahead) is asked
-    /// for again.
-    fn retry_hole(&mut self) -> Result<()> {
+    /// With nothing arriving: a known hole (the source is ahead) is asked
+    /// for again; otherwise, at most once per [`PROBE_EVERY`], the source
+    /// is asked for what follows the replica's last record (a source that
+    /// went quiet, or stopped, after a link drop or a restart of either
+    /// side sends nothing that would show the hole).
+    fn when_idle(&mut self) -> Result<()> {
         let source = self.stats.source_seq.load(Ordering::Relaxed);
         if source >= self.want() {
             self.fill(source)?;
+        } else if self.last_probe.elapsed() >= PROBE_EVERY {
+            self.last_probe = Instant::now();
+            let from = self.want();
+            self.fill_once(from, from + self.config.query_records - 1)?;
         }
         Ok(())
     }
@@ -300,30 +314,7 @@ impl Replica<'_> {
         let mut filled_any = false;
         while self.want() <= to {
             let from = self.want();
-            let end = to.min(from + self.config.query_records - 1);
-            let mut pieces = self.query(from, end)?;
-            pieces.sort_by_key(Piece::first);
-            for piece in pieces {
-                match piece {
-                    Piece::Records(records) => {
-                        if records.first_seq() <= self.want() {
-                            self.republish(&records, true)?;
-                        }
-                    }
-                    Piece::Gone(a, b) => {
-                        let want = self.want();
-                        if a <= want && want <= b {
-                            eprintln!(
-                                "mdbus bridge in: feed {}: seq {want}..{b} no longer in the source's WAL: a gap",
-                                self.config.feed
-                            );
-                            self.stats.gone.fetch_add(b - want + 1, Ordering::Relaxed);
-                            self.publisher.replica_skip_to(b + 1)?;
-                        }
-                    }
-                }
-            }
-            if self.want() == from {
+            if !self.fill_once(from, to.min(from + self.config.query_records - 1))? {
                 // Nothing came (link down, the source restarting): later.
                 return Ok(false);
             }
@@ -333,6 +324,35 @@ impl Replica<'_> {
             self.stats.gap_fills.fetch_add(1, Ordering::Relaxed);
         }
         Ok(true)
+    }
+
+    /// One query for `from..=to` (`from` the next seq), its answer
+    /// republished; whether the replica moved on.
+    fn fill_once(&mut self, from: u64, to: u64) -> Result<bool> {
+        let mut pieces = self.query(from, to)?;
+        pieces.sort_by_key(Piece::first);
+        for piece in pieces {
+            match piece {
+                Piece::Records(records) => {
+                    self.stats.source_seq.fetch_max(records.last_seq(), Ordering::Relaxed);
+                    if records.first_seq() <= self.want() {
+                        self.republish(&records, true)?;
+                    }
+                }
+                Piece::Gone(a, b) => {
+                    let want = self.want();
+                    if a <= want && want <= b {
+                        eprintln!(
+                            "mdbus bridge in: feed {}: seq {want}..{b} no longer in the source's WAL: a gap",
+                            self.config.feed
+                        );
+                        self.stats.gone.fetch_add(b - want + 1, Ordering::Relaxed);
+                        self.publisher.replica_skip_to(b + 1)?;
+                    }
+                }
+            }
+        }
+        Ok(self.want() > from)
     }
 
     /// One gap-fill query; an unreachable source gives no piece.

@@ -88,12 +88,33 @@ pub struct OutStats {
 
 /// Runs the sending bridge until `stop` is set; calls `status` about once a
 /// second with the counters.
+///
+/// With `wal_root` given, gap-fill queries are answered from the start,
+/// also while the feed's publisher is down (the bridge waits for it, as
+/// long as it takes); without, the WAL is the one the publisher announces,
+/// and a feed that does not appear within `wait_for_feed` is an error.
 pub fn run(config: &OutConfig, stop: &AtomicBool, mut status: impl FnMut(&OutStats)) -> Result<()> {
     let session = crate::session::open(&config.listen, &config.connect)?;
-    let live = IoxReceiver::open_waiting(
-        &IoxReceiverConfig::new(config.feed.clone()).wait(WaitStrategy::Block),
-        config.wait_for_feed,
-    )?;
+    let stats = Arc::new(OutStats::default());
+    let mut queries = match &config.wal_root {
+        Some(root) => Some(Queries::start(
+            &session,
+            &config.feed,
+            WalLocation::try_new(root, &config.feed)?,
+            &stats,
+        )?),
+        None => None,
+    };
+    let receiver_config = IoxReceiverConfig::new(config.feed.clone()).wait(WaitStrategy::Block);
+    let started = Instant::now();
+    let live = loop {
+        match IoxReceiver::open_waiting(&receiver_config, Duration::from_millis(500)) {
+            Ok(live) => break live,
+            Err(e) if queries.is_none() && started.elapsed() >= config.wait_for_feed => return Err(e.into()),
+            Err(_) if stop.load(Ordering::Relaxed) => return queries.map_or(Ok(()), Queries::stop),
+            Err(_) => {}
+        }
+    };
     let wal = match (&config.wal_root, live.wal()?) {
         (Some(root), _) => WalLocation::try_new(root, &config.feed)?,
         (None, Some(announced)) => announced,
@@ -103,10 +124,28 @@ pub fn run(config: &OutConfig, stop: &AtomicBool, mut status: impl FnMut(&OutSta
             });
         }
     };
-    let stats = Arc::new(OutStats::default());
-    let queries = {
-        let (session, wal, stats) = (session.clone(), wal.clone(), Arc::clone(&stats));
-        let feed = config.feed.clone();
+    let queries = match queries.take() {
+        Some(queries) => queries,
+        None => Queries::start(&session, &config.feed, wal.clone(), &stats)?,
+    };
+    let result = match stream(config, &session, live, &wal, stop, &stats, &mut status) {
+        // A signal that stops the bridge also interrupts iceoryx2's wait.
+        Err(_) if stop.load(Ordering::Relaxed) => Ok(()),
+        other => other,
+    };
+    let answered = queries.stop();
+    result.and(answered)
+}
+
+/// The thread that answers queries.
+struct Queries {
+    handle: std::thread::JoinHandle<Result<()>>,
+    done: Arc<AtomicBool>,
+}
+
+impl Queries {
+    fn start(session: &Session, feed: &str, wal: WalLocation, stats: &Arc<OutStats>) -> Result<Queries> {
+        let (session, stats, feed) = (session.clone(), Arc::clone(stats), feed.to_string());
         let done = Arc::new(AtomicBool::new(false));
         let done_in_thread = Arc::clone(&done);
         let handle = std::thread::Builder::new()
@@ -116,16 +155,13 @@ pub fn run(config: &OutConfig, stop: &AtomicBool, mut status: impl FnMut(&OutSta
                 what: "spawn query thread",
                 message: e.to_string(),
             })?;
-        (handle, done)
-    };
-    let result = match stream(config, &session, live, &wal, stop, &stats, &mut status) {
-        // A signal that stops the bridge also interrupts iceoryx2's wait.
-        Err(_) if stop.load(Ordering::Relaxed) => Ok(()),
-        other => other,
-    };
-    queries.1.store(true, Ordering::Relaxed);
-    let answered = queries.0.join().unwrap_or(Ok(()));
-    result.and(answered)
+        Ok(Queries { handle, done })
+    }
+
+    fn stop(self) -> Result<()> {
+        self.done.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or(Ok(()))
+    }
 }
 
 /// The record stream: subscriber -> Zenoh messages.
@@ -201,14 +237,23 @@ fn answer_queries(session: &Session, feed: &str, wal: &WalLocation, stats: &OutS
         .declare_queryable(wire::recovery_point_key(feed))
         .wait()
         .map_err(zenoh_err("declare recovery-point queryable"))?;
+    // A query that cannot be answered (a WAL error, a reply refused) is
+    // logged and left unanswered: the asker retries.
     while !done.load(Ordering::Relaxed) {
         while let Ok(Some(query)) = points.try_recv() {
-            answer_recovery_point(&query, wal)?;
+            if let Err(e) = answer_recovery_point(&query, wal) {
+                eprintln!("mdbus bridge out: feed {feed}: recovery point query: {e}");
+            }
         }
         match ranges.recv_timeout(Duration::from_millis(20)) {
             Ok(Some(query)) => {
                 stats.queries.fetch_add(1, Ordering::Relaxed);
-                answer_range(&query, wal, stats)?;
+                if let Err(e) = answer_range(&query, wal, stats) {
+                    eprintln!(
+                        "mdbus bridge out: feed {feed}: gap-fill query {}: {e}",
+                        query.key_expr()
+                    );
+                }
             }
             Ok(None) => {}
             Err(_) => break,
