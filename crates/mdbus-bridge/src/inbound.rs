@@ -82,7 +82,8 @@ pub struct InStats {
     pub records: AtomicU64,
     /// Of them, records that came by gap fill.
     pub filled_records: AtomicU64,
-    /// Holes filled (each by one or more queries).
+    /// Gap-fill queries that moved the replica on (a hole of more than
+    /// `query_records` takes several).
     pub gap_fills: AtomicU64,
     /// Seqs the source no longer had: holes in the replica.
     pub gone: AtomicU64,
@@ -144,6 +145,7 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
         publisher,
         stats: &stats,
         last_probe: Instant::now(),
+        last_message: Instant::now(),
     };
     replica.start(stop)?;
     let mut last_status = Instant::now();
@@ -197,6 +199,8 @@ struct Replica<'a> {
     stats: &'a InStats,
     /// When the source was last asked for what follows the replica.
     last_probe: Instant,
+    /// When the last message came.
+    last_message: Instant,
 }
 
 impl Replica<'_> {
@@ -242,6 +246,7 @@ impl Replica<'_> {
     }
 
     fn on_message(&mut self, bytes: &[u8]) -> Result<()> {
+        self.last_message = Instant::now();
         let records = match Records::parse(bytes) {
             Ok(records) => records,
             Err(e) => {
@@ -300,7 +305,7 @@ impl Replica<'_> {
         let source = self.stats.source_seq.load(Ordering::Relaxed);
         if source >= self.want() {
             self.fill(source)?;
-        } else if self.last_probe.elapsed() >= PROBE_EVERY {
+        } else if self.last_message.elapsed() >= PROBE_EVERY && self.last_probe.elapsed() >= PROBE_EVERY {
             self.last_probe = Instant::now();
             let from = self.want();
             self.fill_once(from, from + self.config.query_records - 1)?;
@@ -311,17 +316,12 @@ impl Replica<'_> {
     /// Fills the replica up to `to` (inclusive) from the source's WAL;
     /// whether it got there.
     fn fill(&mut self, to: u64) -> Result<bool> {
-        let mut filled_any = false;
         while self.want() <= to {
             let from = self.want();
             if !self.fill_once(from, to.min(from + self.config.query_records - 1))? {
                 // Nothing came (link down, the source restarting): later.
                 return Ok(false);
             }
-            filled_any = true;
-        }
-        if filled_any {
-            self.stats.gap_fills.fetch_add(1, Ordering::Relaxed);
         }
         Ok(true)
     }
@@ -352,7 +352,11 @@ impl Replica<'_> {
                 }
             }
         }
-        Ok(self.want() > from)
+        let moved = self.want() > from;
+        if moved {
+            self.stats.gap_fills.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(moved)
     }
 
     /// One gap-fill query; an unreachable source gives no piece.
