@@ -47,6 +47,8 @@ pub struct GatewayArgs {
     /// Seconds to wait for a publisher to create the feed.
     #[arg(long, default_value_t = 10.0)]
     wait_for_publisher: f64,
+    #[command(flatten)]
+    config: crate::config::ConfigArg,
 }
 
 fn seconds(value: f64, name: &str) -> Result<Duration, String> {
@@ -57,6 +59,7 @@ fn seconds(value: f64, name: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn run(args: &GatewayArgs) -> ExitCode {
+    args.config.announce("gateway");
     let (duration, wait_for) = match (
         seconds(args.duration, "--duration"),
         seconds(args.wait_for_publisher, "--wait-for-publisher"),

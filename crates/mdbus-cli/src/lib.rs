@@ -3,6 +3,7 @@
 //! Every subcommand has `--help`; bad arguments get a clear message and
 //! exit code 2.
 
+mod config;
 mod demo;
 mod gateway;
 mod history;
@@ -35,6 +36,7 @@ pub enum Command {
     /// keeping a latest-value cache; a status line per second.
     Demo(demo::DemoArgs),
     /// Publishes a feed into its WAL, the transport and the snapshot board.
+    #[command(args_override_self = true)]
     Publish(publish::PublishArgs),
     /// Prints the live stream of a feed (iceoryx2), a line or a JSON object
     /// per record with its latency, and a latency summary.
@@ -64,6 +66,7 @@ pub enum Command {
     Play(play::PlayArgs),
     /// Serves a feed over WebSocket (`/ws`) with a live depth page (`/`)
     /// and counters (`/stats`); replay-merge from the WAL, then live.
+    #[command(args_override_self = true)]
     Gateway(gateway::GatewayArgs),
 }
 
@@ -83,7 +86,17 @@ fn pin(cpu: Option<usize>, command: &str) -> Result<(), ExitCode> {
 /// Parses the process arguments and runs the subcommand; the exit code is
 /// 0 on success, 1 on a runtime error, 2 on bad arguments.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `--config FILE` (publish, gateway): the file's settings go in front
+    // of the command line's flags, which override them.
+    let args = match config::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            let command = std::env::args().nth(1).unwrap_or_default();
+            eprintln!("mdbus {command}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let code = e.exit_code();

@@ -67,9 +67,12 @@ pub struct PublishArgs {
     /// all).
     #[command(flatten)]
     retain: crate::wal_cmd::RetainArgs,
+    #[command(flatten)]
+    config: crate::config::ConfigArg,
 }
 
 pub(crate) fn run(args: &PublishArgs) -> ExitCode {
+    args.config.announce("publish");
     // Before the WAL opens: its threads inherit the pin.
     if let Err(code) = crate::pin(args.cpu, "publish") {
         return code;
