@@ -87,6 +87,7 @@ pub(crate) fn run(args: &GatewayArgs) -> ExitCode {
     config.queue_capacity = args.queue as usize;
     config.max_subscriptions = args.max_subscriptions as usize;
     config.allowed_origins = args.allow_origin.clone();
+    config.feed = args.feed.clone();
     if let Err(e) = config.validate() {
         eprintln!("mdbus gateway: {e}");
         return ExitCode::from(2);
@@ -107,7 +108,7 @@ pub(crate) fn run(args: &GatewayArgs) -> ExitCode {
     let addr = gateway.local_addr();
     let query = args.token.as_ref().map_or(String::new(), |t| format!("?token={t}"));
     println!(
-        "mdbus gateway: feed {} on http://{addr}/{query} (depth page), ws://{addr}/ws, http://{addr}/stats",
+        "mdbus gateway: feed {} on http://{addr}/{query} (depth page), ws://{addr}/ws, http://{addr}/stats, http://{addr}/metrics",
         args.feed
     );
     use std::io::Write;

@@ -9,6 +9,7 @@ mod gateway;
 mod history;
 #[cfg(feature = "dbn")]
 mod import;
+mod metrics;
 mod play;
 mod publish;
 mod snapshot;
