@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use mdbus_types::{InstrumentId, Kind, PRICE_SCALE, Price, RecordRef, SYMBOL_LEN};
 use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, SkippedRange, WalReader};
@@ -106,19 +107,14 @@ struct CursorState {
 }
 
 impl CursorState {
-    /// Reads up to `limit` records (all of them with `None`) into one
-    /// buffer per kind; stops early at the live end, past `end`, or at an
-    /// error (the records before it are kept).
-    fn read_batch(&mut self, limit: Option<usize>) -> Batch {
-        let mut batch = Batch {
-            bufs: Default::default(),
-            skipped: Vec::new(),
-            error: None,
-        };
-        if self.done {
-            return batch;
+    /// Reads up to `limit` more records into `batch`'s buffers (one per
+    /// kind); stops early at the live end, past `end`, at an error (the
+    /// records before it are kept), or once `until` has passed (checked
+    /// every [`CLOCK_EVERY`] records kept). Returns the records kept.
+    fn read_into(&mut self, batch: &mut Batch, limit: usize, until: Instant) -> usize {
+        if self.done || batch.error.is_some() {
+            return 0;
         }
-        let limit = limit.unwrap_or(usize::MAX);
         let CursorState {
             reader,
             wal,
@@ -130,6 +126,9 @@ impl CursorState {
         let filter = &*filter;
         let mut n = 0;
         while n < limit {
+            if n % CLOCK_EVERY == CLOCK_EVERY - 1 && Instant::now() >= until {
+                break;
+            }
             let event = if filtering {
                 // Sees unchecked bytes: only decides; what it keeps is
                 // checked in full by the reader.
@@ -178,12 +177,15 @@ impl CursorState {
                 }
             }
         }
-        for buf in &mut batch.bufs {
-            buf.shrink_to_fit();
-        }
-        batch
+        n
     }
 }
+
+/// How often (in records kept) a read looks at the clock.
+const CLOCK_EVERY: usize = 1024;
+
+/// The longest a read runs without looking at Python's signals (Ctrl-C).
+const SIGNAL_SLICE: Duration = Duration::from_millis(20);
 
 /// A reader of one feed's WAL with its filters: `read(limit)` returns the
 /// next batch. Built by `mdbus.read_wal` and `mdbus.iter_wal`.
@@ -283,7 +285,27 @@ impl WalCursor {
             .lock()
             .map_err(|_| PyRuntimeError::new_err("a previous read of this cursor panicked"))?;
         let state: &mut CursorState = &mut guard;
-        let batch = py.detach(move || state.read_batch(limit));
+        let mut batch = Batch {
+            bufs: Default::default(),
+            skipped: Vec::new(),
+            error: None,
+        };
+        // In slices of at most SIGNAL_SLICE with the GIL released, Python's
+        // signal handlers run in between: Ctrl-C interrupts a long read
+        // (its records are dropped).
+        let mut left = limit.unwrap_or(usize::MAX);
+        loop {
+            let until = Instant::now() + SIGNAL_SLICE;
+            let (st, b) = (&mut *state, &mut batch);
+            left -= py.detach(move || st.read_into(b, left, until));
+            if left == 0 || state.done || batch.error.is_some() {
+                break;
+            }
+            py.check_signals()?;
+        }
+        for buf in &mut batch.bufs {
+            buf.shrink_to_fit();
+        }
         let arrays = PyDict::new(py);
         for (i, buf) in batch.bufs.into_iter().enumerate() {
             if guard.filter.kinds[i] {
