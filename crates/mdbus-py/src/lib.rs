@@ -46,9 +46,48 @@ fn layout_table() -> Vec<(&'static str, usize, usize, usize, &'static str, &'sta
         .collect()
 }
 
+/// A growing buffer of records, one copy out of the segment maps into
+/// memory numpy takes over (no copy): reserved at once for the most
+/// records the read can return (a large allocation is address space
+/// only: a page costs memory once a record is written to it), grown only
+/// if the WAL grew meanwhile, the unused rest given back at the end.
+#[derive(Default)]
+struct OutBuf {
+    words: Vec<u64>,
+}
+
+impl OutBuf {
+    /// Appends one record's bytes (`N`: its size, a constant per kind so
+    /// the copy is a few inlined moves); `reserve`: the bytes to reserve
+    /// when nothing is yet.
+    #[inline(always)]
+    fn push<const N: usize>(&mut self, bytes: &[u8], reserve: usize) {
+        let bytes: &[u8; N] = bytes.try_into().expect("a record of its kind's size");
+        if self.words.capacity() == 0 {
+            self.reserve(reserve / 8);
+        }
+        // Records are 8-aligned in the map and a multiple of 8 long.
+        self.words.extend_from_slice(bytemuck::cast_slice::<u8, u64>(bytes));
+    }
+
+    /// Reserves `words` (or, when the allocator refuses that much, lets
+    /// the buffer grow as it goes).
+    #[cold]
+    #[inline(never)]
+    fn reserve(&mut self, words: usize) {
+        let _ = self.words.try_reserve_exact(words);
+    }
+
+    /// The records as a `uint64` numpy array that owns them (no copy).
+    fn into_pyarray<'py>(mut self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        self.words.shrink_to_fit();
+        self.words.into_pyarray(py)
+    }
+}
+
 /// What a batch read ended with, besides its records.
 struct Batch {
-    bufs: [Vec<u64>; 4],
+    bufs: [OutBuf; 4],
     skipped: Vec<SkippedRange>,
     /// `(message, file, byte offset)` of the error that stopped the read.
     error: Option<(String, Option<String>, Option<u64>)>,
@@ -104,6 +143,8 @@ struct CursorState {
     feed: String,
     filter: Filter,
     done: bool,
+    /// The size of the feed's segment files when the read began.
+    wal_bytes: u64,
 }
 
 impl CursorState {
@@ -121,9 +162,20 @@ impl CursorState {
             feed,
             filter,
             done,
+            wal_bytes,
         } = self;
         let filtering = !filter.is_all();
         let filter = &*filter;
+        // The most bytes of `kind` this read can return: at most `limit`
+        // records, and at most one per frame in the WAL's files.
+        let reserve = [Kind::Tick, Kind::BookSnapshot, Kind::BookDelta, Kind::Heartbeat].map(|kind| {
+            let size = kind.record_size();
+            let frames = *wal_bytes / (mdbus_wal::FRAME_HEADER_LEN + size) as u64 + 1;
+            usize::try_from(frames)
+                .unwrap_or(usize::MAX)
+                .min(limit)
+                .saturating_mul(size)
+        });
         let mut n = 0;
         while n < limit {
             if n % CLOCK_EVERY == CLOCK_EVERY - 1 && Instant::now() >= until {
@@ -151,8 +203,14 @@ impl CursorState {
                     if filtering && !filter.wants(record) {
                         continue;
                     }
-                    // Records are 8-aligned and a multiple of 8 long.
-                    batch.bufs[slot(record.kind())].extend_from_slice(bytemuck::cast_slice(record.as_bytes()));
+                    let bytes = record.as_bytes();
+                    let (bufs, r) = (&mut batch.bufs, &reserve);
+                    match record.kind() {
+                        Kind::Tick => bufs[0].push::<{ Kind::Tick.record_size() }>(bytes, r[0]),
+                        Kind::BookSnapshot => bufs[1].push::<{ Kind::BookSnapshot.record_size() }>(bytes, r[1]),
+                        Kind::BookDelta => bufs[2].push::<{ Kind::BookDelta.record_size() }>(bytes, r[2]),
+                        Kind::Heartbeat => bufs[3].push::<{ Kind::Heartbeat.record_size() }>(bytes, r[3]),
+                    }
                     n += 1;
                 }
                 Err(e) => {
@@ -252,8 +310,17 @@ impl WalCursor {
         let reader = py
             .detach(|| WalReader::open(&wal, feed, options))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let wal_bytes = std::fs::read_dir(wal.join(feed))
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
         Ok(WalCursor {
             state: Mutex::new(CursorState {
+                wal_bytes,
                 reader,
                 wal,
                 feed: feed.to_string(),
@@ -302,9 +369,6 @@ impl WalCursor {
                 break;
             }
             py.check_signals()?;
-        }
-        for buf in &mut batch.bufs {
-            buf.shrink_to_fit();
         }
         let arrays = PyDict::new(py);
         for (i, buf) in batch.bufs.into_iter().enumerate() {
