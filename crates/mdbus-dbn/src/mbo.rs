@@ -8,9 +8,8 @@
 //! resting order's fill) never change the book: the resting order's
 //! reduction comes as its own `C` or `M`.
 
-use std::collections::{BTreeMap, HashMap};
-
 use mdbus_types::{BOOK_DEPTH, Level, Price, Side};
+use rustc_hash::FxHashMap;
 
 use crate::levels::Levels;
 
@@ -24,8 +23,12 @@ struct Order {
 /// What an MBO record did to the book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Applied {
-    /// The book changed.
-    Changed,
+    /// The book changed; `top`: its top 10 levels of a side may have
+    /// (when false, the published top 10 is the same as before).
+    Changed {
+        /// A level in the top 10 of its side changed, came or went.
+        top: bool,
+    },
     /// Nothing to change (trade, fill, none, or a no-op).
     Unchanged,
     /// A cancel of an order the book does not hold, or an add or modify
@@ -33,37 +36,71 @@ pub(crate) enum Applied {
     Unknown,
 }
 
+/// One side's price levels, sorted by `key` ascending with the best level
+/// last (an order book changes mostly near its top: an insert or removal
+/// there moves few entries). The key is the price for bids and its bitwise
+/// complement for asks (`!p` orders prices in reverse, without overflow).
+#[derive(Debug, Default, Clone)]
+struct Ladder {
+    /// (key, qty), qty > 0.
+    levels: Vec<(i64, i64)>,
+}
+
+impl Ladder {
+    /// Adds `change` to the level at `key` (a new level when there is
+    /// none and `change > 0`; removed at qty <= 0); whether a level of the
+    /// top 10 changed.
+    #[inline]
+    fn change(&mut self, key: i64, change: i64) -> bool {
+        let len = self.levels.len();
+        // Search from the best end: most changes are near the top.
+        let found = self.levels.binary_search_by(|&(k, _)| k.cmp(&key));
+        match found {
+            Ok(i) => {
+                let qty = &mut self.levels[i].1;
+                *qty += change;
+                if *qty <= 0 {
+                    self.levels.remove(i);
+                }
+                len - 1 - i < BOOK_DEPTH
+            }
+            Err(i) => {
+                if change <= 0 {
+                    return false;
+                }
+                self.levels.insert(i, (key, change));
+                len - i < BOOK_DEPTH
+            }
+        }
+    }
+}
+
 /// One instrument's orders and levels.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct OrderBook {
-    orders: HashMap<u64, Order>,
-    bids: BTreeMap<i64, i64>,
-    asks: BTreeMap<i64, i64>,
+    /// FxHash: order ids are the venue's numbers, and SipHash was a large
+    /// part of the import.
+    orders: FxHashMap<u64, Order>,
+    bids: Ladder,
+    asks: Ladder,
+}
+
+/// A price as its side's ladder key, and back.
+#[inline]
+fn key(side: Side, price: i64) -> i64 {
+    match side {
+        Side::Bid => price,
+        Side::Ask => !price,
+    }
 }
 
 impl OrderBook {
-    fn level(&mut self, side: Side, price: i64, change: i64) {
-        let levels = match side {
-            Side::Bid => &mut self.bids,
-            Side::Ask => &mut self.asks,
-        };
-        let qty = levels.entry(price).or_insert(0);
-        *qty += change;
-        if *qty <= 0 {
-            levels.remove(&price);
-        }
-    }
-
-    fn remove(&mut self, order_id: u64) -> Option<Order> {
-        let order = self.orders.remove(&order_id)?;
-        self.level(order.side, order.price, -order.size);
-        Some(order)
-    }
-
-    fn insert(&mut self, order_id: u64, order: Order) {
-        if order.size > 0 {
-            self.level(order.side, order.price, order.size);
-            self.orders.insert(order_id, order);
+    /// Whether the top 10 changed.
+    #[inline]
+    fn level(&mut self, side: Side, price: i64, change: i64) -> bool {
+        match side {
+            Side::Bid => self.bids.change(key(side, price), change),
+            Side::Ask => self.asks.change(key(side, price), change),
         }
     }
 
@@ -77,28 +114,45 @@ impl OrderBook {
         let size = i64::from(size);
         match action {
             b'A' | b'M' => {
-                let side = match (side, self.orders.get(&order_id)) {
+                // An add of an order already there replaces it, as a modify.
+                let old = self.orders.remove(&order_id);
+                let side = match (side, old) {
                     (Some(side), _) => side,
                     (None, Some(order)) => order.side,
                     (None, None) => return Applied::Unknown,
                 };
-                // An add of an order already there replaces it, as a modify.
-                self.remove(order_id);
-                self.insert(order_id, Order { side, price, size });
-                Applied::Changed
+                let mut top = false;
+                if let Some(old) = old {
+                    top |= self.level(old.side, old.price, -old.size);
+                }
+                if size > 0 {
+                    top |= self.level(side, price, size);
+                    self.orders.insert(order_id, Order { side, price, size });
+                }
+                Applied::Changed { top }
             }
-            b'C' => match self.remove(order_id) {
-                Some(mut order) => {
-                    order.size -= size.min(order.size);
-                    self.insert(order_id, order);
-                    Applied::Changed
+            b'C' => match self.orders.get_mut(&order_id) {
+                Some(order) => {
+                    let cut = size.min(order.size);
+                    order.size -= cut;
+                    let order = *order;
+                    if order.size <= 0 {
+                        self.orders.remove(&order_id);
+                    }
+                    // The level loses `cut` (the whole order when it goes).
+                    let top = self.level(order.side, order.price, -cut);
+                    Applied::Changed { top }
                 }
                 None => Applied::Unknown,
             },
             b'R' => {
                 let changed = !self.orders.is_empty();
                 *self = OrderBook::default();
-                if changed { Applied::Changed } else { Applied::Unchanged }
+                if changed {
+                    Applied::Changed { top: true }
+                } else {
+                    Applied::Unchanged
+                }
             }
             _ => Applied::Unchanged,
         }
@@ -107,15 +161,15 @@ impl OrderBook {
     /// The top levels of a side, best first, into `out` (cleared first:
     /// the importer reuses its buffers, no allocation per event).
     pub(crate) fn top_into(&self, side: Side, out: &mut Levels) {
-        let level = |(&price, &qty): (&i64, &i64)| Level {
-            price: Price(price),
-            qty,
+        let ladder = match side {
+            Side::Bid => &self.bids,
+            Side::Ask => &self.asks,
         };
         out.clear();
-        match side {
-            Side::Bid => out.extend(self.bids.iter().rev().take(BOOK_DEPTH).map(level)),
-            Side::Ask => out.extend(self.asks.iter().take(BOOK_DEPTH).map(level)),
-        }
+        out.extend(ladder.levels.iter().rev().take(BOOK_DEPTH).map(|&(k, qty)| Level {
+            price: Price(key(side, k)),
+            qty,
+        }));
     }
 
     /// The top levels of a side, best first.
@@ -128,14 +182,14 @@ impl OrderBook {
 
     /// The best level of a side.
     pub(crate) fn best(&self, side: Side) -> Option<Level> {
-        let level = |(&price, &qty): (&i64, &i64)| Level {
-            price: Price(price),
-            qty,
+        let ladder = match side {
+            Side::Bid => &self.bids,
+            Side::Ask => &self.asks,
         };
-        match side {
-            Side::Bid => self.bids.last_key_value().map(level),
-            Side::Ask => self.asks.first_key_value().map(level),
-        }
+        ladder.levels.last().map(|&(k, qty)| Level {
+            price: Price(key(side, k)),
+            qty,
+        })
     }
 
     /// Resting orders.
@@ -151,9 +205,9 @@ mod tests {
     #[test]
     fn adds_cancels_modifies_and_what_never_changes_the_book() {
         let mut book = OrderBook::default();
-        assert_eq!(book.apply(b'A', b'B', 1, 100, 5), Applied::Changed);
-        assert_eq!(book.apply(b'A', b'B', 2, 100, 3), Applied::Changed);
-        assert_eq!(book.apply(b'A', b'A', 3, 101, 4), Applied::Changed);
+        assert_eq!(book.apply(b'A', b'B', 1, 100, 5), Applied::Changed { top: true });
+        assert_eq!(book.apply(b'A', b'B', 2, 100, 3), Applied::Changed { top: true });
+        assert_eq!(book.apply(b'A', b'A', 3, 101, 4), Applied::Changed { top: true });
         assert_eq!(
             book.top(Side::Bid),
             vec![Level {
@@ -164,11 +218,11 @@ mod tests {
         // Trades and fills change nothing; the reduction comes as a cancel.
         assert_eq!(book.apply(b'T', b'A', 0, 100, 2), Applied::Unchanged);
         assert_eq!(book.apply(b'F', b'B', 1, 100, 2), Applied::Unchanged);
-        assert_eq!(book.apply(b'C', b'B', 1, 100, 2), Applied::Changed);
+        assert_eq!(book.apply(b'C', b'B', 1, 100, 2), Applied::Changed { top: true });
         assert_eq!(book.top(Side::Bid)[0].qty, 6);
         // A modify moves an order; a modify of an unknown order adds it.
-        assert_eq!(book.apply(b'M', b'B', 2, 99, 3), Applied::Changed);
-        assert_eq!(book.apply(b'M', b'A', 9, 102, 1), Applied::Changed);
+        assert_eq!(book.apply(b'M', b'B', 2, 99, 3), Applied::Changed { top: true });
+        assert_eq!(book.apply(b'M', b'A', 9, 102, 1), Applied::Changed { top: true });
         assert_eq!(
             book.top(Side::Bid),
             vec![
@@ -185,7 +239,7 @@ mod tests {
         assert_eq!(book.top(Side::Ask).len(), 2);
         // A cancel of an unknown order is counted, never a panic.
         assert_eq!(book.apply(b'C', b'B', 77, 100, 1), Applied::Unknown);
-        assert_eq!(book.apply(b'R', b'N', 0, 0, 0), Applied::Changed);
+        assert_eq!(book.apply(b'R', b'N', 0, 0, 0), Applied::Changed { top: true });
         assert!(book.top(Side::Bid).is_empty() && book.orders() == 0);
     }
 }
