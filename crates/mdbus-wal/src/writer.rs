@@ -698,7 +698,7 @@ impl Wal {
         let len = bytes.len();
         let frame_len = FRAME_HEADER_LEN + padded(len);
         debug_assert!(off + frame_len <= live.limit);
-        let crc = crc32c::crc32c(bytes);
+        let crc = frame_crc(bytes);
         let base = live.map.as_mut_ptr();
         // SAFETY: `off + frame_len <= limit <= map.len()` (checked by
         // `needs_roll`), `off` is 8-aligned in a page-aligned map, and we are
@@ -905,5 +905,54 @@ impl Drop for Wal {
         // A retention pass under way ends (and the last roll's pass runs)
         // before the writer is gone.
         self.retention.finish();
+    }
+}
+
+/// The CRC-32C of a frame's payload, as `crc32c::crc32c` computes it: with
+/// SSE 4.2 one `crc32` instruction per 8 bytes, inline (a record is a few
+/// words: the crate's general path, built for long buffers, cost ~130
+/// instructions for a 64-byte delta); the crate without it.
+#[inline]
+fn frame_crc(bytes: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: the CPU has SSE 4.2, checked just above (the check is
+        // a load of a cached flag).
+        return unsafe { crc_sse42(bytes) };
+    }
+    crc32c::crc32c(bytes)
+}
+
+/// CRC-32C with the SSE 4.2 instruction: initial value and final xor all
+/// ones, as the `crc32c` crate (the same polynomial, Castagnoli).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+fn crc_sse42(bytes: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u8, _mm_crc32_u64};
+    let mut words = bytes.chunks_exact(8);
+    let mut crc = u64::from(u32::MAX);
+    for word in &mut words {
+        crc = _mm_crc32_u64(crc, u64::from_le_bytes(word.try_into().expect("8 bytes")));
+    }
+    let mut crc = crc as u32;
+    for &byte in words.remainder() {
+        crc = _mm_crc32_u8(crc, byte);
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn frame_crc_is_the_crates_crc32c() {
+        let bytes: Vec<u8> = (0..1_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for len in 0..bytes.len() {
+            for start in [0, 1, 3, 8] {
+                let data = &bytes[start.min(len)..len];
+                assert_eq!(super::frame_crc(data), crc32c::crc32c(data), "{start}..{len}");
+            }
+        }
     }
 }
