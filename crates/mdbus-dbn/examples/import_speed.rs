@@ -1,6 +1,7 @@
 //! Import speed: writes an MBO file and an MBP-10 file of synthetic events
 //! with `dbn`'s encoder, then imports each into a fresh WAL (interval
-//! sync, as `mdbus import dbn`) and prints DBN records per second.
+//! sync, data and batch clocks, as `mdbus import dbn`) and prints DBN
+//! records per second.
 //!
 //! `cargo run --release -p mdbus-dbn --example import_speed [EVENTS]`
 
@@ -111,6 +112,7 @@ fn import(name: &str, file: &Path, events: u64) {
     let mut config = FeedConfig::new("speed");
     config.wal_root = Some(dir.path().to_path_buf());
     config.data_clock = true;
+    config.batch_clock = true;
     let publisher = FeedPublisher::open(config, mdbus_transport::InProcBus::new(1).sender()).unwrap();
     let aliases = (1..=8)
         .map(|k| (k, InstrumentId::new(&format!("I{k}")).unwrap()))
