@@ -20,7 +20,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::levels::{Levels, Published};
-use crate::mbo::{Applied, OrderBook};
+use crate::mbo::{Applied, OrderBook, Sides};
 
 /// Which DBN timestamp becomes the record's `ts_event`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,8 +94,9 @@ struct Instrument {
     day: Option<(u64, u64)>,
     published: Published,
     orders: OrderBook,
-    /// The MBO book changed since the last publish.
-    dirty: bool,
+    /// The sides of the MBO book whose top 10 changed since the last
+    /// publish.
+    dirty: Sides,
     /// The next publish is a snapshot (a clear, a `SNAPSHOT` event).
     snapshot: bool,
     /// Traded quantity in this import.
@@ -329,7 +330,7 @@ fn instrument_slow<'m, R: dbn::Record>(
         day: dated.then_some(day_range),
         published: Published::default(),
         orders: OrderBook::default(),
-        dirty: false,
+        dirty: Sides::default(),
         snapshot: false,
         volume: 0,
     };
@@ -715,7 +716,9 @@ impl<S: MdSender> Importer<S> {
             // A change below the top 10 publishes nothing: unless nothing
             // was published yet (the first publish is a snapshot, even of
             // an unchanged book).
-            Applied::Changed { top } => instrument.dirty |= top || !instrument.published.known(),
+            Applied::Changed { top } => {
+                instrument.dirty |= if instrument.published.known() { top } else { Sides::BOTH };
+            }
             Applied::Unchanged => {}
             Applied::Unknown => self.stats.unknown_orders += 1,
         }
@@ -735,14 +738,27 @@ impl<S: MdSender> Importer<S> {
             }
             self.out.push(tick.into());
         }
-        if m.flags.is_last() && (instrument.dirty || instrument.snapshot) {
-            instrument.orders.top_into(Side::Bid, &mut self.bids);
-            instrument.orders.top_into(Side::Ask, &mut self.asks);
+        if m.flags.is_last() && (instrument.dirty.any() || instrument.snapshot) {
             let snapshot = std::mem::take(&mut instrument.snapshot);
-            instrument.dirty = false;
-            instrument
-                .published
-                .update(instrument.id, ts, &self.bids, &self.asks, snapshot, &mut self.out);
+            let dirty = std::mem::take(&mut instrument.dirty);
+            if snapshot || !instrument.published.known() {
+                instrument.orders.top_into(Side::Bid, &mut self.bids);
+                instrument.orders.top_into(Side::Ask, &mut self.asks);
+                instrument
+                    .published
+                    .update(instrument.id, ts, &self.bids, &self.asks, snapshot, &mut self.out);
+            } else {
+                // Only the sides whose top 10 changed (the deltas of a
+                // side that did not would be none), bids first as above.
+                for (side, changed) in [(Side::Bid, dirty.bid), (Side::Ask, dirty.ask)] {
+                    if changed {
+                        instrument.orders.top_into(side, &mut self.bids);
+                        instrument
+                            .published
+                            .update_side(instrument.id, ts, side, &self.bids, &mut self.out);
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -68,6 +68,28 @@ impl Published {
         self.asks[..asks.len()].copy_from_slice(asks);
         self.ask_count = asks.len();
     }
+
+    /// The deltas that turn one side of the published book (known: a
+    /// snapshot went out) into `levels`; the other side is unchanged.
+    /// [`Published::update`] with that side's levels as they were writes
+    /// the same deltas.
+    pub(crate) fn update_side(
+        &mut self,
+        id: InstrumentId,
+        ts: i64,
+        side: Side,
+        levels: &[Level],
+        out: &mut Vec<MdSample>,
+    ) {
+        debug_assert!(self.known && levels.len() <= BOOK_DEPTH);
+        let (published, count) = match side {
+            Side::Bid => (&mut self.bids, &mut self.bid_count),
+            Side::Ask => (&mut self.asks, &mut self.ask_count),
+        };
+        diff(id, ts, side, &published[..*count], levels, out);
+        published[..levels.len()].copy_from_slice(levels);
+        *count = levels.len();
+    }
 }
 
 /// The deltas from `old` to `new` on one side (both best first, prices

@@ -9,6 +9,8 @@
 //! reduction comes as its own `C` or `M`.
 
 use mdbus_types::{BOOK_DEPTH, Level, Price, Side};
+use std::collections::hash_map::Entry;
+
 use rustc_hash::FxHashMap;
 
 use crate::levels::Levels;
@@ -23,17 +25,50 @@ struct Order {
 /// What an MBO record did to the book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Applied {
-    /// The book changed; `top`: its top 10 levels of a side may have
-    /// (when false, the published top 10 is the same as before).
+    /// The book changed; `top`: which sides' top 10 levels may have
+    /// (a side not named has the same top 10 as before).
     Changed {
-        /// A level in the top 10 of its side changed, came or went.
-        top: bool,
+        /// The sides whose top 10 a level changed, came or went in.
+        top: Sides,
     },
     /// Nothing to change (trade, fill, none, or a no-op).
     Unchanged,
     /// A cancel of an order the book does not hold, or an add or modify
     /// without a side: counted, the book unchanged.
     Unknown,
+}
+
+/// A set of book sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Sides {
+    pub(crate) bid: bool,
+    pub(crate) ask: bool,
+}
+
+impl Sides {
+    /// Both sides.
+    pub(crate) const BOTH: Sides = Sides { bid: true, ask: true };
+
+    /// `side` alone when `on`, else none.
+    #[inline]
+    fn one(side: Side, on: bool) -> Sides {
+        Sides {
+            bid: on && side == Side::Bid,
+            ask: on && side == Side::Ask,
+        }
+    }
+
+    /// Either side.
+    pub(crate) fn any(self) -> bool {
+        self.bid || self.ask
+    }
+}
+
+impl std::ops::BitOrAssign for Sides {
+    fn bitor_assign(&mut self, other: Sides) {
+        self.bid |= other.bid;
+        self.ask |= other.ask;
+    }
 }
 
 /// One side's price levels, sorted by `key` ascending with the best level
@@ -94,16 +129,19 @@ fn key(side: Side, price: i64) -> i64 {
     }
 }
 
-impl OrderBook {
-    /// Whether the top 10 changed.
-    #[inline]
-    fn level(&mut self, side: Side, price: i64, change: i64) -> bool {
-        match side {
-            Side::Bid => self.bids.change(key(side, price), change),
-            Side::Ask => self.asks.change(key(side, price), change),
-        }
-    }
+/// Adds `change` to the level at `price` of `side`; the side when its top
+/// 10 changed. A free function: it borrows the ladders alone, while the
+/// caller holds an entry of the orders.
+#[inline]
+fn level(bids: &mut Ladder, asks: &mut Ladder, side: Side, price: i64, change: i64) -> Sides {
+    let top = match side {
+        Side::Bid => bids.change(key(side, price), change),
+        Side::Ask => asks.change(key(side, price), change),
+    };
+    Sides::one(side, top)
+}
 
+impl OrderBook {
     /// Applies one MBO record: `action` and `side` are DBN's ASCII codes.
     pub(crate) fn apply(&mut self, action: u8, side: u8, order_id: u64, price: i64, size: u32) -> Applied {
         let side = match side {
@@ -113,43 +151,52 @@ impl OrderBook {
         };
         let size = i64::from(size);
         match action {
-            b'A' | b'M' => {
-                // An add of an order already there replaces it, as a modify.
-                let old = self.orders.remove(&order_id);
-                let side = match (side, old) {
-                    (Some(side), _) => side,
-                    (None, Some(order)) => order.side,
-                    (None, None) => return Applied::Unknown,
-                };
-                let mut top = false;
-                if let Some(old) = old {
-                    top |= self.level(old.side, old.price, -old.size);
-                }
-                if size > 0 {
-                    top |= self.level(side, price, size);
-                    self.orders.insert(order_id, Order { side, price, size });
-                }
-                Applied::Changed { top }
-            }
-            b'C' => match self.orders.get_mut(&order_id) {
-                Some(order) => {
-                    let cut = size.min(order.size);
-                    order.size -= cut;
-                    let order = *order;
-                    if order.size <= 0 {
-                        self.orders.remove(&order_id);
+            // An add of an order already there replaces it, as a modify:
+            // one probe of the orders either way.
+            b'A' | b'M' => match self.orders.entry(order_id) {
+                Entry::Occupied(mut entry) => {
+                    let old = *entry.get();
+                    let side = side.unwrap_or(old.side);
+                    let mut top = level(&mut self.bids, &mut self.asks, old.side, old.price, -old.size);
+                    if size > 0 {
+                        top |= level(&mut self.bids, &mut self.asks, side, price, size);
+                        entry.insert(Order { side, price, size });
+                    } else {
+                        entry.remove();
                     }
-                    // The level loses `cut` (the whole order when it goes).
-                    let top = self.level(order.side, order.price, -cut);
                     Applied::Changed { top }
                 }
-                None => Applied::Unknown,
+                Entry::Vacant(entry) => {
+                    let Some(side) = side else { return Applied::Unknown };
+                    let mut top = Sides::default();
+                    if size > 0 {
+                        top = level(&mut self.bids, &mut self.asks, side, price, size);
+                        entry.insert(Order { side, price, size });
+                    }
+                    Applied::Changed { top }
+                }
+            },
+            b'C' => match self.orders.entry(order_id) {
+                Entry::Occupied(mut entry) => {
+                    let order = entry.get_mut();
+                    let cut = size.min(order.size);
+                    order.size -= cut;
+                    let (side, price) = (order.side, order.price);
+                    if order.size <= 0 {
+                        entry.remove();
+                    }
+                    // The level loses `cut` (the whole order when it goes).
+                    Applied::Changed {
+                        top: level(&mut self.bids, &mut self.asks, side, price, -cut),
+                    }
+                }
+                Entry::Vacant(_) => Applied::Unknown,
             },
             b'R' => {
                 let changed = !self.orders.is_empty();
                 *self = OrderBook::default();
                 if changed {
-                    Applied::Changed { top: true }
+                    Applied::Changed { top: Sides::BOTH }
                 } else {
                     Applied::Unchanged
                 }
@@ -202,12 +249,15 @@ impl OrderBook {
 mod tests {
     use super::*;
 
+    const BID: Sides = Sides { bid: true, ask: false };
+    const ASK: Sides = Sides { bid: false, ask: true };
+
     #[test]
     fn adds_cancels_modifies_and_what_never_changes_the_book() {
         let mut book = OrderBook::default();
-        assert_eq!(book.apply(b'A', b'B', 1, 100, 5), Applied::Changed { top: true });
-        assert_eq!(book.apply(b'A', b'B', 2, 100, 3), Applied::Changed { top: true });
-        assert_eq!(book.apply(b'A', b'A', 3, 101, 4), Applied::Changed { top: true });
+        assert_eq!(book.apply(b'A', b'B', 1, 100, 5), Applied::Changed { top: BID });
+        assert_eq!(book.apply(b'A', b'B', 2, 100, 3), Applied::Changed { top: BID });
+        assert_eq!(book.apply(b'A', b'A', 3, 101, 4), Applied::Changed { top: ASK });
         assert_eq!(
             book.top(Side::Bid),
             vec![Level {
@@ -218,11 +268,11 @@ mod tests {
         // Trades and fills change nothing; the reduction comes as a cancel.
         assert_eq!(book.apply(b'T', b'A', 0, 100, 2), Applied::Unchanged);
         assert_eq!(book.apply(b'F', b'B', 1, 100, 2), Applied::Unchanged);
-        assert_eq!(book.apply(b'C', b'B', 1, 100, 2), Applied::Changed { top: true });
+        assert_eq!(book.apply(b'C', b'B', 1, 100, 2), Applied::Changed { top: BID });
         assert_eq!(book.top(Side::Bid)[0].qty, 6);
         // A modify moves an order; a modify of an unknown order adds it.
-        assert_eq!(book.apply(b'M', b'B', 2, 99, 3), Applied::Changed { top: true });
-        assert_eq!(book.apply(b'M', b'A', 9, 102, 1), Applied::Changed { top: true });
+        assert_eq!(book.apply(b'M', b'B', 2, 99, 3), Applied::Changed { top: BID });
+        assert_eq!(book.apply(b'M', b'A', 9, 102, 1), Applied::Changed { top: ASK });
         assert_eq!(
             book.top(Side::Bid),
             vec![
@@ -239,7 +289,7 @@ mod tests {
         assert_eq!(book.top(Side::Ask).len(), 2);
         // A cancel of an unknown order is counted, never a panic.
         assert_eq!(book.apply(b'C', b'B', 77, 100, 1), Applied::Unknown);
-        assert_eq!(book.apply(b'R', b'N', 0, 0, 0), Applied::Changed { top: true });
+        assert_eq!(book.apply(b'R', b'N', 0, 0, 0), Applied::Changed { top: Sides::BOTH });
         assert!(book.top(Side::Bid).is_empty() && book.orders() == 0);
     }
 }
