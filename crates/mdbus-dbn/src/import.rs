@@ -15,7 +15,7 @@ use dbn::{
 };
 use mdbus_publisher::FeedPublisher;
 use mdbus_transport::MdSender;
-use mdbus_types::{InstrumentId, Kind, Level, MdSample, Price, Side, Tick};
+use mdbus_types::{BOOK_DEPTH, InstrumentId, Kind, Level, MdSample, Price, Side, Tick};
 use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
@@ -189,23 +189,23 @@ struct Mbp<'a> {
 /// Records written per `publish_batch`.
 const BATCH: usize = 512;
 
-fn levels(pairs: &[BidAskPair], bids: &mut Levels, asks: &mut Levels) {
-    bids.clear();
-    asks.clear();
-    for pair in pairs {
-        if pair.bid_px != UNDEF_PRICE && pair.bid_sz > 0 {
-            bids.push(Level {
-                price: Price(pair.bid_px),
-                qty: i64::from(pair.bid_sz),
-            });
-        }
-        if pair.ask_px != UNDEF_PRICE && pair.ask_sz > 0 {
-            asks.push(Level {
-                price: Price(pair.ask_px),
-                qty: i64::from(pair.ask_sz),
-            });
-        }
+/// The valid levels of `pairs` (a price, a size > 0), best first, into
+/// `bids` and `asks`; how many of each. Fixed arrays, no branch per level.
+fn levels(pairs: &[BidAskPair], bids: &mut [Level; BOOK_DEPTH], asks: &mut [Level; BOOK_DEPTH]) -> (usize, usize) {
+    let (mut nb, mut na) = (0, 0);
+    for pair in pairs.iter().take(BOOK_DEPTH) {
+        bids[nb] = Level {
+            price: Price(pair.bid_px),
+            qty: i64::from(pair.bid_sz),
+        };
+        nb += usize::from(pair.bid_px != UNDEF_PRICE && pair.bid_sz > 0);
+        asks[na] = Level {
+            price: Price(pair.ask_px),
+            qty: i64::from(pair.ask_sz),
+        };
+        na += usize::from(pair.ask_px != UNDEF_PRICE && pair.ask_sz > 0);
     }
+    (nb, na)
 }
 
 /// The record as `T`, `None` when it is another type; a record shorter
@@ -654,7 +654,8 @@ impl<S: MdSender> Importer<S> {
             trade: (price, size),
             levels: pairs,
         } = event;
-        levels(pairs, &mut self.bids, &mut self.asks);
+        let (mut bids, mut asks) = ([Level::EMPTY; BOOK_DEPTH], [Level::EMPTY; BOOK_DEPTH]);
+        let (nb, na) = levels(pairs, &mut bids, &mut asks);
         let instrument = instrument(
             Instruments {
                 index: &mut self.instruments,
@@ -668,7 +669,7 @@ impl<S: MdSender> Importer<S> {
             symbols,
             index,
         )?;
-        let (bids, asks) = (&self.bids, &self.asks);
+        let (bids, asks) = (&bids[..nb], &asks[..na]);
         if action == b'T' && price != UNDEF_PRICE {
             instrument.volume += i64::from(size);
             let mut tick = Tick::new(instrument.id, ts)
