@@ -310,12 +310,33 @@ fn live_books_equal_the_board_and_the_wal_after_the_publisher_ends() {
     }
     publisher.wait_ok("mdbus publish");
     let wal = wal_records(dir.path(), &feed);
-    let first = got[0].header().seq as usize;
-    assert_eq!(
-        &wal[first - 1..],
-        &got[..],
-        "the live stream is the WAL's tail, byte for byte"
+    // Every live record is the WAL's record of its seq, byte for byte, in
+    // order, up to the WAL's last. (A receiver starved for longer than its
+    // queue holds loses the oldest records, iceoryx2's safe overflow:
+    // `a_sleeping_subscriber_loses_the_oldest_and_sees_the_exact_hole`
+    // tests that; on a loaded machine it can happen here, so what was lost
+    // is reported, not failed on. The `Subscriber` fills such holes from
+    // the WAL.)
+    assert!(
+        got.windows(2).all(|w| w[0].header().seq < w[1].header().seq),
+        "live seqs increase"
     );
+    for sample in &got {
+        let seq = sample.header().seq as usize;
+        assert_eq!(&wal[seq - 1], sample, "live record {seq} is the WAL's, byte for byte");
+    }
+    assert_eq!(
+        got.last(),
+        wal.last(),
+        "the live stream ends with the WAL's last record"
+    );
+    let first = got[0].header().seq as usize;
+    let lost = wal.len() + 1 - first - got.len();
+    if lost > 0 {
+        eprintln!(
+            "live_books_equal_the_board_and_the_wal_after_the_publisher_ends: the receiver, starved, lost {lost} records (safe overflow)"
+        );
+    }
     // A subscriber's L1 books, built from the WAL's start, equal the board.
     let mut books: std::collections::HashMap<InstrumentId, Book> = Default::default();
     for s in &wal {

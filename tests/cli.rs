@@ -328,3 +328,93 @@ fn subscribe_with_replay_merge_joins_late_without_gap_or_duplicate() {
     assert!(replayed > 0 && replayed == markers[0], "replay first, then the marker");
     assert!(records[replayed..].iter().all(|r| r["source"] != "replay"));
 }
+
+/// `mdbus publish --config FILE`: the file's settings, overridden by the
+/// command line; a bad key or value exits 2 naming the file and the key.
+#[test]
+fn publish_reads_a_config_file_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = format!("cliconf{}", std::process::id());
+    let config = dir.path().join("mdbus.toml");
+    let wal = dir.path().join("wal");
+    std::fs::write(
+        &config,
+        format!(
+            "[publish]\nfeed = \"from-file\"\nwal = {wal:?}\nsynthetic = true\ninstruments = 3\n\
+             rate = 5000\nduration = 0.3\nno-board = true\nsync = \"never\"\n\n[gateway]\nfeed = \"from-file\"\n",
+            wal = wal.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = mdbus()
+        .arg("publish")
+        .arg("--config")
+        .arg(&config)
+        .args(["--feed", &feed])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("settings from"), "{stderr}");
+    // The command line's feed, the file's WAL folder.
+    assert!(!wal.join("from-file").exists());
+    let records: usize = std::fs::read_dir(wal.join(&feed))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "wal"))
+        .count();
+    assert!(records > 0, "no WAL segment for {feed}");
+    let replay = mdbus()
+        .args(["replay", "--feed", &feed, "--wal"])
+        .arg(&wal)
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{}", String::from_utf8_lossy(&replay.stderr));
+    // Three instruments, from the file.
+    let symbols: std::collections::BTreeSet<String> = String::from_utf8_lossy(&replay.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["instrument"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(symbols.len(), 3, "{symbols:?}");
+
+    for (text, key) in [
+        ("[publish]\nfeeds = \"x\"\n", "[publish] key `feeds`: unknown key"),
+        (
+            "[publish]\ninstruments = \"many\"\n",
+            "[publish] key `instruments`: invalid value 'many'",
+        ),
+        ("[publish]\nrate = 1.5\n", "[publish] key `rate`: invalid value '1.5'"),
+        (
+            "[publish]\nno-board = 1\n",
+            "[publish] key `no-board`: expected true or false, found an integer",
+        ),
+        (
+            "[gateway]\nlisten = \"not an address\"\n",
+            "[gateway] key `listen`: invalid value",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = mdbus()
+            .args(["publish", "--feed", &feed, "--synthetic", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("config {}", config.display())),
+            "{text:?}: {stderr}"
+        );
+        assert!(stderr.contains(key), "{text:?}: {stderr}");
+    }
+    // The gateway reads the same file, and checks it the same way.
+    std::fs::write(&config, "[gateway]\nqueue = 0\n").unwrap();
+    let out = mdbus()
+        .args(["gateway", "--feed", &feed, "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("[gateway] key `queue`: invalid value '0'"), "{stderr}");
+}

@@ -5,30 +5,34 @@
         --duration 5 --board-dir /tmp/mdbus-bench --no-board
     python crates/mdbus-py/bench.py /tmp/mdbus-bench bench
 
-Best of --repeat runs each; numbers depend on the machine and its load.
+Median of --repeat runs each (wall clock: on a shared machine compare
+only numbers of one run); peak RSS counts the WAL's mapped pages too.
 """
 
 import argparse
 import resource
+import statistics
 import time
 
 import mdbus
 
 
-def best(fn, repeat=3):
+def best(fn, repeat=5):
+    """The median time of `repeat` runs of `fn`, and its result."""
     times, out = [], None
     for _ in range(repeat):
+        out = None  # the previous result freed first
         t = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)
-    return min(times), out
+    return statistics.median(times), out
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("wal")
     ap.add_argument("feed")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     import pandas  # noqa: F401  (import time kept out of the numbers)
 

@@ -47,6 +47,8 @@ pub struct GatewayArgs {
     /// Seconds to wait for a publisher to create the feed.
     #[arg(long, default_value_t = 10.0)]
     wait_for_publisher: f64,
+    #[command(flatten)]
+    config: crate::config::ConfigArg,
 }
 
 fn seconds(value: f64, name: &str) -> Result<Duration, String> {
@@ -57,6 +59,7 @@ fn seconds(value: f64, name: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn run(args: &GatewayArgs) -> ExitCode {
+    args.config.announce("gateway");
     let (duration, wait_for) = match (
         seconds(args.duration, "--duration"),
         seconds(args.wait_for_publisher, "--wait-for-publisher"),
@@ -84,6 +87,7 @@ pub(crate) fn run(args: &GatewayArgs) -> ExitCode {
     config.queue_capacity = args.queue as usize;
     config.max_subscriptions = args.max_subscriptions as usize;
     config.allowed_origins = args.allow_origin.clone();
+    config.feed = args.feed.clone();
     if let Err(e) = config.validate() {
         eprintln!("mdbus gateway: {e}");
         return ExitCode::from(2);
@@ -104,7 +108,7 @@ pub(crate) fn run(args: &GatewayArgs) -> ExitCode {
     let addr = gateway.local_addr();
     let query = args.token.as_ref().map_or(String::new(), |t| format!("?token={t}"));
     println!(
-        "mdbus gateway: feed {} on http://{addr}/{query} (depth page), ws://{addr}/ws, http://{addr}/stats",
+        "mdbus gateway: feed {} on http://{addr}/{query} (depth page), ws://{addr}/ws, http://{addr}/stats, http://{addr}/metrics",
         args.feed
     );
     use std::io::Write;

@@ -117,6 +117,8 @@ fn dbn(args: &DbnArgs) -> ExitCode {
     config.wal = WalOptions::default().segment_bytes(args.segment_bytes);
     // The WAL keeps the data's time: its own heartbeats too.
     config.data_clock = true;
+    // One clock reading per batch of records for their `ts_publish`.
+    config.batch_clock = true;
     // No live subscriber: records go to the WAL alone.
     let publisher = match FeedPublisher::open(config, mdbus_transport::InProcBus::new(1).sender()) {
         Ok(publisher) => publisher,

@@ -5,11 +5,13 @@
 
 #[cfg(all(feature = "bridge", feature = "iceoryx2"))]
 mod bridge;
+mod config;
 mod demo;
 mod gateway;
 mod history;
 #[cfg(feature = "dbn")]
 mod import;
+mod metrics;
 mod play;
 mod publish;
 mod snapshot;
@@ -37,6 +39,7 @@ pub enum Command {
     /// keeping a latest-value cache; a status line per second.
     Demo(demo::DemoArgs),
     /// Publishes a feed into its WAL, the transport and the snapshot board.
+    #[command(args_override_self = true)]
     Publish(publish::PublishArgs),
     /// Prints the live stream of a feed (iceoryx2), a line or a JSON object
     /// per record with its latency, and a latency summary.
@@ -71,6 +74,7 @@ pub enum Command {
     Bridge(bridge::BridgeCommand),
     /// Serves a feed over WebSocket (`/ws`) with a live depth page (`/`)
     /// and counters (`/stats`); replay-merge from the WAL, then live.
+    #[command(args_override_self = true)]
     Gateway(gateway::GatewayArgs),
 }
 
@@ -90,7 +94,17 @@ fn pin(cpu: Option<usize>, command: &str) -> Result<(), ExitCode> {
 /// Parses the process arguments and runs the subcommand; the exit code is
 /// 0 on success, 1 on a runtime error, 2 on bad arguments.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `--config FILE` (publish, gateway): the file's settings go in front
+    // of the command line's flags, which override them.
+    let args = match config::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(e) => {
+            let command = std::env::args().nth(1).unwrap_or_default();
+            eprintln!("mdbus {command}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             let code = e.exit_code();

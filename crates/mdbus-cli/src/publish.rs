@@ -1,7 +1,9 @@
 //! `mdbus publish`: a feed into the WAL, the transport and the board.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
@@ -67,9 +69,17 @@ pub struct PublishArgs {
     /// all).
     #[command(flatten)]
     retain: crate::wal_cmd::RetainArgs,
+    /// Serve `GET /metrics` (Prometheus / OpenMetrics text) on this
+    /// address, e.g. `127.0.0.1:9464`; port 0 picks a free port, printed
+    /// on stderr at the start.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    config: crate::config::ConfigArg,
 }
 
 pub(crate) fn run(args: &PublishArgs) -> ExitCode {
+    args.config.announce("publish");
     // Before the WAL opens: its threads inherit the pin.
     if let Err(code) = crate::pin(args.cpu, "publish") {
         return code;
@@ -129,6 +139,30 @@ fn publish<S: MdSender>(args: &PublishArgs, mut publisher: FeedPublisher<S>) -> 
         eprintln!("mdbus publish: WAL recovery: {report}");
     }
     let first_seq = publisher.recovery_report().map_or(1, |r| r.next_seq);
+    let metrics = match args.metrics {
+        None => None,
+        Some(listen) => {
+            let values = Arc::new(crate::metrics::PublishValues::default());
+            values.update(&publisher);
+            let sync = publisher.wal().and_then(mdbus_wal::Wal::sync_stats);
+            let feed_dir = args.wal.join(&args.feed);
+            match crate::metrics::MetricsServer::start(listen, &args.feed, feed_dir, Arc::clone(&values), sync) {
+                Ok(server) => {
+                    eprintln!(
+                        "mdbus publish: metrics of feed {} on http://{}/metrics",
+                        args.feed,
+                        server.local_addr()
+                    );
+                    Some((server, values))
+                }
+                Err(e) => {
+                    eprintln!("mdbus publish: --metrics {listen}: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let mut metrics_due = crate::metrics::TICK;
     let duration = Duration::from_secs_f64(args.duration);
     let start = Instant::now();
     let mut batch = Vec::with_capacity(300);
@@ -138,6 +172,13 @@ fn publish<S: MdSender>(args: &PublishArgs, mut publisher: FeedPublisher<S>) -> 
             let elapsed = start.elapsed();
             if elapsed >= duration {
                 return Ok(());
+            }
+            // Once per tick, never per record.
+            if let Some((_, values)) = &metrics
+                && elapsed >= metrics_due
+            {
+                values.update(&publisher);
+                metrics_due = elapsed + crate::metrics::TICK;
             }
             publisher.poll()?;
             let due = if args.rate == 0 {
@@ -160,6 +201,9 @@ fn publish<S: MdSender>(args: &PublishArgs, mut publisher: FeedPublisher<S>) -> 
         }
     })();
     let flushed = publisher.flush();
+    if let Some((_, values)) = &metrics {
+        values.update(&publisher);
+    }
     let secs = start.elapsed().as_secs_f64();
     let stats = publisher.stats();
     let last_seq = publisher.next_seq() - 1;

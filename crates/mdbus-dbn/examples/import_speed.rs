@@ -1,6 +1,15 @@
 //! Import speed: writes an MBO file and an MBP-10 file of synthetic events
 //! with `dbn`'s encoder, then imports each into a fresh WAL (interval
-//! sync, as `mdbus import dbn`) and prints DBN records per second.
+//! sync, data and batch clocks, as `mdbus import dbn`) and prints DBN
+//! records per second. Then the two floors under it, on the same files
+//! and the same machine: the `dbn` decoder alone (every record read, as
+//! the import reads it), and a bare WAL append loop of as many records as
+//! the import wrote (one `BookDelta` each, 72-byte frames, no publisher).
+//!
+//! Each line gives records per second of wall-clock time and, in
+//! brackets, per second of the measuring thread's own CPU time (what the
+//! work costs when other processes share the cores; the WAL's sync and
+//! segment threads not counted).
 //!
 //! `cargo run --release -p mdbus-dbn --example import_speed [EVENTS]`
 
@@ -16,6 +25,15 @@ use mdbus_publisher::{FeedConfig, FeedPublisher};
 use mdbus_types::InstrumentId;
 
 const T0: u64 = 1_609_459_200_000_000_000;
+
+/// This thread's CPU time in seconds.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
 
 fn metadata(schema: Schema) -> Metadata {
     Metadata::builder()
@@ -106,11 +124,13 @@ fn write_mbp10(path: &Path, events: u64) {
     }
 }
 
-fn import(name: &str, file: &Path, events: u64) {
+/// Imports `file`; the mdbus records the publisher wrote.
+fn import(name: &str, file: &Path, events: u64) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let mut config = FeedConfig::new("speed");
     config.wal_root = Some(dir.path().to_path_buf());
     config.data_clock = true;
+    config.batch_clock = true;
     let publisher = FeedPublisher::open(config, mdbus_transport::InProcBus::new(1).sender()).unwrap();
     let aliases = (1..=8)
         .map(|k| (k, InstrumentId::new(&format!("I{k}")).unwrap()))
@@ -122,16 +142,69 @@ fn import(name: &str, file: &Path, events: u64) {
             ..ImportOptions::default()
         },
     );
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), thread_cpu());
     import.import_file(file).unwrap();
-    let (stats, _publisher) = import.finish().unwrap();
-    let secs = start.elapsed().as_secs_f64();
+    let (stats, publisher) = import.finish().unwrap();
+    let (secs, cpu) = (start.elapsed().as_secs_f64(), thread_cpu() - cpu);
     assert_eq!(stats.dbn_records, events);
     println!(
-        "{name}: {events} DBN records in {secs:.3} s: {:.2} M records/s ({} deltas, {} snapshots written)",
+        "{name}: {events} DBN records in {secs:.3} s: {:.2} M records/s [cpu {:.2}] ({} deltas, {} snapshots written)",
         events as f64 / secs / 1e6,
+        events as f64 / cpu / 1e6,
         stats.deltas,
         stats.snapshots
+    );
+    publisher.stats().records
+}
+
+/// The `dbn` decoder alone on `file`, read as the import reads it.
+fn decode_only(name: &str, file: &Path, events: u64) {
+    use dbn::decode::{DbnMetadata, DecodeRecordRef};
+    let (start, cpu) = (Instant::now(), thread_cpu());
+    let reader = std::io::BufReader::new(File::open(file).unwrap());
+    let mut decoder =
+        dbn::decode::dbn::Decoder::with_upgrade_policy(reader, dbn::VersionUpgradePolicy::UpgradeToV3).unwrap();
+    assert!(decoder.metadata().schema.is_some());
+    let (mut n, mut sum) = (0u64, 0u64);
+    while let Some(record) = decoder.decode_record_ref().unwrap() {
+        n += 1;
+        sum = sum.wrapping_add(u64::from(record.header().instrument_id));
+    }
+    let (secs, cpu) = (start.elapsed().as_secs_f64(), thread_cpu() - cpu);
+    assert_eq!(n, events);
+    std::hint::black_box(sum);
+    println!(
+        "{name}: the dbn decoder alone: {:.2} M records/s [cpu {:.2}] ({:.0} ns each [cpu {:.0}])",
+        n as f64 / secs / 1e6,
+        n as f64 / cpu / 1e6,
+        secs * 1e9 / n as f64,
+        cpu * 1e9 / n as f64
+    );
+}
+
+/// A bare WAL append loop of `records` book deltas (as the import's WAL:
+/// interval sync, default segments; no publisher, no books).
+fn wal_only(name: &str, records: u64, events: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = mdbus_wal::Wal::open(dir.path(), "speed", mdbus_wal::WalOptions::default()).unwrap();
+    let id = InstrumentId::new("I1").unwrap();
+    let mut delta = mdbus_types::BookDelta::new(id, mdbus_types::Side::Bid, mdbus_types::Price(1_000), 1, 0);
+    let (start, cpu) = (Instant::now(), thread_cpu());
+    for i in 0..records {
+        delta.header.seq = wal.next_seq();
+        delta.header.ts_event = i as i64;
+        delta.qty = 1 + (i % 50) as i64;
+        wal.append_record(mdbus_types::RecordRef::BookDelta(&delta)).unwrap();
+    }
+    wal.sync().unwrap();
+    let (secs, cpu) = (start.elapsed().as_secs_f64(), thread_cpu() - cpu);
+    println!(
+        "{name}: a bare WAL append loop of the {records} records the import wrote: {:.2} M records/s [cpu {:.2}] ({:.0} ns each, {:.0} ns per DBN record [cpu {:.0}])",
+        records as f64 / secs / 1e6,
+        records as f64 / cpu / 1e6,
+        secs * 1e9 / records as f64,
+        secs * 1e9 / events as f64,
+        cpu * 1e9 / events as f64
     );
 }
 
@@ -143,6 +216,9 @@ fn main() {
     let (mbo, mbp10) = (dir.path().join("speed.mbo.dbn"), dir.path().join("speed.mbp-10.dbn"));
     write_mbo(&mbo, events);
     write_mbp10(&mbp10, events);
-    import("mbo", &mbo, events);
-    import("mbp-10", &mbp10, events);
+    let written = [import("mbo", &mbo, events), import("mbp-10", &mbp10, events)];
+    for ((name, file), records) in [("mbo", &mbo), ("mbp-10", &mbp10)].into_iter().zip(written) {
+        decode_only(name, file, events);
+        wal_only(name, records, events);
+    }
 }

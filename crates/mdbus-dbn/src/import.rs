@@ -2,7 +2,6 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,11 +15,12 @@ use dbn::{
 };
 use mdbus_publisher::FeedPublisher;
 use mdbus_transport::MdSender;
-use mdbus_types::{InstrumentId, Level, MdSample, Price, RecordRef, Side, Tick};
+use mdbus_types::{BOOK_DEPTH, InstrumentId, Kind, Level, MdSample, Price, Side, Tick};
+use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::levels::{Levels, Published};
-use crate::mbo::{Applied, OrderBook};
+use crate::mbo::{Applied, OrderBook, Sides};
 
 /// Which DBN timestamp becomes the record's `ts_event`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,13 +89,14 @@ pub struct ImportStats {
 struct Instrument {
     id: InstrumentId,
     /// The UTC day (of the record's index time) its symbol was last
-    /// looked up for; `None`: the symbol is not dated (an alias, the
-    /// instrument id).
-    day: Option<u64>,
+    /// looked up for, as the ns range [start, end) of that day; `None`:
+    /// the symbol is not dated (an alias, the instrument id).
+    day: Option<(u64, u64)>,
     published: Published,
     orders: OrderBook,
-    /// The MBO book changed since the last publish.
-    dirty: bool,
+    /// The sides of the MBO book whose top 10 changed since the last
+    /// publish.
+    dirty: Sides,
     /// The next publish is a snapshot (a clear, a `SNAPSHOT` event).
     snapshot: bool,
     /// Traded quantity in this import.
@@ -108,7 +109,10 @@ struct Instrument {
 pub struct Importer<S: MdSender> {
     publisher: FeedPublisher<S>,
     options: ImportOptions,
-    instruments: HashMap<u32, Instrument>,
+    /// The index in `states` of each DBN instrument id (FxHash: a u32 key
+    /// looked up once per record).
+    instruments: FxHashMap<u32, usize>,
+    states: Vec<Instrument>,
     out: Vec<MdSample>,
     bids: Levels,
     asks: Levels,
@@ -185,23 +189,23 @@ struct Mbp<'a> {
 /// Records written per `publish_batch`.
 const BATCH: usize = 512;
 
-fn levels(pairs: &[BidAskPair], bids: &mut Levels, asks: &mut Levels) {
-    bids.clear();
-    asks.clear();
-    for pair in pairs {
-        if pair.bid_px != UNDEF_PRICE && pair.bid_sz > 0 {
-            bids.push(Level {
-                price: Price(pair.bid_px),
-                qty: i64::from(pair.bid_sz),
-            });
-        }
-        if pair.ask_px != UNDEF_PRICE && pair.ask_sz > 0 {
-            asks.push(Level {
-                price: Price(pair.ask_px),
-                qty: i64::from(pair.ask_sz),
-            });
-        }
+/// The valid levels of `pairs` (a price, a size > 0), best first, into
+/// `bids` and `asks`; how many of each. Fixed arrays, no branch per level.
+fn levels(pairs: &[BidAskPair], bids: &mut [Level; BOOK_DEPTH], asks: &mut [Level; BOOK_DEPTH]) -> (usize, usize) {
+    let (mut nb, mut na) = (0, 0);
+    for pair in pairs.iter().take(BOOK_DEPTH) {
+        bids[nb] = Level {
+            price: Price(pair.bid_px),
+            qty: i64::from(pair.bid_sz),
+        };
+        nb += usize::from(pair.bid_px != UNDEF_PRICE && pair.bid_sz > 0);
+        asks[na] = Level {
+            price: Price(pair.ask_px),
+            qty: i64::from(pair.ask_sz),
+        };
+        na += usize::from(pair.ask_px != UNDEF_PRICE && pair.ask_sz > 0);
     }
+    (nb, na)
 }
 
 /// The record as `T`, `None` when it is another type; a record shorter
@@ -223,14 +227,52 @@ fn typed<'a, T: HasRType<Header = dbn::RecordHeader>>(record: &dbn::RecordRef<'a
 
 const NS_PER_DAY: u64 = 86_400_000_000_000;
 
+/// Where an import keeps its instruments: the index of each DBN id, and
+/// their states.
+#[derive(Debug)]
+struct Instruments<'a> {
+    index: &'a mut FxHashMap<u32, usize>,
+    states: &'a mut Vec<Instrument>,
+}
+
 /// The state of DBN instrument `key`, its symbol looked up in the file's
 /// symbology once per UTC day (DBN maps ids to symbols by date: an id the
 /// venue gives to another instrument on a later day starts a new
-/// instrument); a free function: it borrows the map alone, not the whole
-/// importer.
+/// instrument); a free function: it borrows the maps alone, not the whole
+/// importer. One hash lookup per record: the day's range is kept, so a
+/// record of the day looked up last is one comparison more.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn instrument<'m, R: dbn::Record>(
-    instruments: &'m mut HashMap<u32, Instrument>,
+    instruments: Instruments<'m>,
+    options: &ImportOptions,
+    stats: &mut ImportStats,
+    file: &Path,
+    key: u32,
+    record: &R,
+    symbols: &TsSymbolMap,
+    index: u64,
+) -> Result<&'m mut Instrument> {
+    let at = instruments.index.get(&key).copied();
+    if let Some(at) = at {
+        let ts = record.raw_index_ts();
+        let same_day = match instruments.states[at].day {
+            None => true,
+            Some((start, end)) => (start..end).contains(&ts),
+        };
+        if same_day {
+            return Ok(&mut instruments.states[at]);
+        }
+    }
+    instrument_slow(instruments, at, options, stats, file, key, record, symbols, index)
+}
+
+/// [`instrument`] for an id not seen yet or a new day of it.
+#[allow(clippy::too_many_arguments)]
+#[cold]
+fn instrument_slow<'m, R: dbn::Record>(
+    instruments: Instruments<'m>,
+    at: Option<usize>,
     options: &ImportOptions,
     stats: &mut ImportStats,
     file: &Path,
@@ -240,15 +282,8 @@ fn instrument<'m, R: dbn::Record>(
     index: u64,
 ) -> Result<&'m mut Instrument> {
     let day = record.raw_index_ts() / NS_PER_DAY;
-    let known = instruments.get(&key).map(|i| (i.id, i.day));
-    if let Some((_, None)) = known {
-        return Ok(instruments.get_mut(&key).expect("looked up above"));
-    }
-    if let Some((_, Some(seen))) = known
-        && seen == day
-    {
-        return Ok(instruments.get_mut(&key).expect("looked up above"));
-    }
+    let day_range = (day * NS_PER_DAY, (day + 1).saturating_mul(NS_PER_DAY));
+    let known = at.map(|at| instruments.states[at].id);
     let bad = |reason: String| Error::Symbol {
         file: file.to_path_buf(),
         index,
@@ -271,7 +306,7 @@ fn instrument<'m, R: dbn::Record>(
                 true,
             ),
             // A later day the symbology does not cover: the symbol stays.
-            (None, Some((id, _))) => (id, true),
+            (None, Some(id)) => (id, true),
             (None, None) => {
                 return Err(bad(
                     "the file's metadata maps it to no symbol at this time: pass --alias ID=SYMBOL or --symbol-from instrument-id"
@@ -280,31 +315,35 @@ fn instrument<'m, R: dbn::Record>(
             }
         },
     };
-    match known {
-        Some((known_id, _)) if known_id == id => {
-            let same = instruments.get_mut(&key).expect("looked up above");
-            same.day = Some(day);
+    match (at, known) {
+        (Some(at), Some(known_id)) if known_id == id => {
+            let same = &mut instruments.states[at];
+            same.day = Some(day_range);
             return Ok(same);
         }
-        Some(_) => stats.remapped += 1,
-        None => {}
+        (Some(_), _) => stats.remapped += 1,
+        (None, _) => {}
     }
     stats.instruments += 1;
     let fresh = Instrument {
         id,
-        day: dated.then_some(day),
+        day: dated.then_some(day_range),
         published: Published::default(),
         orders: OrderBook::default(),
-        dirty: false,
+        dirty: Sides::default(),
         snapshot: false,
         volume: 0,
     };
-    Ok(match instruments.entry(key) {
-        Entry::Occupied(mut occupied) => {
-            occupied.insert(fresh);
-            occupied.into_mut()
+    Ok(match at {
+        Some(at) => {
+            instruments.states[at] = fresh;
+            &mut instruments.states[at]
         }
-        Entry::Vacant(vacant) => vacant.insert(fresh),
+        None => {
+            instruments.index.insert(key, instruments.states.len());
+            instruments.states.push(fresh);
+            instruments.states.last_mut().expect("pushed")
+        }
     })
 }
 
@@ -402,7 +441,8 @@ impl<S: MdSender> Importer<S> {
         Importer {
             publisher,
             options,
-            instruments: HashMap::new(),
+            instruments: FxHashMap::default(),
+            states: Vec::new(),
             out: Vec::with_capacity(BATCH + 64),
             bids: Vec::with_capacity(10),
             asks: Vec::with_capacity(10),
@@ -414,7 +454,7 @@ impl<S: MdSender> Importer<S> {
     /// What was imported so far.
     pub fn stats(&self) -> ImportStats {
         ImportStats {
-            resting_orders: self.instruments.values().map(|i| i.orders.orders() as u64).sum(),
+            resting_orders: self.states.iter().map(|i| i.orders.orders() as u64).sum(),
             ..self.stats
         }
     }
@@ -517,10 +557,11 @@ impl<S: MdSender> Importer<S> {
             return Ok(());
         }
         for sample in &self.out {
-            match sample.record() {
-                Ok(RecordRef::Tick(_)) => self.stats.ticks += 1,
-                Ok(RecordRef::BookSnapshot(_)) => self.stats.snapshots += 1,
-                Ok(RecordRef::BookDelta(_)) => self.stats.deltas += 1,
+            // The importer wrote these: the kind is enough.
+            match sample.header().kind {
+                k if k == Kind::Tick as u16 => self.stats.ticks += 1,
+                k if k == Kind::BookSnapshot as u16 => self.stats.snapshots += 1,
+                k if k == Kind::BookDelta as u16 => self.stats.deltas += 1,
                 _ => {}
             }
         }
@@ -568,7 +609,10 @@ impl<S: MdSender> Importer<S> {
         if let Some(m) = typed::<TradeMsg>(record).map_err(corrupt)? {
             let ts = self.ts(m.hd.ts_event, m.ts_recv);
             let instrument = instrument(
-                &mut self.instruments,
+                Instruments {
+                    index: &mut self.instruments,
+                    states: &mut self.states,
+                },
                 &self.options,
                 &mut self.stats,
                 &self.file,
@@ -610,9 +654,13 @@ impl<S: MdSender> Importer<S> {
             trade: (price, size),
             levels: pairs,
         } = event;
-        levels(pairs, &mut self.bids, &mut self.asks);
+        let (mut bids, mut asks) = ([Level::EMPTY; BOOK_DEPTH], [Level::EMPTY; BOOK_DEPTH]);
+        let (nb, na) = levels(pairs, &mut bids, &mut asks);
         let instrument = instrument(
-            &mut self.instruments,
+            Instruments {
+                index: &mut self.instruments,
+                states: &mut self.states,
+            },
             &self.options,
             &mut self.stats,
             &self.file,
@@ -621,7 +669,7 @@ impl<S: MdSender> Importer<S> {
             symbols,
             index,
         )?;
-        let (bids, asks) = (&self.bids, &self.asks);
+        let (bids, asks) = (&bids[..nb], &asks[..na]);
         if action == b'T' && price != UNDEF_PRICE {
             instrument.volume += i64::from(size);
             let mut tick = Tick::new(instrument.id, ts)
@@ -649,7 +697,10 @@ impl<S: MdSender> Importer<S> {
 
     fn mbo_event(&mut self, m: &MboMsg, ts: i64, symbols: &TsSymbolMap, index: u64) -> Result<()> {
         let instrument = instrument(
-            &mut self.instruments,
+            Instruments {
+                index: &mut self.instruments,
+                states: &mut self.states,
+            },
             &self.options,
             &mut self.stats,
             &self.file,
@@ -663,7 +714,12 @@ impl<S: MdSender> Importer<S> {
             .orders
             .apply(action, m.side as u8, m.order_id, m.price, m.size)
         {
-            Applied::Changed => instrument.dirty = true,
+            // A change below the top 10 publishes nothing: unless nothing
+            // was published yet (the first publish is a snapshot, even of
+            // an unchanged book).
+            Applied::Changed { top } => {
+                instrument.dirty |= if instrument.published.known() { top } else { Sides::BOTH };
+            }
             Applied::Unchanged => {}
             Applied::Unknown => self.stats.unknown_orders += 1,
         }
@@ -683,14 +739,27 @@ impl<S: MdSender> Importer<S> {
             }
             self.out.push(tick.into());
         }
-        if m.flags.is_last() && (instrument.dirty || instrument.snapshot) {
-            instrument.orders.top_into(Side::Bid, &mut self.bids);
-            instrument.orders.top_into(Side::Ask, &mut self.asks);
+        if m.flags.is_last() && (instrument.dirty.any() || instrument.snapshot) {
             let snapshot = std::mem::take(&mut instrument.snapshot);
-            instrument.dirty = false;
-            instrument
-                .published
-                .update(instrument.id, ts, &self.bids, &self.asks, snapshot, &mut self.out);
+            let dirty = std::mem::take(&mut instrument.dirty);
+            if snapshot || !instrument.published.known() {
+                instrument.orders.top_into(Side::Bid, &mut self.bids);
+                instrument.orders.top_into(Side::Ask, &mut self.asks);
+                instrument
+                    .published
+                    .update(instrument.id, ts, &self.bids, &self.asks, snapshot, &mut self.out);
+            } else {
+                // Only the sides whose top 10 changed (the deltas of a
+                // side that did not would be none), bids first as above.
+                for (side, changed) in [(Side::Bid, dirty.bid), (Side::Ask, dirty.ask)] {
+                    if changed {
+                        instrument.orders.top_into(side, &mut self.bids);
+                        instrument
+                            .published
+                            .update_side(instrument.id, ts, side, &self.bids, &mut self.out);
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -6,16 +6,36 @@ use mdbus_types::{BOOK_DEPTH, BookDelta, BookSnapshot, InstrumentId, Level, MdSa
 /// One side's levels, best first, every one with a price and qty > 0.
 pub(crate) type Levels = Vec<Level>;
 
-/// What subscribers of the feed hold for one instrument.
-#[derive(Debug, Default, Clone)]
+/// What subscribers of the feed hold for one instrument: fixed arrays,
+/// no allocation per instrument or event.
+#[derive(Debug, Clone)]
 pub(crate) struct Published {
-    bids: Levels,
-    asks: Levels,
+    bids: [Level; BOOK_DEPTH],
+    asks: [Level; BOOK_DEPTH],
+    bid_count: usize,
+    ask_count: usize,
     /// A snapshot went out: later changes may be deltas.
     known: bool,
 }
 
+impl Default for Published {
+    fn default() -> Published {
+        Published {
+            bids: [Level::EMPTY; BOOK_DEPTH],
+            asks: [Level::EMPTY; BOOK_DEPTH],
+            bid_count: 0,
+            ask_count: 0,
+            known: false,
+        }
+    }
+}
+
 impl Published {
+    /// Whether a snapshot went out (until then, the next update is one).
+    pub(crate) fn known(&self) -> bool {
+        self.known
+    }
+
     /// Appends to `out` what turns the published book into `bids`/`asks`
     /// (each at most 10 levels, best first): a snapshot when `snapshot` is
     /// set or nothing was published yet, else a delta per changed level,
@@ -40,13 +60,35 @@ impl Published {
             out.push(book.into());
             self.known = true;
         } else {
-            diff(id, ts, Side::Bid, &self.bids, bids, out);
-            diff(id, ts, Side::Ask, &self.asks, asks, out);
+            diff(id, ts, Side::Bid, &self.bids[..self.bid_count], bids, out);
+            diff(id, ts, Side::Ask, &self.asks[..self.ask_count], asks, out);
         }
-        self.bids.clear();
-        self.bids.extend_from_slice(bids);
-        self.asks.clear();
-        self.asks.extend_from_slice(asks);
+        self.bids[..bids.len()].copy_from_slice(bids);
+        self.bid_count = bids.len();
+        self.asks[..asks.len()].copy_from_slice(asks);
+        self.ask_count = asks.len();
+    }
+
+    /// The deltas that turn one side of the published book (known: a
+    /// snapshot went out) into `levels`; the other side is unchanged.
+    /// [`Published::update`] with that side's levels as they were writes
+    /// the same deltas.
+    pub(crate) fn update_side(
+        &mut self,
+        id: InstrumentId,
+        ts: i64,
+        side: Side,
+        levels: &[Level],
+        out: &mut Vec<MdSample>,
+    ) {
+        debug_assert!(self.known && levels.len() <= BOOK_DEPTH);
+        let (published, count) = match side {
+            Side::Bid => (&mut self.bids, &mut self.bid_count),
+            Side::Ask => (&mut self.asks, &mut self.ask_count),
+        };
+        diff(id, ts, side, &published[..*count], levels, out);
+        published[..levels.len()].copy_from_slice(levels);
+        *count = levels.len();
     }
 }
 
@@ -54,7 +96,14 @@ impl Published {
 /// unique): one merge walk; removals are written first, then new levels
 /// and changed quantities.
 fn diff(id: InstrumentId, ts: i64, side: Side, old: &[Level], new: &[Level], out: &mut Vec<MdSample>) {
-    if old == new {
+    // The common case: the same prices, some quantities changed. The
+    // merge walk below would write the same deltas, in the same order.
+    if old.len() == new.len() && old.iter().zip(new).all(|(o, n)| o.price == n.price) {
+        for (o, n) in old.iter().zip(new) {
+            if o.qty != n.qty {
+                out.push(BookDelta::new(id, side, n.price, n.qty, ts).into());
+            }
+        }
         return;
     }
     // Whether price `a` comes before `b` on this side (better).

@@ -8,9 +8,10 @@
 //! resting order's fill) never change the book: the resting order's
 //! reduction comes as its own `C` or `M`.
 
-use std::collections::{BTreeMap, HashMap};
-
 use mdbus_types::{BOOK_DEPTH, Level, Price, Side};
+use std::collections::hash_map::Entry;
+
+use rustc_hash::FxHashMap;
 
 use crate::levels::Levels;
 
@@ -24,8 +25,12 @@ struct Order {
 /// What an MBO record did to the book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Applied {
-    /// The book changed.
-    Changed,
+    /// The book changed; `top`: which sides' top 10 levels may have
+    /// (a side not named has the same top 10 as before).
+    Changed {
+        /// The sides whose top 10 a level changed, came or went in.
+        top: Sides,
+    },
     /// Nothing to change (trade, fill, none, or a no-op).
     Unchanged,
     /// A cancel of an order the book does not hold, or an add or modify
@@ -33,40 +38,110 @@ pub(crate) enum Applied {
     Unknown,
 }
 
+/// A set of book sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Sides {
+    pub(crate) bid: bool,
+    pub(crate) ask: bool,
+}
+
+impl Sides {
+    /// Both sides.
+    pub(crate) const BOTH: Sides = Sides { bid: true, ask: true };
+
+    /// `side` alone when `on`, else none.
+    #[inline]
+    fn one(side: Side, on: bool) -> Sides {
+        Sides {
+            bid: on && side == Side::Bid,
+            ask: on && side == Side::Ask,
+        }
+    }
+
+    /// Either side.
+    pub(crate) fn any(self) -> bool {
+        self.bid || self.ask
+    }
+}
+
+impl std::ops::BitOrAssign for Sides {
+    fn bitor_assign(&mut self, other: Sides) {
+        self.bid |= other.bid;
+        self.ask |= other.ask;
+    }
+}
+
+/// One side's price levels, sorted by `key` ascending with the best level
+/// last (an order book changes mostly near its top: an insert or removal
+/// there moves few entries). The key is the price for bids and its bitwise
+/// complement for asks (`!p` orders prices in reverse, without overflow).
+#[derive(Debug, Default, Clone)]
+struct Ladder {
+    /// (key, qty), qty > 0.
+    levels: Vec<(i64, i64)>,
+}
+
+impl Ladder {
+    /// Adds `change` to the level at `key` (a new level when there is
+    /// none and `change > 0`; removed at qty <= 0); whether a level of the
+    /// top 10 changed.
+    #[inline]
+    fn change(&mut self, key: i64, change: i64) -> bool {
+        let len = self.levels.len();
+        // Search from the best end: most changes are near the top.
+        let found = self.levels.binary_search_by(|&(k, _)| k.cmp(&key));
+        match found {
+            Ok(i) => {
+                let qty = &mut self.levels[i].1;
+                *qty += change;
+                if *qty <= 0 {
+                    self.levels.remove(i);
+                }
+                len - 1 - i < BOOK_DEPTH
+            }
+            Err(i) => {
+                if change <= 0 {
+                    return false;
+                }
+                self.levels.insert(i, (key, change));
+                len - i < BOOK_DEPTH
+            }
+        }
+    }
+}
+
 /// One instrument's orders and levels.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct OrderBook {
-    orders: HashMap<u64, Order>,
-    bids: BTreeMap<i64, i64>,
-    asks: BTreeMap<i64, i64>,
+    /// FxHash: order ids are the venue's numbers, and SipHash was a large
+    /// part of the import.
+    orders: FxHashMap<u64, Order>,
+    bids: Ladder,
+    asks: Ladder,
+}
+
+/// A price as its side's ladder key, and back.
+#[inline]
+fn key(side: Side, price: i64) -> i64 {
+    match side {
+        Side::Bid => price,
+        Side::Ask => !price,
+    }
+}
+
+/// Adds `change` to the level at `price` of `side`; the side when its top
+/// 10 changed. A free function: it borrows the ladders alone, while the
+/// caller holds an entry of the orders.
+#[inline]
+fn level(bids: &mut Ladder, asks: &mut Ladder, side: Side, price: i64, change: i64) -> Sides {
+    let top = match side {
+        Side::Bid => bids.change(key(side, price), change),
+        Side::Ask => asks.change(key(side, price), change),
+    };
+    Sides::one(side, top)
 }
 
 impl OrderBook {
-    fn level(&mut self, side: Side, price: i64, change: i64) {
-        let levels = match side {
-            Side::Bid => &mut self.bids,
-            Side::Ask => &mut self.asks,
-        };
-        let qty = levels.entry(price).or_insert(0);
-        *qty += change;
-        if *qty <= 0 {
-            levels.remove(&price);
-        }
-    }
-
-    fn remove(&mut self, order_id: u64) -> Option<Order> {
-        let order = self.orders.remove(&order_id)?;
-        self.level(order.side, order.price, -order.size);
-        Some(order)
-    }
-
-    fn insert(&mut self, order_id: u64, order: Order) {
-        if order.size > 0 {
-            self.level(order.side, order.price, order.size);
-            self.orders.insert(order_id, order);
-        }
-    }
-
     /// Applies one MBO record: `action` and `side` are DBN's ASCII codes.
     pub(crate) fn apply(&mut self, action: u8, side: u8, order_id: u64, price: i64, size: u32) -> Applied {
         let side = match side {
@@ -76,29 +151,55 @@ impl OrderBook {
         };
         let size = i64::from(size);
         match action {
-            b'A' | b'M' => {
-                let side = match (side, self.orders.get(&order_id)) {
-                    (Some(side), _) => side,
-                    (None, Some(order)) => order.side,
-                    (None, None) => return Applied::Unknown,
-                };
-                // An add of an order already there replaces it, as a modify.
-                self.remove(order_id);
-                self.insert(order_id, Order { side, price, size });
-                Applied::Changed
-            }
-            b'C' => match self.remove(order_id) {
-                Some(mut order) => {
-                    order.size -= size.min(order.size);
-                    self.insert(order_id, order);
-                    Applied::Changed
+            // An add of an order already there replaces it, as a modify:
+            // one probe of the orders either way.
+            b'A' | b'M' => match self.orders.entry(order_id) {
+                Entry::Occupied(mut entry) => {
+                    let old = *entry.get();
+                    let side = side.unwrap_or(old.side);
+                    let mut top = level(&mut self.bids, &mut self.asks, old.side, old.price, -old.size);
+                    if size > 0 {
+                        top |= level(&mut self.bids, &mut self.asks, side, price, size);
+                        entry.insert(Order { side, price, size });
+                    } else {
+                        entry.remove();
+                    }
+                    Applied::Changed { top }
                 }
-                None => Applied::Unknown,
+                Entry::Vacant(entry) => {
+                    let Some(side) = side else { return Applied::Unknown };
+                    let mut top = Sides::default();
+                    if size > 0 {
+                        top = level(&mut self.bids, &mut self.asks, side, price, size);
+                        entry.insert(Order { side, price, size });
+                    }
+                    Applied::Changed { top }
+                }
+            },
+            b'C' => match self.orders.entry(order_id) {
+                Entry::Occupied(mut entry) => {
+                    let order = entry.get_mut();
+                    let cut = size.min(order.size);
+                    order.size -= cut;
+                    let (side, price) = (order.side, order.price);
+                    if order.size <= 0 {
+                        entry.remove();
+                    }
+                    // The level loses `cut` (the whole order when it goes).
+                    Applied::Changed {
+                        top: level(&mut self.bids, &mut self.asks, side, price, -cut),
+                    }
+                }
+                Entry::Vacant(_) => Applied::Unknown,
             },
             b'R' => {
                 let changed = !self.orders.is_empty();
                 *self = OrderBook::default();
-                if changed { Applied::Changed } else { Applied::Unchanged }
+                if changed {
+                    Applied::Changed { top: Sides::BOTH }
+                } else {
+                    Applied::Unchanged
+                }
             }
             _ => Applied::Unchanged,
         }
@@ -107,15 +208,15 @@ impl OrderBook {
     /// The top levels of a side, best first, into `out` (cleared first:
     /// the importer reuses its buffers, no allocation per event).
     pub(crate) fn top_into(&self, side: Side, out: &mut Levels) {
-        let level = |(&price, &qty): (&i64, &i64)| Level {
-            price: Price(price),
-            qty,
+        let ladder = match side {
+            Side::Bid => &self.bids,
+            Side::Ask => &self.asks,
         };
         out.clear();
-        match side {
-            Side::Bid => out.extend(self.bids.iter().rev().take(BOOK_DEPTH).map(level)),
-            Side::Ask => out.extend(self.asks.iter().take(BOOK_DEPTH).map(level)),
-        }
+        out.extend(ladder.levels.iter().rev().take(BOOK_DEPTH).map(|&(k, qty)| Level {
+            price: Price(key(side, k)),
+            qty,
+        }));
     }
 
     /// The top levels of a side, best first.
@@ -128,14 +229,14 @@ impl OrderBook {
 
     /// The best level of a side.
     pub(crate) fn best(&self, side: Side) -> Option<Level> {
-        let level = |(&price, &qty): (&i64, &i64)| Level {
-            price: Price(price),
-            qty,
+        let ladder = match side {
+            Side::Bid => &self.bids,
+            Side::Ask => &self.asks,
         };
-        match side {
-            Side::Bid => self.bids.last_key_value().map(level),
-            Side::Ask => self.asks.first_key_value().map(level),
-        }
+        ladder.levels.last().map(|&(k, qty)| Level {
+            price: Price(key(side, k)),
+            qty,
+        })
     }
 
     /// Resting orders.
@@ -148,12 +249,15 @@ impl OrderBook {
 mod tests {
     use super::*;
 
+    const BID: Sides = Sides { bid: true, ask: false };
+    const ASK: Sides = Sides { bid: false, ask: true };
+
     #[test]
     fn adds_cancels_modifies_and_what_never_changes_the_book() {
         let mut book = OrderBook::default();
-        assert_eq!(book.apply(b'A', b'B', 1, 100, 5), Applied::Changed);
-        assert_eq!(book.apply(b'A', b'B', 2, 100, 3), Applied::Changed);
-        assert_eq!(book.apply(b'A', b'A', 3, 101, 4), Applied::Changed);
+        assert_eq!(book.apply(b'A', b'B', 1, 100, 5), Applied::Changed { top: BID });
+        assert_eq!(book.apply(b'A', b'B', 2, 100, 3), Applied::Changed { top: BID });
+        assert_eq!(book.apply(b'A', b'A', 3, 101, 4), Applied::Changed { top: ASK });
         assert_eq!(
             book.top(Side::Bid),
             vec![Level {
@@ -164,11 +268,11 @@ mod tests {
         // Trades and fills change nothing; the reduction comes as a cancel.
         assert_eq!(book.apply(b'T', b'A', 0, 100, 2), Applied::Unchanged);
         assert_eq!(book.apply(b'F', b'B', 1, 100, 2), Applied::Unchanged);
-        assert_eq!(book.apply(b'C', b'B', 1, 100, 2), Applied::Changed);
+        assert_eq!(book.apply(b'C', b'B', 1, 100, 2), Applied::Changed { top: BID });
         assert_eq!(book.top(Side::Bid)[0].qty, 6);
         // A modify moves an order; a modify of an unknown order adds it.
-        assert_eq!(book.apply(b'M', b'B', 2, 99, 3), Applied::Changed);
-        assert_eq!(book.apply(b'M', b'A', 9, 102, 1), Applied::Changed);
+        assert_eq!(book.apply(b'M', b'B', 2, 99, 3), Applied::Changed { top: BID });
+        assert_eq!(book.apply(b'M', b'A', 9, 102, 1), Applied::Changed { top: ASK });
         assert_eq!(
             book.top(Side::Bid),
             vec![
@@ -185,7 +289,7 @@ mod tests {
         assert_eq!(book.top(Side::Ask).len(), 2);
         // A cancel of an unknown order is counted, never a panic.
         assert_eq!(book.apply(b'C', b'B', 77, 100, 1), Applied::Unknown);
-        assert_eq!(book.apply(b'R', b'N', 0, 0, 0), Applied::Changed);
+        assert_eq!(book.apply(b'R', b'N', 0, 0, 0), Applied::Changed { top: Sides::BOTH });
         assert!(book.top(Side::Bid).is_empty() && book.orders() == 0);
     }
 }

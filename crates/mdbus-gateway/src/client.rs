@@ -522,6 +522,11 @@ impl Client {
         out
     }
 
+    /// Events merged so far (see [`ClientStats::conflated`]).
+    pub(crate) fn conflated(&self) -> u64 {
+        self.conflated.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn stats(&self) -> ClientStats {
         let (queue_depth, subscriptions) = {
             let queue = self.queue.lock();

@@ -25,7 +25,7 @@ pub struct GatewayConfig {
     /// Address to listen on; the default is `127.0.0.1:8765` (loopback
     /// only: another interface must be asked for explicitly).
     pub listen: SocketAddr,
-    /// When set, every request (page, `/stats`, `/instruments`, `/ws`) must
+    /// When set, every request (page, `/stats`, `/metrics`, `/instruments`, `/ws`) must
     /// carry it as the query parameter `token=`, the header
     /// `Authorization: Bearer <token>` or `X-Mdbus-Token`; others get 401.
     /// 1 to 256 characters of `[A-Za-z0-9._~-]` (safe in a URL as is).
@@ -49,6 +49,9 @@ pub struct GatewayConfig {
     /// [`GatewayStats::send_timeouts`](crate::GatewayStats::send_timeouts).
     /// Default 10 s; not zero.
     pub send_timeout: Duration,
+    /// The feed's name, the `feed` label of every series of `/metrics`
+    /// (default empty: set it to the feed the subscriber reads).
+    pub feed: String,
 }
 
 impl Default for GatewayConfig {
@@ -61,6 +64,7 @@ impl Default for GatewayConfig {
             allowed_origins: Vec::new(),
             worker_threads: 2,
             send_timeout: Duration::from_secs(10),
+            feed: String::new(),
         }
     }
 }

@@ -23,7 +23,9 @@
 //! - **Protocol**: JSON text frames, shaped like qaexchange-rs's market
 //!   WebSocket; README.md has the messages with examples.
 //! - **Pages**: `/` a live depth page (embedded HTML and JavaScript),
-//!   `/stats` JSON counters, `/instruments` the known symbols, `/ws`.
+//!   `/stats` JSON counters, `/metrics` the same for Prometheus
+//!   (OpenMetrics text, see [`metrics`]), `/instruments` the known
+//!   symbols, `/ws`.
 //! - **Security**: listens on 127.0.0.1 unless told otherwise; an optional
 //!   token that every request must carry (401 otherwise); browsers on
 //!   other origins may not open `/ws`.
@@ -55,6 +57,7 @@ mod client;
 mod config;
 mod error;
 mod feed;
+pub mod metrics;
 mod protocol;
 mod server;
 mod shared;

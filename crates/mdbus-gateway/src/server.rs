@@ -35,6 +35,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/", get(|| async { Html(DEPTH_PAGE) }))
         .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
         .route("/instruments", get(instruments))
         .route("/ws", get(upgrade))
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), require_token))
@@ -76,6 +77,11 @@ async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next
 
 async fn stats(State(shared): State<Arc<Shared>>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], shared.stats().to_json()).into_response()
+}
+
+async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let text = crate::metrics::gateway_text(&shared.config.feed, shared.stats());
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 async fn instruments(State(shared): State<Arc<Shared>>) -> Response {

@@ -31,6 +31,9 @@ pub struct GatewayStats {
     /// The feed thread's error as text, if it stopped on one (the typed
     /// error: [`Gateway::feed_error`](crate::Gateway::feed_error)).
     pub feed_error: Option<String>,
+    /// Events conflated since the gateway started, closed connections
+    /// included (never decreases, unlike the sum over [`Self::clients`]).
+    pub conflated_total: u64,
     /// Every connected client.
     pub clients: Vec<ClientStats>,
 }
@@ -50,6 +53,10 @@ pub(crate) struct Shared {
     pub(crate) replay_done: AtomicBool,
     pub(crate) gaps: AtomicU64,
     pub(crate) send_timeouts: AtomicU64,
+    /// Events conflated for connections that have closed. Added to under
+    /// the `clients` write lock as the client leaves, read under its read
+    /// lock: a reader sees a client either in `clients` or in here.
+    pub(crate) conflated_closed: AtomicU64,
     pub(crate) feed_error: Mutex<Option<Arc<mdbus_subscriber::Error>>>,
     /// Set to `true` when the gateway shuts down: every connection sends
     /// a Close frame (1001, going away) and ends.
@@ -71,6 +78,7 @@ impl Shared {
             replay_done: AtomicBool::new(false),
             gaps: AtomicU64::new(0),
             send_timeouts: AtomicU64::new(0),
+            conflated_closed: AtomicU64::new(0),
             feed_error: Mutex::new(None),
             closing: tokio::sync::watch::Sender::new(false),
         }
@@ -81,11 +89,23 @@ impl Shared {
     }
 
     pub(crate) fn remove_client(&self, id: u64) {
-        self.clients.write().retain(|c| c.id != id);
+        let mut clients = self.clients.write();
+        if let Some(at) = clients.iter().position(|c| c.id == id) {
+            let client = clients.remove(at);
+            // Relaxed: the `clients` lock orders this add before any
+            // reader that no longer sees the client (see `stats`). The
+            // feed thread offers under the read lock, so the client's
+            // count is final once it is out of the list.
+            self.conflated_closed.fetch_add(client.conflated(), Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn stats(&self) -> GatewayStats {
-        let clients: Vec<Arc<Client>> = self.clients.read().clone();
+        let (clients, conflated_closed) = {
+            let clients = self.clients.read();
+            (clients.clone(), self.conflated_closed.load(Ordering::Relaxed))
+        };
+        let clients: Vec<ClientStats> = clients.iter().map(|c| c.stats()).collect();
         let last_seq = self.last_seq.load(Ordering::Relaxed);
         // A rate older than 2 s means the feed went quiet.
         let fresh = mdbus_types::clock::now_ns() - self.rate_at_ns.load(Ordering::Relaxed) < 2_000_000_000;
@@ -102,7 +122,8 @@ impl Shared {
             instruments: self.l1.len(),
             send_timeouts: self.send_timeouts.load(Ordering::Relaxed),
             feed_error: self.feed_error.lock().as_ref().map(ToString::to_string),
-            clients: clients.iter().map(|c| c.stats()).collect(),
+            conflated_total: conflated_closed + clients.iter().map(|c| c.conflated).sum::<u64>(),
+            clients,
         }
     }
 }
@@ -137,7 +158,7 @@ impl GatewayStats {
             "instruments": self.instruments,
             "send_timeouts": self.send_timeouts,
             "queue_depth_total": self.clients.iter().map(|c| c.queue_depth).sum::<usize>(),
-            "conflated_total": self.clients.iter().map(|c| c.conflated).sum::<u64>(),
+            "conflated_total": self.conflated_total,
             "feed_error": self.feed_error,
             "per_client": clients,
         })

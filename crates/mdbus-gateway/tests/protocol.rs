@@ -280,11 +280,19 @@ fn token_is_required_on_every_path_by_query_or_header() {
     let addr = harness.gateway.local_addr();
     let rt = runtime();
     rt.block_on(async {
-        for path in ["/", "/stats", "/instruments", "/ws", "/stats?token=wrong"] {
+        for path in ["/", "/stats", "/metrics", "/instruments", "/ws", "/stats?token=wrong"] {
             assert!(http_get(addr, path, &[]).await.starts_with("HTTP/1.1 401"), "{path}");
         }
         let ok = http_get(addr, "/stats?token=s3cret", &[]).await;
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        let ok = http_get(addr, "/metrics", &["Authorization: Bearer s3cret"]).await;
+        assert!(
+            ok.starts_with("HTTP/1.1 200")
+                && ok.contains("application/openmetrics-text")
+                && ok.contains("mdbus_gateway_clients{")
+                && ok.ends_with("# EOF\n"),
+            "{ok}"
+        );
         let ok = http_get(addr, "/instruments", &["Authorization: Bearer s3cret"]).await;
         assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("IF2501"), "{ok}");
         let ok = http_get(addr, "/", &["X-Mdbus-Token: s3cret"]).await;

@@ -518,3 +518,32 @@ fn a_replica_keeps_the_source_seq_and_bytes_and_writes_nothing_of_its_own() {
         assert_eq!(replica.book(&id), source.book(&id), "{id}");
     }
 }
+
+#[test]
+fn with_the_batch_clock_a_batch_shares_one_ts_publish() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), "batchclock");
+    config.batch_clock = true;
+    let bus = InProcBus::new(1 << 16);
+    let mut rx = bus.subscribe();
+    let mut publisher = FeedPublisher::open(config, bus.sender()).unwrap();
+    let mut feed = SyntheticFeed::new(8, 3).unwrap();
+    let mut batch = Vec::new();
+    for i in 0..50 {
+        feed.next_event(1_764_000_000_000_000_000 + i, &mut batch);
+    }
+    let range = publisher.publish_batch(&mut batch).unwrap();
+    assert_eq!(range.clone().count(), batch.len());
+    let sent: Vec<MdSample> = drain(&mut rx)
+        .into_iter()
+        .filter(|s| range.contains(&s.header().seq))
+        .collect();
+    assert_eq!(sent.len(), batch.len());
+    let first = sent[0].header().ts_publish;
+    assert!(first > 0);
+    assert!(sent.iter().all(|s| s.header().ts_publish == first));
+    // The END_OF_BATCH flag still marks the batch's last record alone.
+    let ends: Vec<bool> = sent.iter().map(|s| s.header().flags & FLAG_END_OF_BATCH != 0).collect();
+    assert_eq!(ends.iter().filter(|e| **e).count(), 1);
+    assert!(ends[ends.len() - 1]);
+}

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use mdbus_types::{InstrumentId, Kind, PRICE_SCALE, Price, RecordRef, SYMBOL_LEN};
 use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, SkippedRange, WalReader};
@@ -45,9 +46,48 @@ fn layout_table() -> Vec<(&'static str, usize, usize, usize, &'static str, &'sta
         .collect()
 }
 
+/// A growing buffer of records, one copy out of the segment maps into
+/// memory numpy takes over (no copy): reserved at once for the most
+/// records the read can return (a large allocation is address space
+/// only: a page costs memory once a record is written to it), grown only
+/// if the WAL grew meanwhile, the unused rest given back at the end.
+#[derive(Default)]
+struct OutBuf {
+    words: Vec<u64>,
+}
+
+impl OutBuf {
+    /// Appends one record's bytes (`N`: its size, a constant per kind so
+    /// the copy is a few inlined moves); `reserve`: the bytes to reserve
+    /// when nothing is yet.
+    #[inline(always)]
+    fn push<const N: usize>(&mut self, bytes: &[u8], reserve: usize) {
+        let bytes: &[u8; N] = bytes.try_into().expect("a record of its kind's size");
+        if self.words.capacity() == 0 {
+            self.reserve(reserve / 8);
+        }
+        // Records are 8-aligned in the map and a multiple of 8 long.
+        self.words.extend_from_slice(bytemuck::cast_slice::<u8, u64>(bytes));
+    }
+
+    /// Reserves `words` (or, when the allocator refuses that much, lets
+    /// the buffer grow as it goes).
+    #[cold]
+    #[inline(never)]
+    fn reserve(&mut self, words: usize) {
+        let _ = self.words.try_reserve_exact(words);
+    }
+
+    /// The records as a `uint64` numpy array that owns them (no copy).
+    fn into_pyarray<'py>(mut self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        self.words.shrink_to_fit();
+        self.words.into_pyarray(py)
+    }
+}
+
 /// What a batch read ended with, besides its records.
 struct Batch {
-    bufs: [Vec<u64>; 4],
+    bufs: [OutBuf; 4],
     skipped: Vec<SkippedRange>,
     /// `(message, file, byte offset)` of the error that stopped the read.
     error: Option<(String, Option<String>, Option<u64>)>,
@@ -103,33 +143,44 @@ struct CursorState {
     feed: String,
     filter: Filter,
     done: bool,
+    /// The size of the feed's segment files when the read began.
+    wal_bytes: u64,
 }
 
 impl CursorState {
-    /// Reads up to `limit` records (all of them with `None`) into one
-    /// buffer per kind; stops early at the live end, past `end`, or at an
-    /// error (the records before it are kept).
-    fn read_batch(&mut self, limit: Option<usize>) -> Batch {
-        let mut batch = Batch {
-            bufs: Default::default(),
-            skipped: Vec::new(),
-            error: None,
-        };
-        if self.done {
-            return batch;
+    /// Reads up to `limit` more records into `batch`'s buffers (one per
+    /// kind); stops early at the live end, past `end`, at an error (the
+    /// records before it are kept), or once `until` has passed (checked
+    /// every [`CLOCK_EVERY`] records kept). Returns the records kept.
+    fn read_into(&mut self, batch: &mut Batch, limit: usize, until: Instant) -> usize {
+        if self.done || batch.error.is_some() {
+            return 0;
         }
-        let limit = limit.unwrap_or(usize::MAX);
         let CursorState {
             reader,
             wal,
             feed,
             filter,
             done,
+            wal_bytes,
         } = self;
         let filtering = !filter.is_all();
         let filter = &*filter;
+        // The most bytes of `kind` this read can return: at most `limit`
+        // records, and at most one per frame in the WAL's files.
+        let reserve = [Kind::Tick, Kind::BookSnapshot, Kind::BookDelta, Kind::Heartbeat].map(|kind| {
+            let size = kind.record_size();
+            let frames = *wal_bytes / (mdbus_wal::FRAME_HEADER_LEN + size) as u64 + 1;
+            usize::try_from(frames)
+                .unwrap_or(usize::MAX)
+                .min(limit)
+                .saturating_mul(size)
+        });
         let mut n = 0;
         while n < limit {
+            if n % CLOCK_EVERY == CLOCK_EVERY - 1 && Instant::now() >= until {
+                break;
+            }
             let event = if filtering {
                 // Sees unchecked bytes: only decides; what it keeps is
                 // checked in full by the reader.
@@ -152,8 +203,14 @@ impl CursorState {
                     if filtering && !filter.wants(record) {
                         continue;
                     }
-                    // Records are 8-aligned and a multiple of 8 long.
-                    batch.bufs[slot(record.kind())].extend_from_slice(bytemuck::cast_slice(record.as_bytes()));
+                    let bytes = record.as_bytes();
+                    let (bufs, r) = (&mut batch.bufs, &reserve);
+                    match record.kind() {
+                        Kind::Tick => bufs[0].push::<{ Kind::Tick.record_size() }>(bytes, r[0]),
+                        Kind::BookSnapshot => bufs[1].push::<{ Kind::BookSnapshot.record_size() }>(bytes, r[1]),
+                        Kind::BookDelta => bufs[2].push::<{ Kind::BookDelta.record_size() }>(bytes, r[2]),
+                        Kind::Heartbeat => bufs[3].push::<{ Kind::Heartbeat.record_size() }>(bytes, r[3]),
+                    }
                     n += 1;
                 }
                 Err(e) => {
@@ -178,12 +235,15 @@ impl CursorState {
                 }
             }
         }
-        for buf in &mut batch.bufs {
-            buf.shrink_to_fit();
-        }
-        batch
+        n
     }
 }
+
+/// How often (in records kept) a read looks at the clock.
+const CLOCK_EVERY: usize = 1024;
+
+/// The longest a read runs without looking at Python's signals (Ctrl-C).
+const SIGNAL_SLICE: Duration = Duration::from_millis(20);
 
 /// A reader of one feed's WAL with its filters: `read(limit)` returns the
 /// next batch. Built by `mdbus.read_wal` and `mdbus.iter_wal`.
@@ -250,8 +310,17 @@ impl WalCursor {
         let reader = py
             .detach(|| WalReader::open(&wal, feed, options))
             .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let wal_bytes = std::fs::read_dir(wal.join(feed))
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
         Ok(WalCursor {
             state: Mutex::new(CursorState {
+                wal_bytes,
                 reader,
                 wal,
                 feed: feed.to_string(),
@@ -283,7 +352,24 @@ impl WalCursor {
             .lock()
             .map_err(|_| PyRuntimeError::new_err("a previous read of this cursor panicked"))?;
         let state: &mut CursorState = &mut guard;
-        let batch = py.detach(move || state.read_batch(limit));
+        let mut batch = Batch {
+            bufs: Default::default(),
+            skipped: Vec::new(),
+            error: None,
+        };
+        // In slices of at most SIGNAL_SLICE with the GIL released, Python's
+        // signal handlers run in between: Ctrl-C interrupts a long read
+        // (its records are dropped).
+        let mut left = limit.unwrap_or(usize::MAX);
+        loop {
+            let until = Instant::now() + SIGNAL_SLICE;
+            let (st, b) = (&mut *state, &mut batch);
+            left -= py.detach(move || st.read_into(b, left, until));
+            if left == 0 || state.done || batch.error.is_some() {
+                break;
+            }
+            py.check_signals()?;
+        }
         let arrays = PyDict::new(py);
         for (i, buf) in batch.bufs.into_iter().enumerate() {
             if guard.filter.kinds[i] {
@@ -355,6 +441,76 @@ fn instrument_codes<'py>(
         (codes, names)
     });
     Ok((codes.into_pyarray(py), names))
+}
+
+/// How many records `gather` takes at a time (their bytes stay in the
+/// L1/L2 cache while each column is written).
+const GATHER_BLOCK: usize = 512;
+
+/// Columns of `n` records in `buf` (`itemsize` bytes each), in one pass
+/// over the records with the GIL released: for each `(offset, size,
+/// float)`, the `size`-byte field at `offset` of every record, as raw
+/// bytes (`uint8` arrays the caller views with the field's dtype); with
+/// `float`, an 8-byte price converted to `float64` (`raw / PRICE_SCALE`,
+/// `PRICE_NULL` as NaN). numpy's field views would read the records once
+/// per column.
+#[pyfunction]
+fn gather<'py>(
+    py: Python<'py>,
+    buf: PyReadonlyArray1<'py, u8>,
+    itemsize: usize,
+    fields: Vec<(usize, usize, bool)>,
+) -> PyResult<Vec<Bound<'py, PyArray1<u8>>>> {
+    let bytes = buf.as_slice().map_err(|e| bad_arg("buf", e))?;
+    if itemsize == 0 || !bytes.len().is_multiple_of(itemsize) {
+        return Err(bad_arg("itemsize", format!("{itemsize} for {} bytes", bytes.len())));
+    }
+    for &(offset, size, float) in &fields {
+        if offset + size > itemsize || !matches!(size, 1 | 2 | 4 | 8) || (float && size != 8) {
+            return Err(bad_arg(
+                "fields",
+                format!("({offset}, {size}, {float}) in a {itemsize}-byte record"),
+            ));
+        }
+    }
+    let n = bytes.len() / itemsize;
+    let columns = py.detach(|| {
+        let mut columns: Vec<Vec<u8>> = fields.iter().map(|&(_, size, _)| vec![0u8; n * size]).collect();
+        for (b, block) in bytes.chunks(GATHER_BLOCK * itemsize).enumerate() {
+            let first = b * GATHER_BLOCK;
+            for (column, &(offset, size, float)) in columns.iter_mut().zip(&fields) {
+                let out = &mut column[first * size..(first + block.len() / itemsize) * size];
+                let records = block.chunks_exact(itemsize);
+                match (size, float) {
+                    (8, true) => {
+                        for (o, r) in out.chunks_exact_mut(8).zip(records) {
+                            let raw = i64::from_le_bytes(r[offset..offset + 8].try_into().expect("8 bytes"));
+                            let px = if raw == Price::NULL.raw() {
+                                f64::NAN
+                            } else {
+                                raw as f64 / PRICE_SCALE as f64
+                            };
+                            o.copy_from_slice(&px.to_le_bytes());
+                        }
+                    }
+                    (8, _) => copy_field::<8>(out, records, offset),
+                    (4, _) => copy_field::<4>(out, records, offset),
+                    (2, _) => copy_field::<2>(out, records, offset),
+                    _ => copy_field::<1>(out, records, offset),
+                }
+            }
+        }
+        columns
+    });
+    Ok(columns.into_iter().map(|c| c.into_pyarray(py)).collect())
+}
+
+/// The `N`-byte field at `offset` of each record, into `out`.
+#[inline(always)]
+fn copy_field<const N: usize>(out: &mut [u8], records: std::slice::ChunksExact<'_, u8>, offset: usize) {
+    for (o, r) in out.chunks_exact_mut(N).zip(records) {
+        o.copy_from_slice(&r[offset..offset + N]);
+    }
 }
 
 /// A read-only view of a feed's snapshot board, through
@@ -431,6 +587,7 @@ impl Board {
 fn _mdbus(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(layout_table, m)?)?;
     m.add_function(wrap_pyfunction!(instrument_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(gather, m)?)?;
     m.add_class::<WalCursor>()?;
     m.add_class::<Board>()?;
     m.add_class::<subscriber::Subscriber>()?;

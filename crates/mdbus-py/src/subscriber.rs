@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use mdbus::{Event, InstrumentId};
+use mdbus::{Event, InstrumentId, StartFrom};
 use numpy::{IntoPyArray, PyArray1};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
@@ -77,15 +77,19 @@ impl Subscriber {
     /// Attaches to `feed` (waiting up to `open_timeout` s for its
     /// publisher); `replay`: from the WAL's newest full snapshot set, else
     /// live only; `wal`: the WAL root instead of the one the publisher
-    /// announces.
+    /// announces; `start_seq` / `start_time` (ns): replay from this seq
+    /// (a gap first when the WAL no longer has it) or from the first
+    /// record at or after this time, instead of the snapshot set.
     #[new]
-    #[pyo3(signature = (feed, replay=true, wal=None, open_timeout=10.0))]
+    #[pyo3(signature = (feed, replay=true, wal=None, open_timeout=10.0, start_seq=None, start_time=None))]
     fn new(
         py: Python<'_>,
         feed: &str,
         replay: bool,
         wal: Option<std::path::PathBuf>,
         open_timeout: f64,
+        start_seq: Option<u64>,
+        start_time: Option<i64>,
     ) -> PyResult<Subscriber> {
         if let Some(reason) = mdbus::FeedName::reason(feed) {
             return Err(bad_arg("feed", format!("{feed:?}: {reason}")));
@@ -95,6 +99,15 @@ impl Subscriber {
         let mut builder = mdbus::Subscriber::builder(feed)
             .replay(replay)
             .open_timeout(open_timeout);
+        match (start_seq, start_time) {
+            (Some(_), Some(_)) => return Err(bad_arg("start_seq", "give start_seq or start, not both")),
+            (Some(_), None) | (None, Some(_)) if !replay => {
+                return Err(bad_arg("replay", "a start point needs replay=True"));
+            }
+            (Some(seq), None) => builder = builder.start(StartFrom::Seq(seq)),
+            (None, Some(ts)) => builder = builder.start(StartFrom::Time(ts)),
+            (None, None) => {}
+        }
         if let Some(wal) = wal {
             builder = builder.wal(wal);
         }

@@ -105,3 +105,68 @@ def test_subscriber_bad_arguments():
         mdbus.Subscriber(3)
     with pytest.raises(OSError):
         mdbus.Subscriber(f"absent-{uuid.uuid4().hex[:8]}", open_timeout=0.2)
+    with pytest.raises(TypeError, match="^start_seq:"):
+        mdbus.Subscriber("md", start_seq="1")
+    with pytest.raises(ValueError, match="^start_seq:"):
+        mdbus.Subscriber("md", start_seq=-1)
+    with pytest.raises(ValueError, match="^start_seq:"):
+        mdbus.Subscriber("md", start_seq=1, start=5)
+    with pytest.raises(ValueError, match="^start:"):
+        mdbus.Subscriber("md", start="not a time")
+
+
+def segment_firsts(feed_dir):
+    """The first seqs of a feed's segments (from their names), sorted."""
+    return sorted(int(p.stem) for p in feed_dir.glob("*.wal"))
+
+
+def test_subscriber_reports_seqs_retention_deleted_as_a_gap(tmp_path):
+    """Replaying from seq 1 of a live feed whose oldest segments retention
+    deleted: the first batch holds a gap from seq 1 to the oldest seq left;
+    every seq after is delivered or reported lost (never silently
+    skipped), up to the board's last seq."""
+    if not MDBUS_BIN.exists():
+        pytest.skip(f"{MDBUS_BIN} not built")
+    feed = f"pyret-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    wal, board_dir = tmp_path / "wal", tmp_path / "board"
+    board_dir.mkdir()
+    publisher = subprocess.Popen(
+        [str(MDBUS_BIN), "publish", "--feed", feed, "--wal", str(wal), "--synthetic", "--rate", "20000",
+         "--duration", "4", "--board-dir", str(board_dir), "--segment-bytes", "1000000", "--retain-bytes", "3MB"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: (wal / feed).is_dir() and segment_firsts(wal / feed)[:1] not in ([], [1]),
+                 30, "retention to delete the first segment")  # fmt: skip
+        oldest_before = segment_firsts(wal / feed)[0]
+        sub = mdbus.Subscriber(feed, start_seq=1, open_timeout=5)
+        oldest_after = segment_firsts(wal / feed)[0]
+        batches = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            b = sub.poll(max=4096, timeout=0.2)
+            if len(b) or b.gaps or b.replay_done:
+                batches.append(b)
+            if publisher.poll() is not None and len(b) == 0:
+                break
+        assert publisher.wait(timeout=10) == 0, publisher.stderr.read()
+    finally:
+        if publisher.poll() is None:
+            publisher.kill()
+            publisher.wait()
+    first = batches[0]
+    assert first.gaps, "the deleted seqs are reported in the first batch"
+    gap_from, gap_to = first.gaps[0]
+    assert gap_from == 1
+    seqs = np.sort(np.concatenate([a["seq"] for b in batches for a in b.records.values()]).astype(np.int64))
+    # The replay starts at the oldest segment the reader found.
+    assert oldest_before <= gap_to + 1 == seqs[0] <= oldest_after
+    # Delivered seqs and gaps tile 1..=last exactly: nothing silent.
+    spans = [(int(s), int(s)) for s in seqs] + [g for b in batches for g in b.gaps]
+    spans.sort()
+    assert spans[0][0] == 1
+    for (_, prev_to), (nxt_from, _) in zip(spans, spans[1:]):
+        assert nxt_from == prev_to + 1, (prev_to, nxt_from)
+    assert spans[-1][1] == mdbus.Board(feed, dir=board_dir).last_seq
+    assert sum(b.replay_done for b in batches) == 1
+    assert batches[-1].live

@@ -647,12 +647,15 @@ impl<R: MdReceiver> Subscriber<R> {
         let read = self.read_wal_batched(limit);
         // What a silent replay applied is in L1 before anything is
         // delivered (a gap marks it stale) and whatever it returns.
-        self.l1_batch.flush(&self.l1);
+        if self.silent_replay {
+            self.l1_batch.flush(&self.l1);
+        }
         read
     }
 
     /// [`Subscriber::read_wal`], a silent replay's L1 updates kept in
     /// `l1_batch`.
+    #[inline]
     fn read_wal_batched(&mut self, mut limit: u64) -> Result<bool> {
         if !self.position_reader()? {
             return Ok(false);

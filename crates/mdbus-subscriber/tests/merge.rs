@@ -3,17 +3,14 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{WATCHDOG, assert_dense, events_until, publish, publisher, seqs};
+use common::{WATCHDOG, assert_dense, events_until, publish, publisher, running_publisher, seqs};
 use mdbus_publisher::SyntheticFeed;
 use mdbus_subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig};
 use mdbus_transport::InProcBus;
+use mdbus_types::MdSample;
 use mdbus_types::WalLocation;
-use mdbus_types::{BookSnapshot, InstrumentId, MdSample};
 
 const EVENTS: usize = if cfg!(miri) { 500 } else { 60_000 };
 
@@ -63,30 +60,9 @@ fn check_switch(events: &[Event]) -> Option<u64> {
 fn late_subscriber_joins_a_running_publisher() {
     let dir = tempfile::tempdir().unwrap();
     let bus = InProcBus::new(1 << 16);
-    let published = Arc::new(AtomicU64::new(0));
-    let publisher_thread = {
-        let (dir, bus, published) = (dir.path().to_path_buf(), bus.clone(), Arc::clone(&published));
-        std::thread::spawn(move || {
-            let mut p = publisher(&dir, "late", &bus, 1 << 20);
-            let mut feed = SyntheticFeed::new(8, 11).unwrap();
-            for _ in 0..EVENTS / 100 {
-                publish(&mut p, &mut feed, 100);
-                published.store(p.next_seq() - 1, Ordering::Relaxed);
-            }
-            p.flush().unwrap();
-            let books: HashMap<InstrumentId, BookSnapshot> = feed
-                .instruments()
-                .map(|id| (id, p.book(&id).unwrap().to_snapshot()))
-                .collect();
-            (p.next_seq() - 1, books)
-        })
-    };
     // Join once the publisher is well under way (several segments).
+    let publisher_thread = running_publisher(dir.path(), "late", &bus, (8, 11), EVENTS, 40_000);
     let deadline = Instant::now() + WATCHDOG;
-    while published.load(Ordering::Relaxed) < 40_000.min(EVENTS as u64) {
-        assert!(Instant::now() < deadline, "watchdog: publisher did not start");
-        std::thread::sleep(Duration::from_millis(1));
-    }
     let receiver = bus.subscribe();
     let mut subscriber = Subscriber::new(
         receiver,

@@ -6,15 +6,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{WATCHDOG, assert_dense, publish, publisher, seqs};
+use common::{WATCHDOG, assert_dense, publish, publisher, running_publisher, seqs};
 use mdbus_publisher::SyntheticFeed;
 use mdbus_subscriber::{CatchUp, Event, Source, StartFrom, Subscriber, SubscriberConfig};
 use mdbus_transport::{InProcBus, MdReceiver};
-use mdbus_types::{BookSnapshot, InstrumentId, SeqRange, WalLocation};
+use mdbus_types::{SeqRange, WalLocation};
 use mdbus_wal::{RetentionPolicy, apply_retention, inspect};
 
 const EVENTS: usize = if cfg!(miri) { 500 } else { 40_000 };
@@ -129,29 +127,8 @@ fn silent_catch_up_delivers_the_switch_then_live_and_l1_holds_the_replay() {
 fn silent_catch_up_joins_a_running_publisher() {
     let dir = tempfile::tempdir().unwrap();
     let bus = InProcBus::new(1 << 16);
-    let published = Arc::new(AtomicU64::new(0));
-    let publisher_thread = {
-        let (dir, bus, published) = (dir.path().to_path_buf(), bus.clone(), Arc::clone(&published));
-        std::thread::spawn(move || {
-            let mut p = publisher(&dir, "running", &bus, 1 << 20);
-            let mut feed = SyntheticFeed::new(8, 17).unwrap();
-            for _ in 0..EVENTS / 100 {
-                publish(&mut p, &mut feed, 100);
-                published.store(p.next_seq() - 1, Ordering::Relaxed);
-            }
-            p.flush().unwrap();
-            let books: HashMap<InstrumentId, BookSnapshot> = feed
-                .instruments()
-                .map(|id| (id, p.book(&id).unwrap().to_snapshot()))
-                .collect();
-            (p.next_seq() - 1, books)
-        })
-    };
+    let publisher_thread = running_publisher(dir.path(), "running", &bus, (8, 17), EVENTS, 20_000);
     let deadline = Instant::now() + WATCHDOG;
-    while published.load(Ordering::Relaxed) < 20_000.min(EVENTS as u64) {
-        assert!(Instant::now() < deadline, "watchdog: publisher did not start");
-        std::thread::sleep(Duration::from_millis(1));
-    }
     let mut subscriber = Subscriber::new(bus.subscribe(), silent(dir.path(), "running", StartFrom::Seq(1))).unwrap();
     let mut events = Vec::new();
     while !publisher_thread.is_finished() {

@@ -79,6 +79,6 @@ pub use reader::{ReadEvent, ReadFrom, ReadOptions, SkippedRange, WalReader, WalR
 pub use recovery::{RecoveryEvent, RecoveryReport};
 pub use retention::{RetentionPolicy, RetentionReport, RetentionTotals, apply_retention};
 pub use scan::SnapshotSet;
-pub use sync::SyncPolicy;
+pub use sync::{SyncPolicy, SyncStats, SyncTimes};
 pub use verify::{Problem, ProblemKind, RecoveryPoint, SegmentInfo, VerifyReport, inspect, recovery_point, verify};
 pub use writer::{AppendOutcome, Wal, WalOptions};

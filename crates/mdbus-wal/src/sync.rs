@@ -19,10 +19,10 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memmap2::{MmapRaw, UncheckedAdvice};
 
@@ -102,6 +102,94 @@ impl Default for SyncPolicy {
     }
 }
 
+/// Upper bounds (inclusive, ns) of the [`SyncStats`] buckets: 10 µs to
+/// 1 s in 1-2.5-5 steps, then one bucket for anything slower.
+const SYNC_BUCKET_BOUNDS_NS: [u64; 16] = [
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+];
+
+/// How long the group-commit thread's rounds took: a histogram of fixed
+/// log-scale buckets, kept in atomics the thread adds to once per round
+/// (never on the append path). [`Wal::sync_stats`](crate::Wal::sync_stats)
+/// hands it out; [`SyncStats::snapshot`] reads it from any thread.
+///
+/// A round is counted when it had something to write: the dirty range of
+/// the live segment, a retired segment's tail or a new directory entry
+/// (`msync` of the range, then `fsync` of the directory). Rounds that
+/// found nothing new are not counted. [`Wal::sync`](crate::Wal::sync)'s
+/// flushes are counted too.
+#[derive(Debug, Default)]
+pub struct SyncStats {
+    /// Total time of the counted rounds, ns.
+    total_ns: AtomicU64,
+    /// Rounds per bucket (not cumulative); the last one is above 1 s.
+    buckets: [AtomicU64; SYNC_BUCKET_BOUNDS_NS.len() + 1],
+}
+
+/// A copy of [`SyncStats`] at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncTimes {
+    /// Rounds counted.
+    pub rounds: u64,
+    /// Their total time, seconds.
+    pub total_seconds: f64,
+    /// `(upper bound in seconds, rounds that took at most that long)`,
+    /// cumulative, bounds ascending; the last bound is `f64::INFINITY` and
+    /// its count is `rounds`.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl SyncStats {
+    /// Counts one round that took `took`.
+    pub(crate) fn record(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = SYNC_BUCKET_BOUNDS_NS.partition_point(|&bound| bound < ns);
+        // Independent counters: Relaxed (a reader may see a round's bucket
+        // before its time, which a scrape tolerates).
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.total_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    /// The counts now. `rounds` is the sum of the buckets read, so the
+    /// cumulative counts always end at `rounds` (the total time may be one
+    /// round ahead or behind under a concurrent round).
+    pub fn snapshot(&self) -> SyncTimes {
+        let mut cumulative = 0;
+        let buckets: Vec<(f64, u64)> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, count)| {
+                cumulative += count.load(Ordering::Relaxed);
+                let bound = SYNC_BUCKET_BOUNDS_NS
+                    .get(i)
+                    .map_or(f64::INFINITY, |&ns| ns as f64 / 1e9);
+                (bound, cumulative)
+            })
+            .collect();
+        SyncTimes {
+            rounds: cumulative,
+            total_seconds: self.total_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            buckets,
+        }
+    }
+}
+
 /// A map region still to sync.
 #[derive(Debug)]
 struct Dirty {
@@ -169,6 +257,8 @@ struct Shared {
     flushing: Mutex<()>,
     wake: Condvar,
     page: usize,
+    /// The rounds' times.
+    stats: Arc<SyncStats>,
 }
 
 /// Handle of the group-commit thread.
@@ -234,13 +324,13 @@ fn flush_all(shared: &Shared, everything: bool) {
             written,
         )
     };
+    let started = (!retired.is_empty() || to > synced || dir.is_some()).then(Instant::now);
     let mut result = Ok(());
     for (d, end) in &retired {
         result = result.and(flush_map(&d.path, &d.map, d.synced, *end));
     }
     release_pages(&map, &mut released, to, shared.page);
     result = result.and(flush_map(&path, &map, synced, to));
-    populate_ahead(&map, written, shared.page);
     // The new segment's name last: once durable, it names a file whose
     // header and frames are on disk. (The writer renames before the header
     // is durable, so a journal commit may make the name durable first;
@@ -257,6 +347,10 @@ fn flush_all(shared: &Shared, everything: bool) {
                 }),
         );
     }
+    if let Some(started) = started {
+        shared.stats.record(started.elapsed());
+    }
+    populate_ahead(&map, written, shared.page);
     // The retired maps are unmapped here, outside the state lock.
     drop(retired);
     let mut state = lock(&shared.state);
@@ -304,6 +398,7 @@ impl Shared {
             flushing: Mutex::new(()),
             wake: Condvar::new(),
             page: page_size(),
+            stats: Arc::default(),
         }
     }
 }
@@ -370,6 +465,11 @@ impl SyncWorker {
         state.dir = Some(dir.to_path_buf());
         // SYNC: pairs with the Acquire load in `flush_all`, under the mutex.
         self.shared.hot.written.store(end, Ordering::Release);
+    }
+
+    /// The rounds' times.
+    pub(crate) fn stats(&self) -> &Arc<SyncStats> {
+        &self.shared.stats
     }
 
     /// A background sync error, once.
@@ -465,5 +565,35 @@ mod tests {
         assert_eq!(synced(), 3 * page);
         flush_all(shared, true);
         assert_eq!(synced(), 3 * page + 8);
+        let times = shared.stats.snapshot();
+        assert_eq!(times.rounds, 5, "every round above had something to sync");
+        flush_all(shared, false);
+        assert_eq!(
+            shared.stats.snapshot().rounds,
+            5,
+            "a round with nothing to sync is not counted"
+        );
+    }
+
+    #[test]
+    fn sync_times_fall_in_cumulative_log_buckets() {
+        let stats = SyncStats::default();
+        assert_eq!(stats.snapshot().rounds, 0);
+        for micros in [3, 10, 11, 700, 700, 2_000_000] {
+            stats.record(Duration::from_micros(micros));
+        }
+        let times = stats.snapshot();
+        assert_eq!(times.rounds, 6);
+        assert!((times.total_seconds - 2.001424).abs() < 1e-9, "{}", times.total_seconds);
+        assert_eq!(times.buckets.len(), SYNC_BUCKET_BOUNDS_NS.len() + 1);
+        let count_at = |bound: f64| times.buckets.iter().find(|(b, _)| *b == bound).unwrap().1;
+        // 3 µs and exactly 10 µs are in `le="1e-5"` (bounds are inclusive).
+        assert_eq!(count_at(10e-6), 2);
+        assert_eq!(count_at(25e-6), 3);
+        assert_eq!(count_at(500e-6), 3);
+        assert_eq!(count_at(1e-3), 5);
+        assert_eq!(count_at(1.0), 5);
+        assert_eq!(times.buckets.last(), Some(&(f64::INFINITY, 6)));
+        assert!(times.buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
     }
 }

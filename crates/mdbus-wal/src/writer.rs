@@ -26,7 +26,7 @@ use crate::lock::FeedLock;
 use crate::recovery::{RecoveryEvent, RecoveryReport};
 use crate::retention::{BackgroundRetention, RetentionPolicy, RetentionReport, RetentionTotals, apply_retention};
 use crate::scan::scan;
-use crate::sync::{SyncPolicy, SyncWorker};
+use crate::sync::{SyncPolicy, SyncStats, SyncWorker};
 
 /// Name of the file the next segment is preallocated in, before it is
 /// renamed to `<first_seq:020>.wal` at the roll.
@@ -275,6 +275,11 @@ pub struct Wal {
     recovery: RecoveryReport,
     lock: FeedLock,
     retention: Arc<BackgroundRetention>,
+    /// Bytes this writer wrote to the segments before the live one.
+    bytes_before_live: u64,
+    /// The live segment's offset when this writer took it over (recovered
+    /// bytes: not written by this writer); 0 for a segment it started.
+    live_start: u64,
 }
 
 impl Wal {
@@ -321,6 +326,9 @@ impl Wal {
             append_offset: live.write_off as u64,
             events,
         };
+        // A recovered segment's bytes are not this writer's; a segment it
+        // created (its header) is.
+        let live_start = if segments.is_empty() { 0 } else { live.write_off as u64 };
         let mut wal = Wal {
             feed: feed.to_string(),
             feed_dir,
@@ -333,6 +341,8 @@ impl Wal {
             recovery,
             lock,
             retention: Arc::default(),
+            bytes_before_live: 0,
+            live_start,
         };
         wal.spawn_prepare();
         wal.start_retention();
@@ -822,6 +832,8 @@ impl Wal {
         if let Some(sync) = &self.sync {
             sync.switch(&self.feed_dir, live.path.clone(), Arc::clone(&live.map), live.write_off);
         }
+        self.bytes_before_live += self.live.write_off as u64 - self.live_start;
+        self.live_start = 0;
         self.live = live;
         self.spawn_prepare();
         self.start_retention();
@@ -890,6 +902,21 @@ impl Wal {
     /// Byte offset in the live segment where the next frame goes.
     pub fn append_offset(&self) -> u64 {
         self.live.write_off as u64
+    }
+
+    /// Bytes this writer has written to the WAL since it opened it: frames
+    /// and the headers of the segments it started (bytes recovered at open
+    /// not included). Read from the live segment's offset, so it costs the
+    /// append nothing.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_before_live + self.live.write_off as u64 - self.live_start
+    }
+
+    /// How long the group-commit thread's sync rounds took (shared: the
+    /// thread keeps adding to it), when the policy is
+    /// [`SyncPolicy::Interval`]; `None` otherwise (no thread).
+    pub fn sync_stats(&self) -> Option<Arc<SyncStats>> {
+        self.sync.as_ref().map(|sync| Arc::clone(sync.stats()))
     }
 
     /// The sparse index of the live segment, built while appending.

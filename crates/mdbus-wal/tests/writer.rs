@@ -470,3 +470,40 @@ fn skip_to_starts_a_fresh_wal_at_a_later_seq_and_leaves_a_reported_hole() {
     let hole = skipping.skipped[0].seq_hole.unwrap();
     assert_eq!((hole.from, hole.to), (503, 509));
 }
+
+/// `bytes_written` counts what this writer wrote, across rolls, and not
+/// what a reopened WAL already held; `sync_stats` counts the sync
+/// thread's rounds (Interval only).
+#[test]
+fn bytes_written_and_sync_stats_count_this_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = test_options(4096).sync(SyncPolicy::Interval(Duration::from_millis(1)));
+    let mut wal = Wal::open(dir.path(), "metrics", options.clone()).unwrap();
+    let start = wal.bytes_written();
+    let stats = wal.sync_stats().expect("Interval has a sync thread");
+    let mut rolls = 0;
+    for seq in 1..=200 {
+        if let AppendOutcome::NewSegment { .. } = wal.append(&record(seq, 0)).unwrap() {
+            rolls += 1;
+        }
+    }
+    assert!(rolls >= 2, "the test needs rolls: {rolls}");
+    let on_disk: u64 = inspect(dir.path(), "metrics")
+        .unwrap()
+        .iter()
+        .map(|s| s.bytes_used)
+        .sum();
+    assert!(start > 0, "a new WAL: the first segment's header is this writer's");
+    assert_eq!(wal.bytes_written(), on_disk, "every segment's bytes, headers included");
+    wal.sync().unwrap();
+    assert!(stats.snapshot().rounds >= 1, "Wal::sync's flush is a counted round");
+    drop(wal);
+    let mut wal = Wal::open(dir.path(), "metrics", options).unwrap();
+    assert_eq!(wal.bytes_written(), 0, "recovered bytes are not this writer's");
+    let before = wal.append_offset();
+    wal.append(&record(201, 0)).unwrap();
+    assert_eq!(wal.bytes_written(), wal.append_offset() - before);
+    drop(wal);
+    let never = Wal::open(dir.path(), "metrics", test_options(4096).sync(SyncPolicy::Never)).unwrap();
+    assert!(never.sync_stats().is_none());
+}

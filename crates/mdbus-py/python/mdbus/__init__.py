@@ -388,7 +388,10 @@ class Subscriber:
     newest full snapshot set, then goes live, every seq once in order,
     holes filled from the WAL (or reported as gaps). ``wal``: the WAL root
     instead of the one the publisher announces; ``open_timeout``: seconds
-    to wait for the publisher.
+    to wait for the publisher. ``start_seq`` (a seq) or ``start`` (a time,
+    as for ``read_wal``) replays from there instead of the snapshot set;
+    seqs the WAL no longer has (retention deleted their segment) come as a
+    gap in the first batch, never as silence.
 
     ``poll(max=4096, timeout=0.1)`` returns a ``Batch`` (records per kind);
     iterating yields non-empty batches for ever. The GIL is released while
@@ -396,15 +399,23 @@ class Subscriber:
     ``book(sym)`` read the L1 cache (as of the last record polled).
     """
 
-    def __init__(self, feed, replay=True, wal=None, open_timeout=10.0):
+    def __init__(self, feed, replay=True, wal=None, open_timeout=10.0, start=None, start_seq=None):
         if not isinstance(feed, str):
             raise TypeError(f"feed: expected a str, got {type(feed).__name__}")
         if wal is not None and not isinstance(wal, (str, os.PathLike)):
             raise TypeError(f"wal: expected a directory path, got {type(wal).__name__}")
+        if start_seq is not None:
+            if isinstance(start_seq, (bool, np.bool_)) or not isinstance(start_seq, (int, np.integer)):
+                raise TypeError(f"start_seq: expected an int, got {type(start_seq).__name__}")
+            if start_seq < 0:
+                raise ValueError(f"start_seq: must be at least 0, got {start_seq}")
+            if start is not None:
+                raise ValueError("start_seq: give start_seq or start, not both")
         self.feed = feed
         self._sub = _mdbus.Subscriber(
-            feed, replay=bool(replay), wal=None if wal is None else os.fspath(wal), open_timeout=float(open_timeout)
-        )
+            feed, replay=bool(replay), wal=None if wal is None else os.fspath(wal), open_timeout=float(open_timeout),
+            start_seq=None if start_seq is None else int(start_seq), start_time=_ns(start, "start"),
+        )  # fmt: skip
 
     def poll(self, max=4096, timeout=0.1):
         """Waits up to ``timeout`` s for events, then takes what is there,

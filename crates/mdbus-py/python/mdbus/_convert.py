@@ -10,7 +10,6 @@ from . import _mdbus
 from ._dtypes import DTYPES, kind_of
 
 _NULL = _mdbus.PRICE_NULL
-_SCALE = float(_mdbus.PRICE_SCALE)
 _PRICES = ("float", "int", "decimal")
 _DEPTH = DTYPES["book"]["bids"].shape[0]
 _SIDES = np.array(["bid", "ask"], dtype=object)
@@ -31,29 +30,50 @@ def _price_arg(price):
     return price
 
 
-def _columns(arr, kind):
-    """``(name, role, values)`` per output column. Roles: ``seq``,
-    ``time`` (int64 ns), ``price`` (raw int64), ``int``, ``instrument``,
-    ``side``."""
-    cols = [("seq", "int", arr["seq"]), ("ts_event", "time", arr["ts_event"]), ("ts_publish", "time", arr["ts_publish"])]
-    if kind != "heartbeat":
-        cols.append(("instrument", "instrument", arr))
+def _columns(arr, kind, float_prices=False):
+    """``(name, role, values)`` per output column, each contiguous, read
+    out of the records in one pass (``_mdbus.gather``, the GIL released).
+    Roles: ``seq``, ``time`` (int64 ns), ``price`` (raw int64, or float64
+    with NaN for NULL when ``float_prices``), ``int``, ``instrument``
+    (``values`` is then the record array), ``side``."""
+    fields = arr.dtype.fields
+    spec = []  # (name, role, offset, dtype)
+
+    def field(name, role, f=None):
+        dt, off = fields[f or name][:2]
+        spec.append((name, role, off, dt))
+
+    field("seq", "int")
+    field("ts_event", "time")
+    field("ts_publish", "time")
     if kind == "tick":
         for f in ("last_px", "last_qty", "bid_px", "bid_qty", "ask_px", "ask_qty", "volume"):
-            cols.append((f, "price" if f.endswith("_px") else "int", arr[f]))
+            field(f, "price" if f.endswith("_px") else "int")
     elif kind == "delta":
-        cols += [("side", "side", arr["side"]), ("price", "price", arr["price"]), ("qty", "int", arr["qty"])]
+        field("side", "side")
+        field("price", "price")
+        field("qty", "int")
     elif kind == "book":
-        cols += [("bid_count", "int", arr["bid_count"]), ("ask_count", "int", arr["ask_count"])]
-        bids, asks = arr["bids"], arr["asks"]
+        field("bid_count", "int")
+        field("ask_count", "int")
+        (bids, bids_off), (asks, asks_off) = fields["bids"][:2], fields["asks"][:2]
+        level = bids.base
+        (px_dt, px_off), (qty_dt, qty_off) = level.fields["price"][:2], level.fields["qty"][:2]
         for i in range(_DEPTH):
-            cols += [
-                (f"bid_px_{i:02}", "price", bids["price"][:, i]),
-                (f"bid_qty_{i:02}", "int", bids["qty"][:, i]),
-                (f"ask_px_{i:02}", "price", asks["price"][:, i]),
-                (f"ask_qty_{i:02}", "int", asks["qty"][:, i]),
-            ]
-    cols.append(("flags", "int", arr["flags"]))
+            for side, off in (("bid", bids_off), ("ask", asks_off)):
+                base = off + i * level.itemsize
+                spec.append((f"{side}_px_{i:02}", "price", base + px_off, px_dt))
+                spec.append((f"{side}_qty_{i:02}", "int", base + qty_off, qty_dt))
+    field("flags", "int")
+    flat = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
+    wanted = [(off, dt.itemsize, float_prices and role == "price") for _, role, off, dt in spec]
+    raw = _mdbus.gather(flat, arr.dtype.itemsize, wanted)
+    cols = [
+        (name, role, r.view(np.float64 if fl else dt))
+        for (name, role, _, dt), r, (_, _, fl) in zip(spec, raw, wanted)
+    ]
+    if kind != "heartbeat":
+        cols.insert(3, ("instrument", "instrument", arr))
     return cols
 
 
@@ -63,14 +83,6 @@ def _instrument_codes(arr):
     flat = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
     offset = arr.dtype.fields["instrument"][1]
     return _mdbus.instrument_codes(flat, arr.dtype.itemsize, offset)
-
-
-def _float_prices(raw):
-    out = raw.astype(np.float64)
-    null = raw == _NULL
-    out /= _SCALE  # division: the nearest double to the decimal price
-    out[null] = np.nan
-    return out
 
 
 def _decimal_arrow(raw):
@@ -112,9 +124,9 @@ def to_pandas(arr, price="float", instrument="category"):
     if instrument not in ("category", "str"):
         raise ValueError(f"instrument: {instrument!r} is not one of ['category', 'str']")
     data = {}
-    for name, role, values in _columns(arr, kind):
+    for name, role, values in _columns(arr, kind, float_prices=price == "float"):
         if role == "time":
-            col = pd.Series(values.astype("datetime64[ns]"), copy=False).dt.tz_localize("UTC")
+            col = pd.Series(values.view("datetime64[ns]"), copy=False).dt.tz_localize("UTC")
         elif role == "instrument":
             codes, names = _instrument_codes(values)
             cat = pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object), validate=False)
@@ -122,16 +134,15 @@ def to_pandas(arr, price="float", instrument="category"):
         elif role == "side":
             col = pd.Series(pd.Categorical.from_codes(values.astype(np.int8), categories=["bid", "ask"]))
         elif role == "price" and price == "float":
-            col = pd.Series(_float_prices(values), copy=False)
+            col = pd.Series(values, copy=False)
         elif role == "price" and price == "int":
-            raw = np.ascontiguousarray(values, dtype=np.int64)
-            col = pd.Series(pd.arrays.IntegerArray(raw, raw == _NULL))
+            col = pd.Series(pd.arrays.IntegerArray(values, values == _NULL))
         elif role == "price":
             col = pd.Series(pd.arrays.ArrowExtensionArray(_decimal_arrow(values)))
         else:
-            col = pd.Series(np.ascontiguousarray(values), copy=False)
+            col = pd.Series(values, copy=False)
         data[name] = col
-    return pd.DataFrame(data)
+    return pd.DataFrame(data, copy=False)  # the columns are ours: no consolidating copy
 
 
 def to_arrow(arr, price="float"):
@@ -147,24 +158,22 @@ def to_arrow(arr, price="float"):
     kind = _kind(arr)
     _price_arg(price)
     names, columns = [], []
-    for name, role, values in _columns(arr, kind):
+    for name, role, values in _columns(arr, kind, float_prices=price == "float"):
         if role == "time":
-            col = pa.array(np.ascontiguousarray(values, dtype=np.int64)).cast(pa.timestamp("ns", tz="UTC"))
+            col = pa.array(values.view(np.int64)).cast(pa.timestamp("ns", tz="UTC"))
         elif role == "instrument":
             codes, syms = _instrument_codes(values)
             col = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(syms, type=pa.string()))
         elif role == "side":
             col = pa.DictionaryArray.from_arrays(pa.array(values.astype(np.int8)), pa.array(["bid", "ask"]))
         elif role == "price" and price == "float":
-            raw = values
-            col = pa.array(_float_prices(raw), mask=raw == _NULL)
+            col = pa.array(values, mask=np.isnan(values))  # NaN only for NULL
         elif role == "price" and price == "int":
-            raw = np.ascontiguousarray(values, dtype=np.int64)
-            col = pa.array(raw, mask=raw == _NULL)
+            col = pa.array(values, mask=values == _NULL)
         elif role == "price":
             col = _decimal_arrow(values)
         else:
-            col = pa.array(np.ascontiguousarray(values))
+            col = pa.array(values)
         names.append(name)
         columns.append(col)
     return pa.Table.from_arrays(columns, names=names)

@@ -2,13 +2,17 @@
 //! publisher with a WAL, a reference read of the WAL, and watchdog loops.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
 use mdbus_subscriber::{Event, Subscriber};
 use mdbus_transport::{InProcBus, InProcSender, MdReceiver};
-use mdbus_types::{MdSample, clock::now_ns};
+use mdbus_types::{BookSnapshot, InstrumentId, MdSample, clock::now_ns};
 use mdbus_wal::{ReadOptions, WalOptions, WalReader};
 
 /// Every wait in these tests ends by this deadline or fails.
@@ -80,4 +84,43 @@ pub fn assert_dense(seqs: &[u64], first: u64, last: u64) {
     for w in seqs.windows(2) {
         assert_eq!(w[1], w[0] + 1, "seq {} follows {}", w[1], w[0]);
     }
+}
+
+/// A publisher thread of `feed` (1 MiB segments, `instruments` synthetic
+/// instruments of `seed`) publishing `events` market events in batches of
+/// 100 at full rate; returns once it has published `started` events. The
+/// thread ends with the last seq and every instrument's book.
+pub fn running_publisher(
+    dir: &Path,
+    feed: &str,
+    bus: &InProcBus,
+    (instruments, seed): (usize, u64),
+    events: usize,
+    started: u64,
+) -> JoinHandle<(u64, HashMap<InstrumentId, BookSnapshot>)> {
+    let published = Arc::new(AtomicU64::new(0));
+    let thread = {
+        let (dir, feed, bus, published) = (dir.to_path_buf(), feed.to_string(), bus.clone(), Arc::clone(&published));
+        std::thread::spawn(move || {
+            let mut p = publisher(&dir, &feed, &bus, 1 << 20);
+            let mut synthetic = SyntheticFeed::new(instruments, seed).unwrap();
+            for _ in 0..events / 100 {
+                publish(&mut p, &mut synthetic, 100);
+                published.store(p.next_seq() - 1, Ordering::Relaxed);
+            }
+            p.flush().unwrap();
+            let books = synthetic
+                .instruments()
+                .map(|id| (id, p.book(&id).unwrap().to_snapshot()))
+                .collect();
+            (p.next_seq() - 1, books)
+        })
+    };
+    let deadline = Instant::now() + WATCHDOG;
+    while published.load(Ordering::Relaxed) < started.min(events as u64) {
+        assert!(Instant::now() < deadline, "watchdog: publisher did not start");
+        assert!(!thread.is_finished(), "the publisher thread ended early");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    thread
 }
