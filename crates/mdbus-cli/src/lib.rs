@@ -3,6 +3,8 @@
 //! Every subcommand has `--help`; bad arguments get a clear message and
 //! exit code 2.
 
+#[cfg(all(feature = "bridge", feature = "iceoryx2"))]
+mod bridge;
 mod config;
 mod demo;
 mod gateway;
@@ -65,6 +67,11 @@ pub enum Command {
     /// `ts_event` (1x, Nx or as fast as possible), ending with an
     /// end-of-recording heartbeat.
     Play(play::PlayArgs),
+    /// Replicates a feed to another host over Zenoh: `out` on the source
+    /// host, `in` on each receiving host.
+    #[cfg(all(feature = "bridge", feature = "iceoryx2"))]
+    #[command(subcommand)]
+    Bridge(bridge::BridgeCommand),
     /// Serves a feed over WebSocket (`/ws`) with a live depth page (`/`)
     /// and counters (`/stats`); replay-merge from the WAL, then live.
     #[command(args_override_self = true)]
@@ -121,5 +128,7 @@ pub fn main() -> ExitCode {
         Command::Play(args) => play::run(&args),
         #[cfg(feature = "dbn")]
         Command::Import(command) => import::run(&command),
+        #[cfg(all(feature = "bridge", feature = "iceoryx2"))]
+        Command::Bridge(command) => bridge::run(&command),
     }
 }

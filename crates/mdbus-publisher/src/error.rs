@@ -50,6 +50,17 @@ pub enum Error {
         /// The configured segment size.
         segment_bytes: u64,
     },
+    /// A replica ([`crate::FeedPublisher::replicate`]) was given a record
+    /// whose seq is not the next one: a replica never leaves a hole of its
+    /// own, repeats or reorders a record. Nothing of the batch was
+    /// published.
+    #[error("replica: expected seq {expected}, got seq {got}")]
+    ReplicaSeq {
+        /// The seq the replica publishes next.
+        expected: u64,
+        /// The seq of the record given.
+        got: u64,
+    },
     /// Rebuilding the publisher's books from its WAL found a record that
     /// does not apply (a delta before its snapshot, an invalid book): the
     /// WAL's history is inconsistent at that seq.

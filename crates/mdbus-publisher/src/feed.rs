@@ -219,6 +219,12 @@ pub struct FeedPublisher<S> {
     /// by `InstrumentState::board_dirty`): the board flush and the depth
     /// snapshot policy visit these, not the whole universe, per batch.
     dirty: Vec<InstrumentId>,
+    /// A replica of another host's feed ([`FeedPublisher::open_replica`]):
+    /// records keep their source's seq and bytes, and the publisher writes
+    /// nothing of its own.
+    replica: bool,
+    /// Replica: the last record replicated was part of a snapshot set.
+    in_snapshot_set: bool,
 }
 
 impl<S: MdSender> FeedPublisher<S> {
@@ -235,6 +241,31 @@ impl<S: MdSender> FeedPublisher<S> {
     /// feed is refused before it touches the transport (an iceoryx2
     /// publisher would announce itself to the subscribers on creation).
     pub fn open_with<E>(config: FeedConfig, make_sender: impl FnOnce() -> std::result::Result<S, E>) -> Result<Self>
+    where
+        Error: From<E>,
+    {
+        FeedPublisher::open_inner(config, make_sender, false)
+    }
+
+    /// Opens the feed as a replica of a feed published on another host
+    /// (`mdbus bridge in`): WAL, transport and board as with
+    /// [`FeedPublisher::open_with`], but the publisher never sequences a
+    /// record nor writes one of its own (no snapshot sets, policy
+    /// snapshots or heartbeats: the source's come through
+    /// [`FeedPublisher::replicate`]). Its WAL holds the source's records,
+    /// same seq and same bytes.
+    pub fn open_replica<E>(config: FeedConfig, make_sender: impl FnOnce() -> std::result::Result<S, E>) -> Result<Self>
+    where
+        Error: From<E>,
+    {
+        FeedPublisher::open_inner(config, make_sender, true)
+    }
+
+    fn open_inner<E>(
+        config: FeedConfig,
+        make_sender: impl FnOnce() -> std::result::Result<S, E>,
+        replica: bool,
+    ) -> Result<Self>
     where
         Error: From<E>,
     {
@@ -268,6 +299,8 @@ impl<S: MdSender> FeedPublisher<S> {
             scratch: Vec::new(),
             dirty: Vec::new(),
             last_ts_event: 0,
+            replica,
+            in_snapshot_set: false,
             config,
         };
         if let Some(dir) = publisher.config.wal_root.clone() {
@@ -280,8 +313,9 @@ impl<S: MdSender> FeedPublisher<S> {
             // the previous writer died before finishing the set.
             let live = publisher.wal.as_ref().map(|w| w.segment_path().to_path_buf());
             let point = mdbus_wal::recovery_point(&dir, &publisher.config.feed)?;
-            if point.map(|p| p.path.file_name().map(ToOwned::to_owned))
-                != live.map(|l| l.file_name().map(ToOwned::to_owned))
+            if !replica
+                && point.map(|p| p.path.file_name().map(ToOwned::to_owned))
+                    != live.map(|l| l.file_name().map(ToOwned::to_owned))
             {
                 publisher.publish_snapshot_set()?;
             }
@@ -488,6 +522,9 @@ impl<S: MdSender> FeedPublisher<S> {
     /// the board, and the folded `poll` (at most once per [`POLL_EVERY`],
     /// on the clock the send just read into `last_send`).
     fn after_publish(&mut self) -> Result<()> {
+        if self.replica {
+            return self.flush_board();
+        }
         self.policy_snapshots_for_dirty()?;
         self.flush_board()?;
         if self.last_send - self.last_poll >= POLL_EVERY {
@@ -729,7 +766,7 @@ impl<S: MdSender> FeedPublisher<S> {
     /// reading of it when it has one at hand).
     pub fn poll_at(&mut self, now: Instant) -> Result<()> {
         self.last_poll = now;
-        if now - self.last_send >= self.config.heartbeat_interval {
+        if !self.replica && now - self.last_send >= self.config.heartbeat_interval {
             let mut heartbeat: [MdSample; 1] = [Heartbeat {
                 header: RecordHeader::new(Kind::Heartbeat, self.heartbeat_ts()),
             }
@@ -745,6 +782,9 @@ impl<S: MdSender> FeedPublisher<S> {
         {
             board.heartbeat();
             self.last_board_heartbeat = now;
+        }
+        if self.replica {
+            return Ok(());
         }
         const SWEEP_PER_POLL: usize = 256;
         let mut due = std::mem::take(&mut self.scratch);
@@ -764,6 +804,87 @@ impl<S: MdSender> FeedPublisher<S> {
             self.flush_board()?;
         }
         self.scratch = due;
+        Ok(())
+    }
+
+    /// Replica ([`FeedPublisher::open_replica`]): republishes records of
+    /// the source feed as they are (seq, `ts_publish`, flags: the same
+    /// bytes) into the WAL, the transport (one send batch) and the board.
+    /// The first record's seq must be [`FeedPublisher::next_seq`] and each
+    /// one after it the next: otherwise [`Error::ReplicaSeq`] and nothing
+    /// is published. A snapshot set (a `RECOVERY_SNAPSHOT` record after
+    /// one that is not) starts a new WAL segment, as at the source, so the
+    /// replica's own recovery point is a set too. A record that does not
+    /// apply to the replica's books is still published; that book is
+    /// dropped until its next snapshot (as on recovery).
+    pub fn replicate(&mut self, records: &[RecordRef<'_>]) -> Result<()> {
+        if !self.replica {
+            return Err(Error::Config(
+                "replicate needs a publisher opened with open_replica".into(),
+            ));
+        }
+        for (i, record) in records.iter().enumerate() {
+            let expected = self.next_seq + i as u64;
+            if record.header().seq != expected {
+                return Err(Error::ReplicaSeq {
+                    expected,
+                    got: record.header().seq,
+                });
+            }
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        for record in records {
+            let set = record.header().flags & FLAG_RECOVERY_SNAPSHOT != 0;
+            if set
+                && !self.in_snapshot_set
+                && let Some(wal) = &mut self.wal
+            {
+                wal.roll()?;
+            }
+            self.in_snapshot_set = set;
+            if let Some(wal) = &mut self.wal {
+                wal.append_record(*record)?;
+            }
+            self.next_seq += 1;
+            self.stats.records += 1;
+            self.last_ts_event = self.last_ts_event.max(record.header().ts_event);
+            if self.apply(*record, now).is_err()
+                && let Some(id) = record.instrument()
+                && let Some(state) = self.instruments.get_mut(&id)
+            {
+                state.has_book = false;
+            }
+            self.sender.send_record(*record)?;
+        }
+        self.end_send_batch(now)?;
+        self.after_publish()
+    }
+
+    /// Replica: leaves the seqs from [`FeedPublisher::next_seq`] to
+    /// `seq - 1` out, because the source no longer has them (or the replica
+    /// starts later than seq 1): the WAL continues at `seq` in a new
+    /// segment, a hole its readers and the subscribers report as a gap.
+    /// The next record replicated must carry `seq`.
+    pub fn replica_skip_to(&mut self, seq: u64) -> Result<()> {
+        if !self.replica {
+            return Err(Error::Config(
+                "replica_skip_to needs a publisher opened with open_replica".into(),
+            ));
+        }
+        if seq < self.next_seq {
+            return Err(Error::ReplicaSeq {
+                expected: self.next_seq,
+                got: seq,
+            });
+        }
+        if let Some(wal) = &mut self.wal {
+            wal.skip_to(seq)?;
+        }
+        self.next_seq = seq;
+        self.in_snapshot_set = false;
         Ok(())
     }
 

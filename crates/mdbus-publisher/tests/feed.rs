@@ -444,6 +444,81 @@ fn a_lost_snapshot_in_the_wal_is_reported_on_restart_and_its_book_forgotten() {
     );
 }
 
+/// The records of `feed`'s WAL under `root` from `from`.
+fn wal_records(root: &std::path::Path, feed: &str, from: ReadFrom) -> Vec<MdSample> {
+    let mut reader = WalReader::open(
+        root,
+        feed,
+        ReadOptions {
+            from,
+            skip_corrupt: false,
+        },
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    while let Some(event) = reader.next_event().unwrap() {
+        if let mdbus_wal::ReadEvent::Record(r) = event {
+            out.push(r.record.to_sample());
+        }
+    }
+    out
+}
+
+#[test]
+fn a_replica_keeps_the_source_seq_and_bytes_and_writes_nothing_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(1 << 16);
+    let mut feed = SyntheticFeed::new(8, 7).unwrap();
+    let mut source = FeedPublisher::open(config(dir.path(), "src"), bus.sender()).unwrap();
+    publish_events(&mut source, &mut feed, 4_000);
+    let source_root = dir.path().join("wal");
+    let point = mdbus_wal::recovery_point(&source_root, "src").unwrap().unwrap();
+    assert!(point.start_seq() > 1, "several segments: the replica starts later");
+    let source_records = wal_records(&source_root, "src", ReadFrom::Seq(point.start_seq()));
+
+    let replica_dir = dir.path().join("replica");
+    std::fs::create_dir_all(&replica_dir).unwrap();
+    let replica_bus = InProcBus::new(1 << 16);
+    let mut rx = replica_bus.subscribe();
+    let mut replica = FeedPublisher::open_replica(config(&replica_dir, "copy"), || {
+        Ok::<_, mdbus_publisher::Error>(replica_bus.sender())
+    })
+    .unwrap();
+    // Nothing of its own on open or on poll (no snapshot set, no heartbeat).
+    replica.poll_at(Instant::now() + Duration::from_secs(5)).unwrap();
+    assert!(drain(&mut rx).is_empty());
+    replica.replica_skip_to(point.start_seq()).unwrap();
+
+    let refs: Vec<RecordRef<'_>> = source_records.iter().map(|s| s.record().unwrap()).collect();
+    // A duplicate or a skipped record is refused and nothing is published.
+    let err = replica.replicate(&refs[1..3]).unwrap_err();
+    assert!(matches!(err, mdbus_publisher::Error::ReplicaSeq { .. }), "{err}");
+    for chunk in refs.chunks(97) {
+        replica.replicate(chunk).unwrap();
+    }
+    let err = replica.replicate(&refs[..1]).unwrap_err();
+    assert!(matches!(err, mdbus_publisher::Error::ReplicaSeq { .. }), "{err}");
+
+    let sent = drain(&mut rx);
+    assert_eq!(sent.len(), refs.len());
+    for (got, want) in sent.iter().zip(&source_records) {
+        assert_eq!(got.record_bytes().unwrap(), want.record_bytes().unwrap());
+    }
+    let replica_root = replica_dir.join("wal");
+    let copied = wal_records(&replica_root, "copy", ReadFrom::Start);
+    assert_eq!(copied.len(), source_records.len());
+    for (got, want) in copied.iter().zip(&source_records) {
+        assert_eq!(got.record_bytes().unwrap(), want.record_bytes().unwrap());
+    }
+    // The replica's own recovery point is the same snapshot set.
+    let replica_point = mdbus_wal::recovery_point(&replica_root, "copy").unwrap().unwrap();
+    assert_eq!(replica_point.start_seq(), point.start_seq());
+    // Its books are the source's.
+    for id in feed.instruments() {
+        assert_eq!(replica.book(&id), source.book(&id), "{id}");
+    }
+}
+
 #[test]
 fn with_the_batch_clock_a_batch_shares_one_ts_publish() {
     let dir = tempfile::tempdir().unwrap();

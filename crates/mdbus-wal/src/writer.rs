@@ -766,6 +766,39 @@ impl Wal {
         Ok(&self.live.path)
     }
 
+    /// Moves the live end forward to `seq`, leaving the seqs from
+    /// [`Wal::next_seq`] to `seq - 1` out: a new segment starts at `seq`,
+    /// and readers report the hole like any other lost range (a skipped
+    /// range, a subscriber's `Gap`). For a replica of another host's feed
+    /// (`mdbus bridge in`) whose copy starts after seq 1, or whose source
+    /// no longer has those records. A live segment without a frame is
+    /// removed, so a replica that starts at `seq` has no empty segment
+    /// before it. `seq == next_seq` is a no-op; a smaller seq is
+    /// [`Error::SeqOutOfOrder`].
+    pub fn skip_to(&mut self, seq: u64) -> Result<()> {
+        if seq < self.next_seq {
+            return Err(Error::SeqOutOfOrder {
+                feed: self.feed.clone(),
+                expected: self.next_seq,
+                got: seq,
+            });
+        }
+        if seq == self.next_seq {
+            return Ok(());
+        }
+        let empty = (self.live.frames == 0).then(|| self.live.path.clone());
+        let before = self.next_seq;
+        self.next_seq = seq;
+        if let Err(e) = self.start_segment() {
+            self.next_seq = before;
+            return Err(e);
+        }
+        if let Some(path) = empty {
+            std::fs::remove_file(&path).map_err(io_err("remove empty segment", &path))?;
+        }
+        Ok(())
+    }
+
     fn start_segment(&mut self) -> Result<()> {
         let first_seq = self.next_seq;
         self.wait_prepared();

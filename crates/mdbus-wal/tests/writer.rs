@@ -433,6 +433,44 @@ fn background_retention_keeps_the_wal_within_its_size_budget() {
     assert_eq!(out.seqs, (first..seq).collect::<Vec<_>>());
 }
 
+#[test]
+fn skip_to_starts_a_fresh_wal_at_a_later_seq_and_leaves_a_reported_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), "replica", test_options(4096)).unwrap();
+    // A replica that starts at seq 500: no empty segment at seq 1 is left.
+    wal.skip_to(500).unwrap();
+    assert_eq!(wal.next_seq(), 500);
+    assert!(wal.segment_path().ends_with("00000000000000000500.wal"));
+    for seq in 500..503 {
+        wal.append(&record(seq, 0)).unwrap();
+    }
+    assert!(matches!(
+        wal.skip_to(502),
+        Err(Error::SeqOutOfOrder {
+            expected: 503,
+            got: 502,
+            ..
+        })
+    ));
+    wal.skip_to(503).expect("the next seq: a no-op");
+    // The source lost 503..=509: the WAL continues at 510 in a new segment.
+    wal.skip_to(510).unwrap();
+    wal.append(&record(510, 0)).unwrap();
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("replica"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.ends_with(".wal"))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let plain = replay(dir.path(), "replica", false);
+    assert_eq!(plain.seqs, vec![500, 501, 502]);
+    assert!(plain.error.is_some(), "a plain reader stops at the hole");
+    let skipping = replay(dir.path(), "replica", true);
+    assert_eq!(skipping.seqs, vec![500, 501, 502, 510]);
+    let hole = skipping.skipped[0].seq_hole.unwrap();
+    assert_eq!((hole.from, hole.to), (503, 509));
+}
+
 /// `bytes_written` counts what this writer wrote, across rolls, and not
 /// what a reopened WAL already held; `sync_stats` counts the sync
 /// thread's rounds (Interval only).

@@ -1,0 +1,414 @@
+//! `mdbus bridge in`: a feed from Zenoh into a local replica (iceoryx2
+//! service, board, WAL) that holds the source's records with their seq
+//! and bytes, without a hole, a repeat or a reorder.
+//!
+//! Messages arrive on Zenoh's thread and queue for this one. Each is
+//! checked (whole records, known kinds, dense seq; a bad one is counted,
+//! logged and dropped). A message whose first seq is past the next seq
+//! the replica needs opens a hole, filled first by gap-fill queries to the
+//! source's WAL; what the source answers as gone becomes a hole in the
+//! replica too (its WAL skips those seqs in a new segment, and local
+//! subscribers report a gap), never silence. Records the replica already
+//! has are dropped. A new replica asks the source where its newest
+//! snapshot set starts and begins there.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use mdbus_publisher::{FeedConfig, FeedPublisher};
+use mdbus_transport::iceoryx::{IoxSender, IoxSenderConfig};
+use mdbus_types::{WalLocation, clock};
+use mdbus_wal::WalOptions;
+use zenoh::query::ConsolidationMode;
+use zenoh::{Session, Wait};
+
+use crate::error::{Result, zenoh_err};
+use crate::wire::{self, Records};
+
+/// Messages queued from Zenoh beyond which new ones are dropped (and
+/// fetched again by gap fill once the replica catches up).
+pub const MAX_QUEUED_MESSAGES: u64 = 20_000;
+
+/// With no message for this long, the receiver asks the source for what
+/// follows its last record.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// How `mdbus bridge in` runs.
+#[derive(Debug, Clone)]
+pub struct InConfig {
+    /// The source feed (its name on the sending host).
+    pub feed: String,
+    /// The local feed it is republished as.
+    pub as_feed: String,
+    /// Zenoh endpoints to connect to (the sending bridge, or a router).
+    pub connect: Vec<String>,
+    /// Zenoh endpoints to listen on (usually none).
+    pub listen: Vec<String>,
+    /// WAL root of the replica (`<wal_root>/<as_feed>/`).
+    pub wal_root: PathBuf,
+    /// WAL segment size and sync of the replica.
+    pub wal: WalOptions,
+    /// Directory of the replica's snapshot board; `None`: no board.
+    pub board_dir: Option<PathBuf>,
+    /// Records asked per gap-fill query.
+    pub query_records: u64,
+    /// How long a gap-fill query may take.
+    pub query_timeout: Duration,
+}
+
+impl InConfig {
+    /// Defaults: republished under the same name, no endpoints yet.
+    pub fn new(feed: &str, wal_root: PathBuf) -> InConfig {
+        InConfig {
+            feed: feed.to_string(),
+            as_feed: feed.to_string(),
+            connect: Vec::new(),
+            listen: Vec::new(),
+            wal_root,
+            wal: WalOptions::default(),
+            board_dir: None,
+            query_records: 100_000,
+            query_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a receiving bridge did (counters since start).
+#[derive(Debug, Default)]
+pub struct InStats {
+    /// Records republished (live and gap-filled).
+    pub records: AtomicU64,
+    /// Of them, records that came by gap fill.
+    pub filled_records: AtomicU64,
+    /// Gap-fill queries that moved the replica on (a hole of more than
+    /// `query_records` takes several).
+    pub gap_fills: AtomicU64,
+    /// Seqs the source no longer had: holes in the replica.
+    pub gone: AtomicU64,
+    /// Seq of the last record republished.
+    pub last_seq: AtomicU64,
+    /// `ts_publish` of the last record republished (ns since the epoch).
+    pub last_ts_publish: AtomicU64,
+    /// The highest seq seen from the source.
+    pub source_seq: AtomicU64,
+    /// Messages refused (not whole records, unknown kind, seq not dense).
+    pub bad_messages: AtomicU64,
+    /// Records already in the replica, dropped.
+    pub duplicates: AtomicU64,
+    /// Messages dropped because too many were queued.
+    pub dropped_messages: AtomicU64,
+    /// Times the link to the source came back after it was down.
+    pub reconnects: AtomicU64,
+    /// Whether a Zenoh peer is connected now (1) or not (0).
+    pub link_up: AtomicU64,
+}
+
+/// Runs the receiving bridge until `stop` is set; calls `status` about
+/// once a second with the counters. Errors of the replica (its WAL, board
+/// or transport) end it; Zenoh links that drop are retried on their own.
+pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats)) -> Result<()> {
+    let mut feed_config = FeedConfig::new(&config.as_feed);
+    feed_config.wal_root = Some(config.wal_root.clone());
+    feed_config.wal = config.wal.clone();
+    feed_config.board_dir = config.board_dir.clone();
+    let location = WalLocation::try_new(&config.wal_root, &config.as_feed)?;
+    let publisher = FeedPublisher::open_replica(feed_config, || {
+        let location = location.absolute().unwrap_or_else(|_| location.clone());
+        IoxSender::create(&IoxSenderConfig::new(config.as_feed.clone()).wal(location))
+    })?;
+    let session = crate::session::open(&config.listen, &config.connect)?;
+    let queued = Arc::new(AtomicU64::new(0));
+    let stats = Arc::new(InStats::default());
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let _subscriber = {
+        let (queued, stats) = (Arc::clone(&queued), Arc::clone(&stats));
+        session
+            .declare_subscriber(wire::md_key(&config.feed))
+            .callback(move |sample| {
+                // Never blocks Zenoh's thread: a full queue drops, and gap
+                // fill fetches the dropped records again.
+                if queued.load(Ordering::Relaxed) >= MAX_QUEUED_MESSAGES {
+                    stats.dropped_messages.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                queued.fetch_add(1, Ordering::Relaxed);
+                let _ = tx.send(sample.payload().to_bytes().into_owned());
+            })
+            .wait()
+            .map_err(zenoh_err("declare subscriber"))?
+    };
+    let mut replica = Replica {
+        config,
+        session: &session,
+        publisher,
+        stats: &stats,
+        last_probe: Instant::now(),
+        last_message: Instant::now(),
+    };
+    replica.start(stop)?;
+    let mut last_status = Instant::now();
+    let mut had_peer = false;
+    let mut was_up = false;
+    while !stop.load(Ordering::Relaxed) {
+        if last_status.elapsed() >= Duration::from_secs(1) {
+            let up = session.info().peers_zid().wait().next().is_some();
+            if up && had_peer && !was_up {
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            had_peer |= up;
+            was_up = up;
+            stats.link_up.store(u64::from(up), Ordering::Relaxed);
+            status(&stats);
+            last_status = Instant::now();
+        }
+        replica.publisher.poll()?;
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(bytes) => {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                replica.on_message(&bytes)?;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => replica.when_idle()?,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    replica.publisher.flush()?;
+    Ok(())
+}
+
+/// One piece of a gap-fill answer.
+enum Piece {
+    Records(Records),
+    Gone(u64, u64),
+}
+
+impl Piece {
+    fn first(&self) -> u64 {
+        match self {
+            Piece::Records(r) => r.first_seq(),
+            Piece::Gone(from, _) => *from,
+        }
+    }
+}
+
+struct Replica<'a> {
+    config: &'a InConfig,
+    session: &'a Session,
+    publisher: FeedPublisher<IoxSender>,
+    stats: &'a InStats,
+    /// When the source was last asked for what follows the replica.
+    last_probe: Instant,
+    /// When the last message came.
+    last_message: Instant,
+}
+
+impl Replica<'_> {
+    /// The seq the replica needs next.
+    fn want(&self) -> u64 {
+        self.publisher.next_seq()
+    }
+
+    /// A new replica starts at the source's newest snapshot set (asked
+    /// until the source answers); one with records continues after them.
+    fn start(&mut self, stop: &AtomicBool) -> Result<()> {
+        if self.want() > 1 {
+            self.stats.last_seq.store(self.want() - 1, Ordering::Relaxed);
+            return Ok(());
+        }
+        while !stop.load(Ordering::Relaxed) {
+            if let Some(start) = self.ask_recovery_point()? {
+                if start > 1 {
+                    self.publisher.replica_skip_to(start)?;
+                }
+                return Ok(());
+            }
+            // Not reachable yet: Zenoh keeps connecting; ask again soon.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
+    fn ask_recovery_point(&self) -> Result<Option<u64>> {
+        let replies = self
+            .session
+            .get(wire::recovery_point_key(&self.config.feed))
+            .consolidation(ConsolidationMode::None)
+            .timeout(Duration::from_secs(1))
+            .wait()
+            .map_err(zenoh_err("get recovery point"))?;
+        let Ok(reply) = replies.recv() else {
+            return Ok(None);
+        };
+        let Ok(sample) = reply.result() else { return Ok(None) };
+        let bytes = sample.payload().to_bytes();
+        Ok(<[u8; 8]>::try_from(&bytes[..]).ok().map(u64::from_le_bytes))
+    }
+
+    fn on_message(&mut self, bytes: &[u8]) -> Result<()> {
+        self.last_message = Instant::now();
+        let records = match Records::parse(bytes) {
+            Ok(records) => records,
+            Err(e) => {
+                self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "mdbus bridge in: feed {}: refused a message of {} bytes: {e}",
+                    self.config.feed,
+                    bytes.len()
+                );
+                return Ok(());
+            }
+        };
+        self.stats.source_seq.fetch_max(records.last_seq(), Ordering::Relaxed);
+        if records.first_seq() > self.want() && !self.fill(records.first_seq() - 1)? {
+            // The hole is still open (the source did not answer): this
+            // message is fetched again by the next fill.
+            return Ok(());
+        }
+        self.republish(&records, false)
+    }
+
+    /// Republishes the records of `records` the replica does not have yet
+    /// (its first must be at most the next seq).
+    fn republish(&mut self, records: &Records, filled: bool) -> Result<()> {
+        let want = self.want();
+        let first = records.first_seq();
+        debug_assert!(first <= want);
+        if records.last_seq() < want {
+            self.stats.duplicates.fetch_add(records.len() as u64, Ordering::Relaxed);
+            return Ok(());
+        }
+        let refs = records.refs();
+        let skip = (want - first) as usize;
+        self.stats.duplicates.fetch_add(skip as u64, Ordering::Relaxed);
+        let fresh = &refs[skip..];
+        self.publisher.replicate(fresh)?;
+        let n = fresh.len() as u64;
+        self.stats.records.fetch_add(n, Ordering::Relaxed);
+        if filled {
+            self.stats.filled_records.fetch_add(n, Ordering::Relaxed);
+        }
+        let last = fresh[fresh.len() - 1].header();
+        self.stats.last_seq.store(last.seq, Ordering::Relaxed);
+        self.stats
+            .last_ts_publish
+            .store(last.ts_publish as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// With nothing arriving: a known hole (the source is ahead) is asked
+    /// for again; otherwise, at most once per [`PROBE_EVERY`], the source
+    /// is asked for what follows the replica's last record (a source that
+    /// went quiet, or stopped, after a link drop or a restart of either
+    /// side sends nothing that would show the hole).
+    fn when_idle(&mut self) -> Result<()> {
+        let source = self.stats.source_seq.load(Ordering::Relaxed);
+        if source >= self.want() {
+            self.fill(source)?;
+        } else if self.last_message.elapsed() >= PROBE_EVERY && self.last_probe.elapsed() >= PROBE_EVERY {
+            self.last_probe = Instant::now();
+            let from = self.want();
+            self.fill_once(from, from + self.config.query_records - 1)?;
+        }
+        Ok(())
+    }
+
+    /// Fills the replica up to `to` (inclusive) from the source's WAL;
+    /// whether it got there.
+    fn fill(&mut self, to: u64) -> Result<bool> {
+        while self.want() <= to {
+            let from = self.want();
+            if !self.fill_once(from, to.min(from + self.config.query_records - 1))? {
+                // Nothing came (link down, the source restarting): later.
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// One query for `from..=to` (`from` the next seq), its answer
+    /// republished; whether the replica moved on.
+    fn fill_once(&mut self, from: u64, to: u64) -> Result<bool> {
+        let mut pieces = self.query(from, to)?;
+        pieces.sort_by_key(Piece::first);
+        for piece in pieces {
+            match piece {
+                Piece::Records(records) => {
+                    self.stats.source_seq.fetch_max(records.last_seq(), Ordering::Relaxed);
+                    if records.first_seq() <= self.want() {
+                        self.republish(&records, true)?;
+                    }
+                }
+                Piece::Gone(a, b) => {
+                    let want = self.want();
+                    if a <= want && want <= b {
+                        eprintln!(
+                            "mdbus bridge in: feed {}: seq {want}..{b} no longer in the source's WAL: a gap",
+                            self.config.feed
+                        );
+                        self.stats.gone.fetch_add(b - want + 1, Ordering::Relaxed);
+                        self.publisher.replica_skip_to(b + 1)?;
+                    }
+                }
+            }
+        }
+        let moved = self.want() > from;
+        if moved {
+            self.stats.gap_fills.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(moved)
+    }
+
+    /// One gap-fill query; an unreachable source gives no piece.
+    fn query(&self, from: u64, to: u64) -> Result<Vec<Piece>> {
+        let replies = match self
+            .session
+            .get(wire::wal_query(&self.config.feed, from, to))
+            .consolidation(ConsolidationMode::None)
+            .timeout(self.config.query_timeout)
+            .wait()
+        {
+            Ok(replies) => replies,
+            Err(e) => {
+                eprintln!("mdbus bridge in: gap-fill query {from}..{to}: {e}");
+                return Ok(Vec::new());
+            }
+        };
+        let mut pieces = Vec::new();
+        while let Ok(reply) = replies.recv() {
+            match reply.result() {
+                Ok(sample) => match Records::parse(&sample.payload().to_bytes()) {
+                    Ok(records) => pieces.push(Piece::Records(records)),
+                    Err(e) => {
+                        self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+                        eprintln!("mdbus bridge in: refused a gap-fill reply: {e}");
+                    }
+                },
+                Err(err) => {
+                    let text = err
+                        .payload()
+                        .try_to_string()
+                        .map(|s| s.into_owned())
+                        .unwrap_or_default();
+                    match wire::parse_gone(&text) {
+                        Ok((a, b)) => pieces.push(Piece::Gone(a, b)),
+                        Err(e) => eprintln!("mdbus bridge in: gap-fill query {from}..{to}: {e}"),
+                    }
+                }
+            }
+        }
+        Ok(pieces)
+    }
+}
+
+/// Lag of the replica behind the source: (seqs, ns since the last
+/// republished record's `ts_publish`).
+pub fn lag(stats: &InStats) -> (u64, i64) {
+    let last = stats.last_seq.load(Ordering::Relaxed);
+    let source = stats.source_seq.load(Ordering::Relaxed);
+    let ts = stats.last_ts_publish.load(Ordering::Relaxed) as i64;
+    (
+        source.saturating_sub(last),
+        if ts == 0 { 0 } else { clock::now_ns() - ts },
+    )
+}

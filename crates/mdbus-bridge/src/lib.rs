@@ -1,0 +1,44 @@
+//! mdbus across hosts: a Zenoh bridge that replicates a feed to another
+//! host without a hole, a repeat or a reorder.
+//!
+//! - [`out`] (`mdbus bridge out`) reads the local feed with replay-merge
+//!   and puts its records, in the documented layout, several per message,
+//!   on `mdbus/<feed>/md`; it answers gap-fill queries from the feed's WAL.
+//! - [`inbound`] (`mdbus bridge in`) republishes them into a local replica
+//!   (iceoryx2 service, snapshot board, WAL) with the source's seq and
+//!   bytes, filling every hole from the source's WAL first.
+//!
+//! The payload is plain records ([`wire`]), so a Zenoh client in any
+//! language decodes the feed with docs/spec.md alone.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use mdbus_bridge::out::{OutConfig, run};
+//!
+//! let mut config = OutConfig::new("md");
+//! config.listen = vec!["tcp/0.0.0.0:7447".into()];
+//! let stop = AtomicBool::new(false);
+//! run(&config, &stop, |stats| println!("{stats:?}"))?;
+//! # Ok::<(), mdbus_bridge::Error>(())
+//! ```
+//!
+//! # Feature flags
+//!
+//! None: the crate always uses iceoryx2 and Zenoh over TCP. The `mdbus`
+//! binary includes it through mdbus-cli's `bridge` feature.
+
+mod error;
+pub mod inbound;
+pub mod out;
+pub mod session;
+pub mod wire;
+
+pub use error::{Error, Result};
+
+/// Zenoh's log on stderr, filtered by `RUST_LOG` (default: warnings and
+/// errors, e.g. a link that closed).
+pub fn init_logging() {
+    zenoh::init_log_from_env_or("warn");
+}
