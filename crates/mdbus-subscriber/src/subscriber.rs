@@ -715,13 +715,13 @@ impl<R: MdReceiver> Subscriber<R> {
                         apply_record(batched, None, &mut self.stats, record);
                         self.stats.replayed += 1;
                         self.stats.last_seq = Some(seq);
-                        // Every 64 records, a look at the live stream: the
-                        // replay ends at its oldest record not yet applied
-                        // (those already applied are duplicates).
                         if seq % (1 << 16) == 0 {
                             // Readers of L1 follow a long replay.
                             self.l1_batch.flush(&self.l1);
                         }
+                        // Every 64 records, a look at the live stream: the
+                        // replay ends at its oldest record not yet applied
+                        // (those already applied are duplicates).
                         if seq % 64 == 0 && self.pending.is_empty() {
                             loop {
                                 match self.receiver.try_recv() {
