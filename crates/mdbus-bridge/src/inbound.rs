@@ -229,12 +229,17 @@ impl Replica<'_> {
         Ok(())
     }
 
+    /// The source's newest snapshot set. The source finds it by scanning
+    /// its newest segment, which takes seconds in a debug build on a loaded
+    /// machine: the query waits as long as a gap fill may (with 1 s, a
+    /// receiver under `stress --cpu 2` asked again forever and never
+    /// started). With no source reachable it returns at once.
     fn ask_recovery_point(&self) -> Result<Option<u64>> {
         let replies = self
             .session
             .get(wire::recovery_point_key(&self.config.feed))
             .consolidation(ConsolidationMode::None)
-            .timeout(Duration::from_secs(1))
+            .timeout(self.config.query_timeout)
             .wait()
             .map_err(zenoh_err("get recovery point"))?;
         let Ok(reply) = replies.recv() else {
