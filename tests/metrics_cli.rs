@@ -71,6 +71,17 @@ fn parser_python() -> Option<PathBuf> {
         }
     };
     run(Command::new("python3").arg("--version"), "python3 --version")?;
+    let has_pip = |python: &Path| {
+        Command::new(python)
+            .args(["-m", "pip", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if python.exists() && !has_pip(&python) {
+        // A venv whose creation was interrupted (its pip never installed):
+        // made again rather than skipped for ever.
+        let _ = std::fs::remove_dir_all(&venv);
+    }
     if !python.exists() {
         run(
             Command::new("python3").args(["-m", "venv"]).arg(&venv),
