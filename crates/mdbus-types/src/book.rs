@@ -40,10 +40,10 @@ impl BookSide {
     fn apply(&mut self, side: Side, price: Price, qty: i64) -> bool {
         // The first level `price` is not worse than (`!better(side, level,
         // price)`), with the side's comparison chosen once, not per level.
-        let valid = self.valid().iter();
+        let mut valid = self.valid().iter();
         let pos = match side {
-            Side::Bid => valid.clone().position(|l| l.price <= price),
-            Side::Ask => valid.clone().position(|l| l.price >= price),
+            Side::Bid => valid.position(|l| l.price <= price),
+            Side::Ask => valid.position(|l| l.price >= price),
         };
         match pos {
             Some(i) if self.levels[i].price == price => {
