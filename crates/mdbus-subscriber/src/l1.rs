@@ -50,7 +50,12 @@ impl Slot {
             }
             _ => SnapshotCheck::NotCompared,
         };
+        // A book equal to the snapshot (which is then valid) takes only
+        // its header.
+        let confirmed =
+            check == SnapshotCheck::Match && self.book.as_mut().is_some_and(|book| book.confirm_snapshot(snapshot));
         match &mut self.book {
+            _ if confirmed => {}
             Some(book) => book.apply_snapshot(snapshot)?,
             None => self.book = Some(Book::from_snapshot(snapshot)?),
         }
@@ -277,45 +282,40 @@ pub(crate) struct L1Batch {
 }
 
 impl L1Batch {
-    /// The slot of `id`: the batch's, else a copy of L1's, else a new one
-    /// when `create` (else `None`: a delta before any snapshot changes
-    /// nothing, and must not make the instrument known).
+    /// The slot of `id`: the batch's, else a copy of L1's, else a new one.
     #[inline]
-    fn slot(&mut self, l1: &L1Cache, id: InstrumentId, create: bool) -> Option<&mut Slot> {
+    fn slot(&mut self, l1: &L1Cache, id: InstrumentId) -> &mut Slot {
+        self.slots
+            .entry(id)
+            .or_insert_with(|| l1.slots.get(&id).map_or_else(Slot::new, |slot| slot.clone()))
+    }
+
+    /// The slot of `id` if the batch or L1 has one (a delta before any
+    /// snapshot changes nothing, and must not make the instrument known).
+    #[inline]
+    fn known_slot(&mut self, l1: &L1Cache, id: InstrumentId) -> Option<&mut Slot> {
         match self.slots.entry(id) {
             Entry::Occupied(slot) => Some(slot.into_mut()),
-            Entry::Vacant(vacant) => {
-                let slot = match l1.slots.get(&id) {
-                    Some(slot) => slot.clone(),
-                    None if create => Slot::new(),
-                    None => return None,
-                };
-                Some(vacant.insert(slot))
-            }
+            Entry::Vacant(vacant) => Some(vacant.insert(l1.slots.get(&id)?.clone())),
         }
     }
 
     /// [`L1Cache::set_tick`] into the batch.
     #[inline]
     fn set_tick(&mut self, l1: &L1Cache, tick: &Tick) {
-        if let Some(slot) = self.slot(l1, tick.instrument, true) {
-            slot.set_tick(tick);
-        }
+        self.slot(l1, tick.instrument).set_tick(tick);
     }
 
     /// [`L1Cache::apply_snapshot`] into the batch.
     #[inline]
     fn apply_snapshot(&mut self, l1: &L1Cache, snapshot: &BookSnapshot) -> mdbus_types::Result<SnapshotCheck> {
-        match self.slot(l1, snapshot.instrument, true) {
-            Some(slot) => slot.apply_snapshot(snapshot),
-            None => unreachable!("a slot is created for a snapshot"),
-        }
+        self.slot(l1, snapshot.instrument).apply_snapshot(snapshot)
     }
 
     /// [`L1Cache::apply_delta`] into the batch.
     #[inline]
     fn apply_delta(&mut self, l1: &L1Cache, delta: &BookDelta) -> mdbus_types::Result<()> {
-        match self.slot(l1, delta.instrument, false) {
+        match self.known_slot(l1, delta.instrument) {
             Some(slot) => slot.apply_delta(delta),
             None => Ok(()),
         }

@@ -38,6 +38,9 @@ use crate::history::History;
 use crate::l1::{Batched, L1Batch, L1Cache, L1Writer, SnapshotCheck};
 use crate::l2::{CacheLevel, L2Cache, L2Config};
 
+/// Records a silent replay applies between two looks at the live stream.
+const SILENT_RUN: u64 = 64;
+
 /// Where the subscriber's stream starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -665,8 +668,29 @@ impl<R: MdReceiver> Subscriber<R> {
             State::Live { .. } => Source::GapFill,
         };
         let silent = source == Source::Replay && self.silent_replay;
-        let reader = self.reader.as_mut().expect("positioned");
         loop {
+            let reader = self.reader.as_mut().expect("positioned");
+            if silent
+                && let Some(first) = self.next_seq
+                && reader.next_seq() == Some(first)
+            {
+                // The common case: a dense run of records, applied straight
+                // from the map, up to the next look at the live stream.
+                let max = limit.saturating_sub(first).min(SILENT_RUN) as usize;
+                let (batch, l1, stats) = (&mut self.l1_batch, &*self.l1, &mut self.stats);
+                let n = reader.read_run(max, |record| {
+                    apply_record(Batched { batch: &mut *batch, l1 }, None, stats, record);
+                });
+                if n > 0 {
+                    let last = first + n as u64 - 1;
+                    self.reader_last = Some(last);
+                    if self.silent_applied(last, &mut limit)? {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+            }
+            let reader = self.reader.as_mut().expect("positioned");
             let record = match reader.next_event()? {
                 None => return Ok(false),
                 // The seq check below sees the hole a skipped range leaves.
@@ -701,10 +725,6 @@ impl<R: MdReceiver> Subscriber<R> {
                     return Ok(true);
                 }
                 _ => {
-                    self.next_seq = Some(seq + 1);
-                    if let State::Replay { last_replayed } = &mut self.state {
-                        *last_replayed = Some(seq);
-                    }
                     if silent {
                         // Applied, not delivered: on to the next record,
                         // up to the live record that bounds the replay.
@@ -713,33 +733,14 @@ impl<R: MdReceiver> Subscriber<R> {
                             l1: &self.l1,
                         };
                         apply_record(batched, None, &mut self.stats, record);
-                        self.stats.replayed += 1;
-                        self.stats.last_seq = Some(seq);
-                        if seq % (1 << 16) == 0 {
-                            // Readers of L1 follow a long replay.
-                            self.l1_batch.flush(&self.l1);
-                        }
-                        // Every 64 records, a look at the live stream: the
-                        // replay ends at its oldest record not yet applied
-                        // (those already applied are duplicates).
-                        if seq % 64 == 0 && self.pending.is_empty() {
-                            loop {
-                                match self.receiver.try_recv() {
-                                    Ok(Some(sample)) if sample.header().seq <= seq => self.stats.duplicates += 1,
-                                    Ok(Some(sample)) => {
-                                        limit = limit.min(sample.header().seq);
-                                        self.pending.push_back(sample);
-                                        break;
-                                    }
-                                    Ok(None) | Err(mdbus_transport::Error::Disconnected) => break,
-                                    Err(e) => return Err(e.into()),
-                                }
-                            }
-                        }
-                        if seq + 1 >= limit {
+                        if self.silent_applied(seq, &mut limit)? {
                             return Ok(false);
                         }
                         continue;
+                    }
+                    self.next_seq = Some(seq + 1);
+                    if let State::Replay { last_replayed } = &mut self.state {
+                        *last_replayed = Some(seq);
                     }
                     // Delivered now: update the caches from the map, and
                     // copy the record straight into `ready`.
@@ -772,6 +773,42 @@ impl<R: MdReceiver> Subscriber<R> {
                 }
             }
         }
+    }
+
+    /// The bookkeeping after a silent replay applied the records from
+    /// `next_seq` to `last`: seqs and counts, L1 flushed at every 65,536th
+    /// seq (readers of L1 follow a long replay), and a look at the live
+    /// stream, whose oldest record not yet applied lowers `limit` (those
+    /// already applied are duplicates). `true` when the replay has
+    /// reached `limit`.
+    fn silent_applied(&mut self, last: u64, limit: &mut u64) -> Result<bool> {
+        let first = self.next_seq.unwrap_or(last);
+        self.next_seq = Some(last + 1);
+        if let State::Replay { last_replayed } = &mut self.state {
+            *last_replayed = Some(last);
+        }
+        self.stats.replayed += last + 1 - first;
+        self.stats.last_seq = Some(last);
+        if first.saturating_sub(1) >> 16 != last >> 16 {
+            self.l1_batch.flush(&self.l1);
+        }
+        // At most every SILENT_RUN records (a single step may come more
+        // often, only where the WAL is not dense).
+        if self.pending.is_empty() {
+            loop {
+                match self.receiver.try_recv() {
+                    Ok(Some(sample)) if sample.header().seq <= last => self.stats.duplicates += 1,
+                    Ok(Some(sample)) => {
+                        *limit = (*limit).min(sample.header().seq);
+                        self.pending.push_back(sample);
+                        break;
+                    }
+                    Ok(None) | Err(mdbus_transport::Error::Disconnected) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(last + 1 >= *limit)
     }
 
     /// The reader, positioned to yield `next_seq` soon: opened or sought

@@ -314,15 +314,20 @@ impl std::fmt::Display for BadFrame {
 }
 
 /// Checks the payload with rkyv's validated access, as the archived type
-/// of its kind (the archive is the record's plain bytes).
+/// of its kind (the archive is the record's plain bytes). The low-level
+/// validator: the records hold no pointers, nothing shared to track.
 fn validate_archive(kind: Kind, payload: &[u8]) -> std::result::Result<(), rancor::Error> {
     match kind {
-        Kind::Tick => rkyv::access::<<Tick as rkyv::Archive>::Archived, rancor::Error>(payload).map(drop),
+        Kind::Tick => rkyv::api::low::access::<<Tick as rkyv::Archive>::Archived, rancor::Error>(payload).map(drop),
         Kind::BookSnapshot => {
-            rkyv::access::<<BookSnapshot as rkyv::Archive>::Archived, rancor::Error>(payload).map(drop)
+            rkyv::api::low::access::<<BookSnapshot as rkyv::Archive>::Archived, rancor::Error>(payload).map(drop)
         }
-        Kind::BookDelta => rkyv::access::<<BookDelta as rkyv::Archive>::Archived, rancor::Error>(payload).map(drop),
-        Kind::Heartbeat => rkyv::access::<<Heartbeat as rkyv::Archive>::Archived, rancor::Error>(payload).map(drop),
+        Kind::BookDelta => {
+            rkyv::api::low::access::<<BookDelta as rkyv::Archive>::Archived, rancor::Error>(payload).map(drop)
+        }
+        Kind::Heartbeat => {
+            rkyv::api::low::access::<<Heartbeat as rkyv::Archive>::Archived, rancor::Error>(payload).map(drop)
+        }
     }
 }
 
@@ -473,9 +478,34 @@ pub(crate) fn crc32c_words(bytes: &[u8]) -> u32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
 fn crc32c_sse42(bytes: &[u8]) -> u32 {
+    // The record sizes up to 104 bytes as fixed-length loops (unrolled
+    // straight-line code), any other multiple of 8 word by word.
+    if let Ok(heartbeat) = <&[u8; 32]>::try_from(bytes) {
+        return crc32c_sse42_fixed(heartbeat);
+    }
+    if let Ok(delta) = <&[u8; 72]>::try_from(bytes) {
+        return crc32c_sse42_fixed(delta);
+    }
+    if let Ok(tick) = <&[u8; 104]>::try_from(bytes) {
+        return crc32c_sse42_fixed(tick);
+    }
     let mut crc = u64::from(u32::MAX);
     for chunk in bytes.chunks_exact(8) {
         let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        crc = std::arch::x86_64::_mm_crc32_u64(crc, word);
+    }
+    !(crc as u32)
+}
+
+/// [`crc32c_sse42`] of `N` bytes (a multiple of 8), `N / 8` steps known at
+/// compile time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+#[inline]
+fn crc32c_sse42_fixed<const N: usize>(bytes: &[u8; N]) -> u32 {
+    let mut crc = u64::from(u32::MAX);
+    for i in 0..N / 8 {
+        let word = u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         crc = std::arch::x86_64::_mm_crc32_u64(crc, word);
     }
     !(crc as u32)

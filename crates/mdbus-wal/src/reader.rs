@@ -388,6 +388,48 @@ impl WalReader {
         }
     }
 
+    /// A run of up to `max` records for a catch-up: `apply` is called on
+    /// each record that follows the cursor densely (the seq
+    /// [`WalReader::next_seq`] gave, then each next), checked as
+    /// `next_event` checks it, and the number of records is returned. The
+    /// run ends early, before the frame, at anything `next_event` treats
+    /// as other than the common case: the live end, a segment's end, a
+    /// bad frame, a skipped range, a seek not yet reached; 0 means "call
+    /// `next_event`", which handles it as it always does.
+    ///
+    /// The same records `next_event` yields, without its per-record
+    /// bookkeeping: the cursor stays in registers for the whole run.
+    #[inline]
+    pub fn read_run(&mut self, max: usize, mut apply: impl FnMut(RecordRef<'_>)) -> usize {
+        if self.header_skip.is_some() || self.min_ts.is_some() {
+            return 0;
+        }
+        let Some(cursor) = self.cursor.as_mut() else { return 0 };
+        let Some(mut expected) = cursor.expected else { return 0 };
+        let bytes = cursor.segment.bytes();
+        let mut off = cursor.off;
+        let mut count = 0;
+        while count < max
+            && expected >= self.min_seq
+            && let Some(frame) = fast_frame(bytes, off, expected)
+        {
+            let payload = &bytes[off + FRAME_HEADER_LEN..frame.next];
+            let Some(record) = RecordRef::try_of_kind(frame.kind, payload) else {
+                unreachable!("the frame at {off} was checked as a {:?}", frame.kind)
+            };
+            apply(record);
+            off = frame.next;
+            expected += 1;
+            count += 1;
+        }
+        if count > 0 {
+            cursor.off = off;
+            cursor.expected = Some(expected);
+            cursor.last_seq = Some(expected - 1);
+        }
+        count
+    }
+
     /// One step: the offset and kind of the next record's frame, a
     /// skipped range, or `None` at the live end. The common case (a valid
     /// frame with the expected seq) takes [`fast_frame`]; anything else
@@ -696,15 +738,18 @@ fn fast_frame(bytes: &[u8], off: usize, expected: u64) -> Option<FastFrame> {
 }
 
 /// rkyv's checked access of `payload` as the archived type of `kind` (as
-/// `check_frame` does).
+/// `check_frame` does), by its low-level validator: the records hold no
+/// pointers, so there is no shared memory for the high-level one to track.
 #[inline(always)]
 fn validate_archive(kind: Kind, payload: &[u8]) -> Option<()> {
     use rkyv::rancor::Failure;
     let ok = match kind {
-        Kind::Tick => rkyv::access::<<Tick as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
-        Kind::BookSnapshot => rkyv::access::<<BookSnapshot as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
-        Kind::BookDelta => rkyv::access::<<BookDelta as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
-        Kind::Heartbeat => rkyv::access::<<Heartbeat as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
+        Kind::Tick => rkyv::api::low::access::<<Tick as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
+        Kind::BookSnapshot => {
+            rkyv::api::low::access::<<BookSnapshot as rkyv::Archive>::Archived, Failure>(payload).is_ok()
+        }
+        Kind::BookDelta => rkyv::api::low::access::<<BookDelta as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
+        Kind::Heartbeat => rkyv::api::low::access::<<Heartbeat as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
     };
     ok.then_some(())
 }

@@ -1,0 +1,125 @@
+//! `WalReader::read_run`: runs of records with `next_event` for whatever
+//! ends a run give exactly what `next_event` alone gives, across segment
+//! rolls, a corrupt frame and a seek.
+
+mod common;
+
+use std::path::Path;
+
+use common::{record, test_options};
+use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, Wal, WalReader};
+
+/// What a reader yields, one entry per event: a record's seq and bytes, or
+/// a skipped range as `(0, [])`.
+type Events = Vec<(u64, Vec<u8>)>;
+
+fn options(from: ReadFrom) -> ReadOptions {
+    ReadOptions {
+        from,
+        skip_corrupt: true,
+    }
+}
+
+/// Every event, by `next_event` alone.
+fn by_steps(dir: &Path, from: ReadFrom) -> Events {
+    let mut reader = WalReader::open(dir, "f", options(from)).unwrap();
+    let mut events = Vec::new();
+    while let Some(event) = reader.next_event().unwrap() {
+        events.push(match event {
+            ReadEvent::Record(r) => (r.record.header().seq, r.record.as_bytes().to_vec()),
+            ReadEvent::Skipped(_) => (0, Vec::new()),
+        });
+    }
+    events
+}
+
+/// Every event, by runs of at most `max` and `next_event` where a run
+/// ends; also how many records came in runs.
+fn by_runs(dir: &Path, from: ReadFrom, max: usize) -> (Events, usize) {
+    let mut reader = WalReader::open(dir, "f", options(from)).unwrap();
+    let (mut events, mut in_runs) = (Vec::new(), 0);
+    loop {
+        let expected = reader.next_seq();
+        let n = reader.read_run(max, |record| {
+            events.push((record.header().seq, record.as_bytes().to_vec()));
+        });
+        assert!(n <= max, "a run of {n} records where at most {max} were asked");
+        if n > 0 {
+            // A run is dense from the seq the reader said was next.
+            let run = &events[events.len() - n..];
+            let first = expected.expect("a run starts at a known seq");
+            assert!(
+                run.iter().zip(first..).all(|(e, seq)| e.0 == seq),
+                "a run not dense from {first}"
+            );
+            assert_eq!(reader.next_seq(), Some(first + n as u64));
+            in_runs += n;
+            continue;
+        }
+        match reader.next_event().unwrap() {
+            None => break,
+            Some(ReadEvent::Record(r)) => events.push((r.record.header().seq, r.record.as_bytes().to_vec())),
+            Some(ReadEvent::Skipped(_)) => events.push((0, Vec::new())),
+        }
+    }
+    (events, in_runs)
+}
+
+/// seq 1..=n of mixed kinds over small segments; the segment and offset
+/// of each seq's frame.
+fn write(dir: &Path, n: u64) -> Vec<(std::path::PathBuf, usize)> {
+    let mut wal = Wal::open(dir, "f", test_options(4096)).unwrap();
+    let mut frames = Vec::new();
+    for seq in 1..=n {
+        let sample = record(seq, (seq % 4) as u8);
+        let len = sample.record_bytes().unwrap().len();
+        wal.append(&sample).unwrap();
+        frames.push((wal.segment_path().to_path_buf(), wal.append_offset() as usize - 8 - len));
+    }
+    wal.sync().unwrap();
+    frames
+}
+
+#[test]
+fn runs_read_what_steps_read_across_segments_and_seeks() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = write(dir.path(), 500);
+    let segments: std::collections::BTreeSet<_> = frames.iter().map(|f| &f.0).collect();
+    assert!(segments.len() > 5, "{} segments", segments.len());
+    for from in [ReadFrom::Start, ReadFrom::Seq(137), ReadFrom::RecoveryPoint] {
+        let steps = by_steps(dir.path(), from);
+        assert!(steps.len() > 100, "{from:?}: {} events", steps.len());
+        for max in [1, 7, 64, usize::MAX] {
+            let (runs, in_runs) = by_runs(dir.path(), from, max);
+            assert_eq!(runs, steps, "{from:?}, runs of {max}");
+            // Most records came in runs (only a segment's first frame, or
+            // the first after a seek, takes a step).
+            assert!(
+                in_runs * 2 > steps.len(),
+                "{from:?}, runs of {max}: {in_runs} of {}",
+                steps.len()
+            );
+        }
+    }
+    assert_eq!(by_steps(dir.path(), ReadFrom::Seq(137))[0].0, 137);
+}
+
+#[test]
+fn a_run_stops_before_a_corrupt_frame_and_loses_nothing_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let frames = write(dir.path(), 300);
+    // A byte of seq 150's payload flipped: its crc fails.
+    let (path, offset) = &frames[149];
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset + 8 + 30] ^= 0x40;
+    std::fs::write(path, bytes).unwrap();
+
+    let steps = by_steps(dir.path(), ReadFrom::Start);
+    let seqs: Vec<u64> = steps.iter().map(|e| e.0).collect();
+    assert!(!seqs.contains(&150), "the corrupt record was yielded");
+    assert!(seqs.contains(&0), "no skipped range for the corrupt frame");
+    assert!(seqs.contains(&149) && seqs.contains(&151) && seqs.contains(&300));
+    for max in [1, 64, usize::MAX] {
+        assert_eq!(by_runs(dir.path(), ReadFrom::Start, max).0, steps, "runs of {max}");
+    }
+}
