@@ -40,24 +40,26 @@ impl Slot {
 
     /// Applies a snapshot; compares it first with a book kept by deltas.
     fn apply_snapshot(&mut self, snapshot: &BookSnapshot) -> mdbus_types::Result<SnapshotCheck> {
+        // The common case first: a book equal to the snapshot (which is
+        // then valid) takes only its header, for one comparison.
+        let confirmed = self.book.as_mut().is_some_and(|book| book.confirm_snapshot(snapshot));
         let check = match &self.book {
-            Some(book) if !self.stale => {
+            Some(_) if self.stale => SnapshotCheck::NotCompared,
+            Some(_) if confirmed => SnapshotCheck::Match,
+            Some(book) => {
                 if book.bids() == snapshot.bid_levels() && book.asks() == snapshot.ask_levels() {
                     SnapshotCheck::Match
                 } else {
                     SnapshotCheck::Mismatch
                 }
             }
-            _ => SnapshotCheck::NotCompared,
+            None => SnapshotCheck::NotCompared,
         };
-        // A book equal to the snapshot (which is then valid) takes only
-        // its header.
-        let confirmed =
-            check == SnapshotCheck::Match && self.book.as_mut().is_some_and(|book| book.confirm_snapshot(snapshot));
-        match &mut self.book {
-            _ if confirmed => {}
-            Some(book) => book.apply_snapshot(snapshot)?,
-            None => self.book = Some(Book::from_snapshot(snapshot)?),
+        if !confirmed {
+            match &mut self.book {
+                Some(book) => book.apply_snapshot(snapshot)?,
+                None => self.book = Some(Book::from_snapshot(snapshot)?),
+            }
         }
         self.stale = false;
         if check == SnapshotCheck::Mismatch {
@@ -381,5 +383,67 @@ impl L1Writer for Batched<'_> {
     #[inline]
     fn apply_delta(&mut self, delta: &BookDelta) -> mdbus_types::Result<()> {
         self.batch.apply_delta(self.l1, delta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mdbus_types::{Price, Side};
+
+    use super::*;
+
+    fn snapshot(seq: u64, bid: i64) -> BookSnapshot {
+        let mut snapshot = BookSnapshot::empty(InstrumentId::new("IF2501").unwrap(), seq as i64);
+        snapshot.header.seq = seq;
+        snapshot.bid_count = 1;
+        snapshot.bids[0] = Level {
+            price: Price::from_raw(bid),
+            qty: 5,
+        };
+        snapshot
+    }
+
+    /// Each verdict of a snapshot against a slot's book, and what the
+    /// book is after it.
+    #[test]
+    fn a_snapshot_is_compared_then_applied() {
+        let mut slot = Slot::new();
+        assert_eq!(
+            slot.apply_snapshot(&snapshot(1, 100)).unwrap(),
+            SnapshotCheck::NotCompared
+        );
+        // Equal: only the header is taken.
+        assert_eq!(slot.apply_snapshot(&snapshot(2, 100)).unwrap(), SnapshotCheck::Match);
+        assert_eq!(slot.book.as_ref().unwrap().to_snapshot().header.seq, 2);
+        // Different: counted, and the book becomes the snapshot.
+        assert_eq!(slot.apply_snapshot(&snapshot(3, 99)).unwrap(), SnapshotCheck::Mismatch);
+        assert_eq!(slot.mismatches, 1);
+        assert_eq!(slot.book.as_ref().unwrap().bids()[0].price, Price::from_raw(99));
+        // A delta keeps the book; the snapshot after it matches.
+        let delta = BookDelta::new(snapshot(0, 0).instrument, Side::Bid, Price::from_raw(98), 1, 4);
+        slot.apply_delta(&delta).unwrap();
+        let mut after = snapshot(5, 99);
+        after.bid_count = 2;
+        after.bids[1] = Level {
+            price: Price::from_raw(98),
+            qty: 1,
+        };
+        assert_eq!(slot.apply_snapshot(&after).unwrap(), SnapshotCheck::Match);
+        // Stale: not compared, and no longer stale after.
+        slot.stale = true;
+        assert_eq!(slot.apply_snapshot(&after).unwrap(), SnapshotCheck::NotCompared);
+        assert!(!slot.stale);
+        // Equal in its valid levels but with a level past its count: an
+        // invalid snapshot, refused, the book unchanged.
+        let mut bad = after;
+        bad.header.seq = 6;
+        bad.bids[5] = Level {
+            price: Price::from_raw(1),
+            qty: 1,
+        };
+        assert!(slot.apply_snapshot(&bad).is_err());
+        let book = slot.book.as_ref().unwrap();
+        assert_eq!((book.to_snapshot().header.seq, book.bids()), (5, after.bid_levels()));
+        assert_eq!(slot.mismatches, 1);
     }
 }
