@@ -304,15 +304,17 @@ impl<S: MdSender> FeedPublisher<S> {
             config,
         };
         if let Some(dir) = publisher.config.wal_root.clone() {
+            // Found once (it scans the newest segment, 64 MiB by default)
+            // for the recovery and the snapshot set below.
+            let point = mdbus_wal::recovery_point(&dir, &publisher.config.feed)?;
             // Rebuild the view from the WAL (a reader never needs the lock).
-            publisher.recover_state(&dir)?;
+            publisher.recover_state(&dir, point.as_ref())?;
             if let Some(dir) = publisher.config.board_dir.clone() {
                 publisher.open_board(&dir)?;
             }
             // The live segment must hold a full snapshot set: it is new, or
             // the previous writer died before finishing the set.
             let live = publisher.wal.as_ref().map(|w| w.segment_path().to_path_buf());
-            let point = mdbus_wal::recovery_point(&dir, &publisher.config.feed)?;
             if !replica
                 && point.map(|p| p.path.file_name().map(ToOwned::to_owned))
                     != live.map(|l| l.file_name().map(ToOwned::to_owned))
@@ -338,9 +340,11 @@ impl<S: MdSender> FeedPublisher<S> {
         self.flush_board()
     }
 
-    fn recover_state(&mut self, dir: &std::path::Path) -> Result<()> {
+    /// Replays the WAL from `point` (from its start without one, as
+    /// `ReadFrom::RecoveryPoint` does) into the books.
+    fn recover_state(&mut self, dir: &std::path::Path, point: Option<&mdbus_wal::RecoveryPoint>) -> Result<()> {
         let options = ReadOptions {
-            from: ReadFrom::RecoveryPoint,
+            from: point.map_or(ReadFrom::Start, |p| ReadFrom::Seq(p.start_seq())),
             skip_corrupt: true,
         };
         let mut reader = match WalReader::open(dir, &self.config.feed, options) {
