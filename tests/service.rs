@@ -2,10 +2,12 @@
 //! without `--duration` run until SIGTERM or SIGINT and then stop cleanly
 //! (exit 0, the WAL verified clean); a restarted publisher continues the
 //! seq with no gap and no duplicate, which a gateway running across the
-//! restart sees with no gap.
+//! restart sees with no gap; the units of `contrib/systemd` pass
+//! `systemd-analyze verify` without a warning.
 //!
 //! Real processes of the built binary, unique feed names, temp folders;
-//! every wait is a condition under a watchdog.
+//! every wait is a condition under a watchdog. Without `systemd-analyze`
+//! the unit test writes `SKIP ...` and passes, except under CI (`CI` set).
 
 mod common;
 
@@ -290,4 +292,57 @@ fn a_gateway_sees_a_publisher_restart_without_a_gap_and_stops_cleanly_on_sigterm
     );
     stop_publisher(&mut second, libc::SIGTERM, "the restarted mdbus publish");
     wal_verify(dir.path(), &feed);
+}
+
+#[test]
+fn the_systemd_units_verify_without_a_warning() {
+    const TEST: &str = "service::the_systemd_units_verify_without_a_warning";
+    let analyze = Command::new("systemd-analyze").arg("--version").output();
+    if !analyze.is_ok_and(|o| o.status.success()) {
+        mdbus::types::test_support::skip(TEST, "no systemd-analyze (Debian package `systemd`)");
+        return;
+    }
+    // `verify` checks that ExecStart= is executable: the units as shipped,
+    // with the installed path replaced by the binary just built.
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd");
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(&units).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "service") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("ExecStart=/usr/local/bin/mdbus "), "{}", path.display());
+        let copy = dir.path().join(path.file_name().unwrap());
+        std::fs::write(
+            &copy,
+            text.replace("/usr/local/bin/mdbus ", &format!("{} ", env!("CARGO_BIN_EXE_mdbus"))),
+        )
+        .unwrap();
+        paths.push(copy);
+    }
+    paths.sort();
+    let names: Vec<_> = paths
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["mdbus-gateway@.service", "mdbus-publish@.service"]);
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&paths)
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Only what is about our units counts: a host's own broken units may
+    // be reported too.
+    let ours: Vec<&str> = printed.lines().filter(|l| l.contains("mdbus")).collect();
+    for line in printed.lines().filter(|l| !l.contains("mdbus")) {
+        eprintln!("systemd-analyze (not about our units): {line}");
+    }
+    assert!(out.status.success() && ours.is_empty(), "{}\n{printed}", out.status);
 }
