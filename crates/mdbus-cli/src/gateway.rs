@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -41,7 +42,9 @@ pub struct GatewayArgs {
     /// (repeatable; `*` allows any). The gateway's own page always may.
     #[arg(long)]
     allow_origin: Vec<String>,
-    /// Stop after this many seconds (0: until interrupted).
+    /// Stop after this many seconds; 0, the default, runs until SIGTERM or
+    /// SIGINT (as a service). Either signal closes the connections and
+    /// exits 0; a second signal exits at once (1).
     #[arg(long, default_value_t = 0.0)]
     duration: f64,
     /// Seconds to wait for a publisher to create the feed.
@@ -98,6 +101,10 @@ pub(crate) fn run(args: &GatewayArgs) -> ExitCode {
             args.listen
         );
     }
+    let stop = match crate::stop_on_signals("gateway") {
+        Ok(stop) => stop,
+        Err(code) => return code,
+    };
     let gateway = match imp::start(args, config, wait_for) {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -114,7 +121,9 @@ pub(crate) fn run(args: &GatewayArgs) -> ExitCode {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     let start = Instant::now();
-    while duration.is_zero() || start.elapsed() < duration {
+    // Relaxed: the flag carries no data (the signal handler's store is
+    // SeqCst; seeing it one round late is harmless).
+    while !stop.load(Ordering::Relaxed) && (duration.is_zero() || start.elapsed() < duration) {
         std::thread::sleep(Duration::from_millis(100).min(if duration.is_zero() {
             Duration::MAX
         } else {

@@ -20,6 +20,8 @@ mod transport;
 mod wal_cmd;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use clap::{Parser, Subcommand};
 
@@ -89,6 +91,29 @@ fn pin(cpu: Option<usize>, command: &str) -> Result<(), ExitCode> {
         }
         _ => Ok(()),
     }
+}
+
+/// SIGINT and SIGTERM of a command that runs until stopped (`publish`,
+/// `gateway`; a service manager stops it with SIGTERM): the first one sets
+/// the returned flag, which the command's loop checks between two pieces
+/// of work to end cleanly and exit 0; a second one while the flag is set
+/// ends the process at once with status 1 (a shutdown that hangs, an
+/// operator's second Ctrl-C). `Err` is the exit code when a handler cannot
+/// be installed (the message is printed).
+fn stop_on_signals(command: &str) -> Result<Arc<AtomicBool>, ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The shutdown goes first: the actions of a signal run in the order
+        // registered, so only a signal that finds the flag already set by
+        // an earlier one exits.
+        let registered = signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)));
+        if let Err(e) = registered {
+            eprintln!("mdbus {command}: cannot handle signal {signal}: {e}");
+            return Err(ExitCode::FAILURE);
+        }
+    }
+    Ok(stop)
 }
 
 /// Parses the process arguments and runs the subcommand; the exit code is

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
@@ -42,8 +43,11 @@ pub struct PublishArgs {
     /// Records per second in total; 0 publishes as fast as possible.
     #[arg(long, default_value_t = 100_000)]
     rate: u64,
-    /// Seconds to run (fractions allowed).
-    #[arg(long, default_value_t = 10.0)]
+    /// Seconds to run (fractions allowed); 0, the default, runs until
+    /// SIGTERM or SIGINT (as a service). Either signal stops it cleanly:
+    /// the batch in hand is published, the WAL synced, exit 0; a restart
+    /// continues at the next seq. A second signal exits at once (1).
+    #[arg(long, default_value_t = 0.0)]
     duration: f64,
     /// Seed of the synthetic market.
     #[arg(long, default_value_t = 42)]
@@ -88,13 +92,19 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
         eprintln!("mdbus publish: no input: pass --synthetic (the synthetic market is the only source so far)");
         return ExitCode::from(2);
     }
-    if !(args.duration.is_finite() && args.duration > 0.0) {
+    if !(args.duration.is_finite() && args.duration >= 0.0) {
         eprintln!(
-            "mdbus publish: --duration {} is not a positive number of seconds",
+            "mdbus publish: --duration {} is not a number of seconds >= 0",
             args.duration
         );
         return ExitCode::from(2);
     }
+    // Before the WAL opens: a SIGTERM while it recovers stops the
+    // publisher as soon as it is open, cleanly.
+    let stop = match crate::stop_on_signals("publish") {
+        Ok(stop) => stop,
+        Err(code) => return code,
+    };
     let mut config = FeedConfig::new(&args.feed);
     config.wal_root = Some(args.wal.clone());
     config.wal = WalOptions::default()
@@ -117,7 +127,7 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
         }
     };
     match FeedPublisher::open_with(config, || crate::transport::publisher_sender(&wal)) {
-        Ok(publisher) => publish(args, publisher),
+        Ok(publisher) => publish(args, publisher, &stop),
         Err(e) => {
             eprintln!("mdbus publish: {e}");
             ExitCode::FAILURE
@@ -125,7 +135,7 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
     }
 }
 
-fn publish<S: MdSender>(args: &PublishArgs, mut publisher: FeedPublisher<S>) -> ExitCode {
+fn publish<S: MdSender>(args: &PublishArgs, mut publisher: FeedPublisher<S>, stop: &AtomicBool) -> ExitCode {
     let mut feed = match SyntheticFeed::new(args.instruments as usize, args.seed) {
         Ok(feed) => feed,
         Err(e) => {
@@ -163,6 +173,7 @@ fn publish<S: MdSender>(args: &PublishArgs, mut publisher: FeedPublisher<S>) -> 
         }
     };
     let mut metrics_due = crate::metrics::TICK;
+    // Zero: until stopped by a signal.
     let duration = Duration::from_secs_f64(args.duration);
     let start = Instant::now();
     let mut batch = Vec::with_capacity(300);
@@ -170,7 +181,14 @@ fn publish<S: MdSender>(args: &PublishArgs, mut publisher: FeedPublisher<S>) -> 
     let result = (|| -> mdbus_publisher::Result<()> {
         loop {
             let elapsed = start.elapsed();
-            if elapsed >= duration {
+            // Between two batches: the one in hand was published whole.
+            // Relaxed: the flag carries no data (the signal handler's
+            // store is SeqCst; seeing it one batch late is harmless).
+            if stop.load(Ordering::Relaxed) {
+                eprintln!("mdbus publish: stopping (SIGTERM or SIGINT)");
+                return Ok(());
+            }
+            if !duration.is_zero() && elapsed >= duration {
                 return Ok(());
             }
             // Once per tick, never per record.
@@ -200,6 +218,10 @@ fn publish<S: MdSender>(args: &PublishArgs, mut publisher: FeedPublisher<S>) -> 
             publisher.publish_batch(&mut batch)?;
         }
     })();
+    // The WAL synced whatever the policy, and the transport's last batch
+    // ended: everything published is on disk, and a restart continues at
+    // `next_seq` (the WAL is the state). Dropping the publisher at the end
+    // joins the WAL's sync and retention threads.
     let flushed = publisher.flush();
     if let Some((_, values)) = &metrics {
         values.update(&publisher);
