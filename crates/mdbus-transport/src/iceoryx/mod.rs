@@ -40,6 +40,7 @@
 //! ```
 
 mod names;
+mod namespace;
 mod receiver;
 mod sender;
 mod wait;
@@ -48,6 +49,7 @@ pub use names::{
     EVENT_END_OF_BATCH, EVENT_PUBLISHER_STARTED, WAL_DIR_ATTRIBUTE, event_service_name, feed_exists, md_service_name,
     settings,
 };
+pub use namespace::{group_prefix, group_root};
 pub use receiver::{IoxHeld, IoxReceiver, IoxReceiverConfig};
 pub use sender::{IoxSender, IoxSenderConfig};
 pub use wait::WaitStrategy;
