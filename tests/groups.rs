@@ -7,7 +7,9 @@
 //! and runs the gateway; that the outsider gets "permission denied: feed F
 //! is readable by group G" from each; that the member may not publish the
 //! feed (with or without a WAL of its own) and the outsider may not give
-//! it the group; and the modes of the feed's files (nothing for others).
+//! it the group; the modes of the feed's files (nothing for others); and
+//! that the feed keeps its group when its publisher is killed and started
+//! again.
 //!
 //! Where users cannot be made (not root, no `useradd`/`setpriv`) the test
 //! writes `SKIP ...` to the terminal and passes, except under CI (`CI`
@@ -430,6 +432,55 @@ fn a_grouped_feed_is_readable_by_its_group_only() {
         publisher.0.try_wait().unwrap().is_none(),
         "the publisher stopped: {}",
         std::fs::read_to_string(dir.join("publish.err")).unwrap()
+    );
+
+    // Killed and restarted by its user, the feed keeps its group: the
+    // member subscribes again.
+    publisher.kill_9();
+    let mut publisher = start_as(
+        &accounts.publisher,
+        dir,
+        "publish-again",
+        &[
+            "publish",
+            "--feed",
+            &feed,
+            "--wal",
+            wal_text,
+            "--synthetic",
+            "--rate",
+            "2000",
+            "--duration",
+            "120",
+            "--group",
+            group,
+        ],
+    );
+    let again = run_as(
+        member,
+        dir,
+        "subscribe-member-again",
+        &[
+            "subscribe",
+            "--feed",
+            &feed,
+            "--count",
+            "50",
+            "--wait-for-publisher",
+            "60",
+            "--quiet",
+        ],
+    );
+    assert!(
+        again.ok,
+        "the member cannot subscribe after a restart: {}",
+        again.stderr
+    );
+    assert!(again.stderr.contains("subscribed 50 records"), "{}", again.stderr);
+    assert!(
+        publisher.0.try_wait().unwrap().is_none(),
+        "the restarted publisher stopped: {}",
+        std::fs::read_to_string(dir.join("publish-again.err")).unwrap()
     );
     publisher.kill_9();
 }
