@@ -16,6 +16,12 @@
 //! the [`WaitStrategy`] its user picks (busy spin, backoff, or block on
 //! the event service).
 //!
+//! A feed published with a Unix group ([`IoxSenderConfig::group`]) lives
+//! in an iceoryx2 configuration of its own ([`group_root`],
+//! [`group_prefix`]) whose files the group may use; a receiver finds it by
+//! its root folder, and a user outside the group gets
+//! [`Error::AccessDenied`](crate::Error::AccessDenied).
+//!
 //! Ports of iceoryx2's `ipc` service are single-threaded: both types are
 //! neither `Send` nor `Sync`, so create each in the thread that uses it.
 //!
