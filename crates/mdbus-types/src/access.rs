@@ -60,6 +60,11 @@ impl FeedGroup {
         FeedGroup { name, gid }
     }
 
+    /// The calling process's effective group.
+    pub fn effective() -> FeedGroup {
+        FeedGroup::of_gid(Gid::effective().as_raw())
+    }
+
     /// The group's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -206,7 +211,7 @@ mod tests {
 
     #[test]
     fn the_own_primary_group_is_found_by_name_and_number_and_has_us() {
-        let own = FeedGroup::of_gid(Gid::effective().as_raw());
+        let own = FeedGroup::effective();
         assert!(own.is_member());
         assert_eq!(FeedGroup::by_name(own.name()).unwrap().gid(), own.gid());
         assert_eq!(FeedGroup::by_name(&own.gid().to_string()).unwrap().gid(), own.gid());
@@ -218,7 +223,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("f");
         std::fs::write(&file, b"x").unwrap();
-        let own = FeedGroup::of_gid(Gid::effective().as_raw());
+        let own = FeedGroup::effective();
         own.share(&file, 0o640).unwrap();
         let metadata = std::fs::metadata(&file).unwrap();
         assert_eq!(metadata.permissions().mode() & 0o7777, 0o640);
