@@ -86,7 +86,8 @@ pub struct IoxReceiver {
 
 impl IoxReceiver {
     /// [`IoxReceiver::open`], retried every 20 ms for up to `wait_for`
-    /// while the feed does not exist yet (a publisher may be starting);
+    /// while the feed does not exist yet or is not yet shared with its
+    /// group (a publisher may be starting);
     /// any other error, or the feed still missing at the deadline, is
     /// returned at once.
     pub fn open_waiting(config: &IoxReceiverConfig, wait_for: Duration) -> Result<IoxReceiver> {
@@ -108,9 +109,12 @@ impl IoxReceiver {
     /// minimums, and creates the subscriber and the listener.
     ///
     /// Errors: [`Error::FeedName`] for a bad feed name;
-    /// [`Error::Service`] when the services do not exist yet (no publisher
-    /// created them) or exist with another payload type, smaller settings
-    /// or safe overflow off, naming what differs.
+    /// [`Error::AccessDenied`] for a feed with a Unix group the user is not
+    /// in; [`Error::Service`] when the services do not exist yet (no
+    /// publisher created them), are not yet shared with the feed's group
+    /// (its publisher is starting: [`IoxReceiver::open_waiting`] waits for
+    /// both), or exist with another payload type, smaller settings or safe
+    /// overflow off, naming what differs.
     pub fn open(config: &IoxReceiverConfig) -> Result<IoxReceiver> {
         let md_service = md_service_name(&config.feed)?;
         let ev_service = event_service_name(&config.feed)?;
@@ -123,7 +127,7 @@ impl IoxReceiver {
             Err(Error::Service { reason, .. }) if !namespace.is_grouped() => {
                 return Err(service_error(
                     &md_service,
-                    format!("{DOES_NOT_EXIST} (in iceoryx2's default configuration, {reason})"),
+                    format!("{DOES_NOT_EXIST}, or this user may not use iceoryx2's default root ({reason})"),
                 ));
             }
             Err(e) => return Err(e),

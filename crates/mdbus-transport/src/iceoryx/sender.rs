@@ -86,7 +86,10 @@ impl IoxSender {
     /// Errors: [`Error::FeedName`](crate::Error::FeedName) for a bad feed
     /// name; [`Error::Service`](crate::Error::Service) when a service exists
     /// with another payload type, smaller settings, safe overflow off or
-    /// another `mdbus.wal_dir`, or cannot be created.
+    /// another `mdbus.wal_dir`, or cannot be created; with a group, when
+    /// the feed's iceoryx2 root belongs to another user (only its owner
+    /// publishes the feed) or the user is not in the group; without one,
+    /// when the feed was published with a group before.
     pub fn create(config: &IoxSenderConfig) -> Result<IoxSender> {
         let md_service = md_service_name(&config.feed)?;
         let ev_service = event_service_name(&config.feed)?;
