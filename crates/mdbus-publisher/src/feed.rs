@@ -138,8 +138,8 @@ fn check_owner(feed: &str, path: &std::path::Path) -> Result<()> {
     ))
 }
 
-/// The WAL folder of a grouped feed: mode 2750 (new segments take the
-/// group), its files 0640, all of the group.
+/// The WAL folder of a grouped feed (made 2750 before the WAL opened):
+/// its files 0640 of the group, those of an earlier run included.
 fn share_wal(feed: &str, group: &FeedGroup, dir: &std::path::Path) -> Result<()> {
     group.share(dir, 0o2750).map_err(|e| access(feed, e.to_string()))?;
     let entries = std::fs::read_dir(dir).map_err(|e| access(feed, format!("cannot list {}: {e}", dir.display())))?;
@@ -333,6 +333,16 @@ impl<S: MdSender> FeedPublisher<S> {
         }
         if let Some(location) = config.wal_location()? {
             check_owner(&config.feed, location.dir().as_path())?;
+            if let Some(group) = &config.group {
+                // The folder is the group's before any file is made in it:
+                // nobody else ever opens one.
+                let dir = location.dir();
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| access(&config.feed, format!("cannot create {}: {e}", dir.display())))?;
+                group
+                    .share(&dir, 0o2750)
+                    .map_err(|e| access(&config.feed, e.to_string()))?;
+            }
         }
         let wal = match &config.wal_root {
             Some(dir) => Some(Wal::open(dir, &config.feed, config.wal.clone())?),
@@ -387,13 +397,24 @@ impl<S: MdSender> FeedPublisher<S> {
     }
 
     fn open_board(&mut self, dir: &std::path::Path) -> Result<()> {
-        check_owner(&self.config.feed, &mdbus_board::board_path(dir, &self.config.feed))?;
-        let board = BoardWriter::open(dir, &self.config.feed, self.config.board_capacity)?;
+        let path = mdbus_board::board_path(dir, &self.config.feed);
+        check_owner(&self.config.feed, &path)?;
         if let Some(group) = &self.config.group {
+            // Made 0640 of the group before the board opens it: nobody
+            // else ever holds it open (an open file stays readable).
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o640)
+                .open(&path)
+                .map_err(|e| access(&self.config.feed, format!("cannot create {}: {e}", path.display())))?;
             group
-                .share(board.path(), 0o640)
+                .share(&path, 0o640)
                 .map_err(|e| access(&self.config.feed, e.to_string()))?;
         }
+        let board = BoardWriter::open(dir, &self.config.feed, self.config.board_capacity)?;
         self.board = Some(board);
         for id in &self.order {
             let state = self.instruments.get_mut(id).expect("known");
