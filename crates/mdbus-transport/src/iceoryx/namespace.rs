@@ -136,6 +136,15 @@ impl Namespace {
                     return Err(service_error(service, format!("cannot create {}: {e}", path.display())));
                 }
             }
+            // A folder of ours, not a link someone put there (in /tmp):
+            // nobody else can replace it afterwards (sticky /tmp, our root).
+            let ours = fs::symlink_metadata(path).is_ok_and(|m| m.is_dir() && m.uid() == euid.as_raw());
+            if !ours {
+                return Err(service_error(
+                    service,
+                    format!("{} is not a folder of this user (uid {euid})", path.display()),
+                ));
+            }
             group
                 .share(path, mode)
                 .map_err(|e| service_error(service, e.to_string()))
