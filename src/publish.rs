@@ -51,6 +51,8 @@ pub struct Publisher {
 pub struct PublisherBuilder {
     config: FeedConfig,
     cpu: Option<usize>,
+    /// The group's name, looked up by `open`.
+    group: Option<String>,
 }
 
 impl PublisherBuilder {
@@ -109,6 +111,16 @@ impl PublisherBuilder {
         self
     }
 
+    /// Lets the members of the Unix group `group` read the feed (the
+    /// library form of `mdbus publish --group`): the WAL folder, the board
+    /// and the iceoryx2 files get the group and nothing for others; only
+    /// this user publishes the feed. The calling user must be a member.
+    /// `open` looks the group up (an unknown group is an error naming it).
+    pub fn group(mut self, group: &str) -> PublisherBuilder {
+        self.group = Some(group.to_string());
+        self
+    }
+
     /// The whole configuration, for what the builder does not name.
     pub fn config(&self) -> &FeedConfig {
         &self.config
@@ -117,30 +129,43 @@ impl PublisherBuilder {
     /// Opens the feed: takes the WAL's writer lock (a second publisher of
     /// the feed is refused before it touches shared memory), recovers the
     /// WAL and the books in it, creates the iceoryx2 service and the board.
-    pub fn open(self) -> Result<Publisher> {
+    pub fn open(mut self) -> Result<Publisher> {
         if let Some(cpu) = self.cpu {
             mdbus_types::affinity::pin_current_thread(cpu)?;
         }
+        if let Some(name) = &self.group {
+            self.config.group = Some(mdbus_types::FeedGroup::by_name(name)?);
+        }
         let feed = self.config.feed.clone();
         let wal = self.config.wal_location()?;
-        let inner = FeedPublisher::open_with(self.config, || live_sender(&feed, wal))?;
+        let group = self.config.group.clone();
+        let inner = FeedPublisher::open_with(self.config, || live_sender(&feed, wal, group))?;
         Ok(Publisher { inner })
     }
 }
 
 #[cfg(feature = "iceoryx2")]
-fn live_sender(feed: &str, wal: Option<WalLocation>) -> mdbus_transport::Result<LiveSender> {
+fn live_sender(
+    feed: &str,
+    wal: Option<WalLocation>,
+    group: Option<mdbus_types::FeedGroup>,
+) -> mdbus_transport::Result<LiveSender> {
     use mdbus_transport::iceoryx::{IoxSender, IoxSenderConfig, init_logging};
     init_logging();
     let mut config = IoxSenderConfig::new(feed);
     // The sender announces the root made absolute: subscribers run in
     // other folders.
     config.wal = wal;
+    config.group = group;
     IoxSender::create(&config)
 }
 
 #[cfg(not(feature = "iceoryx2"))]
-fn live_sender(feed: &str, _wal: Option<WalLocation>) -> mdbus_transport::Result<LiveSender> {
+fn live_sender(
+    feed: &str,
+    _wal: Option<WalLocation>,
+    _group: Option<mdbus_types::FeedGroup>,
+) -> mdbus_transport::Result<LiveSender> {
     mdbus_types::FeedName::new(feed)?;
     Ok(mdbus_transport::InProcBus::new(1).sender())
 }
@@ -157,7 +182,11 @@ impl Publisher {
     pub fn builder(feed: &str) -> PublisherBuilder {
         let mut config = FeedConfig::new(feed);
         config.board_dir = Some(PathBuf::from(mdbus_board::DEFAULT_BOARD_DIR));
-        PublisherBuilder { config, cpu: None }
+        PublisherBuilder {
+            config,
+            cpu: None,
+            group: None,
+        }
     }
 
     /// Publishes any record; returns its seq. A record that was not

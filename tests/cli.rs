@@ -60,6 +60,19 @@ fn bad_arguments_exit_2_naming_the_argument() {
         (vec!["demo", "--duration", "abc"], "--duration"),
         (vec!["demo", "--rate", "-5"], "-5"),
         (vec!["frobnicate"], "frobnicate"),
+        (
+            vec![
+                "publish",
+                "--feed",
+                "x",
+                "--wal",
+                "/nonexistent/mdbus",
+                "--synthetic",
+                "--group",
+                "mdbus-no-such-group",
+            ],
+            "--group: group mdbus-no-such-group: no such group",
+        ),
         (vec![], "Usage"),
     ] {
         let out = mdbus().args(&args).output().unwrap();

@@ -14,6 +14,10 @@ pub enum Error {
     /// (`mdbus_types::Error::FeedName`, naming the name and what is wrong).
     #[error(transparent)]
     FeedName(#[from] mdbus_types::Error),
+    /// A board of a feed published with a Unix group the calling user is
+    /// not in: "permission denied: feed F is readable by group G".
+    #[error(transparent)]
+    AccessDenied(#[from] mdbus_types::AccessDenied),
     /// Another process holds the board's writer lock.
     #[error(
         "snapshot board {}: feed {feed} already has a board writer (pid {})",

@@ -47,7 +47,14 @@ impl BoardReader {
     /// Opens `<dir>/mdbus.<feed>.board` read-only.
     pub fn open(dir: &Path, feed: &str) -> Result<BoardReader> {
         mdbus_types::FeedName::new(feed)?;
-        BoardReader::open_path(&board_path(dir, feed))
+        let path = board_path(dir, feed);
+        BoardReader::open_path(&path).map_err(|e| match e {
+            Error::Io { source, path } => match mdbus_types::access::denied_by_group(feed, &path, &source) {
+                Some(denied) => Error::AccessDenied(denied),
+                None => Error::Io { path, source },
+            },
+            other => other,
+        })
     }
 
     /// Opens a board file read-only.

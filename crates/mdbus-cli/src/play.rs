@@ -320,7 +320,7 @@ pub(crate) fn run(args: &PlayArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut publisher = match FeedPublisher::open_with(config, || crate::transport::publisher_sender(&wal)) {
+    let mut publisher = match FeedPublisher::open_with(config, || crate::transport::publisher_sender(&wal, None)) {
         Ok(publisher) => publisher,
         Err(e) => {
             eprintln!("mdbus play: {e}");

@@ -78,6 +78,13 @@ pub struct PublishArgs {
     /// on stderr at the start.
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Let this Unix group read the feed: its WAL folder, board and
+    /// iceoryx2 files get the group and no access for others, so members
+    /// subscribe, read the board, replay and run the gateway, and other
+    /// users get "permission denied". Only this user publishes the feed.
+    /// The publishing user must be a member.
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
     #[command(flatten)]
     config: crate::config::ConfigArg,
 }
@@ -99,6 +106,13 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let group = match args.group.as_deref().map(mdbus_types::FeedGroup::by_name).transpose() {
+        Ok(group) => group,
+        Err(e) => {
+            eprintln!("mdbus publish: --group: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // Before the WAL opens: a SIGTERM while it recovers stops the
     // publisher as soon as it is open, cleanly.
     let stop = match crate::stop_on_signals("publish") {
@@ -106,6 +120,7 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
         Err(code) => return code,
     };
     let mut config = FeedConfig::new(&args.feed);
+    config.group = group.clone();
     config.wal_root = Some(args.wal.clone());
     config.wal = WalOptions::default()
         .segment_bytes(args.segment_bytes)
@@ -126,7 +141,7 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match FeedPublisher::open_with(config, || crate::transport::publisher_sender(&wal)) {
+    match FeedPublisher::open_with(config, || crate::transport::publisher_sender(&wal, group)) {
         Ok(publisher) => publish(args, publisher, &stop),
         Err(e) => {
             eprintln!("mdbus publish: {e}");

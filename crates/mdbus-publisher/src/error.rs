@@ -17,6 +17,16 @@ pub enum Error {
     /// The write-ahead log failed (full disk, lock held, corruption, ...).
     #[error("WAL: {0}")]
     Wal(#[from] mdbus_wal::Error),
+    /// A feed's files that cannot be given its Unix group
+    /// ([`FeedConfig::group`](crate::FeedConfig::group)), or that belong to
+    /// another user: only the owner of a feed publishes it.
+    #[error("feed {feed}: {reason}")]
+    Access {
+        /// The feed.
+        feed: String,
+        /// What failed, naming the file or folder.
+        reason: String,
+    },
     /// An invalid configuration value, named in the message.
     #[error("invalid configuration: {0}")]
     Config(String),

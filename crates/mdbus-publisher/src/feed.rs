@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use mdbus_board::{BoardWriter, DEFAULT_BOARD_CAPACITY};
 use mdbus_transport::MdSender;
 use mdbus_types::{
-    Book, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, MdSample, Record,
-    RecordHeader, RecordRef, Side, Tick, WalLocation, clock, validate_snapshot,
+    Book, BookSnapshot, FLAG_END_OF_BATCH, FLAG_RECOVERY_SNAPSHOT, FeedGroup, Heartbeat, InstrumentId, Kind, MdSample,
+    Record, RecordHeader, RecordRef, Side, Tick, WalLocation, clock, validate_snapshot,
 };
 use mdbus_wal::{AppendOutcome, ReadEvent, ReadFrom, ReadOptions, RecoveryReport, Wal, WalOptions, WalReader};
 use rustc_hash::FxHashMap;
@@ -68,6 +68,13 @@ pub struct FeedConfig {
     /// import of recorded data saves a clock read per record). Off for
     /// live feeds, whose `ts_publish` is each record's own time.
     pub batch_clock: bool,
+    /// The Unix group that may read the feed (`mdbus publish --group`):
+    /// the WAL folder `<wal_root>/<feed>` becomes mode 2750 and its files
+    /// 0640, the board 0640, all of the group; nobody else may read them.
+    /// The transport is given the same group by its own config
+    /// (`IoxSenderConfig::group`). `None`: the modes the process's umask
+    /// gives.
+    pub group: Option<FeedGroup>,
 }
 
 impl FeedConfig {
@@ -85,6 +92,7 @@ impl FeedConfig {
             heartbeat_interval: Duration::from_millis(100),
             data_clock: false,
             batch_clock: false,
+            group: None,
         }
     }
 }
@@ -99,6 +107,50 @@ impl FeedConfig {
             None => None,
         })
     }
+}
+
+fn access(feed: &str, reason: String) -> Error {
+    Error::Access {
+        feed: feed.to_string(),
+        reason,
+    }
+}
+
+/// Only the owner of a feed's WAL folder or board publishes the feed (root
+/// may too): another user is refused with the owner named.
+fn check_owner(feed: &str, path: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let euid = mdbus_types::access::effective_uid();
+    if euid == 0 || metadata.uid() == euid {
+        return Ok(());
+    }
+    Err(access(
+        feed,
+        format!(
+            "permission denied: {} belongs to uid {} (group {}): only the user who owns a feed publishes it, and this is uid {euid}",
+            path.display(),
+            metadata.uid(),
+            FeedGroup::of_gid(metadata.gid()),
+        ),
+    ))
+}
+
+/// The WAL folder of a grouped feed (made 2750 before the WAL opened):
+/// its files 0640 of the group, those of an earlier run included.
+fn share_wal(feed: &str, group: &FeedGroup, dir: &std::path::Path) -> Result<()> {
+    group.share(dir, 0o2750).map_err(|e| access(feed, e.to_string()))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| access(feed, format!("cannot list {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            group
+                .share(&entry.path(), 0o640)
+                .map_err(|e| access(feed, e.to_string()))?;
+        }
+    }
+    Ok(())
 }
 
 /// What a [`FeedPublisher`] did.
@@ -276,10 +328,29 @@ impl<S: MdSender> FeedPublisher<S> {
                 config.snapshot_threshold
             )));
         }
+        if let Some(group) = &config.group {
+            group.check_member().map_err(|e| access(&config.feed, e.to_string()))?;
+        }
+        if let Some(location) = config.wal_location()? {
+            check_owner(&config.feed, location.dir().as_path())?;
+            if let Some(group) = &config.group {
+                // The folder is the group's before any file is made in it:
+                // nobody else ever opens one.
+                let dir = location.dir();
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| access(&config.feed, format!("cannot create {}: {e}", dir.display())))?;
+                group
+                    .share(&dir, 0o2750)
+                    .map_err(|e| access(&config.feed, e.to_string()))?;
+            }
+        }
         let wal = match &config.wal_root {
             Some(dir) => Some(Wal::open(dir, &config.feed, config.wal.clone())?),
             None => None,
         };
+        if let (Some(group), Some(location)) = (&config.group, config.wal_location()?) {
+            share_wal(&config.feed, group, &location.dir())?;
+        }
         let sender = make_sender()?;
         let now = Instant::now();
         let mut publisher = FeedPublisher {
@@ -328,6 +399,23 @@ impl<S: MdSender> FeedPublisher<S> {
     }
 
     fn open_board(&mut self, dir: &std::path::Path) -> Result<()> {
+        let path = mdbus_board::board_path(dir, &self.config.feed);
+        check_owner(&self.config.feed, &path)?;
+        if let Some(group) = &self.config.group {
+            // Made 0640 of the group before the board opens it: nobody
+            // else ever holds it open (an open file stays readable).
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o640)
+                .open(&path)
+                .map_err(|e| access(&self.config.feed, format!("cannot create {}: {e}", path.display())))?;
+            group
+                .share(&path, 0o640)
+                .map_err(|e| access(&self.config.feed, e.to_string()))?;
+        }
         let board = BoardWriter::open(dir, &self.config.feed, self.config.board_capacity)?;
         self.board = Some(board);
         for id in &self.order {

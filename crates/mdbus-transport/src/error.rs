@@ -13,6 +13,11 @@ pub enum Error {
     /// (`mdbus_types::Error::FeedName`, naming the name and what is wrong).
     #[error(transparent)]
     FeedName(#[from] mdbus_types::Error),
+    /// A feed published with a Unix group the calling user is not in
+    /// (`mdbus publish --group`): "permission denied: feed F is readable
+    /// by group G".
+    #[error(transparent)]
+    AccessDenied(mdbus_types::AccessDenied),
     /// A shared-memory service that cannot be created or opened, or that
     /// is incompatible (other payload type, other settings).
     #[error("service {service}: {reason}")]

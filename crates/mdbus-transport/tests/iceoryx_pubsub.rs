@@ -445,3 +445,81 @@ fn open_waiting_waits_for_a_starting_publisher_and_names_a_feed_that_never_comes
     drop(subscriber);
     assert_feed_gone(&feed);
 }
+
+/// A feed with a group (the process's own effective group: no other user
+/// needed) lives in its own iceoryx2 root with the group's modes, round
+/// trips, and leaves no service behind. (Other users: tests/groups.rs.)
+#[test]
+fn a_feed_with_a_group_lives_in_its_own_root_with_the_groups_modes() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let feed = unique_feed("grp");
+    let root = mdbus_transport::iceoryx::group_root(&feed);
+    let _watchdog = Watchdog::start("a feed with a group");
+    let group = mdbus_types::FeedGroup::effective();
+    {
+        let mut publisher = IoxSender::create(&IoxSenderConfig::new(&feed).group(group.clone())).unwrap();
+        let mut subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed).wait(WaitStrategy::Block)).unwrap();
+        publisher.send(&tick(1)).unwrap();
+        publisher.end_batch().unwrap();
+        let received = subscriber.recv_timeout(WATCHDOG).unwrap().expect("a sample");
+        assert_eq!(received.header().seq, 1);
+
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&root), 0o3770);
+        assert_eq!(mode(&root.join("nodes")), 0o3770);
+        assert_eq!(mode(&root.join("services")), 0o2750);
+        let services: Vec<PathBuf> = std::fs::read_dir(root.join("services"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(services.len(), 2, "{services:?}");
+        for service in &services {
+            assert_eq!(mode(service), 0o440, "{}", service.display());
+        }
+        let prefix = mdbus_transport::iceoryx::group_prefix(&feed);
+        let shm: Vec<PathBuf> = std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&prefix))
+            .filter(|p| !p.to_string_lossy().ends_with(".global_mgmt"))
+            .collect();
+        assert!(shm.len() >= 3, "{shm:?}");
+        for file in &shm {
+            let want = if file.to_string_lossy().ends_with(".data") {
+                0o640
+            } else {
+                0o660
+            };
+            // The connection and the listener's files are shared by the
+            // keeper thread, soon after they appear.
+            let deadline = Instant::now() + WATCHDOG;
+            while mode(file) != want {
+                assert!(Instant::now() < deadline, "{} is {:o}", file.display(), mode(file));
+                thread::sleep(Duration::from_millis(5));
+            }
+            assert_eq!(
+                std::fs::metadata(file).unwrap().gid(),
+                group.gid(),
+                "{}",
+                file.display()
+            );
+        }
+    }
+    assert_feed_gone(&feed);
+    // Without a group the feed is refused while its group's root exists.
+    let refused = IoxSender::create(&IoxSenderConfig::new(&feed)).unwrap_err();
+    assert!(
+        refused.to_string().contains("was published with a group before"),
+        "{refused}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+    for entry in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&format!("mdbus.{feed}."))
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}

@@ -82,6 +82,15 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A Unix group that does not exist, that the user is not in, or that
+    /// cannot be given to a feed's file (`mdbus publish --group`).
+    #[error("group {group}: {reason}")]
+    Group {
+        /// The group given.
+        group: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A JSON record that cannot be turned into a record.
     #[error("invalid JSON record: {0}")]
     Json(String),

@@ -32,6 +32,8 @@
 //!   type name `mdbus::v1::MdSample`, so independently compiled clients can
 //!   open the same shared-memory service.
 
+#[cfg(unix)]
+pub mod access;
 pub mod affinity;
 mod book;
 pub mod clock;
@@ -48,6 +50,8 @@ mod seq;
 #[doc(hidden)]
 pub mod test_support;
 
+#[cfg(unix)]
+pub use access::{AccessDenied, FeedGroup};
 pub use book::{Book, validate_snapshot};
 pub use error::{Error, Result};
 pub use instrument::{FeedName, InstrumentId, SYMBOL_LEN};

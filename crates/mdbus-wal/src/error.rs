@@ -7,6 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The WAL of a feed published with a Unix group the calling user is
+    /// not in: "permission denied: feed F is readable by group G".
+    #[error(transparent)]
+    AccessDenied(#[from] mdbus_types::AccessDenied),
     /// An I/O operation on `path` failed.
     #[error("{op} {}: {source}", path.display())]
     Io {

@@ -192,8 +192,10 @@ impl WalReader {
     /// without segments yet is fine: the reader waits for the first one.
     pub fn open(dir: impl AsRef<Path>, feed: &str, options: ReadOptions) -> Result<WalReader> {
         validate_feed(feed)?;
+        let feed_dir = dir.as_ref().join(feed);
+        mdbus_types::access::check_access(feed, &feed_dir)?;
         let mut reader = WalReader {
-            feed_dir: dir.as_ref().join(feed),
+            feed_dir,
             feed: feed.to_string(),
             skip_corrupt: options.skip_corrupt,
             header_skip: None,

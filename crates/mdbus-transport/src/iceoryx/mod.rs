@@ -16,6 +16,12 @@
 //! the [`WaitStrategy`] its user picks (busy spin, backoff, or block on
 //! the event service).
 //!
+//! A feed published with a Unix group ([`IoxSenderConfig::group`]) lives
+//! in an iceoryx2 configuration of its own ([`group_root`],
+//! [`group_prefix`]) whose files the group may use; a receiver finds it by
+//! its root folder, and a user outside the group gets
+//! [`Error::AccessDenied`](crate::Error::AccessDenied).
+//!
 //! Ports of iceoryx2's `ipc` service are single-threaded: both types are
 //! neither `Send` nor `Sync`, so create each in the thread that uses it.
 //!
@@ -40,6 +46,7 @@
 //! ```
 
 mod names;
+mod namespace;
 mod receiver;
 mod sender;
 mod wait;
@@ -48,6 +55,7 @@ pub use names::{
     EVENT_END_OF_BATCH, EVENT_PUBLISHER_STARTED, WAL_DIR_ATTRIBUTE, event_service_name, feed_exists, md_service_name,
     settings,
 };
+pub use namespace::{group_prefix, group_root};
 pub use receiver::{IoxHeld, IoxReceiver, IoxReceiverConfig};
 pub use sender::{IoxSender, IoxSenderConfig};
 pub use wait::WaitStrategy;

@@ -13,6 +13,7 @@ use iceoryx2::service::builder::publish_subscribe::{
 use iceoryx2::service::{Service, ipc, service_name::ServiceName};
 use mdbus_types::MdSample;
 
+use super::namespace::Namespace;
 use crate::{Error, Result};
 use mdbus_types::FeedName;
 
@@ -23,6 +24,10 @@ use mdbus_types::FeedName;
 /// How a service error starts when the feed has no service yet (no
 /// publisher created it).
 pub(crate) const DOES_NOT_EXIST: &str = "does not exist: no publisher has created it yet";
+/// How a service error starts when a feed with a group exists but its
+/// publisher, starting, has not given the group its files yet (a
+/// subscriber that waits for the publisher retries).
+pub(crate) const NOT_SHARED_YET: &str = "is not readable by the feed's group yet: its publisher is starting";
 
 pub mod settings {
     /// `subscriber_max_buffer_size`: samples a subscriber queues before
@@ -73,15 +78,20 @@ pub fn event_service_name(feed: &str) -> Result<String> {
 
 /// Whether the sample or the event service of `feed` exists (some process
 /// holds a publisher, a subscriber or a not yet cleaned dead node of it).
+///
+/// Errors: [`Error::AccessDenied`] for a feed with a group the calling user
+/// is not in.
 pub fn feed_exists(feed: &str) -> Result<bool> {
     let md = md_service_name(feed)?;
     let ev = event_service_name(feed)?;
-    Ok(exists(&md, MessagingPattern::PublishSubscribe)? || exists(&ev, MessagingPattern::Event)?)
+    let namespace = Namespace::for_subscriber(feed, &md)?;
+    let config = &namespace.config;
+    Ok(exists(config, &md, MessagingPattern::PublishSubscribe)? || exists(config, &ev, MessagingPattern::Event)?)
 }
 
-fn exists(service: &str, pattern: MessagingPattern) -> Result<bool> {
+fn exists(config: &Config, service: &str, pattern: MessagingPattern) -> Result<bool> {
     let name = service_name(service)?;
-    ipc::Service::does_exist(&name, Config::global_config(), pattern)
+    ipc::Service::does_exist(&name, config, pattern)
         .map_err(|e| service_error(service, format!("cannot list services: {e:?}")))
 }
 
@@ -99,12 +109,13 @@ pub(super) fn service_name(service: &str) -> Result<ServiceName> {
 /// A node for one transport endpoint. It leaves the process's signals
 /// alone, and removes the resources of dead nodes (a publisher or
 /// subscriber killed with kill -9) so their slots on our services are free.
-pub(super) fn create_node(service: &str, role: &str) -> Result<Node<ipc::Service>> {
+pub(super) fn create_node(namespace: &Namespace, service: &str, role: &str) -> Result<Node<ipc::Service>> {
     let name = NodeName::new(&format!("mdbus-{role}"))
         .map_err(|e| service_error(service, format!("invalid node name: {e:?}")))?;
     let node = NodeBuilder::new()
         .name(&name)
         .signal_handling_mode(SignalHandlingMode::Disabled)
+        .config(&namespace.config)
         .create::<ipc::Service>()
         .map_err(|e| service_error(service, format!("cannot create an iceoryx2 node: {e:?}")))?;
     // The default configuration cleans dead nodes on node creation too; a
@@ -120,12 +131,12 @@ const MD_TYPE_NAME: &str = "mdbus::v1::MdSample";
 /// from `wal_dir`, when one is required), read from its static
 /// configuration: `["safe overflow false (expected true)", ...]`. `None`
 /// when the service cannot be read.
-fn md_differences(service: &str, wal_dir: Option<&str>) -> Option<Vec<String>> {
+fn md_differences(config: &Config, service: &str, wal_dir: Option<&str>) -> Option<Vec<String>> {
     use settings::*;
     let name = ServiceName::new(service).ok()?;
-    let details = ipc::Service::details(&name, Config::global_config(), MessagingPattern::PublishSubscribe).ok()??;
-    let config = details.static_details.publish_subscribe();
-    let types = config.message_type_details();
+    let details = ipc::Service::details(&name, config, MessagingPattern::PublishSubscribe).ok()??;
+    let static_config = details.static_details.publish_subscribe();
+    let types = static_config.message_type_details();
     let mut differences = Vec::new();
     let mut check = |what: &str, has: String, expected: String| {
         if has != expected {
@@ -150,24 +161,24 @@ fn md_differences(service: &str, wal_dir: Option<&str>) -> Option<Vec<String>> {
     );
     check(
         "safe overflow",
-        config.has_safe_overflow().to_string(),
+        static_config.has_safe_overflow().to_string(),
         SAFE_OVERFLOW.to_string(),
     );
     let numbers = [
         (
             "subscriber_max_buffer_size",
-            config.subscriber_max_buffer_size(),
+            static_config.subscriber_max_buffer_size(),
             SUBSCRIBER_MAX_BUFFER_SIZE,
         ),
         (
             "subscriber_max_borrowed_samples",
-            config.subscriber_max_borrowed_samples(),
+            static_config.subscriber_max_borrowed_samples(),
             SUBSCRIBER_MAX_BORROWED_SAMPLES,
         ),
-        ("max_subscribers", config.max_subscribers(), MAX_SUBSCRIBERS),
-        ("max_publishers", config.max_publishers(), MAX_PUBLISHERS),
-        ("max_nodes", config.max_nodes(), MAX_NODES),
-        ("history_size", config.history_size(), HISTORY_SIZE),
+        ("max_subscribers", static_config.max_subscribers(), MAX_SUBSCRIBERS),
+        ("max_publishers", static_config.max_publishers(), MAX_PUBLISHERS),
+        ("max_nodes", static_config.max_nodes(), MAX_NODES),
+        ("history_size", static_config.history_size(), HISTORY_SIZE),
     ];
     for (what, has, expected) in numbers {
         check(what, has.to_string(), expected.to_string());
@@ -182,7 +193,12 @@ fn md_differences(service: &str, wal_dir: Option<&str>) -> Option<Vec<String>> {
 
 /// Clear words for a failed open of the sample service; `wal_dir` is the
 /// `mdbus.wal_dir` value that was required, if any.
-pub(super) fn md_open_reason(service: &str, e: PublishSubscribeOpenError, wal_dir: Option<&str>) -> String {
+pub(super) fn md_open_reason(
+    config: &Config,
+    service: &str,
+    e: PublishSubscribeOpenError,
+    wal_dir: Option<&str>,
+) -> String {
     use PublishSubscribeOpenError as E;
     let what = match e {
         E::DoesNotExist => return DOES_NOT_EXIST.to_string(),
@@ -203,7 +219,7 @@ pub(super) fn md_open_reason(service: &str, e: PublishSubscribeOpenError, wal_di
         E::VersionMismatch => "was created by another iceoryx2 version",
         other => return format!("cannot be opened: {other:?}"),
     };
-    match md_differences(service, wal_dir) {
+    match md_differences(config, service, wal_dir) {
         Some(differences) if !differences.is_empty() => format!("{what}: {}", differences.join(", ")),
         _ => what.to_string(),
     }
@@ -211,12 +227,13 @@ pub(super) fn md_open_reason(service: &str, e: PublishSubscribeOpenError, wal_di
 
 /// Clear words for a failed open-or-create of the sample service.
 pub(super) fn md_open_or_create_reason(
+    config: &Config,
     service: &str,
     e: PublishSubscribeOpenOrCreateError,
     wal_dir: Option<&str>,
 ) -> String {
     match e {
-        PublishSubscribeOpenOrCreateError::PublishSubscribeOpenError(e) => md_open_reason(service, e, wal_dir),
+        PublishSubscribeOpenOrCreateError::PublishSubscribeOpenError(e) => md_open_reason(config, service, e, wal_dir),
         PublishSubscribeOpenOrCreateError::PublishSubscribeCreateError(e) => md_create_reason(e),
         PublishSubscribeOpenOrCreateError::SystemInFlux => {
             "is being created and removed concurrently by other processes (system in flux)".to_string()

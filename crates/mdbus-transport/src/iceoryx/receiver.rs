@@ -8,15 +8,18 @@ use iceoryx2::port::listener::Listener;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::PortFactory;
 use iceoryx2::sample::Sample;
+use iceoryx2::service::builder::event::EventOpenError;
+use iceoryx2::service::builder::publish_subscribe::PublishSubscribeOpenError;
 use iceoryx2::service::ipc;
 use iceoryx2::service::port_factory::{event as event_factory, publish_subscribe as md_factory};
 use mdbus_types::{MdSample, WalLocation};
 
 use super::WaitStrategy;
 use super::names::{
-    DOES_NOT_EXIST, EVENT_PUBLISHER_STARTED, create_node, event_open_reason, event_service_name, md_open_reason,
-    md_service_name, service_error, service_name, settings,
+    DOES_NOT_EXIST, EVENT_PUBLISHER_STARTED, NOT_SHARED_YET, create_node, event_open_reason, event_service_name,
+    md_open_reason, md_service_name, service_error, service_name, settings,
 };
+use super::namespace::{Keeper, Namespace};
 use super::sender::announced_wal;
 use crate::{Error, MdReceiver, Result};
 
@@ -71,6 +74,8 @@ pub struct IoxReceiver {
     md: md_factory::PortFactory<ipc::Service, MdSample, ()>,
     _event: event_factory::PortFactory<ipc::Service>,
     _node: Node<ipc::Service>,
+    /// Gives the group the files of a grouped feed; dropped after the ports.
+    _keeper: Option<Keeper>,
     /// `seq` of the last sample received; 0 before the first.
     last_seq: u64,
     /// Records missing between received samples (holes in `seq`).
@@ -81,14 +86,18 @@ pub struct IoxReceiver {
 
 impl IoxReceiver {
     /// [`IoxReceiver::open`], retried every 20 ms for up to `wait_for`
-    /// while the feed does not exist yet (a publisher may be starting);
+    /// while the feed does not exist yet or is not yet shared with its
+    /// group (a publisher may be starting);
     /// any other error, or the feed still missing at the deadline, is
     /// returned at once.
     pub fn open_waiting(config: &IoxReceiverConfig, wait_for: Duration) -> Result<IoxReceiver> {
         let deadline = Instant::now() + wait_for;
         loop {
             match IoxReceiver::open(config) {
-                Err(Error::Service { reason, .. }) if reason.contains(DOES_NOT_EXIST) && Instant::now() < deadline => {
+                Err(Error::Service { reason, .. })
+                    if (reason.contains(DOES_NOT_EXIST) || reason.contains(NOT_SHARED_YET))
+                        && Instant::now() < deadline =>
+                {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 result => return result,
@@ -100,13 +109,29 @@ impl IoxReceiver {
     /// minimums, and creates the subscriber and the listener.
     ///
     /// Errors: [`Error::FeedName`] for a bad feed name;
-    /// [`Error::Service`] when the services do not exist yet (no publisher
-    /// created them) or exist with another payload type, smaller settings
-    /// or safe overflow off, naming what differs.
+    /// [`Error::AccessDenied`] for a feed with a Unix group the user is not
+    /// in; [`Error::Service`] when the services do not exist yet (no
+    /// publisher created them), are not yet shared with the feed's group
+    /// (its publisher is starting: [`IoxReceiver::open_waiting`] waits for
+    /// both), or exist with another payload type, smaller settings or safe
+    /// overflow off, naming what differs.
     pub fn open(config: &IoxReceiverConfig) -> Result<IoxReceiver> {
         let md_service = md_service_name(&config.feed)?;
         let ev_service = event_service_name(&config.feed)?;
-        let node = create_node(&md_service, "sub")?;
+        let namespace = Namespace::for_subscriber(&config.feed, &md_service)?;
+        let node = match create_node(&namespace, &md_service, "sub") {
+            Ok(node) => node,
+            // A user who may not use iceoryx2's default root (made by
+            // another user, mode 0750) waits there for a feed with a group
+            // whose publisher has not made its own root yet.
+            Err(Error::Service { reason, .. }) if !namespace.is_grouped() => {
+                return Err(service_error(
+                    &md_service,
+                    format!("{DOES_NOT_EXIST}, or this user may not use iceoryx2's default root ({reason})"),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
 
         let md = node
             .service_builder(&service_name(&md_service)?)
@@ -120,7 +145,12 @@ impl IoxReceiver {
             .max_nodes(settings::MAX_NODES)
             .history_size(settings::HISTORY_SIZE)
             .open()
-            .map_err(|e| service_error(&md_service, md_open_reason(&md_service, e, None)))?;
+            .map_err(|e| match e {
+                PublishSubscribeOpenError::InsufficientPermissions if namespace.is_grouped() => {
+                    service_error(&md_service, NOT_SHARED_YET)
+                }
+                e => service_error(&md_service, md_open_reason(&namespace.config, &md_service, e, None)),
+            })?;
         let event = node
             .service_builder(&service_name(&ev_service)?)
             .event()
@@ -128,13 +158,19 @@ impl IoxReceiver {
             .max_listeners(settings::EVENT_MAX_LISTENERS)
             .max_nodes(settings::MAX_NODES)
             .open()
-            .map_err(|e| service_error(&ev_service, event_open_reason(e)))?;
+            .map_err(|e| match e {
+                EventOpenError::InsufficientPermissions if namespace.is_grouped() => {
+                    service_error(&ev_service, NOT_SHARED_YET)
+                }
+                e => service_error(&ev_service, event_open_reason(e)),
+            })?;
 
         let subscriber = md
             .subscriber_builder()
             .buffer_size(settings::SUBSCRIBER_MAX_BUFFER_SIZE)
             .create()
             .map_err(|e| service_error(&md_service, format!("cannot create a subscriber: {e:?}")))?;
+        let subscriber_id = subscriber.id().value();
         let listener = event
             .listener_builder()
             .create()
@@ -149,6 +185,7 @@ impl IoxReceiver {
             md,
             _event: event,
             _node: node,
+            _keeper: namespace.share_and_keep(Some(subscriber_id)),
             last_seq: 0,
             dropped: 0,
             publisher_starts: 0,

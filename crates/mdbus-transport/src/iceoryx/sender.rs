@@ -10,12 +10,13 @@ use iceoryx2::prelude::{AttributeVerifier, EventId, PortFactory, SemanticString}
 use iceoryx2::service::attribute::{AttributeKey, AttributeValue};
 use iceoryx2::service::ipc;
 use iceoryx2::service::port_factory::{event as event_factory, publish_subscribe as md_factory};
-use mdbus_types::{MdSample, RecordRef, SAMPLE_SIZE, WalLocation};
+use mdbus_types::{FeedGroup, MdSample, RecordRef, SAMPLE_SIZE, WalLocation};
 
 use super::names::{
     EVENT_END_OF_BATCH, EVENT_PUBLISHER_STARTED, WAL_DIR_ATTRIBUTE, create_node, event_open_or_create_reason,
     event_service_name, md_open_or_create_reason, md_service_name, service_error, service_name, settings,
 };
+use super::namespace::{Keeper, Namespace};
 use crate::{MdSender, Result};
 
 /// What an [`IoxSender`] publishes: the feed, and the WAL it announces in
@@ -28,6 +29,12 @@ pub struct IoxSenderConfig {
     /// root made absolute (against the current directory); `None` sets no
     /// attribute. Its feed must be `feed`.
     pub wal: Option<WalLocation>,
+    /// The Unix group that may subscribe (`None`: iceoryx2's default
+    /// owner-only files, in its default configuration). With a group the
+    /// feed's iceoryx2 files live in [`group_root`](super::group_root) and
+    /// are readable (and, where iceoryx2 needs it, writable) by the group;
+    /// only this user publishes the feed.
+    pub group: Option<FeedGroup>,
 }
 
 impl IoxSenderConfig {
@@ -36,12 +43,19 @@ impl IoxSenderConfig {
         IoxSenderConfig {
             feed: feed.into(),
             wal: None,
+            group: None,
         }
     }
 
     /// Announces `wal` as the feed's WAL.
     pub fn wal(mut self, wal: WalLocation) -> IoxSenderConfig {
         self.wal = Some(wal);
+        self
+    }
+
+    /// Lets the members of `group` subscribe (see [`IoxSenderConfig::group`]).
+    pub fn group(mut self, group: FeedGroup) -> IoxSenderConfig {
+        self.group = Some(group);
         self
     }
 }
@@ -59,6 +73,8 @@ pub struct IoxSender {
     md: md_factory::PortFactory<ipc::Service, MdSample, ()>,
     _event: event_factory::PortFactory<ipc::Service>,
     _node: Node<ipc::Service>,
+    /// Gives the group the files of a grouped feed; dropped last.
+    _keeper: Option<Keeper>,
 }
 
 impl IoxSender {
@@ -70,13 +86,17 @@ impl IoxSender {
     /// Errors: [`Error::FeedName`](crate::Error::FeedName) for a bad feed
     /// name; [`Error::Service`](crate::Error::Service) when a service exists
     /// with another payload type, smaller settings, safe overflow off or
-    /// another `mdbus.wal_dir`, or cannot be created.
+    /// another `mdbus.wal_dir`, or cannot be created; with a group, when
+    /// the feed's iceoryx2 root belongs to another user (only its owner
+    /// publishes the feed) or the user is not in the group; without one,
+    /// when the feed was published with a group before.
     pub fn create(config: &IoxSenderConfig) -> Result<IoxSender> {
         let md_service = md_service_name(&config.feed)?;
         let ev_service = event_service_name(&config.feed)?;
         let wal_dir = absolute_wal_dir(&md_service, &config.feed, config.wal.as_ref())?;
         let verifier = wal_dir_verifier(&md_service, wal_dir.as_deref())?;
-        let node = create_node(&md_service, "pub")?;
+        let namespace = Namespace::for_publisher(&config.feed, &md_service, config.group.as_ref())?;
+        let node = create_node(&namespace, &md_service, "pub")?;
 
         let md = node
             .service_builder(&service_name(&md_service)?)
@@ -93,7 +113,7 @@ impl IoxSender {
             .map_err(|e| {
                 service_error(
                     &md_service,
-                    md_open_or_create_reason(&md_service, e, wal_dir.as_deref()),
+                    md_open_or_create_reason(&namespace.config, &md_service, e, wal_dir.as_deref()),
                 )
             })?;
         let event = node
@@ -114,6 +134,7 @@ impl IoxSender {
             .default_event_id(EventId::new(EVENT_END_OF_BATCH))
             .create()
             .map_err(|e| service_error(&ev_service, format!("cannot create a notifier: {e:?}")))?;
+        let keeper = namespace.share_and_keep(None);
         notifier
             .notify_with_custom_event_id(EventId::new(EVENT_PUBLISHER_STARTED))
             .map_err(|e| service_error(&ev_service, format!("cannot notify the publisher start: {e:?}")))?;
@@ -126,6 +147,7 @@ impl IoxSender {
             md,
             _event: event,
             _node: node,
+            _keeper: keeper,
         })
     }
 
