@@ -315,3 +315,98 @@ fn sigusr1_pauses_and_sigusr2_resumes() {
         .count();
     assert_eq!(copy, source, "every tick and delta played once");
 }
+
+/// The bytes of the feed's WAL segments.
+fn wal_bytes(root: &Path, feed: &str) -> u64 {
+    std::fs::read_dir(root.join(feed))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+/// Retention's rule: the WAL is within `budget`, or what is left starts at
+/// the segment holding the newest full snapshot set (which, like the live
+/// segment after it, is never deleted).
+fn within_budget(root: &str, feed: &str, budget: u64) -> bool {
+    let total = wal_bytes(Path::new(root), feed);
+    if total <= budget {
+        return true;
+    }
+    let out = mdbus(&["wal", "inspect", "--wal", root, "--feed", feed, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let segments: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let newest_set = segments.iter().rposition(|s| s["full_snapshot_set"] == true);
+    newest_set == Some(0)
+}
+
+/// `mdbus play --retain-bytes`: a long `--loop` keeps the played feed's
+/// WAL within its budget (the oldest segments deleted); what is left
+/// verifies clean and ends with the newest records and the end marker.
+#[test]
+fn retain_bytes_bounds_the_played_feeds_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let (recorded, played) = (feed("retrec"), feed("retplay"));
+    record(root, &recorded);
+    let budget: u64 = 256 << 10;
+    let out = play(
+        root,
+        &recorded,
+        &played,
+        &[
+            "--max",
+            "--no-board",
+            "--loop",
+            "3",
+            "--segment-bytes",
+            "65536",
+            "--retain-bytes",
+            "256KiB",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        within_budget(root, &played, budget),
+        "{} bytes kept",
+        wal_bytes(dir.path(), &played)
+    );
+    let out = mdbus(&["wal", "verify", "--wal", root, "--feed", &played]);
+    assert!(out.status.success() && text(&out).contains("clean"), "{}", text(&out));
+    // The oldest records are gone, the newest are there: the last pass's
+    // market records (ticks and deltas; the publishers' snapshots differ)
+    // are the recording's, then the end marker.
+    let copy = records(dir.path(), &played);
+    assert!(copy[0].header().seq > 1, "nothing deleted: the WAL starts at seq 1");
+    let (end, body) = copy.split_last().unwrap();
+    let end = end.record().unwrap();
+    assert_ne!(end.header().flags & FLAG_END_OF_RECORDING, 0, "the end marker");
+    let payloads = |samples: &[MdSample]| -> Vec<(Kind, Vec<u8>)> {
+        samples
+            .iter()
+            .filter_map(market)
+            .filter(|(kind, _, _)| *kind != Kind::BookSnapshot)
+            .map(|(kind, _, payload)| (kind, payload))
+            .collect()
+    };
+    let source = payloads(&records(dir.path(), &recorded));
+    let tail = payloads(body);
+    assert!(tail.len() > 100, "{} market records left", tail.len());
+    assert_eq!(tail[tail.len() - 100..], source[source.len() - 100..]);
+}
+
+#[test]
+fn a_bad_retention_value_exits_2_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let (recorded, played) = (feed("badrec"), feed("badplay"));
+    for (flag, value) in [("--retain-bytes", "12XB"), ("--retain-age", "soon")] {
+        let out = play(root, &recorded, &played, &["--max", flag, value]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(flag), "{}", text(&out));
+    }
+}

@@ -69,6 +69,13 @@ pub struct DbnArgs {
     /// WAL segment size in bytes (new segments).
     #[arg(long, default_value_t = mdbus_wal::DEFAULT_SEGMENT_BYTES)]
     segment_bytes: u64,
+    /// Retention of the feed's WAL, applied at start and after each
+    /// segment roll in a background thread (`--retain-bytes`,
+    /// `--retain-age`; default: keep all), so that a big import does not
+    /// fill the disk: the oldest segments go, the one holding the newest
+    /// full snapshot set stays.
+    #[command(flatten)]
+    retain: crate::wal_cmd::RetainArgs,
 }
 
 fn parse_alias(text: &str) -> Result<(u32, InstrumentId), String> {
@@ -115,6 +122,7 @@ fn dbn(args: &DbnArgs) -> ExitCode {
     let mut config = FeedConfig::new(&args.feed);
     config.wal_root = Some(args.wal.clone());
     config.wal = WalOptions::default().segment_bytes(args.segment_bytes);
+    config.wal.retention = args.retain.policy();
     // The WAL keeps the data's time: its own heartbeats too.
     config.data_clock = true;
     // One clock reading per batch of records for their `ts_publish`.

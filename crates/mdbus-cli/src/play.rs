@@ -16,7 +16,7 @@ use mdbus_transport::MdSender;
 use mdbus_types::{
     Book, FLAG_END_OF_RECORDING, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, MdSample, RecordRef, Tick, clock,
 };
-use mdbus_wal::{ReadFrom, ReadOptions, WalReader};
+use mdbus_wal::{ReadFrom, ReadOptions, WalOptions, WalReader};
 
 use crate::history::parse_time;
 
@@ -82,6 +82,15 @@ pub struct PlayArgs {
     /// Pin the player (and its WAL threads) to this CPU.
     #[arg(long)]
     cpu: Option<usize>,
+    /// WAL segment size of the played feed in bytes (new segments).
+    #[arg(long, default_value_t = mdbus_wal::DEFAULT_SEGMENT_BYTES)]
+    segment_bytes: u64,
+    /// Retention of the played feed's WAL, applied at start and after each
+    /// segment roll in a background thread (`--retain-bytes`,
+    /// `--retain-age`; default: keep all), so that a long `--loop` does not
+    /// fill the disk.
+    #[command(flatten)]
+    retain: crate::wal_cmd::RetainArgs,
 }
 
 /// SIGUSR1 (pause) and SIGUSR2 (resume), as flags the play loop takes.
@@ -292,6 +301,8 @@ pub(crate) fn run(args: &PlayArgs) -> ExitCode {
     let mut config = FeedConfig::new(&args.as_feed);
     config.wal_root = Some(args.out_wal.clone().unwrap_or_else(|| args.wal.clone()));
     config.board_dir = (!args.no_board).then(|| args.board_dir.clone());
+    config.wal = WalOptions::default().segment_bytes(args.segment_bytes);
+    config.wal.retention = args.retain.policy();
     // Recorded time: the publisher's own heartbeats follow it too.
     config.data_clock = !args.retime;
     let wal = match config.wal_location() {

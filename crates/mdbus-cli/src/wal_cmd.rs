@@ -34,7 +34,8 @@ pub struct PruneArgs {
     retain: RetainArgs,
 }
 
-/// How much WAL to keep (`mdbus publish`, `mdbus wal prune`).
+/// How much WAL to keep (`mdbus publish`, `mdbus play`, `mdbus import
+/// dbn`, `mdbus wal prune`).
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RetainArgs {
     /// Keep the feed's WAL under this size ("2GiB", "500MB", bytes):
