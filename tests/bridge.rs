@@ -13,6 +13,8 @@
 mod bridge_support;
 mod common;
 
+use std::path::{Path, PathBuf};
+
 use mdbus::board::BoardReader;
 
 use bridge_support::*;
@@ -212,5 +214,132 @@ fn bridge_status_shows_link_state_lag_and_reconnects_of_running_bridges() {
     assert!(
         text.starts_with("stopped (pid ") && text.contains("reconnects"),
         "{text}"
+    );
+}
+
+/// A venv with the `eclipse-zenoh` package (made once, kept under
+/// target/), or a SKIP (a failure under CI) when this machine cannot make
+/// one; as tests/metrics_cli.rs makes its venv.
+fn zenoh_python(test: &str) -> Option<PathBuf> {
+    use std::process::Command;
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zenoh-venv");
+    let python = venv.join("bin/python");
+    let has_zenoh = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import zenoh"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if python.exists() && has_zenoh(&python) {
+        return Some(python);
+    }
+    let run = |cmd: &mut Command, what: &str| -> Option<()> {
+        match cmd.output() {
+            Ok(out) if out.status.success() => Some(()),
+            Ok(out) => {
+                let why = format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                mdbus_types::test_support::skip(test, &why);
+                None
+            }
+            Err(e) => {
+                mdbus_types::test_support::skip(test, &format!("{what}: {e}"));
+                None
+            }
+        }
+    };
+    run(Command::new("python3").arg("--version"), "python3 --version")?;
+    let has_pip = |python: &Path| {
+        Command::new(python)
+            .args(["-m", "pip", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if python.exists() && !has_pip(&python) {
+        // A venv whose creation was interrupted (its pip never installed):
+        // made again rather than skipped for ever.
+        let _ = std::fs::remove_dir_all(&venv);
+    }
+    if !python.exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv (install python3-venv)",
+        )?;
+    }
+    run(
+        Command::new(&python).args(["-m", "pip", "install", "-q", "eclipse-zenoh"]),
+        "pip install eclipse-zenoh",
+    )?;
+    has_zenoh(&python).then_some(python)
+}
+
+#[test]
+fn a_python_zenoh_client_decodes_the_stream_with_dense_seq() {
+    const TEST: &str = "bridge::a_python_zenoh_client_decodes_the_stream_with_dense_seq";
+    let _serial = serial();
+    let Some(python) = zenoh_python(TEST) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let feed = feed("py");
+    let port = free_port();
+    let _publisher = publish(None, dir, &feed, "10000", "300", "67108864");
+    let _sender = bridge_out(None, dir, &feed, &local(port), 1);
+    // The example gives up after its own --timeout (the watchdog); the
+    // Proc guard kills it if the test fails first.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python/zenoh_feed.py");
+    let timeout = common::WATCHDOG.as_secs().to_string();
+    let log = std::fs::File::create(dir.join("python.log")).unwrap();
+    let child = std::process::Command::new(&python)
+        .args([example, "--connect", &local(port), "--feed", &feed])
+        .args(["--count", "20000", "--print", "20", "--timeout", &timeout])
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = std::fs::read_to_string(dir.join("python.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "zenoh_feed.py: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let (n, first, last) = (
+        summary["records"].as_u64().unwrap(),
+        summary["first_seq"].as_u64().unwrap(),
+        summary["last_seq"].as_u64().unwrap(),
+    );
+    assert_eq!(summary["holes"], 0, "{summary}");
+    assert_eq!(summary["bad_messages"], 0, "{summary}");
+    assert!(n >= 20_000, "{summary}");
+    assert_eq!(last - first + 1, n, "dense seq: {summary}");
+    // The ticks it decoded are the source's, field by field.
+    let ticks = summary["ticks"].as_array().unwrap();
+    assert_eq!(ticks.len(), 20, "{summary}");
+    let source = records(&dir.join("src"), &feed);
+    for decoded in ticks {
+        let seq = decoded["seq"].as_u64().unwrap();
+        let (_, bytes) = source
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .expect("the tick's seq is in the WAL");
+        let mdbus::types::RecordRef::Tick(tick) = mdbus::types::RecordRef::from_bytes(bytes).unwrap() else {
+            panic!("seq {seq} is not a tick in the WAL");
+        };
+        assert_eq!(
+            decoded["instrument"].as_str(),
+            Some(tick.instrument.as_str()),
+            "seq {seq}"
+        );
+        assert_eq!(decoded["last_px_raw"].as_i64(), Some(tick.last_px.0), "seq {seq}");
+        assert_eq!(decoded["last_qty"].as_i64(), Some(tick.last_qty), "seq {seq}");
+        assert_eq!(decoded["volume"].as_i64(), Some(tick.volume), "seq {seq}");
+        assert_eq!(decoded["ts_event"].as_i64(), Some(tick.header.ts_event), "seq {seq}");
+    }
+    println!(
+        "python eclipse-zenoh: {n} records, seq {first}..={last}, {}",
+        summary["kinds"]
     );
 }
