@@ -1,254 +1,27 @@
-//! `mdbus bridge` across processes on loopback (issue 15, phase 1): a
-//! feed published by `mdbus publish`, put on Zenoh by `mdbus bridge out`
-//! and republished by `mdbus bridge in --as G` must leave a replica WAL
-//! with the source's records (dense seq, same bytes), also when either
-//! bridge is killed with SIGKILL and restarted, and a receiver that joins
-//! late starts at the source's newest snapshot set. Every wait is a
-//! condition under a watchdog; children are killed on drop. Network
-//! namespaces, SIGSTOP and link-down cases are phase 2.
+//! `mdbus bridge` across processes on loopback (issue 15): a feed
+//! published by `mdbus publish`, put on Zenoh by `mdbus bridge out` and
+//! republished by `mdbus bridge in --as G` must leave a replica WAL with
+//! the source's records (dense seq, same bytes), also when either bridge
+//! is killed with SIGKILL and restarted, and a receiver that joins late
+//! starts at the source's newest snapshot set; `mdbus bridge status` shows
+//! what the running bridges report. Every wait is a condition under a
+//! watchdog; children are killed on drop. Two hosts (network namespaces,
+//! a link cut, a receiver stopped with SIGSTOP): tests/bridge_hosts.rs.
 #![cfg(feature = "iceoryx2")]
 
+#[path = "common/bridge.rs"]
+mod bridge_support;
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
 
 use mdbus::board::BoardReader;
-use mdbus::wal::{ReadEvent, ReadFrom, ReadOptions, WalReader};
 
-use common::{Proc, WATCHDOG};
+use bridge_support::*;
 
-const MDBUS: &str = env!("CARGO_BIN_EXE_mdbus");
-
-/// One test at a time: each runs a publisher and two bridges, and the
-/// kill points need them to make progress on a small, shared machine.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Whether a child has exited (reaped).
-fn exited(proc: &mut Proc) -> bool {
-    proc.0.try_wait().unwrap().is_some()
-}
-
-/// A feed name unique to this test process and `test`.
-fn feed(test: &str) -> String {
-    format!("br{}{test}", std::process::id())
-}
-
-/// A free TCP port on 127.0.0.1 (bound once to port 0, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(args: &[&str], log: &Path) -> Proc {
-    let log = std::fs::File::create(log).unwrap();
-    Proc(
-        Command::new(MDBUS)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-/// `mdbus publish` of a synthetic feed into `<dir>/src`.
-fn publish(dir: &Path, feed: &str, rate: &str, seconds: &str, segment_bytes: &str) -> Proc {
-    let (wal, board) = (dir.join("src"), dir.join("board-src"));
-    std::fs::create_dir_all(&board).unwrap();
-    spawn(
-        &[
-            "publish",
-            "--feed",
-            feed,
-            "--wal",
-            wal.to_str().unwrap(),
-            "--synthetic",
-            "--rate",
-            rate,
-            "--duration",
-            seconds,
-            "--segment-bytes",
-            segment_bytes,
-            "--board-dir",
-            board.to_str().unwrap(),
-        ],
-        &dir.join(format!("publish-{feed}.log")),
-    )
-}
-
-fn bridge_out(dir: &Path, feed: &str, port: u16, n: u32) -> Proc {
-    spawn(
-        &[
-            "bridge",
-            "out",
-            "--feed",
-            feed,
-            "--listen",
-            &format!("tcp/127.0.0.1:{port}"),
-            "--wal",
-            dir.join("src").to_str().unwrap(),
-        ],
-        &dir.join(format!("out-{n}.log")),
-    )
-}
-
-fn bridge_in(dir: &Path, feed: &str, port: u16, n: u32) -> Proc {
-    let board = dir.join("board-dst");
-    std::fs::create_dir_all(&board).unwrap();
-    spawn(
-        &[
-            "bridge",
-            "in",
-            "--feed",
-            feed,
-            "--connect",
-            &format!("tcp/127.0.0.1:{port}"),
-            "--as",
-            &replica(feed),
-            "--wal",
-            dir.join("dst").to_str().unwrap(),
-            "--board-dir",
-            board.to_str().unwrap(),
-        ],
-        &dir.join(format!("in-{n}.log")),
-    )
-}
-
-fn replica(feed: &str) -> String {
-    format!("{feed}G")
-}
-
-/// Every record of a WAL, in order: (seq, bytes). A hole or a corrupt
-/// frame fails the test (the reader does not skip).
-fn records(root: &Path, feed: &str) -> Vec<(u64, Vec<u8>)> {
-    let options = ReadOptions {
-        from: ReadFrom::Start,
-        skip_corrupt: false,
-    };
-    let mut reader = match WalReader::open(root, feed, options) {
-        Ok(reader) => reader,
-        Err(_) => return Vec::new(),
-    };
-    let mut out = Vec::new();
-    while let Some(event) = reader.next_event().unwrap() {
-        if let ReadEvent::Record(r) = event {
-            out.push((r.seq(), r.record.as_bytes().to_vec()));
-        }
-    }
-    out
-}
-
-/// Follows a WAL as it grows: the last seq read so far (0 when empty).
-struct Tail {
-    root: std::path::PathBuf,
-    feed: String,
-    reader: Option<WalReader>,
-    last: u64,
-}
-
-impl Tail {
-    fn new(root: &Path, feed: &str) -> Tail {
-        Tail {
-            root: root.to_path_buf(),
-            feed: feed.to_string(),
-            reader: None,
-            last: 0,
-        }
-    }
-
-    /// Reads what was appended since the last call; the last seq.
-    fn last_seq(&mut self) -> u64 {
-        if self.reader.is_none() {
-            let options = ReadOptions {
-                from: ReadFrom::Seq(self.last + 1),
-                skip_corrupt: false,
-            };
-            self.reader = WalReader::open(&self.root, &self.feed, options).ok();
-        }
-        let Some(reader) = &mut self.reader else {
-            return self.last;
-        };
-        loop {
-            match reader.next_event() {
-                Ok(Some(ReadEvent::Record(r))) => self.last = r.seq(),
-                Ok(Some(ReadEvent::Skipped(_))) => {}
-                Ok(None) => break,
-                // A replica's first (empty) segment replaced by the one at
-                // its start seq: open again after what was read.
-                Err(_) => {
-                    self.reader = None;
-                    break;
-                }
-            }
-        }
-        self.last
-    }
-}
-
-/// The last seq in a WAL (0 when empty).
-fn last_seq(root: &Path, feed: &str) -> u64 {
-    Tail::new(root, feed).last_seq()
-}
-
-/// Waits until `done` holds, failing after the watchdog with `what` and
-/// the logs of `dir`.
-fn wait_for(what: &str, dir: &Path, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WATCHDOG;
-    while !done() {
-        if Instant::now() > deadline {
-            let mut logs = String::new();
-            for entry in std::fs::read_dir(dir).unwrap().flatten() {
-                if entry.path().extension().is_some_and(|e| e == "log") {
-                    let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                    let tail: Vec<&str> = text.lines().rev().take(5).collect();
-                    logs += &format!("\n{}:\n{}", entry.path().display(), tail.join("\n"));
-                }
-            }
-            panic!("watchdog: {what}{logs}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The replica holds exactly the source's records from its first seq to
-/// the source's end: dense, same bytes. Returns (first seq, count).
-fn assert_replica_equals_source(dir: &Path, feed: &str) -> (u64, usize) {
-    let source = records(&dir.join("src"), feed);
-    let copy = records(&dir.join("dst"), &replica(feed));
-    assert!(!copy.is_empty(), "the replica is empty");
-    let first = copy[0].0;
-    for (i, (seq, _)) in copy.iter().enumerate() {
-        assert_eq!(*seq, first + i as u64, "replica seq not dense at index {i}");
-    }
-    let start = source
-        .iter()
-        .position(|r| r.0 == first)
-        .expect("the replica's first seq is in the source");
-    assert_eq!(source.len() - start, copy.len(), "replica length");
-    for (a, b) in source[start..].iter().zip(&copy) {
-        assert_eq!(a, b, "record seq {} differs", a.0);
-    }
-    (first, copy.len())
-}
-
-/// Stops a bridge with SIGTERM (a clean exit, its iceoryx2 service
-/// removed) and waits for it.
-fn stop(proc: &mut Proc, what: &str) {
-    let status = Command::new("kill")
-        .args(["-TERM", &proc.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    proc.wait_ok(what);
+/// The loopback endpoint of a bridge on `port`.
+fn local(port: u16) -> String {
+    format!("tcp/127.0.0.1:{port}")
 }
 
 #[test]
@@ -258,23 +31,23 @@ fn loopback_replica_has_dense_seq_and_identical_bytes() {
     let dir = dir.path();
     let feed = feed("lo");
     let port = free_port();
-    let mut receiver = bridge_in(dir, &feed, port, 1);
+    let mut receiver = bridge_in(None, dir, &feed, &replica(&feed), &local(port), 1);
     // Until the source holds 200 k records (how long that takes depends
     // on the machine's load: the count is waited for, not the clock), then
     // the publisher is killed; the bridge sends the rest from the WAL.
-    let mut publisher = publish(dir, &feed, "100000", "300", "67108864");
-    let mut sender = bridge_out(dir, &feed, port, 1);
+    let mut publisher = publish(None, dir, &feed, "100000", "300", "67108864");
+    let mut sender = bridge_out(None, dir, &feed, &local(port), 1);
     let mut source = Tail::new(&dir.join("src"), &feed);
     wait_for("the source holds 200 k records", dir, || source.last_seq() >= 200_000);
     publisher.kill_9();
     let end = last_seq(&dir.join("src"), &feed);
-    let mut copy = Tail::new(&dir.join("dst"), &replica(&feed));
+    let mut copy = Tail::new(&replica_root(dir), &replica(&feed));
     wait_for("the replica reaches the source's last seq", dir, || {
         copy.last_seq() >= end
     });
     stop(&mut receiver, "bridge in");
     stop(&mut sender, "bridge out");
-    let (first, count) = assert_replica_equals_source(dir, &feed);
+    let (first, count) = assert_replica_equals_source(dir, &feed, &replica(&feed));
     println!("replica: seq {first}.. ({count} records) equal to the source");
     assert!(count >= 200_000, "{count}");
 }
@@ -286,10 +59,10 @@ fn bridges_killed_with_sigkill_and_restarted_leave_no_gap_or_duplicate() {
     let dir = dir.path();
     let feed = feed("k9");
     let port = free_port();
-    let mut receiver = bridge_in(dir, &feed, port, 1);
-    let mut publisher = publish(dir, &feed, "50000", "10", "67108864");
-    let mut sender = bridge_out(dir, &feed, port, 1);
-    let mut copy = Tail::new(&dir.join("dst"), &replica(&feed));
+    let mut receiver = bridge_in(None, dir, &feed, &replica(&feed), &local(port), 1);
+    let mut publisher = publish(None, dir, &feed, "50000", "10", "67108864");
+    let mut sender = bridge_out(None, dir, &feed, &local(port), 1);
+    let mut copy = Tail::new(&replica_root(dir), &replica(&feed));
     let mut source = Tail::new(&dir.join("src"), &feed);
     // Mid-stream: the replica has records and the source goes on (or, on
     // a slow machine, has ended: the restart must catch up all the same).
@@ -299,7 +72,7 @@ fn bridges_killed_with_sigkill_and_restarted_leave_no_gap_or_duplicate() {
     wait_for("the source moves on", dir, || {
         source.last_seq() > at_kill + 20_000 || exited(&mut publisher)
     });
-    receiver = bridge_in(dir, &feed, port, 2);
+    receiver = bridge_in(None, dir, &feed, &replica(&feed), &local(port), 2);
     wait_for("the restarted receiver moves on", dir, || {
         copy.last_seq() > at_kill + 10_000
     });
@@ -308,7 +81,7 @@ fn bridges_killed_with_sigkill_and_restarted_leave_no_gap_or_duplicate() {
     wait_for("the source moves on", dir, || {
         source.last_seq() > at_kill + 20_000 || exited(&mut publisher)
     });
-    sender = bridge_out(dir, &feed, port, 2);
+    sender = bridge_out(None, dir, &feed, &local(port), 2);
     publisher.wait_ok("mdbus publish");
     let end = source.last_seq();
     wait_for("the replica reaches the source's last seq", dir, || {
@@ -316,7 +89,7 @@ fn bridges_killed_with_sigkill_and_restarted_leave_no_gap_or_duplicate() {
     });
     stop(&mut receiver, "bridge in");
     stop(&mut sender, "bridge out");
-    let (first, count) = assert_replica_equals_source(dir, &feed);
+    let (first, count) = assert_replica_equals_source(dir, &feed, &replica(&feed));
     assert_eq!(first, 1, "the receiver started with the feed");
     println!("replica: seq 1..={count} equal to the source after both kills");
 }
@@ -329,21 +102,21 @@ fn a_late_receiver_starts_at_the_newest_snapshot_set_and_ends_with_the_source_bo
     let feed = feed("late");
     let port = free_port();
     // Small segments: several snapshot sets before the receiver joins.
-    let mut publisher = publish(dir, &feed, "50000", "2", "1048576");
-    let mut sender = bridge_out(dir, &feed, port, 1);
+    let mut publisher = publish(None, dir, &feed, "50000", "2", "1048576");
+    let mut sender = bridge_out(None, dir, &feed, &local(port), 1);
     publisher.wait_ok("mdbus publish");
     let src_root = dir.join("src");
     let point = mdbus::wal::recovery_point(&src_root, &feed).unwrap().unwrap();
     assert!(point.start_seq() > 1, "the source has several segments");
     let end = last_seq(&src_root, &feed);
-    let mut receiver = bridge_in(dir, &feed, port, 1);
-    let mut copy = Tail::new(&dir.join("dst"), &replica(&feed));
+    let mut receiver = bridge_in(None, dir, &feed, &replica(&feed), &local(port), 1);
+    let mut copy = Tail::new(&replica_root(dir), &replica(&feed));
     wait_for("the late replica reaches the source's last seq", dir, || {
         copy.last_seq() >= end
     });
     stop(&mut receiver, "bridge in");
     stop(&mut sender, "bridge out");
-    let (first, _) = assert_replica_equals_source(dir, &feed);
+    let (first, _) = assert_replica_equals_source(dir, &feed, &replica(&feed));
     assert_eq!(
         first,
         point.start_seq(),
@@ -357,4 +130,216 @@ fn a_late_receiver_starts_at_the_newest_snapshot_set_and_ends_with_the_source_bo
         assert_eq!(copy.tick(&id), source.tick(&id), "tick of {id}");
         assert_eq!(copy.book(&id), source.book(&id), "book of {id}");
     }
+}
+
+/// `field` of the `side` ("in" or "out") of a status JSON.
+fn field<'a>(json: &'a serde_json::Value, side: &str, field: &str) -> &'a serde_json::Value {
+    &json[side][field]
+}
+
+#[test]
+fn bridge_status_shows_link_state_lag_and_reconnects_of_running_bridges() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let feed = feed("st");
+    let copy_feed = replica(&feed);
+    let port = free_port();
+    let (ok, json) = status(dir, &copy_feed);
+    assert!(!ok && json["in"].is_null() && json["out"].is_null(), "{json}");
+    let mut receiver = bridge_in(None, dir, &feed, &copy_feed, &local(port), 1);
+    let mut publisher = publish(None, dir, &feed, "10000", "300", "67108864");
+    let mut sender = bridge_out(None, dir, &feed, &local(port), 1);
+    let mut json = serde_json::Value::Null;
+    wait_for("bridge status: in running, link up, records", dir, || {
+        let (ok, now) = status(dir, &copy_feed);
+        json = now;
+        ok && field(&json, "in", "running") == true
+            && field(&json, "in", "link_up") == true
+            && field(&json, "in", "records").as_u64() > Some(1000)
+    });
+    assert_eq!(field(&json, "in", "feed").as_str(), Some(feed.as_str()));
+    assert_eq!(field(&json, "in", "reconnects"), 0);
+    let (last, source) = (
+        field(&json, "in", "last_seq").as_u64().unwrap(),
+        field(&json, "in", "source_seq").as_u64().unwrap(),
+    );
+    assert_eq!(field(&json, "in", "lag_seq").as_u64(), Some(source - last), "{json}");
+    assert!(field(&json, "in", "last_record_age_ns").as_i64() > Some(0), "{json}");
+    wait_for("bridge status: out running with records", dir, || {
+        let (ok, json) = status(dir, &feed);
+        ok && field(&json, "out", "running") == true && field(&json, "out", "records").as_u64() > Some(0)
+    });
+
+    sender.kill_9();
+    wait_for("bridge status: the link is down", dir, || {
+        let (_, json) = status(dir, &copy_feed);
+        field(&json, "in", "link_up") == false && field(&json, "in", "running") == true
+    });
+    let (ok, json) = status(dir, &feed);
+    assert!(!ok, "a killed bridge out is not running: {json}");
+    assert_eq!(field(&json, "out", "running"), false);
+
+    sender = bridge_out(None, dir, &feed, &local(port), 2);
+    let mut copy = Tail::new(&replica_root(dir), &copy_feed);
+    let before = copy.last_seq();
+    wait_for(
+        "bridge status: link up again, one reconnect, records move on",
+        dir,
+        || {
+            let (_, json) = status(dir, &copy_feed);
+            field(&json, "in", "link_up") == true
+                && field(&json, "in", "reconnects") == 1
+                && field(&json, "in", "last_seq").as_u64() > Some(before + 1000)
+        },
+    );
+
+    stop(&mut receiver, "bridge in");
+    let (ok, json) = status(dir, &copy_feed);
+    assert!(!ok, "a stopped bridge in is not running: {json}");
+    assert!(
+        field(&json, "in", "running") == false && field(&json, "in", "stopped") == true,
+        "{json}"
+    );
+    // Its last counters stay: the replica's WAL ends where the status says.
+    assert_eq!(field(&json, "in", "last_seq").as_u64(), Some(copy.last_seq()), "{json}");
+    stop(&mut sender, "bridge out");
+    publisher.kill_9();
+    let human = bridge_support::mdbus(None)
+        .args(["bridge", "status", "--feed", &copy_feed, "--status-dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.starts_with("stopped (pid ") && text.contains("reconnects"),
+        "{text}"
+    );
+}
+
+/// A venv with the `eclipse-zenoh` package (made once, kept under
+/// target/), or a SKIP (a failure under CI) when this machine cannot make
+/// one; as tests/metrics_cli.rs makes its venv.
+fn zenoh_python(test: &str) -> Option<PathBuf> {
+    use std::process::Command;
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zenoh-venv");
+    let python = venv.join("bin/python");
+    let has_zenoh = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import zenoh"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if python.exists() && has_zenoh(&python) {
+        return Some(python);
+    }
+    let run = |cmd: &mut Command, what: &str| -> Option<()> {
+        match cmd.output() {
+            Ok(out) if out.status.success() => Some(()),
+            Ok(out) => {
+                let why = format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                mdbus_types::test_support::skip(test, &why);
+                None
+            }
+            Err(e) => {
+                mdbus_types::test_support::skip(test, &format!("{what}: {e}"));
+                None
+            }
+        }
+    };
+    run(Command::new("python3").arg("--version"), "python3 --version")?;
+    let has_pip = |python: &Path| {
+        Command::new(python)
+            .args(["-m", "pip", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if python.exists() && !has_pip(&python) {
+        // A venv whose creation was interrupted (its pip never installed):
+        // made again rather than skipped for ever.
+        let _ = std::fs::remove_dir_all(&venv);
+    }
+    if !python.exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv (install python3-venv)",
+        )?;
+    }
+    run(
+        Command::new(&python).args(["-m", "pip", "install", "-q", "eclipse-zenoh"]),
+        "pip install eclipse-zenoh",
+    )?;
+    has_zenoh(&python).then_some(python)
+}
+
+#[test]
+fn a_python_zenoh_client_decodes_the_stream_with_dense_seq() {
+    const TEST: &str = "bridge::a_python_zenoh_client_decodes_the_stream_with_dense_seq";
+    let _serial = serial();
+    let Some(python) = zenoh_python(TEST) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let feed = feed("py");
+    let port = free_port();
+    let _publisher = publish(None, dir, &feed, "10000", "300", "67108864");
+    let _sender = bridge_out(None, dir, &feed, &local(port), 1);
+    // The example gives up after its own --timeout (the watchdog); the
+    // Proc guard kills it if the test fails first.
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python/zenoh_feed.py");
+    let timeout = common::WATCHDOG.as_secs().to_string();
+    let log = std::fs::File::create(dir.join("python.log")).unwrap();
+    let child = std::process::Command::new(&python)
+        .args([example, "--connect", &local(port), "--feed", &feed])
+        .args(["--count", "20000", "--print", "20", "--timeout", &timeout])
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = std::fs::read_to_string(dir.join("python.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "zenoh_feed.py: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let (n, first, last) = (
+        summary["records"].as_u64().unwrap(),
+        summary["first_seq"].as_u64().unwrap(),
+        summary["last_seq"].as_u64().unwrap(),
+    );
+    assert_eq!(summary["holes"], 0, "{summary}");
+    assert_eq!(summary["bad_messages"], 0, "{summary}");
+    assert!(n >= 20_000, "{summary}");
+    assert_eq!(last - first + 1, n, "dense seq: {summary}");
+    // The ticks it decoded are the source's, field by field.
+    let ticks = summary["ticks"].as_array().unwrap();
+    assert_eq!(ticks.len(), 20, "{summary}");
+    let source = records(&dir.join("src"), &feed);
+    for decoded in ticks {
+        let seq = decoded["seq"].as_u64().unwrap();
+        let (_, bytes) = source
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .expect("the tick's seq is in the WAL");
+        let mdbus::types::RecordRef::Tick(tick) = mdbus::types::RecordRef::from_bytes(bytes).unwrap() else {
+            panic!("seq {seq} is not a tick in the WAL");
+        };
+        assert_eq!(
+            decoded["instrument"].as_str(),
+            Some(tick.instrument.as_str()),
+            "seq {seq}"
+        );
+        assert_eq!(decoded["last_px_raw"].as_i64(), Some(tick.last_px.0), "seq {seq}");
+        assert_eq!(decoded["last_qty"].as_i64(), Some(tick.last_qty), "seq {seq}");
+        assert_eq!(decoded["volume"].as_i64(), Some(tick.volume), "seq {seq}");
+        assert_eq!(decoded["ts_event"].as_i64(), Some(tick.header.ts_event), "seq {seq}");
+    }
+    println!(
+        "python eclipse-zenoh: {n} records, seq {first}..={last}, {}",
+        summary["kinds"]
+    );
 }

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use mdbus_publisher::{FeedConfig, FeedPublisher};
 use mdbus_transport::iceoryx::{IoxSender, IoxSenderConfig};
-use mdbus_types::{WalLocation, clock};
+use mdbus_types::WalLocation;
 use mdbus_wal::WalOptions;
 use zenoh::query::ConsolidationMode;
+use zenoh::sample::SampleKind;
 use zenoh::{Session, Wait};
 
 use crate::error::{Result, zenoh_err};
@@ -99,14 +100,15 @@ pub struct InStats {
     pub duplicates: AtomicU64,
     /// Messages dropped because too many were queued.
     pub dropped_messages: AtomicU64,
-    /// Times the link to the source came back after it was down.
+    /// Times the link to the sending bridge came back after it was lost.
     pub reconnects: AtomicU64,
-    /// Whether a Zenoh peer is connected now (1) or not (0).
+    /// Whether the sending bridge is reachable now (1) or not (0): its
+    /// liveliness token is seen.
     pub link_up: AtomicU64,
 }
 
 /// Runs the receiving bridge until `stop` is set; calls `status` about
-/// once a second with the counters. Errors of the replica (its WAL, board
+/// once a second with the counters, and once more at the end. Errors of the replica (its WAL, board
 /// or transport) end it; Zenoh links that drop are retried on their own.
 pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats)) -> Result<()> {
     let mut feed_config = FeedConfig::new(&config.as_feed);
@@ -139,6 +141,7 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
             .wait()
             .map_err(zenoh_err("declare subscriber"))?
     };
+    let _link = watch_link(&session, &config.feed, &stats)?;
     let mut replica = Replica {
         config,
         session: &session,
@@ -149,17 +152,8 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
     };
     replica.start(stop)?;
     let mut last_status = Instant::now();
-    let mut had_peer = false;
-    let mut was_up = false;
     while !stop.load(Ordering::Relaxed) {
         if last_status.elapsed() >= Duration::from_secs(1) {
-            let up = session.info().peers_zid().wait().next().is_some();
-            if up && had_peer && !was_up {
-                stats.reconnects.fetch_add(1, Ordering::Relaxed);
-            }
-            had_peer |= up;
-            was_up = up;
-            stats.link_up.store(u64::from(up), Ordering::Relaxed);
             status(&stats);
             last_status = Instant::now();
         }
@@ -174,7 +168,33 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
         }
     }
     replica.publisher.flush()?;
+    status(&stats);
     Ok(())
+}
+
+/// Follows the sending bridge's liveliness token: `link_up` while it is
+/// seen; each time it is seen again after it was lost (the link dropped
+/// and came back, or the sending bridge restarted) counts a reconnect.
+/// Events, not polling: a link that drops and comes back within a second
+/// is counted too.
+fn watch_link(session: &Session, feed: &str, stats: &Arc<InStats>) -> Result<zenoh::pubsub::Subscriber<()>> {
+    let stats = Arc::clone(stats);
+    let mut seen = false;
+    session
+        .liveliness()
+        .declare_subscriber(wire::bridge_out_token_key(feed))
+        .history(true)
+        .callback_mut(move |sample| match sample.kind() {
+            SampleKind::Put => {
+                if stats.link_up.swap(1, Ordering::Relaxed) == 0 && seen {
+                    stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                seen = true;
+            }
+            SampleKind::Delete => stats.link_up.store(0, Ordering::Relaxed),
+        })
+        .wait()
+        .map_err(zenoh_err("declare liveliness subscriber"))
 }
 
 /// One piece of a gap-fill answer.
@@ -404,16 +424,4 @@ impl Replica<'_> {
         }
         Ok(pieces)
     }
-}
-
-/// Lag of the replica behind the source: (seqs, ns since the last
-/// republished record's `ts_publish`).
-pub fn lag(stats: &InStats) -> (u64, i64) {
-    let last = stats.last_seq.load(Ordering::Relaxed);
-    let source = stats.source_seq.load(Ordering::Relaxed);
-    let ts = stats.last_ts_publish.load(Ordering::Relaxed) as i64;
-    (
-        source.saturating_sub(last),
-        if ts == 0 { 0 } else { clock::now_ns() - ts },
-    )
 }

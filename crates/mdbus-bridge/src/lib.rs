@@ -8,6 +8,9 @@
 //!   (iceoryx2 service, snapshot board, WAL) with the source's seq and
 //!   bytes, filling every hole from the source's WAL first.
 //!
+//! - [`status`] is what each rewrites once a second for `mdbus bridge
+//!   status`: link state, lag, records/s, gap fills, reconnects.
+//!
 //! The payload is plain records ([`wire`]), so a Zenoh client in any
 //! language decodes the feed with docs/spec.md alone.
 //!
@@ -33,6 +36,7 @@ mod error;
 pub mod inbound;
 pub mod out;
 pub mod session;
+pub mod status;
 pub mod wire;
 
 pub use error::{Error, Result};

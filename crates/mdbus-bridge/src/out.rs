@@ -87,7 +87,7 @@ pub struct OutStats {
 }
 
 /// Runs the sending bridge until `stop` is set; calls `status` about once a
-/// second with the counters.
+/// second with the counters, and once more at the end.
 ///
 /// With `wal_root` given, gap-fill queries are answered from the start,
 /// also while the feed's publisher is down (the bridge waits for it, as
@@ -95,6 +95,12 @@ pub struct OutStats {
 /// and a feed that does not appear within `wait_for_feed` is an error.
 pub fn run(config: &OutConfig, stop: &AtomicBool, mut status: impl FnMut(&OutStats)) -> Result<()> {
     let session = crate::session::open(&config.listen, &config.connect)?;
+    // Held while the bridge runs: receivers see the link come and go.
+    let _token = session
+        .liveliness()
+        .declare_token(wire::bridge_out_token_key(&config.feed))
+        .wait()
+        .map_err(zenoh_err("declare liveliness token"))?;
     let stats = Arc::new(OutStats::default());
     let mut queries = match &config.wal_root {
         Some(root) => Some(Queries::start(
@@ -134,6 +140,7 @@ pub fn run(config: &OutConfig, stop: &AtomicBool, mut status: impl FnMut(&OutSta
         other => other,
     };
     let answered = queries.stop();
+    status(&stats);
     result.and(answered)
 }
 

@@ -4,7 +4,8 @@
 //! multiple of 8, so each record of a message copied to an 8-aligned
 //! buffer is 8-aligned too. Keys: `mdbus/<feed>/md` (the stream),
 //! `mdbus/<feed>/wal/<from>..<to>` (gap fill, inclusive),
-//! `mdbus/<feed>/recovery_point` (where a new replica starts).
+//! `mdbus/<feed>/recovery_point` (where a new replica starts), and the
+//! liveliness token `mdbus/<feed>/bridge_out` (a sending bridge is up).
 
 use mdbus_types::{Kind, RecordHeader, RecordRef};
 
@@ -31,6 +32,12 @@ pub fn wal_query(feed: &str, from: u64, to: u64) -> String {
 /// The key of a feed's recovery-point queryable.
 pub fn recovery_point_key(feed: &str) -> String {
     format!("mdbus/{feed}/recovery_point")
+}
+
+/// The liveliness token a sending bridge holds while it runs: receivers
+/// see the link to it come and go (link state, reconnects).
+pub fn bridge_out_token_key(feed: &str) -> String {
+    format!("mdbus/{feed}/bridge_out")
 }
 
 /// The range `from..=to` of a gap-fill key (its last chunk `<from>..<to>`).

@@ -1,17 +1,18 @@
 //! `mdbus bridge`: a feed replicated to another host over Zenoh (issue 15).
 //! `out` on the source host, `in` on each receiving host; a status line
-//! per second on stderr; SIGINT or SIGTERM stops either.
+//! per second on stderr and in a status file (`mdbus bridge status`
+//! reads it); SIGINT or SIGTERM stops either.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
 use clap::{Args, Subcommand};
 use mdbus_board::DEFAULT_BOARD_DIR;
 use mdbus_bridge::inbound::{self, InConfig, InStats};
 use mdbus_bridge::out::{self, OutConfig, OutStats};
+use mdbus_bridge::status::{self, InStatus, OutStatus, Rate, Side};
 use mdbus_wal::WalOptions;
 
 /// `mdbus bridge` subcommands.
@@ -23,6 +24,27 @@ pub enum BridgeCommand {
     /// Republishes a feed from Zenoh into a local replica (iceoryx2
     /// service, board, WAL) with the source's seq and bytes.
     In(InArgs),
+    /// The status of the bridges of a feed on this host (from the files
+    /// they rewrite each second): link state, lag behind the source (seq
+    /// and time), records/s, gap fills, reconnects. Exit code 0 when a
+    /// bridge of the feed is running, 1 when none is.
+    Status(StatusArgs),
+}
+
+/// Arguments of `mdbus bridge status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The feed: the local (`--as`) name of a `bridge in`, the source name
+    /// of a `bridge out`.
+    #[arg(long)]
+    feed: String,
+    /// Where the bridges write their status files.
+    #[arg(long, default_value = DEFAULT_BOARD_DIR)]
+    status_dir: PathBuf,
+    /// One JSON object `{"in": .., "out": ..}` (each `null` when absent),
+    /// each with `running`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `mdbus bridge out`.
@@ -40,6 +62,10 @@ pub struct OutArgs {
     /// WAL root of the feed (default: the one its publisher announces).
     #[arg(long)]
     wal: Option<PathBuf>,
+    /// Where to rewrite the status file each second
+    /// (`mdbus.<feed>.bridge-out.json`).
+    #[arg(long, default_value = DEFAULT_BOARD_DIR)]
+    status_dir: PathBuf,
 }
 
 /// Arguments of `mdbus bridge in`.
@@ -67,10 +93,17 @@ pub struct InArgs {
     /// replica's segments start where the source's do.
     #[arg(long, default_value_t = mdbus_wal::DEFAULT_SEGMENT_BYTES)]
     segment_bytes: u64,
+    /// Where to rewrite the status file each second
+    /// (`mdbus.<as>.bridge-in.json`).
+    #[arg(long, default_value = DEFAULT_BOARD_DIR)]
+    status_dir: PathBuf,
 }
 
 /// Runs `mdbus bridge ...`.
 pub(crate) fn run(command: &BridgeCommand) -> ExitCode {
+    if let BridgeCommand::Status(args) = command {
+        return show_status(args);
+    }
     mdbus_bridge::init_logging();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -82,6 +115,7 @@ pub(crate) fn run(command: &BridgeCommand) -> ExitCode {
     let result = match command {
         BridgeCommand::Out(args) => run_out(args, &stop),
         BridgeCommand::In(args) => run_in(args, &stop),
+        BridgeCommand::Status(_) => unreachable!("handled above"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -92,19 +126,12 @@ pub(crate) fn run(command: &BridgeCommand) -> ExitCode {
     }
 }
 
-/// Records per second from a counter, between two calls.
-struct Rate {
-    at: Instant,
-    count: u64,
-}
-
-impl Rate {
-    fn per_sec(&mut self, counter: &AtomicU64) -> f64 {
-        let now = Instant::now();
-        let count = counter.load(Ordering::Relaxed);
-        let rate = (count - self.count) as f64 / (now - self.at).as_secs_f64().max(1e-9);
-        (self.at, self.count) = (now, count);
-        rate
+/// Reports a failed write of a status file once, not each second.
+fn status_written(path: &Path, written: std::io::Result<()>, warned: &mut bool) {
+    if let Err(e) = written
+        && !std::mem::replace(warned, true)
+    {
+        eprintln!("mdbus bridge: cannot write the status file {}: {e}", path.display());
     }
 }
 
@@ -117,22 +144,19 @@ fn run_out(args: &OutArgs, stop: &AtomicBool) -> Result<(), mdbus_bridge::Error>
         "mdbus bridge out: feed {} on listen {:?} connect {:?}",
         args.feed, args.listen, args.connect
     );
-    let mut rate = Rate {
-        at: Instant::now(),
-        count: 0,
-    };
-    out::run(&config, stop, |s: &OutStats| {
-        eprintln!(
-            "out {}: {:.0} rec/s, last seq {}, {} queries ({} records filled, {} gone), {} local gaps",
-            args.feed,
-            rate.per_sec(&s.records),
-            s.last_seq.load(Ordering::Relaxed),
-            s.queries.load(Ordering::Relaxed),
-            s.filled_records.load(Ordering::Relaxed),
-            s.gone.load(Ordering::Relaxed),
-            s.local_gaps.load(Ordering::Relaxed),
-        );
-    })
+    let path = status::status_path(&args.status_dir, &args.feed, Side::Out);
+    let (mut rate, mut warned, mut last) = (Rate::default(), false, None);
+    let result = out::run(&config, stop, |s: &OutStats| {
+        let now = OutStatus::new(&args.feed, s, &mut rate);
+        eprintln!("{}", now.line());
+        status_written(&path, status::write(&path, &now), &mut warned);
+        last = Some(now);
+    });
+    if let Some(mut last) = last {
+        last.stopped = true;
+        status_written(&path, status::write(&path, &last), &mut warned);
+    }
+    result
 }
 
 fn run_in(args: &InArgs, stop: &AtomicBool) -> Result<(), mdbus_bridge::Error> {
@@ -148,29 +172,77 @@ fn run_in(args: &InArgs, stop: &AtomicBool) -> Result<(), mdbus_bridge::Error> {
         config.as_feed,
         args.wal.display()
     );
-    let mut rate = Rate {
-        at: Instant::now(),
-        count: 0,
+    let path = status::status_path(&args.status_dir, &config.as_feed, Side::In);
+    let (mut rate, mut warned, mut last) = (Rate::default(), false, None);
+    let result = inbound::run(&config, stop, |s: &InStats| {
+        let now = InStatus::new(&config.feed, &config.as_feed, s, &mut rate);
+        eprintln!("{}", now.line());
+        status_written(&path, status::write(&path, &now), &mut warned);
+        last = Some(now);
+    });
+    if let Some(mut last) = last {
+        last.stopped = true;
+        status_written(&path, status::write(&path, &last), &mut warned);
+    }
+    result
+}
+
+/// `mdbus bridge status`.
+fn show_status(args: &StatusArgs) -> ExitCode {
+    let in_path = status::status_path(&args.status_dir, &args.feed, Side::In);
+    let out_path = status::status_path(&args.status_dir, &args.feed, Side::Out);
+    let (inbound, outbound) = match (status::read::<InStatus>(&in_path), status::read::<OutStatus>(&out_path)) {
+        (Ok(i), Ok(o)) => (i, o),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("mdbus bridge status: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    let as_feed = config.as_feed.clone();
-    inbound::run(&config, stop, |s: &InStats| {
-        let (lag_seq, lag_ns) = inbound::lag(s);
-        eprintln!(
-            "in {as_feed}: link {}, {:.0} rec/s, last seq {}, lag {lag_seq} seq / {:.3} ms, {} gap fills ({} records), {} gone, {} reconnects, {} bad messages, {} dropped",
-            if s.link_up.load(Ordering::Relaxed) == 1 {
-                "up"
-            } else {
-                "down"
-            },
-            rate.per_sec(&s.records),
-            s.last_seq.load(Ordering::Relaxed),
-            lag_ns as f64 / 1e6,
-            s.gap_fills.load(Ordering::Relaxed),
-            s.filled_records.load(Ordering::Relaxed),
-            s.gone.load(Ordering::Relaxed),
-            s.reconnects.load(Ordering::Relaxed),
-            s.bad_messages.load(Ordering::Relaxed),
-            s.dropped_messages.load(Ordering::Relaxed),
-        );
-    })
+    let in_running = inbound
+        .as_ref()
+        .is_some_and(|s| status::running(s.pid, s.updated_ns, s.stopped));
+    let out_running = outbound
+        .as_ref()
+        .is_some_and(|s| status::running(s.pid, s.updated_ns, s.stopped));
+    if args.json {
+        let with_running = |value: serde_json::Value, running: bool| match value {
+            serde_json::Value::Object(mut map) => {
+                map.insert("running".into(), running.into());
+                serde_json::Value::Object(map)
+            }
+            other => other,
+        };
+        let json = serde_json::json!({
+            "in": inbound.as_ref().map(|s| with_running(serde_json::to_value(s).unwrap_or_default(), in_running)),
+            "out": outbound.as_ref().map(|s| with_running(serde_json::to_value(s).unwrap_or_default(), out_running)),
+        });
+        println!("{json}");
+    } else {
+        let state = |running: bool, pid: u32, updated_ns: i64, stopped: bool| {
+            let ago = (mdbus_types::clock::now_ns() - updated_ns) as f64 / 1e9;
+            match (running, stopped) {
+                (true, _) => format!("running (pid {pid}, updated {ago:.1} s ago)"),
+                (false, true) => format!("stopped (pid {pid}, {ago:.1} s ago)"),
+                (false, false) => format!("not running (pid {pid} last updated {ago:.1} s ago)"),
+            }
+        };
+        if let Some(s) = &inbound {
+            println!("{}\n  {}", state(in_running, s.pid, s.updated_ns, s.stopped), s.line());
+        }
+        if let Some(s) = &outbound {
+            println!("{}\n  {}", state(out_running, s.pid, s.updated_ns, s.stopped), s.line());
+        }
+        if inbound.is_none() && outbound.is_none() {
+            println!(
+                "no bridge status for feed {} in {}",
+                args.feed,
+                args.status_dir.display()
+            );
+        }
+    }
+    if in_running || out_running {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
