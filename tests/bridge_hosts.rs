@@ -224,10 +224,10 @@ fn two_receivers_across_a_veth_pair_survive_a_link_cut() {
 }
 
 #[test]
-fn a_receiver_stopped_past_the_block_close_reconnects_and_fills() {
+fn a_receiver_stopped_past_the_block_close_recovers_every_record() {
     let _serial = serial();
     let Some(hosts) = hosts(
-        "bridge_hosts::a_receiver_stopped_past_the_block_close_reconnects_and_fills",
+        "bridge_hosts::a_receiver_stopped_past_the_block_close_recovers_every_record",
         "s",
     ) else {
         return;
@@ -255,12 +255,22 @@ fn a_receiver_stopped_past_the_block_close_reconnects_and_fills() {
     wait_for("the replica passes the source's seq at SIGCONT", dir, || {
         copy.last_seq() > at_cont + 20_000
     });
-    wait_for("bridge status: reconnected, the hole filled by query", dir, || {
+    // How the stall was repaired depends on the machine's load: on a quiet
+    // one the blocked puts reach Zenoh's 5 s close within the 6 s stall
+    // (a reconnect, then a gap fill); on a loaded one the queue fills
+    // later, the link survives, and the hole is filled by query alone.
+    // Either way the link is up again and, below, the replica holds every
+    // record of the source exactly once.
+    wait_for("bridge status: the link up, the stall repaired", dir, || {
         let (_, json) = status(dir, &copy_feed);
         json["in"]["link_up"] == true
-            && json["in"]["reconnects"].as_u64() >= Some(1)
-            && json["in"]["gap_fills"].as_u64() >= Some(1)
+            && (json["in"]["reconnects"].as_u64() >= Some(1) || json["in"]["gap_fills"].as_u64() >= Some(1))
     });
+    let (_, json) = status(dir, &copy_feed);
+    eprintln!(
+        "after the stall: {} reconnects, {} gap fills",
+        json["in"]["reconnects"], json["in"]["gap_fills"]
+    );
 
     publisher.kill_9();
     let end = last_seq(&dir.join("src"), &feed);

@@ -130,6 +130,12 @@ impl IoxReceiver {
                     format!("{DOES_NOT_EXIST}, or this user may not use iceoryx2's default root ({reason})"),
                 ));
             }
+            // The feed's own root exists, but its publisher may not have
+            // made its folders and given them the group yet (it creates
+            // the root first): waited for like the services.
+            Err(Error::Service { reason, .. }) => {
+                return Err(service_error(&md_service, format!("{NOT_SHARED_YET} ({reason})")));
+            }
             Err(e) => return Err(e),
         };
 
