@@ -315,7 +315,8 @@ impl std::fmt::Display for BadFrame {
 
 /// Checks the payload with rkyv's validated access, as the archived type
 /// of its kind (the archive is the record's plain bytes). The low-level
-/// validator: the records hold no pointers, nothing shared to track.
+/// validator: the records hold no pointers, so no shared pointers to
+/// track.
 fn validate_archive(kind: Kind, payload: &[u8]) -> std::result::Result<(), rancor::Error> {
     match kind {
         Kind::Tick => rkyv::api::low::access::<<Tick as rkyv::Archive>::Archived, rancor::Error>(payload).map(drop),

@@ -741,7 +741,8 @@ fn fast_frame(bytes: &[u8], off: usize, expected: u64) -> Option<FastFrame> {
 
 /// rkyv's checked access of `payload` as the archived type of `kind` (as
 /// `check_frame` does), by its low-level validator: the records hold no
-/// pointers, so there is no shared memory for the high-level one to track.
+/// pointers, so there are no shared pointers for the high-level one to
+/// track.
 #[inline(always)]
 fn validate_archive(kind: Kind, payload: &[u8]) -> Option<()> {
     use rkyv::rancor::Failure;
