@@ -13,7 +13,7 @@
 mod bridge_support;
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mdbus::board::BoardReader;
 
@@ -219,57 +219,9 @@ fn bridge_status_shows_link_state_lag_and_reconnects_of_running_bridges() {
 
 /// A venv with the `eclipse-zenoh` package (made once, kept under
 /// target/), or a SKIP (a failure under CI) when this machine cannot make
-/// one; as tests/metrics_cli.rs makes its venv.
+/// one.
 fn zenoh_python(test: &str) -> Option<PathBuf> {
-    use std::process::Command;
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zenoh-venv");
-    let python = venv.join("bin/python");
-    let has_zenoh = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import zenoh"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if python.exists() && has_zenoh(&python) {
-        return Some(python);
-    }
-    let run = |cmd: &mut Command, what: &str| -> Option<()> {
-        match cmd.output() {
-            Ok(out) if out.status.success() => Some(()),
-            Ok(out) => {
-                let why = format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-                mdbus_types::test_support::skip(test, &why);
-                None
-            }
-            Err(e) => {
-                mdbus_types::test_support::skip(test, &format!("{what}: {e}"));
-                None
-            }
-        }
-    };
-    run(Command::new("python3").arg("--version"), "python3 --version")?;
-    let has_pip = |python: &Path| {
-        Command::new(python)
-            .args(["-m", "pip", "--version"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if python.exists() && !has_pip(&python) {
-        // A venv whose creation was interrupted (its pip never installed):
-        // made again rather than skipped for ever.
-        let _ = std::fs::remove_dir_all(&venv);
-    }
-    if !python.exists() {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "python3 -m venv (install python3-venv)",
-        )?;
-    }
-    run(
-        Command::new(&python).args(["-m", "pip", "install", "-q", "eclipse-zenoh"]),
-        "pip install eclipse-zenoh",
-    )?;
-    has_zenoh(&python).then_some(python)
+    common::python_venv(test, "zenoh-venv", "zenoh", "eclipse-zenoh")
 }
 
 #[test]

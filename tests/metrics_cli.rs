@@ -45,54 +45,12 @@ print(json.dumps(families))
 /// A venv with `prometheus_client` (made once, kept under target/), or a
 /// SKIP when this machine cannot make one.
 fn parser_python() -> Option<PathBuf> {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("metrics-venv");
-    let python = venv.join("bin/python");
-    let has_parser = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import prometheus_client.openmetrics.parser"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if python.exists() && has_parser(&python) {
-        return Some(python);
-    }
-    let run = |cmd: &mut Command, what: &str| -> Option<()> {
-        match cmd.output() {
-            Ok(out) if out.status.success() => Some(()),
-            Ok(out) => {
-                let why = format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-                mdbus_types::test_support::skip(TEST, &why);
-                None
-            }
-            Err(e) => {
-                mdbus_types::test_support::skip(TEST, &format!("{what}: {e}"));
-                None
-            }
-        }
-    };
-    run(Command::new("python3").arg("--version"), "python3 --version")?;
-    let has_pip = |python: &Path| {
-        Command::new(python)
-            .args(["-m", "pip", "--version"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if python.exists() && !has_pip(&python) {
-        // A venv whose creation was interrupted (its pip never installed):
-        // made again rather than skipped for ever.
-        let _ = std::fs::remove_dir_all(&venv);
-    }
-    if !python.exists() {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "python3 -m venv (install python3-venv)",
-        )?;
-    }
-    run(
-        Command::new(&python).args(["-m", "pip", "install", "-q", "prometheus_client"]),
-        "pip install prometheus_client",
-    )?;
-    has_parser(&python).then_some(python)
+    common::python_venv(
+        TEST,
+        "metrics-venv",
+        "prometheus_client.openmetrics.parser",
+        "prometheus_client",
+    )
 }
 
 /// The families of `text`, parsed by `prometheus_client`; panics with the

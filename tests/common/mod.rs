@@ -1,7 +1,8 @@
 //! Helpers shared by the cross-process tests of this folder.
 #![allow(dead_code, unreachable_pub)]
 
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// How long a child process may take before the test fails.
@@ -37,4 +38,59 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The python of a venv `venv` under target/ (made once and kept) in which
+/// `import module` works, `package` installed into it by name; or a SKIP
+/// of `test` (a failure under CI) when this machine cannot make one. A
+/// venv whose creation was interrupted (no pip) is made again.
+pub fn python_venv(test: &str, venv: &str, module: &str, package: &str) -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(venv);
+    let python = venv.join("bin/python");
+    let imports = |python: &Path| {
+        Command::new(python)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if python.exists() && imports(&python) {
+        return Some(python);
+    }
+    let run = |cmd: &mut Command, what: &str| -> Option<()> {
+        match cmd.output() {
+            Ok(out) if out.status.success() => Some(()),
+            Ok(out) => {
+                let why = format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+                mdbus_types::test_support::skip(test, &why);
+                None
+            }
+            Err(e) => {
+                mdbus_types::test_support::skip(test, &format!("{what}: {e}"));
+                None
+            }
+        }
+    };
+    run(Command::new("python3").arg("--version"), "python3 --version")?;
+    let has_pip = |python: &Path| {
+        Command::new(python)
+            .args(["-m", "pip", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if python.exists() && !has_pip(&python) {
+        // A venv whose creation was interrupted (its pip never installed):
+        // made again rather than skipped for ever.
+        let _ = std::fs::remove_dir_all(&venv);
+    }
+    if !python.exists() {
+        run(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv (install python3-venv)",
+        )?;
+    }
+    run(
+        Command::new(&python).args(["-m", "pip", "install", "-q", package]),
+        &format!("pip install {package}"),
+    )?;
+    imports(&python).then_some(python)
 }
