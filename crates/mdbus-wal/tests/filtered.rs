@@ -6,29 +6,13 @@ mod common;
 
 use std::path::Path;
 
-use common::{record, test_options};
+use common::{flip, write_mixed};
 use mdbus_types::RecordRef;
-use mdbus_wal::{Error, ReadEvent, ReadOptions, Wal, WalReader};
+use mdbus_wal::{Error, ReadEvent, ReadOptions, WalReader};
 
 /// Ticks of IF2501 (every third tick of `common::record`).
 fn wanted(record: RecordRef<'_>) -> bool {
     matches!(record, RecordRef::Tick(t) if t.instrument.as_str() == "IF2501")
-}
-
-/// Writes seq 1..=n of mixed kinds over small segments; the frame
-/// (segment, offset, len) of each seq.
-fn write(dir: &Path, n: u64) -> Vec<(std::path::PathBuf, usize, usize)> {
-    let mut wal = Wal::open(dir, "f", test_options(4096)).unwrap();
-    let mut frames = Vec::new();
-    for seq in 1..=n {
-        let sample = record(seq, (seq % 4) as u8);
-        let len = sample.record_bytes().unwrap().len();
-        wal.append(&sample).unwrap();
-        let offset = wal.append_offset() as usize - 8 - len;
-        frames.push((wal.segment_path().to_path_buf(), offset, len));
-    }
-    wal.sync().unwrap();
-    frames
 }
 
 /// (seqs yielded, skipped ranges) of a filtered read.
@@ -51,16 +35,10 @@ fn filtered(dir: &Path, skip_corrupt: bool) -> Result<(Vec<u64>, usize), Error> 
     Ok((seqs, skipped))
 }
 
-fn flip(path: &Path, at: usize) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[at] ^= 0x40;
-    std::fs::write(path, bytes).unwrap();
-}
-
 #[test]
 fn yields_exactly_the_accepted_records_across_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let frames = write(dir.path(), 400);
+    let frames = write_mixed(dir.path(), 400);
     assert!(
         frames
             .iter()
@@ -83,7 +61,7 @@ fn yields_exactly_the_accepted_records_across_segments() {
 #[test]
 fn a_corrupt_rejected_frame_loses_nothing_and_a_corrupt_accepted_one_is_never_yielded() {
     let dir = tempfile::tempdir().unwrap();
-    let frames = write(dir.path(), 400);
+    let frames = write_mixed(dir.path(), 400);
     let (all, _) = filtered(dir.path(), false).unwrap();
     // Two rejected frames inside a segment (the first frame of a segment
     // is checked on entry): their payloads flipped.

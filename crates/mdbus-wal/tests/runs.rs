@@ -6,8 +6,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{record, test_options};
-use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, Wal, WalReader};
+use common::{flip, write_mixed};
+use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, WalReader};
 
 /// What a reader yields, one entry per event: a record's seq and bytes, or
 /// a skipped range as `(0, [])`.
@@ -65,25 +65,10 @@ fn by_runs(dir: &Path, from: ReadFrom, max: usize) -> (Events, usize) {
     (events, in_runs)
 }
 
-/// seq 1..=n of mixed kinds over small segments; the segment and offset
-/// of each seq's frame.
-fn write(dir: &Path, n: u64) -> Vec<(std::path::PathBuf, usize)> {
-    let mut wal = Wal::open(dir, "f", test_options(4096)).unwrap();
-    let mut frames = Vec::new();
-    for seq in 1..=n {
-        let sample = record(seq, (seq % 4) as u8);
-        let len = sample.record_bytes().unwrap().len();
-        wal.append(&sample).unwrap();
-        frames.push((wal.segment_path().to_path_buf(), wal.append_offset() as usize - 8 - len));
-    }
-    wal.sync().unwrap();
-    frames
-}
-
 #[test]
 fn runs_read_what_steps_read_across_segments_and_seeks() {
     let dir = tempfile::tempdir().unwrap();
-    let frames = write(dir.path(), 500);
+    let frames = write_mixed(dir.path(), 500);
     let segments: std::collections::BTreeSet<_> = frames.iter().map(|f| &f.0).collect();
     assert!(segments.len() > 5, "{} segments", segments.len());
     for from in [ReadFrom::Start, ReadFrom::Seq(137), ReadFrom::RecoveryPoint] {
@@ -107,12 +92,10 @@ fn runs_read_what_steps_read_across_segments_and_seeks() {
 #[test]
 fn a_run_stops_before_a_corrupt_frame_and_loses_nothing_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let frames = write(dir.path(), 300);
+    let frames = write_mixed(dir.path(), 300);
     // A byte of seq 150's payload flipped: its crc fails.
-    let (path, offset) = &frames[149];
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[offset + 8 + 30] ^= 0x40;
-    std::fs::write(path, bytes).unwrap();
+    let (path, offset, _) = &frames[149];
+    flip(path, offset + 8 + 30);
 
     let steps = by_steps(dir.path(), ReadFrom::Start);
     let seqs: Vec<u64> = steps.iter().map(|e| e.0).collect();

@@ -8,7 +8,7 @@ use mdbus_types::{
     BookDelta, BookSnapshot, FLAG_RECOVERY_SNAPSHOT, Heartbeat, InstrumentId, Kind, Level, MdSample, Price,
     RecordHeader, Side, Tick, json,
 };
-use mdbus_wal::{ReadEvent, ReadOptions, SkippedRange, SyncPolicy, WalOptions, WalReader};
+use mdbus_wal::{ReadEvent, ReadOptions, SkippedRange, SyncPolicy, Wal, WalOptions, WalReader};
 
 pub fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -150,4 +150,27 @@ pub fn with_watchdog<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T +
         let _ = tx.send(f());
     });
     rx.recv_timeout(limit).expect("watchdog: the test did not finish")
+}
+
+/// Writes seq 1..=n of mixed kinds (`record(seq, seq % 4)`) into feed `f`
+/// over small segments; the frame (segment, offset, len) of each seq.
+pub fn write_mixed(dir: &Path, n: u64) -> Vec<(PathBuf, usize, usize)> {
+    let mut wal = Wal::open(dir, "f", test_options(4096)).unwrap();
+    let mut frames = Vec::new();
+    for seq in 1..=n {
+        let sample = record(seq, (seq % 4) as u8);
+        let len = sample.record_bytes().unwrap().len();
+        wal.append(&sample).unwrap();
+        let offset = wal.append_offset() as usize - 8 - len;
+        frames.push((wal.segment_path().to_path_buf(), offset, len));
+    }
+    wal.sync().unwrap();
+    frames
+}
+
+/// Flips one bit of the byte at `at` in the file at `path`.
+pub fn flip(path: &Path, at: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at] ^= 0x40;
+    std::fs::write(path, bytes).unwrap();
 }
