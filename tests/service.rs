@@ -213,19 +213,9 @@ fn publish_stops_cleanly_on_sigterm_and_sigint_and_a_restart_continues_the_seq()
 /// `GET /stats` of the gateway, as JSON.
 #[cfg(feature = "iceoryx2")]
 fn gateway_stats(addr: &str) -> serde_json::Value {
-    use std::io::Write;
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
-    write!(
-        stream,
-        "GET /stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let (head, body) = common::http_get(addr, "/stats");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 /// Polls the gateway's `/stats` until `ready` holds, under the watchdog.

@@ -94,3 +94,20 @@ pub fn python_venv(test: &str, venv: &str, module: &str, package: &str) -> Optio
     )?;
     imports(&python).then_some(python)
 }
+
+/// `GET path` over HTTP/1.1 with `Connection: close`: (head, body), read
+/// under [`WATCHDOG`].
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(WATCHDOG)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.to_string(), body.to_string())
+}
