@@ -38,6 +38,11 @@ use crate::history::History;
 use crate::l1::{Batched, L1Batch, L1Cache, L1Writer, SnapshotCheck};
 use crate::l2::{CacheLevel, L2Cache, L2Config};
 
+/// Records the live buffer keeps room for once drained (the size of
+/// iceoryx2's own subscriber queue): a larger buffer, left by a lag, is
+/// shrunk to this.
+const KEEP_LIVE_BUFFER: usize = 4096;
+
 /// Records a silent replay applies between two looks at the live stream.
 const SILENT_RUN: u64 = 64;
 
@@ -626,6 +631,12 @@ impl<R: MdReceiver> Subscriber<R> {
 
     fn live_event(&mut self) -> Event {
         let sample = self.pending.pop_front().expect("a live record is buffered");
+        if self.pending.is_empty() && self.pending.capacity() > KEEP_LIVE_BUFFER {
+            // A lag filled the buffer far beyond its usual size (up to
+            // `live_buffer` records, 376 bytes each): once it is drained,
+            // its memory goes back instead of staying at the high-water mark.
+            self.pending.shrink_to(KEEP_LIVE_BUFFER);
+        }
         self.next_seq = Some(sample.header().seq + 1);
         let event = Event::Record {
             sample,
@@ -955,5 +966,52 @@ fn apply_record(
     }
     if let Some(l2) = l2 {
         l2.lock().push(record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mdbus_transport::{InProcBus, MdSender};
+    use mdbus_types::{Heartbeat, Kind, RecordHeader};
+
+    use super::*;
+
+    /// A lag's worth of live records fills the buffer far past
+    /// [`KEEP_LIVE_BUFFER`]; once they are all delivered, in order, its
+    /// memory is given back.
+    #[test]
+    fn a_drained_live_buffer_gives_its_memory_back() {
+        let records = 4 * KEEP_LIVE_BUFFER as u64;
+        let bus = InProcBus::new(records as usize);
+        let receiver = bus.subscribe();
+        let mut sender = bus.sender();
+        for seq in 1..=records {
+            let mut header = RecordHeader::new(Kind::Heartbeat, 1);
+            header.seq = seq;
+            sender.send(&Heartbeat { header }.into()).unwrap();
+        }
+        let config = SubscriberConfig::default().start(StartFrom::LiveOnly);
+        let mut subscriber = Subscriber::new(receiver, config).unwrap();
+        let mut high_water = 0;
+        let mut next = 1;
+        while next <= records {
+            // The records are all there: a wait here is a failure.
+            match subscriber.next_event(Duration::from_secs(10)).unwrap() {
+                Some(Event::Record { sample, .. }) => {
+                    assert_eq!(sample.header().seq, next);
+                    next += 1;
+                }
+                Some(Event::ReplayDone { .. }) => assert_eq!(next, 1),
+                other => panic!("seq {next}: {other:?}"),
+            }
+            high_water = high_water.max(subscriber.pending.capacity());
+        }
+        assert!(high_water > KEEP_LIVE_BUFFER, "the buffer held {high_water} at most");
+        assert!(subscriber.pending.is_empty());
+        assert!(
+            subscriber.pending.capacity() <= KEEP_LIVE_BUFFER,
+            "{} records of room kept",
+            subscriber.pending.capacity()
+        );
     }
 }
