@@ -355,7 +355,8 @@ pub(crate) struct Client {
     pub(crate) peer: SocketAddr,
     capacity: usize,
     queue: Mutex<Queue>,
-    /// Rung when the queue goes from empty to non-empty.
+    /// Rung by the feed thread at the end of a wake-up in which the queue
+    /// went from empty to non-empty.
     pub(crate) doorbell: Notify,
     conflated: AtomicU64,
     conflations: AtomicU64,
@@ -382,6 +383,9 @@ impl Client {
 
     /// Offers a record to this client; `forms` makes its JSON and book
     /// once, shared by every client. `l1` is current as of this record.
+    /// `true`: the queue went from empty to non-empty, and the caller
+    /// rings [`Client::doorbell`] once it has offered every record of its
+    /// wake-up (one ring and one batch per wake-up, not per record).
     #[inline]
     pub(crate) fn offer(
         &self,
@@ -391,10 +395,10 @@ impl Client {
         channel: Channel,
         forms: &mut Forms<'_>,
         l1: &L1Cache,
-    ) {
+    ) -> bool {
         let mut queue = self.queue.lock();
         if queue.subs.mask(instrument) & channel.bit() == 0 {
-            return;
+            return false;
         }
         let was_empty = queue.is_empty();
         if queue.conflated.is_none() && queue.entries.len() >= self.capacity {
@@ -433,10 +437,7 @@ impl Client {
                 json: forms.json(),
             })),
         }
-        drop(queue);
-        if was_empty {
-            self.doorbell.notify_one();
-        }
+        was_empty
     }
 
     /// Folds the full queue into the latest state per instrument and
@@ -472,8 +473,9 @@ impl Client {
     }
 
     /// Records that `gap` was lost upstream (every client hears it, after
-    /// what was queued before). `l1` is current as of now.
-    pub(crate) fn offer_gap(&self, gap: SeqRange, l1: &L1Cache) {
+    /// what was queued before). `l1` is current as of now. `true`: ring
+    /// the doorbell, as for [`Client::offer`].
+    pub(crate) fn offer_gap(&self, gap: SeqRange, l1: &L1Cache) -> bool {
         let mut queue = self.queue.lock();
         let was_empty = queue.is_empty();
         if queue.conflated.is_none() && queue.entries.len() >= self.capacity {
@@ -483,10 +485,7 @@ impl Client {
             Some(folded) => folded.push_gap(gap),
             None => queue.entries.push_back(Entry::Gap(gap)),
         }
-        drop(queue);
-        if was_empty {
-            self.doorbell.notify_one();
-        }
+        was_empty
     }
 
     /// Takes everything pending; `spare` becomes the new empty queue.
@@ -590,7 +589,7 @@ mod tests {
 
     fn offer(client: &Client, seq: u64, instrument: &InstrumentId, channel: Channel, l1: &L1Cache) {
         let mut json = || format!("{{\"seq\":{seq}}}");
-        client.offer(seq, 0, instrument, channel, &mut Forms::new(&mut json), l1);
+        let _ = client.offer(seq, 0, instrument, channel, &mut Forms::new(&mut json), l1);
     }
 
     fn tick(client: &Client, seq: u64, instrument: &str, l1: &L1Cache) {
