@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mdbus_subscriber::{EventRef, Subscriber};
+use mdbus_subscriber::{EventRef, L1Cache, Subscriber};
 use mdbus_transport::MdReceiver;
 use mdbus_types::{Kind, clock, json};
 
-use crate::client::{Channel, Client, Forms};
+use crate::client::{BookCache, Channel, Chunk, Client};
 use crate::shared::Shared;
 
 /// How long one wait may last before the stop flag is looked at again (a
@@ -26,9 +26,11 @@ const MAX_WAKE_UP: usize = 64;
 ///
 /// One wake-up: the first event is waited for, then whatever else the
 /// subscriber already holds (at most [`MAX_WAKE_UP`]) is taken without
-/// waiting, each record offered to every client, and only then are the
-/// doorbells rung, once per client that got something: a client gets one
-/// batch per wake-up, not one per record.
+/// waiting. Its records become one [`Chunk`] (each record's JSON made
+/// once), offered to every client at the end of the wake-up (or before a
+/// gap), and only then are the doorbells rung, once per client that got
+/// something: a client gets one batch per wake-up, not one per record, and
+/// a client taking the whole feed gets the chunk as one entry.
 pub(crate) fn run<R: MdReceiver>(
     mut subscriber: Subscriber<R>,
     shared: &Arc<Shared>,
@@ -37,6 +39,7 @@ pub(crate) fn run<R: MdReceiver>(
     let mut window_start = Instant::now();
     let mut window_records = 0u64;
     let mut to_ring: Vec<Arc<Client>> = Vec::new();
+    let mut chunk = Chunk::default();
     while !shared.stop.load(Ordering::Relaxed) {
         // First, so that no `continue` below skips it.
         let elapsed = window_start.elapsed();
@@ -54,7 +57,8 @@ pub(crate) fn run<R: MdReceiver>(
                 Ok(Some(event)) => event,
                 Ok(None) => break,
                 Err(e) => {
-                    // What was offered still goes out.
+                    // What was taken still goes out.
+                    offer(shared, &mut chunk, &l1, &mut to_ring);
                     ring(&mut to_ring);
                     return Err(e);
                 }
@@ -74,21 +78,20 @@ pub(crate) fn run<R: MdReceiver>(
                     let Some(instrument) = record.instrument() else {
                         continue;
                     };
-                    // Made once, the first time a client needs them.
-                    let mut make_json = || {
-                        let mut text = String::with_capacity(400);
-                        json::write_record(&mut text, record);
-                        text
-                    };
-                    let mut forms = Forms::new(&mut make_json);
-                    for client in shared.clients.read().iter() {
-                        if client.offer(header.seq, header.ts_publish, &instrument, channel, &mut forms, &l1) {
-                            to_ring.push(Arc::clone(client));
-                        }
+                    // Looked at after L1 took the record: a client that
+                    // comes later has it in its subscription's snapshot.
+                    if shared.clients.read().is_empty() {
+                        continue;
                     }
+                    // Made once for every client.
+                    chunk.push(header.seq, header.ts_publish, instrument, channel, |out| {
+                        json::write_record(out, record);
+                    });
                 }
                 EventRef::Gap(gap) => {
                     shared.gaps.fetch_add(1, Ordering::Relaxed);
+                    // The records before it go first, in seq order.
+                    offer(shared, &mut chunk, &l1, &mut to_ring);
                     for client in shared.clients.read().iter() {
                         if client.offer_gap(gap, &l1) {
                             to_ring.push(Arc::clone(client));
@@ -99,9 +102,25 @@ pub(crate) fn run<R: MdReceiver>(
                 _ => {}
             }
         }
+        offer(shared, &mut chunk, &l1, &mut to_ring);
         ring(&mut to_ring);
     }
     Ok(())
+}
+
+/// Offers the records of `chunk` (then empty again) to every client,
+/// noting the clients to ring.
+fn offer(shared: &Shared, chunk: &mut Chunk, l1: &L1Cache, to_ring: &mut Vec<Arc<Client>>) {
+    if chunk.is_empty() {
+        return;
+    }
+    let whole = Arc::new(std::mem::take(chunk));
+    let mut books = BookCache::default();
+    for client in shared.clients.read().iter() {
+        if client.offer_chunk(&whole, &mut books, l1) {
+            to_ring.push(Arc::clone(client));
+        }
+    }
 }
 
 /// Rings the doorbells of a wake-up. A client is in `to_ring` once, or
