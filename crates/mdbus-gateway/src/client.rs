@@ -77,12 +77,24 @@ pub(crate) struct Pending {
 /// client: each record's JSON, and the events part of a batch (the
 /// records' JSON joined by commas) that a client taking the whole feed
 /// writes as it is.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Chunk {
     /// The records' JSON joined by commas.
     pub(crate) body: String,
     /// The records in seq order.
     pub(crate) records: Vec<Pending>,
+    /// The smallest `ts_publish` of `records` (`i64::MAX` when empty).
+    oldest_ts_publish: i64,
+}
+
+impl Default for Chunk {
+    fn default() -> Chunk {
+        Chunk {
+            body: String::new(),
+            records: Vec::new(),
+            oldest_ts_publish: i64::MAX,
+        }
+    }
 }
 
 impl Chunk {
@@ -95,14 +107,14 @@ impl Chunk {
         channel: Channel,
         write: impl FnOnce(&mut String),
     ) {
-        let start = self.body.len();
-        if start > 0 {
+        if !self.body.is_empty() {
             self.body.push(',');
         }
         let at = self.body.len();
         write(&mut self.body);
+        // Its own copy, for the queues that take records one by one.
         let json: Arc<str> = Arc::from(&self.body[at..]);
-        debug_assert!(at >= start);
+        self.oldest_ts_publish = self.oldest_ts_publish.min(ts_publish);
         self.records.push(Pending {
             seq,
             ts_publish,
@@ -118,7 +130,7 @@ impl Chunk {
 
     /// The smallest `ts_publish` (the oldest record's).
     pub(crate) fn oldest_ts_publish(&self) -> i64 {
-        self.records.iter().map(|p| p.ts_publish).min().unwrap_or(i64::MAX)
+        self.oldest_ts_publish
     }
 
     pub(crate) fn first_seq(&self) -> u64 {
