@@ -5,7 +5,13 @@
 //! ```text
 //! cargo run --release -p mdbus-gateway --example load -- [--clients 100] [--rate 10000] [--duration 5]
 //!     [--instruments 16] [--queue 2048] [--gateway-threads 1] [--client-threads 1]
+//!     [--clients-process] [--pin]
 //! ```
+//!
+//! `--clients-process` runs the clients in a child process (this program
+//! again, with `--clients-of URL`), so that their CPU time is read apart
+//! from the gateway's; `--pin` puts the publisher and the gateway on the
+//! first CPU and the clients on the second.
 //!
 //! Prints push latency per batch (of its oldest event): client side
 //! (`ts_publish` to the client's receive), gateway side (`ts_publish` to
@@ -22,7 +28,21 @@ use std::time::Duration;
 
 fn main() {
     let mut config = load::LoadConfig::default();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // Flags without a value.
+    args.retain(|arg| match arg.as_str() {
+        "--clients-process" => {
+            config.clients_exe = Some(std::env::current_exe().expect("this program's path"));
+            false
+        }
+        "--pin" => {
+            config.pin = true;
+            false
+        }
+        _ => true,
+    });
+    let mut clients_of = None;
+    let mut cpu = None;
     for pair in args.chunks(2) {
         let [key, value] = pair else {
             eprintln!("load: {} needs a value", pair[0]);
@@ -42,11 +62,18 @@ fn main() {
             "--queue" => config.queue_capacity = number(key) as usize,
             "--gateway-threads" => config.gateway_threads = number(key) as usize,
             "--client-threads" => config.client_threads = number(key) as usize,
+            // The child process of `--clients-process`.
+            "--clients-of" => clients_of = Some(value.clone()),
+            "--cpu" => cpu = Some(number(key) as usize),
             other => {
                 eprintln!("load: unknown argument {other}");
                 std::process::exit(2);
             }
         }
+    }
+    if let Some(url) = clients_of {
+        load::clients_process(&url, config.clients, config.client_threads, cpu);
+        return;
     }
     let report = load::run(config);
     println!("{}", report.summary());

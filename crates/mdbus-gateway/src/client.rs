@@ -73,43 +73,85 @@ pub(crate) struct Pending {
     pub(crate) json: Arc<str>,
 }
 
-/// The forms of one record shared by every client that wants them, each
-/// made once, the first time a client asks: the JSON (for a queue), the
-/// book as of this record copied from L1 (for folded queues).
-pub(crate) struct Forms<'a> {
-    make_json: &'a mut dyn FnMut() -> String,
-    json: Option<Arc<str>>,
-    book: Option<Option<Arc<BookSnapshot>>>,
+/// The records of one wake-up of the feed thread, made once for every
+/// client: each record's JSON, and the events part of a batch (the
+/// records' JSON joined by commas) that a client taking the whole feed
+/// writes as it is.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    /// The records' JSON joined by commas.
+    pub(crate) body: String,
+    /// The records in seq order.
+    pub(crate) records: Vec<Pending>,
+    /// The smallest `ts_publish` of `records` (`i64::MAX` when empty).
+    oldest_ts_publish: i64,
 }
 
-impl std::fmt::Debug for Forms<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Forms")
-            .field("json", &self.json)
-            .field("book", &self.book.as_ref().map(Option::is_some))
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a> Forms<'a> {
-    pub(crate) fn new(make_json: &'a mut dyn FnMut() -> String) -> Forms<'a> {
-        Forms {
-            make_json,
-            json: None,
-            book: None,
+impl Default for Chunk {
+    fn default() -> Chunk {
+        Chunk {
+            body: String::new(),
+            records: Vec::new(),
+            oldest_ts_publish: i64::MAX,
         }
     }
+}
 
-    fn json(&mut self) -> Arc<str> {
-        let make_json = &mut self.make_json;
-        Arc::clone(self.json.get_or_insert_with(|| Arc::from(make_json())))
+impl Chunk {
+    /// Adds a record (its JSON made by `write`), in seq order.
+    pub(crate) fn push(
+        &mut self,
+        seq: u64,
+        ts_publish: i64,
+        instrument: InstrumentId,
+        channel: Channel,
+        write: impl FnOnce(&mut String),
+    ) {
+        if !self.body.is_empty() {
+            self.body.push(',');
+        }
+        let at = self.body.len();
+        write(&mut self.body);
+        // Its own copy, for the queues that take records one by one.
+        let json: Arc<str> = Arc::from(&self.body[at..]);
+        self.oldest_ts_publish = self.oldest_ts_publish.min(ts_publish);
+        self.records.push(Pending {
+            seq,
+            ts_publish,
+            instrument,
+            channel,
+            json,
+        });
     }
 
-    fn book(&mut self, instrument: &InstrumentId, l1: &L1Cache) -> Option<Arc<BookSnapshot>> {
-        self.book
-            .get_or_insert_with(|| l1.book(instrument).map(Arc::new))
-            .clone()
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records.is_empty()
     }
+
+    /// The smallest `ts_publish` (the oldest record's).
+    pub(crate) fn oldest_ts_publish(&self) -> i64 {
+        self.oldest_ts_publish
+    }
+
+    pub(crate) fn first_seq(&self) -> u64 {
+        self.records.first().map_or(0, |p| p.seq)
+    }
+
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.records.last().map_or(0, |p| p.seq)
+    }
+}
+
+/// Books copied from L1 for folded queues while one chunk is offered,
+/// once per instrument for every client (L1 does not change meanwhile:
+/// the feed thread, which advances it, is the one offering).
+pub(crate) type BookCache = FxHashMap<InstrumentId, Option<Arc<BookSnapshot>>>;
+
+fn cached_book(books: &mut BookCache, instrument: &InstrumentId, l1: &L1Cache) -> Option<Arc<BookSnapshot>> {
+    books
+        .entry(*instrument)
+        .or_insert_with(|| l1.book(instrument).map(Arc::new))
+        .clone()
 }
 
 /// What a client subscribed to: channels for every instrument (`"*"`),
@@ -133,6 +175,13 @@ impl Subscriptions {
         }
         let excluded = self.excluded.get(id).copied().unwrap_or(0);
         (self.all & !excluded) | self.by_instrument.get(id).copied().unwrap_or(0)
+    }
+
+    /// Every channel of every instrument (`"*"`, nothing taken out): the
+    /// client can be given a whole [`Chunk`].
+    #[inline]
+    pub(crate) fn takes_everything(&self) -> bool {
+        self.all == Channel::Tick.bit() | Channel::Book.bit() && self.excluded.is_empty()
     }
 
     /// Subscriptions counted against the limit (`"*"` is one).
@@ -220,6 +269,8 @@ pub(crate) const MAX_FOLDED_GAPS: usize = 64;
 pub(crate) enum Entry {
     /// A record as published.
     Record(Pending),
+    /// Every record of a wake-up (the client takes the whole feed).
+    Chunk(Arc<Chunk>),
     /// Records lost upstream (neither the stream nor the WAL had them).
     Gap(SeqRange),
 }
@@ -305,8 +356,11 @@ pub(crate) enum Drained {
 #[derive(Debug, Default)]
 struct Queue {
     subs: Subscriptions,
-    /// Records and gaps in seq order (gaps count against the capacity).
+    /// Records, chunks and gaps in seq order.
     entries: VecDeque<Entry>,
+    /// Events in `entries` (a chunk counts its records, a gap one): what
+    /// counts against the capacity.
+    queued: usize,
     conflated: Option<Conflated>,
 }
 
@@ -316,7 +370,7 @@ impl Queue {
     }
 
     fn depth(&self) -> usize {
-        self.entries.len() + self.conflated.as_ref().map_or(0, Conflated::len)
+        self.queued + self.conflated.as_ref().map_or(0, Conflated::len)
     }
 }
 
@@ -355,7 +409,8 @@ pub(crate) struct Client {
     pub(crate) peer: SocketAddr,
     capacity: usize,
     queue: Mutex<Queue>,
-    /// Rung when the queue goes from empty to non-empty.
+    /// Rung by the feed thread at the end of a wake-up in which the queue
+    /// went from empty to non-empty.
     pub(crate) doorbell: Notify,
     conflated: AtomicU64,
     conflations: AtomicU64,
@@ -380,44 +435,42 @@ impl Client {
         }
     }
 
-    /// Offers a record to this client; `forms` makes its JSON and book
-    /// once, shared by every client. `l1` is current as of this record.
-    #[inline]
-    pub(crate) fn offer(
-        &self,
-        seq: u64,
-        ts_publish: i64,
-        instrument: &InstrumentId,
-        channel: Channel,
-        forms: &mut Forms<'_>,
-        l1: &L1Cache,
-    ) {
+    /// Offers the records of one feed wake-up to this client: the whole
+    /// chunk as one entry when the client takes the whole feed and it fits
+    /// in the queue, otherwise each record it subscribed to, as they come
+    /// (folding the queue when it is full). `l1` is current as of the
+    /// chunk's last record; `books` caches what is copied from it.
+    /// `true`: the queue went from empty to non-empty, and the caller
+    /// rings [`Client::doorbell`] once it has offered everything of its
+    /// wake-up (one ring and one batch per wake-up, not per record).
+    pub(crate) fn offer_chunk(&self, chunk: &Arc<Chunk>, books: &mut BookCache, l1: &L1Cache) -> bool {
         let mut queue = self.queue.lock();
-        if queue.subs.mask(instrument) & channel.bit() == 0 {
-            return;
-        }
         let was_empty = queue.is_empty();
-        if queue.conflated.is_none() && queue.entries.len() >= self.capacity {
-            self.fold(&mut queue, l1);
+        let n = chunk.records.len();
+        if queue.subs.takes_everything() && queue.conflated.is_none() && queue.queued + n <= self.capacity {
+            queue.entries.push_back(Entry::Chunk(Arc::clone(chunk)));
+            queue.queued += n;
+        } else {
+            for pending in &chunk.records {
+                if queue.subs.mask(&pending.instrument) & pending.channel.bit() != 0 {
+                    self.push_record(&mut queue, pending, books, l1);
+                }
+            }
+        }
+        was_empty && !queue.is_empty()
+    }
+
+    /// Queues one record the client subscribed to, folding a full queue.
+    fn push_record(&self, queue: &mut Queue, pending: &Pending, books: &mut BookCache, l1: &L1Cache) {
+        if queue.conflated.is_none() && queue.queued >= self.capacity {
+            self.fold(queue, books, l1);
         }
         match queue.conflated.as_mut() {
             Some(folded) => {
-                let replaced = match channel {
-                    Channel::Tick => folded
-                        .ticks
-                        .insert(
-                            *instrument,
-                            Pending {
-                                seq,
-                                ts_publish,
-                                instrument: *instrument,
-                                channel,
-                                json: forms.json(),
-                            },
-                        )
-                        .is_some(),
-                    Channel::Book => match forms.book(instrument, l1) {
-                        Some(book) => folded.books.insert(*instrument, book).is_some(),
+                let replaced = match pending.channel {
+                    Channel::Tick => folded.ticks.insert(pending.instrument, pending.clone()).is_some(),
+                    Channel::Book => match cached_book(books, &pending.instrument, l1) {
+                        Some(book) => folded.books.insert(pending.instrument, book).is_some(),
                         None => false,
                     },
                 };
@@ -425,68 +478,69 @@ impl Client {
                     self.conflated.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            None => queue.entries.push_back(Entry::Record(Pending {
-                seq,
-                ts_publish,
-                instrument: *instrument,
-                channel,
-                json: forms.json(),
-            })),
-        }
-        drop(queue);
-        if was_empty {
-            self.doorbell.notify_one();
+            None => {
+                queue.entries.push_back(Entry::Record(pending.clone()));
+                queue.queued += 1;
+            }
         }
     }
 
     /// Folds the full queue into the latest state per instrument and
     /// channel (books as of now, from `l1`), gaps kept in order.
-    fn fold(&self, queue: &mut Queue, l1: &L1Cache) {
+    fn fold(&self, queue: &mut Queue, books: &mut BookCache, l1: &L1Cache) {
         let mut folded = Conflated::default();
         let mut merged = 0u64;
-        for entry in queue.entries.drain(..) {
-            let pending = match entry {
-                Entry::Gap(gap) => {
-                    folded.push_gap(gap);
-                    continue;
-                }
-                Entry::Record(pending) => pending,
-            };
-            let replaced = match pending.channel {
-                Channel::Tick => folded.ticks.insert(pending.instrument, pending).is_some(),
-                Channel::Book => match folded.books.entry(pending.instrument) {
-                    std::collections::hash_map::Entry::Occupied(_) => true,
-                    std::collections::hash_map::Entry::Vacant(slot) => {
-                        if let Some(book) = l1.book(&pending.instrument) {
-                            slot.insert(Arc::new(book));
-                        }
-                        false
+        let mut fold_one = |pending: &Pending| match pending.channel {
+            Channel::Tick => folded.ticks.insert(pending.instrument, pending.clone()).is_some(),
+            Channel::Book => match folded.books.entry(pending.instrument) {
+                std::collections::hash_map::Entry::Occupied(_) => true,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    if let Some(book) = cached_book(books, &pending.instrument, l1) {
+                        slot.insert(book);
                     }
-                },
-            };
-            merged += u64::from(replaced);
+                    false
+                }
+            },
+        };
+        let mut gaps = Vec::new();
+        for entry in queue.entries.drain(..) {
+            match entry {
+                // Gaps go in after: `push_gap` keeps them in seq order.
+                Entry::Gap(gap) => gaps.push(gap),
+                Entry::Record(pending) => merged += u64::from(fold_one(&pending)),
+                Entry::Chunk(chunk) => {
+                    for pending in &chunk.records {
+                        merged += u64::from(fold_one(pending));
+                    }
+                }
+            }
         }
+        for gap in gaps {
+            folded.push_gap(gap);
+        }
+        queue.queued = 0;
         queue.conflated = Some(folded);
         self.conflated.fetch_add(merged, Ordering::Relaxed);
         self.conflations.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records that `gap` was lost upstream (every client hears it, after
-    /// what was queued before). `l1` is current as of now.
-    pub(crate) fn offer_gap(&self, gap: SeqRange, l1: &L1Cache) {
+    /// what was queued before). `l1` is current as of now. `true`: ring
+    /// the doorbell, as for [`Client::offer_chunk`].
+    pub(crate) fn offer_gap(&self, gap: SeqRange, l1: &L1Cache) -> bool {
         let mut queue = self.queue.lock();
         let was_empty = queue.is_empty();
-        if queue.conflated.is_none() && queue.entries.len() >= self.capacity {
-            self.fold(&mut queue, l1);
+        if queue.conflated.is_none() && queue.queued >= self.capacity {
+            self.fold(&mut queue, &mut BookCache::default(), l1);
         }
         match queue.conflated.as_mut() {
             Some(folded) => folded.push_gap(gap),
-            None => queue.entries.push_back(Entry::Gap(gap)),
+            None => {
+                queue.entries.push_back(Entry::Gap(gap));
+                queue.queued += 1;
+            }
         }
-        drop(queue);
-        if was_empty {
-            self.doorbell.notify_one();
-        }
+        was_empty
     }
 
     /// Takes everything pending; `spare` becomes the new empty queue.
@@ -497,6 +551,7 @@ impl Client {
         } else if queue.entries.is_empty() {
             None
         } else {
+            queue.queued = 0;
             Some(Drained::Events(std::mem::replace(&mut queue.entries, spare)))
         }
     }
@@ -509,12 +564,33 @@ impl Client {
         let Queue {
             subs,
             entries,
+            queued,
             conflated,
         } = &mut *queue;
-        entries.retain(|e| match e {
-            Entry::Record(p) => subs.mask(&p.instrument) & p.channel.bit() != 0,
-            Entry::Gap(..) => true,
-        });
+        let wanted = |p: &Pending| subs.mask(&p.instrument) & p.channel.bit() != 0;
+        let mut kept = VecDeque::with_capacity(entries.len());
+        *queued = 0;
+        for entry in entries.drain(..) {
+            match entry {
+                Entry::Record(p) if !wanted(&p) => {}
+                // Still the whole feed: the chunk stays whole.
+                Entry::Chunk(chunk) if !subs.takes_everything() => {
+                    for p in chunk.records.iter().filter(|p| wanted(p)) {
+                        kept.push_back(Entry::Record(p.clone()));
+                        *queued += 1;
+                    }
+                }
+                Entry::Chunk(chunk) => {
+                    *queued += chunk.records.len();
+                    kept.push_back(Entry::Chunk(chunk));
+                }
+                other => {
+                    kept.push_back(other);
+                    *queued += 1;
+                }
+            }
+        }
+        *entries = kept;
         if let Some(folded) = conflated {
             folded.ticks.retain(|id, _| subs.mask(id) & Channel::Tick.bit() != 0);
             folded.books.retain(|id, _| subs.mask(id) & Channel::Book.bit() != 0);
@@ -589,8 +665,11 @@ mod tests {
     }
 
     fn offer(client: &Client, seq: u64, instrument: &InstrumentId, channel: Channel, l1: &L1Cache) {
-        let mut json = || format!("{{\"seq\":{seq}}}");
-        client.offer(seq, 0, instrument, channel, &mut Forms::new(&mut json), l1);
+        let mut chunk = Chunk::default();
+        chunk.push(seq, 0, *instrument, channel, |out| {
+            out.push_str(&format!("{{\"seq\":{seq}}}"))
+        });
+        let _ = client.offer_chunk(&Arc::new(chunk), &mut BookCache::default(), l1);
     }
 
     fn tick(client: &Client, seq: u64, instrument: &str, l1: &L1Cache) {
@@ -598,34 +677,84 @@ mod tests {
     }
 
     #[test]
-    fn a_record_is_made_into_json_once_for_every_client() {
+    fn a_chunk_is_shared_by_every_client_taking_the_whole_feed() {
         let l1 = L1Cache::new();
-        let clients: Vec<Client> = (0..5)
+        let everything = Channel::Tick.bit() | Channel::Book.bit();
+        let clients: Vec<Client> = (0..3)
             .map(|n| {
-                let client = Client::new(n, "127.0.0.1:1".parse().unwrap(), 1);
-                client.update_subscriptions(|s| s.add_all(Channel::Tick.bit() | Channel::Book.bit()));
+                let client = Client::new(n, "127.0.0.1:1".parse().unwrap(), 16);
+                client.update_subscriptions(|s| s.add_all(everything));
                 client
             })
             .collect();
-        let mut made = 0;
-        for seq in 1..=3 {
-            let mut json = || {
-                made += 1;
-                format!("{{\"seq\":{seq}}}")
-            };
-            let mut forms = Forms::new(&mut json);
-            // Queued, then folded (capacity 1): both use the one JSON.
-            for client in &clients {
-                client.offer(seq, 0, &id("A"), Channel::Tick, &mut forms, &l1);
-            }
+        let ticks_only = Client::new(9, "127.0.0.1:1".parse().unwrap(), 16);
+        ticks_only.update_subscriptions(|s| s.add_all(Channel::Tick.bit()));
+        let mut chunk = Chunk::default();
+        for (seq, channel) in [(1, Channel::Tick), (2, Channel::Book), (3, Channel::Tick)] {
+            chunk.push(seq, 10 * seq as i64, id("A"), channel, |out| {
+                out.push_str(&format!("{{\"seq\":{seq}}}"))
+            });
         }
-        assert_eq!(made, 3);
+        assert_eq!(chunk.body, r#"{"seq":1},{"seq":2},{"seq":3}"#);
+        assert_eq!(
+            (chunk.first_seq(), chunk.last_seq(), chunk.oldest_ts_publish()),
+            (1, 3, 10)
+        );
+        let chunk = Arc::new(chunk);
+        let mut books = BookCache::default();
+        for client in clients.iter().chain([&ticks_only]) {
+            assert!(client.offer_chunk(&chunk, &mut books, &l1), "the queue was empty");
+        }
         for client in &clients {
-            let Some(Drained::Conflated(folded)) = client.take(VecDeque::new()) else {
-                panic!("expected a folded queue")
+            assert_eq!(client.stats().queue_depth, 3);
+            let Some(Drained::Events(entries)) = client.take(VecDeque::new()) else {
+                panic!("expected events")
             };
-            assert_eq!(&*folded.ticks[&id("A")].json, r#"{"seq":3}"#);
+            assert!(matches!(&entries[0], Entry::Chunk(c) if Arc::ptr_eq(c, &chunk)));
+            assert_eq!(entries.len(), 1);
         }
+        // The others get the records they subscribed to, one by one.
+        let Some(Drained::Events(entries)) = ticks_only.take(VecDeque::new()) else {
+            panic!("expected events")
+        };
+        let seqs: Vec<u64> = entries
+            .iter()
+            .map(|e| match e {
+                Entry::Record(p) => p.seq,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, [1, 3]);
+        // Taking a whole chunk out of the whole feed splits it.
+        let client = &clients[0];
+        assert!(client.offer_chunk(&chunk, &mut books, &l1));
+        client.update_subscriptions(|s| {
+            assert!(s.remove(&id("A"), Channel::Book.bit(), 8));
+        });
+        assert_eq!(client.stats().queue_depth, 2);
+    }
+
+    #[test]
+    fn a_chunk_that_does_not_fit_is_queued_record_by_record_and_folds() {
+        let l1 = L1Cache::new();
+        let client = Client::new(1, "127.0.0.1:1".parse().unwrap(), 2);
+        client.update_subscriptions(|s| s.add_all(Channel::Tick.bit() | Channel::Book.bit()));
+        let mut chunk = Chunk::default();
+        for seq in 1..=3u64 {
+            let instrument = if seq == 2 { id("B") } else { id("A") };
+            chunk.push(seq, 0, instrument, Channel::Tick, |out| {
+                out.push_str(&format!("{{\"seq\":{seq}}}"))
+            });
+        }
+        assert!(client.offer_chunk(&Arc::new(chunk), &mut BookCache::default(), &l1));
+        let stats = client.stats();
+        assert_eq!((stats.conflations, stats.conflated, stats.queue_depth), (1, 1, 2));
+        let Some(Drained::Conflated(folded)) = client.take(VecDeque::new()) else {
+            panic!("expected a folded queue")
+        };
+        assert_eq!(folded.ticks[&id("A")].seq, 3);
+        assert_eq!(&*folded.ticks[&id("A")].json, r#"{"seq":3}"#);
+        assert_eq!(folded.ticks[&id("B")].seq, 2);
     }
 
     #[test]
@@ -645,6 +774,7 @@ mod tests {
             .map(|e| match e {
                 Entry::Record(p) => (p.seq, false),
                 Entry::Gap(gap) => (gap.from, true),
+                Entry::Chunk(chunk) => panic!("a ticks-only client got a chunk: {chunk:?}"),
             })
             .collect();
         assert_eq!(order, [(1, false), (2, false), (3, true), (5, false)]);

@@ -11,9 +11,11 @@
 //!
 //! - **Push, event-driven**: the feed thread blocks in
 //!   `Subscriber::next_event` and hands each record to the clients that
-//!   subscribed to it at once; a client's connection task wakes on its
-//!   doorbell and writes everything pending as one
-//!   `{"type":"batch","events":[...]}`. No polling interval anywhere.
+//!   subscribed to it at once; at the end of each wake-up (everything the
+//!   subscriber already held, at most 64 records) it rings the doorbell
+//!   of each client that got something, and the client's connection task
+//!   writes everything pending as one `{"type":"batch","events":[...]}`.
+//!   No polling interval anywhere.
 //! - **Conflation**: a client's queue holds at most
 //!   [`GatewayConfig::queue_capacity`] records; when it is full the queue
 //!   is folded into the latest state per instrument and channel (the last

@@ -141,6 +141,7 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>, peer: SocketAddr
         shared: Arc::clone(&shared),
         client,
         floors: FxHashMap::default(),
+        max_floor: 0,
         last_sent: 0,
         spare: VecDeque::new(),
     };
@@ -200,6 +201,8 @@ struct Connection {
     /// Per instrument, the seq of the tick and of the book a snapshot
     /// message carried: queued records at or below it are already in it.
     floors: FxHashMap<InstrumentId, [u64; 2]>,
+    /// The highest seq in `floors`: a record above it is in no snapshot.
+    max_floor: u64,
     /// Seq of the last record written: a folded state no newer than it
     /// was already delivered (the record that made it was sent).
     last_sent: u64,
@@ -406,6 +409,7 @@ impl Connection {
             if let Some(book) = &book {
                 floor[1] = floor[1].max(book.header.seq);
             }
+            self.max_floor = self.max_floor.max(floor[0]).max(floor[1]);
             self.send(
                 socket,
                 protocol::snapshot_message(id.as_str(), book.as_ref(), tick.as_ref()),
@@ -490,6 +494,7 @@ impl Connection {
                 .iter()
                 .map(|e| match e {
                     Entry::Record(p) => p.json.len() + 1,
+                    Entry::Chunk(c) => c.body.len() + 1,
                     Entry::Gap(..) => 64,
                 })
                 .sum::<usize>(),
@@ -524,6 +529,32 @@ impl Connection {
                             out.push_str(&pending.json);
                             record(pending.ts_publish);
                             self.last_sent = pending.seq;
+                        }
+                        // Above every snapshot sent: written whole, as made.
+                        Entry::Chunk(chunk) if chunk.first_seq() > self.max_floor => {
+                            if events > 0 {
+                                out.push(',');
+                            }
+                            out.push_str(&chunk.body);
+                            record(chunk.oldest_ts_publish());
+                            self.last_sent = chunk.last_seq();
+                            events += chunk.records.len() as u64;
+                            continue;
+                        }
+                        Entry::Chunk(chunk) => {
+                            for pending in &chunk.records {
+                                if self.covered(&pending.instrument, pending.channel, pending.seq) {
+                                    continue;
+                                }
+                                if events > 0 {
+                                    out.push(',');
+                                }
+                                out.push_str(&pending.json);
+                                record(pending.ts_publish);
+                                self.last_sent = pending.seq;
+                                events += 1;
+                            }
+                            continue;
                         }
                     }
                     events += 1;

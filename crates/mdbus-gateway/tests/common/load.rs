@@ -1,9 +1,13 @@
 //! A bounded load run on loopback: a paced in-process publisher, the
-//! gateway, and N WebSocket clients subscribed to every instrument, all in
-//! one process. Shared by the short CI test (`tests/load.rs`) and the
-//! example that reports the numbers (`examples/load.rs`).
+//! gateway, and N WebSocket clients subscribed to every instrument, in
+//! this process or in a child process of their own (so that the clients'
+//! CPU is not the gateway's, and each side's CPU time can be read apart).
+//! Shared by the short CI test (`tests/load.rs`) and the example that
+//! reports the numbers (`examples/load.rs`).
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,6 +37,14 @@ pub struct LoadConfig {
     pub gateway_threads: usize,
     /// Client runtime threads.
     pub client_threads: usize,
+    /// Run the clients in a child process: this program, started with
+    /// `--clients-of URL --clients N --client-threads T [--cpu C]`, which
+    /// must call [`clients_process`] (the example does). `None`: the
+    /// clients run in this process.
+    pub clients_exe: Option<PathBuf>,
+    /// Pin the publisher and the gateway (every thread they start) to the
+    /// first CPU, and the clients to the second.
+    pub pin: bool,
 }
 
 impl Default for LoadConfig {
@@ -45,6 +57,8 @@ impl Default for LoadConfig {
             queue_capacity: GatewayConfig::default().queue_capacity,
             gateway_threads: 1,
             client_threads: 1,
+            clients_exe: None,
+            pin: false,
         }
     }
 }
@@ -95,6 +109,47 @@ pub struct LoadReport {
     /// `None` where /proc cannot tell. Unlike latency it hardly depends on
     /// what else runs on the machine.
     pub gateway_cpu_ticks: Option<u64>,
+    /// CPU time of the clients (their process, or their runtime's threads
+    /// `mdbus-load-client`) over the same span, in clock ticks.
+    pub clients_cpu_ticks: Option<u64>,
+    /// Where the clients ran: "this process" or "a child process", and
+    /// the CPUs when pinned.
+    pub placement: String,
+    /// `/proc/loadavg`'s first three fields before and after the run.
+    pub loadavg: (String, String),
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute averages ("?" where unreadable).
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// CPU time so far (user + system, clock ticks) of this whole process.
+fn process_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Pins the calling thread to `cpu`, which may lie outside the mask it
+/// inherited (a child of the pinned gateway process).
+fn pin_to(cpu: usize) {
+    assert!(
+        core_affinity::set_for_current(core_affinity::CoreId { id: cpu }),
+        "pin to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The second CPU this process may run on (the clients' when pinned), or
+/// the first when there is one.
+fn cpu(index: usize) -> usize {
+    // Read once, before any pin narrows what this process may use.
+    static CPUS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    let cpus = CPUS.get_or_init(mdbus_types::affinity::available_cpus);
+    cpus.get(index).or(cpus.first()).copied().unwrap_or(0)
 }
 
 /// CPU time so far (user + system, clock ticks) of this process's threads
@@ -246,9 +301,337 @@ async fn client(url: String, target: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> (
     (report, ws)
 }
 
+/// What the clients saw, all of them.
+struct ClientsOutcome {
+    clients: Vec<ClientReport>,
+    latency: Histogram<u64>,
+    gateway_side: Histogram<u64>,
+    transit: Histogram<u64>,
+    /// From [`Clients::start`] to their end.
+    cpu_ticks: Option<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant digits")
+}
+
+/// The clients of a run: tasks on a runtime of this process, or a child
+/// process talked to by lines on its stdin and stdout.
+enum Clients {
+    Here {
+        rt: tokio::runtime::Runtime,
+        tasks: Vec<tokio::task::JoinHandle<(ClientReport, Ws)>>,
+        target: Arc<AtomicU64>,
+        stop: Arc<AtomicBool>,
+        /// Kept open until the gateway's counts are read.
+        connections: Vec<Ws>,
+        cpu_at_start: Option<u64>,
+        pinned: bool,
+    },
+    Child {
+        child: std::process::Child,
+        stdin: Option<std::process::ChildStdin>,
+        lines: std::sync::mpsc::Receiver<String>,
+        pinned: bool,
+    },
+}
+
+impl Clients {
+    fn here(url: &str, config: &LoadConfig) -> Clients {
+        let pin = config.pin.then(|| cpu(1));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.client_threads)
+            .thread_name("mdbus-load-client")
+            .on_thread_start(move || {
+                if let Some(cpu) = pin {
+                    pin_to(cpu);
+                }
+            })
+            .enable_all()
+            .build()
+            .expect("client runtime");
+        let target = Arc::new(AtomicU64::new(u64::MAX));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..config.clients)
+            .map(|_| rt.spawn(client(url.to_string(), Arc::clone(&target), Arc::clone(&stop))))
+            .collect();
+        Clients::Here {
+            rt,
+            tasks,
+            target,
+            stop,
+            connections: Vec::new(),
+            cpu_at_start: None,
+            pinned: config.pin,
+        }
+    }
+
+    fn child(exe: &std::path::Path, url: &str, config: &LoadConfig) -> Clients {
+        let mut command = std::process::Command::new(exe);
+        command
+            .args(["--clients-of", url])
+            .args(["--clients", &config.clients.to_string()])
+            .args(["--client-threads", &config.client_threads.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        if config.pin {
+            command.args(["--cpu", &cpu(1).to_string()]);
+        }
+        let mut child = command.spawn().expect("start the clients' process");
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Clients::Child {
+            child,
+            stdin,
+            lines,
+            pinned: config.pin,
+        }
+    }
+
+    fn placement(&self) -> String {
+        let (place, pinned) = match self {
+            Clients::Here { pinned, .. } => ("clients in this process", *pinned),
+            Clients::Child { pinned, .. } => ("clients in a child process", *pinned),
+        };
+        if pinned {
+            format!(
+                "{place}; publisher + gateway pinned to CPU {}, clients to CPU {}",
+                cpu(0),
+                cpu(1)
+            )
+        } else {
+            format!("{place}; not pinned")
+        }
+    }
+
+    /// The publisher starts: the clients' CPU time counts from here.
+    fn start(&mut self) {
+        match self {
+            Clients::Here { cpu_at_start, .. } => *cpu_at_start = threads_cpu_ticks("mdbus-load-client"),
+            Clients::Child { stdin, .. } => {
+                let stdin = stdin.as_mut().expect("stdin open until drop");
+                writeln!(stdin, "start").expect("tell the clients' process");
+            }
+        }
+    }
+
+    /// Waits (at most 30 s) until every client has `target_seq`.
+    fn finish(&mut self, target_seq: u64) -> ClientsOutcome {
+        match self {
+            Clients::Here {
+                rt,
+                tasks,
+                target,
+                stop,
+                connections,
+                cpu_at_start,
+                ..
+            } => {
+                target.store(target_seq, Ordering::Relaxed);
+                let (clients, open): (Vec<ClientReport>, Vec<Ws>) = rt.block_on(async {
+                    let all = futures_util::future::join_all(tasks.drain(..));
+                    match tokio::time::timeout(Duration::from_secs(30), all).await {
+                        Ok(results) => results.into_iter().map(|r| r.expect("client task")).unzip(),
+                        Err(_) => panic!("clients did not reach seq {target_seq} within 30 s"),
+                    }
+                });
+                let cpu_ticks = cpu_at_start
+                    .zip(threads_cpu_ticks("mdbus-load-client"))
+                    .map(|(a, b)| b - a);
+                stop.store(true, Ordering::Relaxed);
+                *connections = open;
+                let (mut latency, mut gateway_side, mut transit) = (histogram(), histogram(), histogram());
+                for c in &clients {
+                    latency.add(&c.latency).unwrap();
+                    gateway_side.add(&c.gateway_side).unwrap();
+                    transit.add(&c.transit).unwrap();
+                }
+                ClientsOutcome {
+                    clients,
+                    latency,
+                    gateway_side,
+                    transit,
+                    cpu_ticks,
+                }
+            }
+            Clients::Child { stdin, lines, .. } => {
+                let stdin = stdin.as_mut().expect("stdin open until drop");
+                writeln!(stdin, "{target_seq}").expect("tell the clients' process");
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut outcome = ClientsOutcome {
+                    clients: Vec::new(),
+                    latency: histogram(),
+                    gateway_side: histogram(),
+                    transit: histogram(),
+                    cpu_ticks: None,
+                };
+                loop {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    let line = lines
+                        .recv_timeout(wait)
+                        .unwrap_or_else(|_| panic!("clients did not reach seq {target_seq} within 30 s"));
+                    if line == "end" {
+                        return outcome;
+                    }
+                    read_line(&line, &mut outcome);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Clients {
+    fn drop(&mut self) {
+        if let Clients::Child { child, stdin, .. } = self {
+            // Its stdin closing ends the process, connections and all.
+            drop(stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A histogram as one line: `name value:count ...`.
+fn histogram_line(name: &str, h: &Histogram<u64>) -> String {
+    let mut line = name.to_string();
+    for v in h.iter_recorded() {
+        line.push_str(&format!(" {}:{}", v.value_iterated_to(), v.count_at_value()));
+    }
+    line
+}
+
+/// One line of the clients' process (see [`clients_process`]).
+fn read_line(line: &str, outcome: &mut ClientsOutcome) {
+    let mut words = line.split(' ');
+    let kind = words.next().unwrap_or_default();
+    let number = |w: Option<&str>| -> u64 { w.and_then(|w| w.parse().ok()).expect("a number from the clients") };
+    match kind {
+        "client" => {
+            let (events, batches, conflated_batches, max_seq) = (
+                number(words.next()),
+                number(words.next()),
+                number(words.next()),
+                number(words.next()),
+            );
+            let closed = words.collect::<Vec<_>>().join(" ");
+            outcome.clients.push(ClientReport {
+                events,
+                batches,
+                conflated_batches,
+                max_seq,
+                latency: histogram(),
+                gateway_side: histogram(),
+                transit: histogram(),
+                closed: (!closed.is_empty()).then_some(closed),
+            });
+        }
+        "cpu" => outcome.cpu_ticks = words.next().and_then(|w| w.parse().ok()),
+        "latency" | "gateway_side" | "transit" => {
+            let h = match kind {
+                "latency" => &mut outcome.latency,
+                "gateway_side" => &mut outcome.gateway_side,
+                _ => &mut outcome.transit,
+            };
+            for pair in words {
+                let (value, count) = pair.split_once(':').expect("value:count");
+                h.record_n(value.parse().unwrap(), count.parse().unwrap()).unwrap();
+            }
+        }
+        other => panic!("unexpected line from the clients' process: {other}"),
+    }
+}
+
+/// The clients' process (`--clients-of URL`): connects `clients` clients,
+/// counts its CPU time from the `start` line on stdin, stops the clients
+/// at the seq on the next line, prints per client
+/// `client events batches conflated_batches max_seq [closed reason]`, the
+/// three histograms, `cpu ticks` and `end`, and exits when stdin closes.
+pub fn clients_process(url: &str, clients: usize, threads: usize, pin: Option<usize>) {
+    if let Some(cpu) = pin {
+        pin_to(cpu);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu_at_start = Arc::new(AtomicU64::new(u64::MAX));
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| rt.spawn(client(url.to_string(), Arc::clone(&target), Arc::clone(&stop))))
+        .collect();
+    let (eof_tx, eof) = std::sync::mpsc::channel::<()>();
+    {
+        let (target, stop, cpu_at_start) = (Arc::clone(&target), Arc::clone(&stop), Arc::clone(&cpu_at_start));
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                match line.trim() {
+                    "start" => cpu_at_start.store(process_cpu_ticks().unwrap_or(u64::MAX), Ordering::Relaxed),
+                    seq => target.store(seq.parse().expect("a seq"), Ordering::Relaxed),
+                }
+            }
+            // The parent is gone or done: stop whatever still runs.
+            stop.store(true, Ordering::Relaxed);
+            let _ = eof_tx.send(());
+        });
+    }
+    let (reports, connections): (Vec<ClientReport>, Vec<Ws>) = rt.block_on(async {
+        futures_util::future::join_all(tasks)
+            .await
+            .into_iter()
+            .map(|r| r.expect("client task"))
+            .unzip()
+    });
+    let cpu = process_cpu_ticks()
+        .zip(Some(cpu_at_start.load(Ordering::Relaxed)).filter(|&t| t != u64::MAX))
+        .map(|(end, start)| end - start);
+    let mut out = std::io::stdout().lock();
+    let (mut latency, mut gateway_side, mut transit) = (histogram(), histogram(), histogram());
+    for c in &reports {
+        let closed = c.closed.as_deref().unwrap_or_default().replace('\n', " ");
+        let _ = writeln!(
+            out,
+            "client {} {} {} {} {closed}",
+            c.events, c.batches, c.conflated_batches, c.max_seq
+        );
+        latency.add(&c.latency).unwrap();
+        gateway_side.add(&c.gateway_side).unwrap();
+        transit.add(&c.transit).unwrap();
+    }
+    let _ = writeln!(out, "{}", histogram_line("latency", &latency));
+    let _ = writeln!(out, "{}", histogram_line("gateway_side", &gateway_side));
+    let _ = writeln!(out, "{}", histogram_line("transit", &transit));
+    if let Some(ticks) = cpu {
+        let _ = writeln!(out, "cpu {ticks}");
+    }
+    let _ = writeln!(out, "end");
+    let _ = out.flush();
+    drop(out);
+    // Connections stay open until the parent has read the gateway's counts.
+    let _ = eof.recv();
+    drop(connections);
+}
+
 /// Runs the load and reports; bounded by `duration` plus at most 30 s of
 /// draining.
 pub fn run(config: LoadConfig) -> LoadReport {
+    let loadavg_before = loadavg();
+    if config.pin {
+        // Every thread started from here on (publisher, WAL, gateway)
+        // inherits the pin; `cpu(1)` was read before it.
+        let _ = cpu(1);
+        pin_to(cpu(0));
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let feed_name = format!("gw-load-{}", std::process::id());
     let bus = InProcBus::new(1 << 16);
@@ -281,16 +664,10 @@ pub fn run(config: LoadConfig) -> LoadReport {
     .expect("gateway");
     let url = format!("ws://{}/ws", gateway.local_addr());
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.client_threads)
-        .enable_all()
-        .build()
-        .expect("client runtime");
-    let target = Arc::new(AtomicU64::new(u64::MAX));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..config.clients)
-        .map(|_| rt.spawn(client(url.clone(), Arc::clone(&target), Arc::clone(&stop))))
-        .collect();
+    let mut clients = match &config.clients_exe {
+        Some(exe) => Clients::child(exe, &url, &config),
+        None => Clients::here(&url, &config),
+    };
     // Every client subscribed before the clock starts.
     let deadline = Instant::now() + Duration::from_secs(30);
     while gateway.stats().clients.iter().filter(|c| c.subscriptions > 0).count() < config.clients {
@@ -304,6 +681,7 @@ pub fn run(config: LoadConfig) -> LoadReport {
 
     // Paced publishing: records due by now, in batches of at most 256.
     let cpu_at_start = threads_cpu_ticks("mdbus-gateway");
+    clients.start();
     let start = Instant::now();
     let mut published = 0u64;
     while start.elapsed() < config.duration {
@@ -334,28 +712,20 @@ pub fn run(config: LoadConfig) -> LoadReport {
             break tick.header().seq;
         }
     };
-    target.store(target_seq, Ordering::Relaxed);
     let drain_start = Instant::now();
-    let (clients, connections): (Vec<ClientReport>, Vec<Ws>) = rt.block_on(async {
-        let all = futures_util::future::join_all(tasks);
-        match tokio::time::timeout(Duration::from_secs(30), all).await {
-            Ok(results) => results.into_iter().map(|r| r.expect("client task")).unzip(),
-            Err(_) => panic!("clients did not reach seq {target_seq} within 30 s"),
-        }
-    });
+    let outcome = clients.finish(target_seq);
     let drain_secs = drain_start.elapsed().as_secs_f64();
     let gateway_cpu_ticks = cpu_at_start.zip(threads_cpu_ticks("mdbus-gateway")).map(|(a, b)| b - a);
-    stop.store(true, Ordering::Relaxed);
     let stats = gateway.stats();
-    drop(connections);
-    let mut latency = Histogram::<u64>::new(3).unwrap();
-    let mut gateway_side = Histogram::<u64>::new(3).unwrap();
-    let mut transit = Histogram::<u64>::new(3).unwrap();
-    for c in &clients {
-        latency.add(&c.latency).unwrap();
-        gateway_side.add(&c.gateway_side).unwrap();
-        transit.add(&c.transit).unwrap();
-    }
+    let placement = clients.placement();
+    drop(clients);
+    let ClientsOutcome {
+        clients,
+        latency,
+        gateway_side,
+        transit,
+        cpu_ticks: clients_cpu_ticks,
+    } = outcome;
     LoadReport {
         config,
         published,
@@ -374,6 +744,9 @@ pub fn run(config: LoadConfig) -> LoadReport {
             .collect(),
         gateway_records: stats.records,
         gateway_cpu_ticks,
+        clients_cpu_ticks,
+        placement,
+        loadavg: (loadavg_before, loadavg()),
     }
 }
 
@@ -393,6 +766,17 @@ impl LoadReport {
         gw_p50.sort_unstable();
         gw_p99.sort_unstable();
         let mid = |v: &[u64]| v.get(v.len() / 2).copied().unwrap_or(0);
+        let span = self.publish_secs + self.drain_secs;
+        let cpu = |ticks: Option<u64>| match ticks {
+            // Clock ticks are 1/100 s on Linux.
+            Some(ticks) => format!(
+                "{:.2} s, {:.0}% of one core, {:.2} us per event out",
+                ticks as f64 / 100.0,
+                ticks as f64 / span,
+                ticks as f64 * 1e4 / events.max(1) as f64
+            ),
+            None => "unknown (no /proc)".to_string(),
+        };
         let us = |ns: u64| ns as f64 / 1000.0;
         let quantiles = |h: &Histogram<u64>| {
             format!(
@@ -413,7 +797,9 @@ impl LoadReport {
              \x20 transit      ts_send -> client receive: {}\n\
              \x20 gateway /stats, median over clients of each client's p50 {:.1} p99 {:.1}\n\
              gateway threads' CPU: {} (user + system, publisher start to clients' end)\n\
-             conflation: {} of {} clients conflated, {} events merged in total (per client {}..{}), {} overflows",
+             clients' CPU: {}\n\
+             conflation: {} of {} clients conflated, {} events merged in total (per client {}..{}), {} overflows\n\
+             {}; load average {} before, {} after",
             c.clients,
             c.instruments,
             c.rate,
@@ -434,22 +820,17 @@ impl LoadReport {
             quantiles(&self.transit),
             us(mid(&gw_p50)),
             us(mid(&gw_p99)),
-            match self.gateway_cpu_ticks {
-                // Clock ticks are 1/100 s on Linux.
-                Some(ticks) => format!(
-                    "{:.2} s, {:.0}% of one core, {:.2} us per event out",
-                    ticks as f64 / 100.0,
-                    ticks as f64 / (self.publish_secs + self.drain_secs),
-                    ticks as f64 * 1e4 / events.max(1) as f64
-                ),
-                None => "unknown (no /proc)".to_string(),
-            },
+            cpu(self.gateway_cpu_ticks),
+            cpu(self.clients_cpu_ticks),
             conflating,
             c.clients,
             conflated.iter().sum::<u64>(),
             conflated.iter().min().unwrap_or(&0),
             conflated.iter().max().unwrap_or(&0),
             conflations,
+            self.placement,
+            self.loadavg.0,
+            self.loadavg.1,
         )
     }
 }
