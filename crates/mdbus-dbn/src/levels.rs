@@ -94,6 +94,38 @@ impl Published {
     }
 }
 
+impl Published {
+    /// The delta that sets the quantity of the level at `depth` of a side
+    /// to `level.qty`, when the published level there has `level`'s
+    /// price: what [`Published::update_side`] writes when only that
+    /// level's quantity changed (nothing when it is the same), without
+    /// reading the other levels. `false` (nothing written) when the
+    /// published side has no level of that price there.
+    pub(crate) fn update_level(
+        &mut self,
+        id: InstrumentId,
+        ts: i64,
+        side: Side,
+        depth: usize,
+        level: Level,
+        out: &mut Batch,
+    ) -> bool {
+        debug_assert!(self.known);
+        let (published, count) = match side {
+            Side::Bid => (&mut self.bids, self.bid_count),
+            Side::Ask => (&mut self.asks, self.ask_count),
+        };
+        if depth >= count || published[depth].price != level.price {
+            return false;
+        }
+        if published[depth].qty != level.qty {
+            out.push(&BookDelta::new(id, side, level.price, level.qty, ts));
+            published[depth].qty = level.qty;
+        }
+        true
+    }
+}
+
 /// Whether two sides hold the same levels (compared as bytes).
 #[inline]
 fn same(old: &[Level], new: &[Level]) -> bool {

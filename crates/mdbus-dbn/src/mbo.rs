@@ -76,6 +76,20 @@ impl std::ops::BitOrAssign for Sides {
     }
 }
 
+/// How a side's top 10 changed since [`OrderBook::take_touched`] last
+/// asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Touched {
+    /// Not at all.
+    #[default]
+    No,
+    /// Only the quantity of the level at this depth (0 = best): the same
+    /// prices, so the one delta is that level's.
+    Qty(usize),
+    /// Anything else: levels came or went, or several changed.
+    Levels,
+}
+
 /// One side's price levels, sorted by `key` ascending with the best level
 /// last (an order book changes mostly near its top: an insert or removal
 /// there moves few entries). The key is the price for bids and its bitwise
@@ -84,6 +98,7 @@ impl std::ops::BitOrAssign for Sides {
 struct Ladder {
     /// (key, qty), qty > 0.
     levels: Vec<(i64, i64)>,
+    touched: Touched,
 }
 
 impl Ladder {
@@ -97,19 +112,33 @@ impl Ladder {
         let found = self.levels.binary_search_by(|&(k, _)| k.cmp(&key));
         match found {
             Ok(i) => {
+                let depth = len - 1 - i;
                 let qty = &mut self.levels[i].1;
                 *qty += change;
-                if *qty <= 0 {
+                let removed = *qty <= 0;
+                if removed {
                     self.levels.remove(i);
                 }
-                len - 1 - i < BOOK_DEPTH
+                let top = depth < BOOK_DEPTH;
+                if top {
+                    self.touched = match self.touched {
+                        Touched::No if !removed => Touched::Qty(depth),
+                        Touched::Qty(d) if d == depth && !removed => Touched::Qty(depth),
+                        _ => Touched::Levels,
+                    };
+                }
+                top
             }
             Err(i) => {
                 if change <= 0 {
                     return false;
                 }
                 self.levels.insert(i, (key, change));
-                len - i < BOOK_DEPTH
+                let top = len - i < BOOK_DEPTH;
+                if top {
+                    self.touched = Touched::Levels;
+                }
+                top
             }
         }
     }
@@ -237,6 +266,30 @@ impl OrderBook {
         out
     }
 
+    /// How a side's top 10 changed since the last call (the importer
+    /// asks at each publish of the side).
+    pub(crate) fn take_touched(&mut self, side: Side) -> Touched {
+        let ladder = match side {
+            Side::Bid => &mut self.bids,
+            Side::Ask => &mut self.asks,
+        };
+        std::mem::take(&mut ladder.touched)
+    }
+
+    /// The level at `depth` (0 = best) of a side.
+    pub(crate) fn at_depth(&self, side: Side, depth: usize) -> Option<Level> {
+        let ladder = match side {
+            Side::Bid => &self.bids,
+            Side::Ask => &self.asks,
+        };
+        let i = ladder.levels.len().checked_sub(1 + depth)?;
+        let (k, qty) = ladder.levels[i];
+        Some(Level {
+            price: Price(key(side, k)),
+            qty,
+        })
+    }
+
     /// The best level of a side.
     pub(crate) fn best(&self, side: Side) -> Option<Level> {
         let ladder = match side {
@@ -301,5 +354,34 @@ mod tests {
         assert_eq!(book.apply(b'C', b'B', 77, 100, 1), Applied::Unknown);
         assert_eq!(book.apply(b'R', b'N', 0, 0, 0), Applied::Changed { top: Sides::BOTH });
         assert!(book.top(Side::Bid).is_empty() && book.orders() == 0);
+    }
+
+    #[test]
+    fn touched_says_when_only_one_levels_quantity_changed() {
+        let mut book = OrderBook::default();
+        book.apply(b'A', b'B', 1, 100, 5);
+        book.apply(b'A', b'B', 2, 99, 5);
+        assert_eq!(book.take_touched(Side::Bid), Touched::Levels);
+        assert_eq!(book.take_touched(Side::Bid), Touched::No);
+        // Another order at the best level, then a partial cancel there.
+        book.apply(b'A', b'B', 3, 100, 2);
+        book.apply(b'C', b'B', 1, 100, 1);
+        assert_eq!(book.take_touched(Side::Bid), Touched::Qty(0));
+        assert_eq!(
+            book.at_depth(Side::Bid, 1),
+            Some(Level {
+                price: Price(99),
+                qty: 5
+            })
+        );
+        // Two depths, or a level gone: the whole side.
+        book.apply(b'C', b'B', 1, 100, 1);
+        book.apply(b'A', b'B', 4, 99, 1);
+        assert_eq!(book.take_touched(Side::Bid), Touched::Levels);
+        book.apply(b'C', b'B', 2, 99, 5);
+        book.apply(b'C', b'B', 4, 99, 1);
+        assert_eq!(book.take_touched(Side::Bid), Touched::Levels);
+        assert_eq!(book.take_touched(Side::Ask), Touched::No);
+        assert_eq!(book.at_depth(Side::Bid, 1), None);
     }
 }
