@@ -11,7 +11,11 @@
 //! work costs when other processes share the cores; the WAL's sync and
 //! segment threads not counted).
 //!
-//! `cargo run --release -p mdbus-dbn --example import_speed [EVENTS]`
+//! `cargo run --release -p mdbus-dbn --example import_speed [EVENTS] [SCHEMA]`
+//!
+//! `SCHEMA` (`mbo`, `mbp-10`, or `old-mbo`: the MBO file this example
+//! wrote until 2026-12-02, see `write_mbo`) imports that file alone,
+//! without the floors: one import to profile.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -25,6 +29,24 @@ use mdbus_publisher::{FeedConfig, FeedPublisher};
 use mdbus_types::InstrumentId;
 
 const T0: u64 = 1_609_459_200_000_000_000;
+
+/// This thread's resource use: user and system CPU seconds, minor page
+/// faults, voluntary and involuntary context switches.
+fn thread_usage() -> [f64; 5] {
+    // SAFETY: an all-zero rusage is a valid value (integers and timevals).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes one rusage, which `usage` is.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    assert_eq!(rc, 0);
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    [
+        secs(usage.ru_utime),
+        secs(usage.ru_stime),
+        usage.ru_minflt as f64,
+        usage.ru_nvcsw as f64,
+        usage.ru_nivcsw as f64,
+    ]
+}
 
 /// This thread's CPU time in seconds.
 fn thread_cpu() -> f64 {
@@ -56,25 +78,38 @@ impl Lcg {
     }
 }
 
-fn write_mbo(path: &Path, events: u64) {
+/// Adds and whole cancels of random resting orders (500 at least, a
+/// random walk above that) on 8 instruments, each cancel on its order's
+/// own instrument. (Until 2026-12-02 a cancel went to a random instrument:
+/// 7 of 8 cancels named an order its book did not hold, so the books kept
+/// ~870 k of the 1 M orders added in a 2 M-record file; `old-mbo` writes
+/// that file.)
+fn write_mbo(path: &Path, events: u64, cancels_anywhere: bool) {
     let mut enc = DbnEncoder::new(BufWriter::new(File::create(path).unwrap()), &metadata(Schema::Mbo)).unwrap();
     let mut rng = Lcg(1);
-    let mut live: Vec<(u64, u8, i64, u32)> = Vec::new();
+    let mut live: Vec<(u64, u32, u8, i64, u32)> = Vec::new();
     for n in 0..events {
         let key = 1 + rng.next(8) as u32;
         let ts = T0 + n * 100;
-        let (action, side, order_id, price, size) = if live.len() < 500 || rng.next(2) == 0 {
+        let (action, key, side, order_id, price, size) = if live.len() < 500 || rng.next(2) == 0 {
             let side = if rng.next(2) == 0 { b'B' } else { b'A' };
             let price = if side == b'B' {
                 990 + rng.next(20) as i64
             } else {
                 1_005 + rng.next(20) as i64
             };
-            live.push((n + 1, side, price, 1 + rng.next(20) as u32));
-            (b'A', side, n + 1, price, live.last().unwrap().3)
+            live.push((n + 1, key, side, price, 1 + rng.next(20) as u32));
+            (b'A', key, side, n + 1, price, live.last().unwrap().4)
         } else {
-            let (id, side, price, size) = live.swap_remove(rng.next(live.len() as u64) as usize);
-            (b'C', side, id, price, size)
+            let (id, own_key, side, price, size) = live.swap_remove(rng.next(live.len() as u64) as usize);
+            (
+                b'C',
+                if cancels_anywhere { key } else { own_key },
+                side,
+                id,
+                price,
+                size,
+            )
         };
         let msg = MboMsg {
             hd: RecordHeader::new::<MboMsg>(rtype::MBO, 1, key, ts),
@@ -142,10 +177,15 @@ fn import(name: &str, file: &Path, events: u64) -> u64 {
             ..ImportOptions::default()
         },
     );
-    let (start, cpu) = (Instant::now(), thread_cpu());
+    let (start, cpu, usage) = (Instant::now(), thread_cpu(), thread_usage());
     import.import_file(file).unwrap();
     let (stats, publisher) = import.finish().unwrap();
     let (secs, cpu) = (start.elapsed().as_secs_f64(), thread_cpu() - cpu);
+    let used: Vec<f64> = thread_usage()
+        .iter()
+        .zip(usage)
+        .map(|(after, before)| after - before)
+        .collect();
     assert_eq!(stats.dbn_records, events);
     println!(
         "{name}: {events} DBN records in {secs:.3} s: {:.2} M records/s [cpu {:.2}] ({} deltas, {} snapshots written)",
@@ -153,6 +193,18 @@ fn import(name: &str, file: &Path, events: u64) -> u64 {
         events as f64 / cpu / 1e6,
         stats.deltas,
         stats.snapshots
+    );
+    println!(
+        "{name}: {} orders resting at the end, {} cancels of unknown orders",
+        stats.resting_orders, stats.unknown_orders
+    );
+    println!(
+        "{name}: the importing thread: {:.0} ns user + {:.0} ns system CPU per DBN record, {:.0} minor page faults, {:.0} voluntary and {:.0} involuntary context switches",
+        used[0] * 1e9 / events as f64,
+        used[1] * 1e9 / events as f64,
+        used[2],
+        used[3],
+        used[4]
     );
     publisher.stats().records
 }
@@ -212,9 +264,24 @@ fn main() {
     let events: u64 = std::env::args()
         .nth(1)
         .map_or(2_000_000, |a| a.parse().expect("EVENTS"));
+    let only = std::env::args().nth(2);
     let dir = tempfile::tempdir().unwrap();
     let (mbo, mbp10) = (dir.path().join("speed.mbo.dbn"), dir.path().join("speed.mbp-10.dbn"));
-    write_mbo(&mbo, events);
+    match only.as_deref() {
+        Some(which @ ("mbo" | "old-mbo")) => {
+            write_mbo(&mbo, events, which == "old-mbo");
+            import(which, &mbo, events);
+            return;
+        }
+        Some("mbp-10") => {
+            write_mbp10(&mbp10, events);
+            import("mbp-10", &mbp10, events);
+            return;
+        }
+        Some(other) => panic!("SCHEMA is mbo, old-mbo or mbp-10, not {other}"),
+        None => {}
+    }
+    write_mbo(&mbo, events, false);
     write_mbp10(&mbp10, events);
     let written = [import("mbo", &mbo, events), import("mbp-10", &mbp10, events)];
     for ((name, file), records) in [("mbo", &mbo), ("mbp-10", &mbp10)].into_iter().zip(written) {

@@ -24,10 +24,12 @@
 //!
 //! [`FeedPublisher`]: mdbus_publisher::FeedPublisher
 
+mod batch;
 mod error;
 mod import;
 mod levels;
 mod mbo;
+mod records;
 
 pub use error::{Error, Result};
 pub use import::{Clock, ImportOptions, ImportStats, Importer, SymbolSource};

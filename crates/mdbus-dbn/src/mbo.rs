@@ -15,12 +15,17 @@ use rustc_hash::FxHashMap;
 
 use crate::levels::Levels;
 
+/// One resting order: 16 bytes (24 with its id in the map), so more of
+/// a deep book's orders share a cache line.
 #[derive(Debug, Clone, Copy)]
 struct Order {
-    side: Side,
     price: i64,
-    size: i64,
+    /// > 0 (DBN sizes are u32; a cancel only reduces it).
+    size: u32,
+    side: Side,
 }
+
+const _: () = assert!(size_of::<Order>() == 16);
 
 /// What an MBO record did to the book.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +76,20 @@ impl std::ops::BitOrAssign for Sides {
     }
 }
 
+/// How a side's top 10 changed since [`OrderBook::take_touched`] last
+/// asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Touched {
+    /// Not at all.
+    #[default]
+    No,
+    /// Only the quantity of the level at this depth (0 = best): the same
+    /// prices, so the one delta is that level's.
+    Qty(usize),
+    /// Anything else: levels came or went, or several changed.
+    Levels,
+}
+
 /// One side's price levels, sorted by `key` ascending with the best level
 /// last (an order book changes mostly near its top: an insert or removal
 /// there moves few entries). The key is the price for bids and its bitwise
@@ -79,6 +98,7 @@ impl std::ops::BitOrAssign for Sides {
 struct Ladder {
     /// (key, qty), qty > 0.
     levels: Vec<(i64, i64)>,
+    touched: Touched,
 }
 
 impl Ladder {
@@ -92,19 +112,33 @@ impl Ladder {
         let found = self.levels.binary_search_by(|&(k, _)| k.cmp(&key));
         match found {
             Ok(i) => {
+                let depth = len - 1 - i;
                 let qty = &mut self.levels[i].1;
                 *qty += change;
-                if *qty <= 0 {
+                let removed = *qty <= 0;
+                if removed {
                     self.levels.remove(i);
                 }
-                len - 1 - i < BOOK_DEPTH
+                let top = depth < BOOK_DEPTH;
+                if top {
+                    self.touched = match self.touched {
+                        Touched::No if !removed => Touched::Qty(depth),
+                        Touched::Qty(d) if d == depth && !removed => Touched::Qty(depth),
+                        _ => Touched::Levels,
+                    };
+                }
+                top
             }
             Err(i) => {
                 if change <= 0 {
                     return false;
                 }
                 self.levels.insert(i, (key, change));
-                len - i < BOOK_DEPTH
+                let top = len - i < BOOK_DEPTH;
+                if top {
+                    self.touched = Touched::Levels;
+                }
+                top
             }
         }
     }
@@ -149,7 +183,6 @@ impl OrderBook {
             b'A' => Some(Side::Ask),
             _ => None,
         };
-        let size = i64::from(size);
         match action {
             // An add of an order already there replaces it, as a modify:
             // one probe of the orders either way.
@@ -157,10 +190,16 @@ impl OrderBook {
                 Entry::Occupied(mut entry) => {
                     let old = *entry.get();
                     let side = side.unwrap_or(old.side);
-                    let mut top = level(&mut self.bids, &mut self.asks, old.side, old.price, -old.size);
+                    let mut top = level(
+                        &mut self.bids,
+                        &mut self.asks,
+                        old.side,
+                        old.price,
+                        -i64::from(old.size),
+                    );
                     if size > 0 {
-                        top |= level(&mut self.bids, &mut self.asks, side, price, size);
-                        entry.insert(Order { side, price, size });
+                        top |= level(&mut self.bids, &mut self.asks, side, price, i64::from(size));
+                        entry.insert(Order { price, size, side });
                     } else {
                         entry.remove();
                     }
@@ -170,8 +209,8 @@ impl OrderBook {
                     let Some(side) = side else { return Applied::Unknown };
                     let mut top = Sides::default();
                     if size > 0 {
-                        top = level(&mut self.bids, &mut self.asks, side, price, size);
-                        entry.insert(Order { side, price, size });
+                        top = level(&mut self.bids, &mut self.asks, side, price, i64::from(size));
+                        entry.insert(Order { price, size, side });
                     }
                     Applied::Changed { top }
                 }
@@ -182,12 +221,12 @@ impl OrderBook {
                     let cut = size.min(order.size);
                     order.size -= cut;
                     let (side, price) = (order.side, order.price);
-                    if order.size <= 0 {
+                    if order.size == 0 {
                         entry.remove();
                     }
                     // The level loses `cut` (the whole order when it goes).
                     Applied::Changed {
-                        top: level(&mut self.bids, &mut self.asks, side, price, -cut),
+                        top: level(&mut self.bids, &mut self.asks, side, price, -i64::from(cut)),
                     }
                 }
                 Entry::Vacant(_) => Applied::Unknown,
@@ -225,6 +264,30 @@ impl OrderBook {
         let mut out = Levels::new();
         self.top_into(side, &mut out);
         out
+    }
+
+    /// How a side's top 10 changed since the last call (the importer
+    /// asks at each publish of the side).
+    pub(crate) fn take_touched(&mut self, side: Side) -> Touched {
+        let ladder = match side {
+            Side::Bid => &mut self.bids,
+            Side::Ask => &mut self.asks,
+        };
+        std::mem::take(&mut ladder.touched)
+    }
+
+    /// The level at `depth` (0 = best) of a side.
+    pub(crate) fn at_depth(&self, side: Side, depth: usize) -> Option<Level> {
+        let ladder = match side {
+            Side::Bid => &self.bids,
+            Side::Ask => &self.asks,
+        };
+        let i = ladder.levels.len().checked_sub(1 + depth)?;
+        let (k, qty) = ladder.levels[i];
+        Some(Level {
+            price: Price(key(side, k)),
+            qty,
+        })
     }
 
     /// The best level of a side.
@@ -291,5 +354,34 @@ mod tests {
         assert_eq!(book.apply(b'C', b'B', 77, 100, 1), Applied::Unknown);
         assert_eq!(book.apply(b'R', b'N', 0, 0, 0), Applied::Changed { top: Sides::BOTH });
         assert!(book.top(Side::Bid).is_empty() && book.orders() == 0);
+    }
+
+    #[test]
+    fn touched_says_when_only_one_levels_quantity_changed() {
+        let mut book = OrderBook::default();
+        book.apply(b'A', b'B', 1, 100, 5);
+        book.apply(b'A', b'B', 2, 99, 5);
+        assert_eq!(book.take_touched(Side::Bid), Touched::Levels);
+        assert_eq!(book.take_touched(Side::Bid), Touched::No);
+        // Another order at the best level, then a partial cancel there.
+        book.apply(b'A', b'B', 3, 100, 2);
+        book.apply(b'C', b'B', 1, 100, 1);
+        assert_eq!(book.take_touched(Side::Bid), Touched::Qty(0));
+        assert_eq!(
+            book.at_depth(Side::Bid, 1),
+            Some(Level {
+                price: Price(99),
+                qty: 5
+            })
+        );
+        // Two depths, or a level gone: the whole side.
+        book.apply(b'C', b'B', 1, 100, 1);
+        book.apply(b'A', b'B', 4, 99, 1);
+        assert_eq!(book.take_touched(Side::Bid), Touched::Levels);
+        book.apply(b'C', b'B', 2, 99, 5);
+        book.apply(b'C', b'B', 4, 99, 1);
+        assert_eq!(book.take_touched(Side::Bid), Touched::Levels);
+        assert_eq!(book.take_touched(Side::Ask), Touched::No);
+        assert_eq!(book.at_depth(Side::Bid, 1), None);
     }
 }
