@@ -19,7 +19,7 @@ use axum::routing::get;
 use mdbus_types::{InstrumentId, RecordRef, clock, json};
 use rustc_hash::FxHashMap;
 
-use crate::client::{Channel, Client, Drained, Entry, Folded};
+use crate::client::{Channel, Client, Drained, Entry, Folded, Pending};
 use crate::config::{HARD_FRAME_LIMIT, MAX_CLIENT_FRAME};
 use crate::protocol::{self, ErrorCode, ProtocolError, Request as ClientRequest};
 use crate::shared::Shared;
@@ -511,6 +511,20 @@ impl Connection {
         match drained {
             // Records and gaps in the order they came.
             Drained::Events(mut queue) => {
+                // One record as queued, unless a snapshot sent already has it.
+                let write_record =
+                    |this: &mut Connection, out: &mut String, events: &mut u64, oldest: &mut i64, pending: &Pending| {
+                        if this.covered(&pending.instrument, pending.channel, pending.seq) {
+                            return;
+                        }
+                        if *events > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(&pending.json);
+                        *oldest = (*oldest).min(pending.ts_publish);
+                        this.last_sent = pending.seq;
+                        *events += 1;
+                    };
                 for entry in queue.drain(..) {
                     match entry {
                         Entry::Gap(gap) => {
@@ -518,46 +532,25 @@ impl Connection {
                                 out.push(',');
                             }
                             protocol::write_gap(&mut out, gap);
+                            events += 1;
                         }
-                        Entry::Record(pending) => {
-                            if self.covered(&pending.instrument, pending.channel, pending.seq) {
-                                continue;
-                            }
-                            if events > 0 {
-                                out.push(',');
-                            }
-                            out.push_str(&pending.json);
-                            record(pending.ts_publish);
-                            self.last_sent = pending.seq;
-                        }
+                        Entry::Record(pending) => write_record(self, &mut out, &mut events, &mut oldest, &pending),
                         // Above every snapshot sent: written whole, as made.
                         Entry::Chunk(chunk) if chunk.first_seq() > self.max_floor => {
                             if events > 0 {
                                 out.push(',');
                             }
                             out.push_str(&chunk.body);
-                            record(chunk.oldest_ts_publish());
+                            oldest = oldest.min(chunk.oldest_ts_publish());
                             self.last_sent = chunk.last_seq();
                             events += chunk.records.len() as u64;
-                            continue;
                         }
                         Entry::Chunk(chunk) => {
                             for pending in &chunk.records {
-                                if self.covered(&pending.instrument, pending.channel, pending.seq) {
-                                    continue;
-                                }
-                                if events > 0 {
-                                    out.push(',');
-                                }
-                                out.push_str(&pending.json);
-                                record(pending.ts_publish);
-                                self.last_sent = pending.seq;
-                                events += 1;
+                                write_record(self, &mut out, &mut events, &mut oldest, pending);
                             }
-                            continue;
                         }
                     }
-                    events += 1;
                 }
                 self.spare = queue;
             }
