@@ -107,7 +107,7 @@ pub fn apply_retention(dir: impl AsRef<Path>, feed: &str, policy: &RetentionPoli
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionTotals {
     /// Passes that finished (one at open and one after each roll, unless a
-    /// pass was still running then).
+    /// pass was still running then; the writer's drop runs a last one).
     pub passes: u64,
     /// Segments deleted.
     pub deleted_segments: u64,
@@ -158,15 +158,7 @@ impl BackgroundRetention {
                 loop {
                     let result = apply_retention(&dir, &feed, &policy);
                     let mut state = me.lock();
-                    state.totals.passes += 1;
-                    match result {
-                        Ok(report) => {
-                            state.totals.deleted_segments += report.deleted.len() as u64;
-                            state.totals.freed_bytes += report.freed_bytes;
-                            state.totals.last_error = None;
-                        }
-                        Err(e) => state.totals.last_error = Some(e.to_string()),
-                    }
+                    state.totals.add(result);
                     if !std::mem::take(&mut state.again) {
                         state.running = false;
                         return;
@@ -188,11 +180,31 @@ impl BackgroundRetention {
         (state.totals.clone(), state.running)
     }
 
-    /// Waits for the running pass (and the one it was asked to run again).
-    pub(crate) fn finish(&self) {
+    /// Waits for the running pass (and the one it was asked to run again),
+    /// then runs one last pass in this thread. The pass after a roll may
+    /// have looked at the WAL before the new segment's snapshot set was
+    /// written (the publisher writes it after the roll), and kept the older
+    /// set's segment for it: the last pass sees the WAL as it is left.
+    pub(crate) fn finish(&self, dir: &Path, feed: &str, policy: &RetentionPolicy) {
         let thread = self.lock().thread.take();
         if let Some(thread) = thread {
             let _ = thread.join();
+        }
+        let result = apply_retention(dir, feed, policy);
+        self.lock().totals.add(result);
+    }
+}
+
+impl RetentionTotals {
+    fn add(&mut self, pass: Result<RetentionReport>) {
+        self.passes += 1;
+        match pass {
+            Ok(report) => {
+                self.deleted_segments += report.deleted.len() as u64;
+                self.freed_bytes += report.freed_bytes;
+                self.last_error = None;
+            }
+            Err(e) => self.last_error = Some(e.to_string()),
         }
     }
 }

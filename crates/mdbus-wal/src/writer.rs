@@ -61,8 +61,11 @@ pub struct WalOptions {
     /// Delete old segments by total size and age (see
     /// [`apply_retention`]: never the newest full snapshot set's segment
     /// or a newer one), at open and after each roll, in a thread of its
-    /// own (default none: the WAL grows). [`Wal::retention_totals`] says
-    /// what was deleted.
+    /// own (default none: the WAL grows), and once more when the writer is
+    /// dropped, after that thread's pass (a roll's pass can run before the
+    /// new segment's snapshot set is written: the WAL a clean close leaves
+    /// is within the budget). [`Wal::retention_totals`] says what was
+    /// deleted.
     pub retention: Option<RetentionPolicy>,
 }
 
@@ -962,8 +965,14 @@ impl Drop for Wal {
         if let Some(p) = self.ready.take() {
             let _ = std::fs::remove_file(&p.tmp_path);
         }
-        // A retention pass under way ends (and the last roll's pass runs)
-        // before the writer is gone.
-        self.retention.finish();
+        // A retention pass under way ends (and the last roll's pass runs),
+        // then one more pass runs here, on the WAL as it is left (the last
+        // roll's pass may have run before that segment's snapshot set was
+        // written): a clean close leaves the WAL within its budget.
+        if let Some(policy) = &self.options.retention
+            && let Some(root) = self.feed_dir.parent()
+        {
+            self.retention.finish(root, &self.feed, policy);
+        }
     }
 }

@@ -433,6 +433,62 @@ fn background_retention_keeps_the_wal_within_its_size_budget() {
     assert_eq!(out.seqs, (first..seq).collect::<Vec<_>>());
 }
 
+/// The pass after a roll can run before the new segment's snapshot set is
+/// written (the publisher writes it after the roll), and so keep the old
+/// set's segment; closing the writer then runs one more pass, so that the
+/// WAL it leaves is within the budget. Deterministic: the roll's pass is
+/// waited for before the set is written.
+#[test]
+fn closing_the_writer_applies_retention_to_the_last_snapshot_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = 3 * 4096;
+    let options = test_options(4096).retention(RetentionPolicy {
+        max_bytes: Some(budget),
+        max_age: None,
+    });
+    let mut wal = Wal::open(dir.path(), "closed", options).unwrap();
+    let mut seq = 1;
+    // Four segments; a set in the first one and, after the last roll, in
+    // the fourth.
+    for segment in 0..4 {
+        if segment > 0 {
+            wal.roll().unwrap();
+        }
+        if segment == 3 {
+            // The last roll's pass ran on a segment without a set yet.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while wal.retention_totals().1 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "watchdog: retention still running"
+                );
+                std::thread::yield_now();
+            }
+            assert_eq!(inspect(dir.path(), "closed").unwrap().len(), 4, "nothing deleted yet");
+        }
+        if segment == 0 || segment == 3 {
+            wal.append(&snapshot_record(seq, false)).unwrap();
+            wal.append(&snapshot_record(seq + 1, true)).unwrap();
+            seq += 2;
+        }
+        for _ in 0..5 {
+            wal.append(&record(seq, 0)).unwrap();
+            seq += 1;
+        }
+    }
+    drop(wal);
+    let infos = inspect(dir.path(), "closed").unwrap();
+    let sets: Vec<bool> = infos.iter().map(|i| i.has_full_snapshot_set()).collect();
+    let kept: u64 = std::fs::read_dir(dir.path().join("closed"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(kept <= budget, "{kept} bytes kept ({sets:?}), budget {budget}");
+    assert_eq!(sets, [false, false, true], "the newest set's segment is kept");
+}
+
 #[test]
 fn skip_to_starts_a_fresh_wal_at_a_later_seq_and_leaves_a_reported_hole() {
     let dir = tempfile::tempdir().unwrap();
