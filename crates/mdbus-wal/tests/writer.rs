@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{record, replay, snapshot_record, test_options};
 use mdbus_wal::{
-    AppendOutcome, Error, ReadFrom, ReadOptions, RecoveryEvent, RetentionPolicy, SyncPolicy, Wal, WalOptions,
-    WalReader, apply_retention, inspect, recovery_point, verify,
+    AppendOutcome, Error, ReadFrom, ReadOptions, RecoveryEvent, RetentionPolicy, RetentionTotals, SyncPolicy, Wal,
+    WalOptions, WalReader, apply_retention, inspect, recovery_point, verify,
 };
 
 #[test]
@@ -400,31 +400,12 @@ fn background_retention_keeps_the_wal_within_its_size_budget() {
         wal.append(&record(seq, (seq % 3) as u8)).unwrap();
         seq += 1;
     }
-    let wal_bytes = || -> u64 {
-        std::fs::read_dir(dir.path().join("retained"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-            .map(|p| std::fs::metadata(p).unwrap().len())
-            .sum()
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let idle = |wal: &Wal| loop {
-        let (totals, running) = wal.retention_totals();
-        if !running {
-            break totals;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "watchdog: retention still running"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
     // A roll during a pass makes that pass go again: once idle, the last
     // roll's state is within the budget.
-    let totals = idle(&wal);
+    let totals = retention_idle(&wal);
     assert!(totals.deleted_segments > 0 && totals.last_error.is_none(), "{totals:?}");
-    assert!(wal_bytes() <= budget, "{} bytes on disk, budget {budget}", wal_bytes());
+    let kept = segment_bytes(&dir.path().join("retained"));
+    assert!(kept <= budget, "{kept} bytes on disk, budget {budget}");
     drop(wal);
     let out = replay(dir.path(), "retained", false);
     assert!(out.error.is_none(), "{:?}", out.error);
@@ -456,14 +437,7 @@ fn closing_the_writer_applies_retention_to_the_last_snapshot_set() {
         }
         if segment == 3 {
             // The last roll's pass ran on a segment without a set yet.
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while wal.retention_totals().1 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "watchdog: retention still running"
-                );
-                std::thread::yield_now();
-            }
+            retention_idle(&wal);
             assert_eq!(inspect(dir.path(), "closed").unwrap().len(), 4, "nothing deleted yet");
         }
         if segment == 0 || segment == 3 {
@@ -479,14 +453,35 @@ fn closing_the_writer_applies_retention_to_the_last_snapshot_set() {
     drop(wal);
     let infos = inspect(dir.path(), "closed").unwrap();
     let sets: Vec<bool> = infos.iter().map(|i| i.has_full_snapshot_set()).collect();
-    let kept: u64 = std::fs::read_dir(dir.path().join("closed"))
+    let kept = segment_bytes(&dir.path().join("closed"));
+    assert!(kept <= budget, "{kept} bytes kept ({sets:?}), budget {budget}");
+    assert_eq!(sets, [false, false, true], "the newest set's segment is kept");
+}
+
+/// Waits (under a watchdog) until no retention pass runs; its totals.
+fn retention_idle(wal: &Wal) -> RetentionTotals {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (totals, running) = wal.retention_totals();
+        if !running {
+            return totals;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watchdog: retention still running"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// The bytes of a feed folder's segment files.
+fn segment_bytes(feed_dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(feed_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "wal"))
         .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum();
-    assert!(kept <= budget, "{kept} bytes kept ({sets:?}), budget {budget}");
-    assert_eq!(sets, [false, false, true], "the newest set's segment is kept");
+        .sum()
 }
 
 #[test]
