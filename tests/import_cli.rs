@@ -2,6 +2,8 @@
 //! mdbus-dbn/tests/data, Apache-2.0, see NOTICE.md there) into a WAL that
 //! `mdbus book-at` and `mdbus wal verify` read; bad input and its exit codes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -133,15 +135,6 @@ fn bad_input_exits_1_and_bad_arguments_2() {
     assert!(text(&out).contains("longer than 16 bytes"), "{}", text(&out));
 }
 
-fn wal_bytes(feed_dir: &Path) -> u64 {
-    std::fs::read_dir(feed_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum()
-}
-
 /// `(seq, kind, ts_event)` of every record `mdbus replay` prints.
 fn replayed(wal: &str, feed: &str) -> Vec<(u64, String, i64)> {
     let out = mdbus(&["replay", "--wal", wal, "--feed", feed]);
@@ -188,10 +181,10 @@ fn retain_bytes_bounds_the_imported_wal() {
     import("kept", &["--retain-bytes", "3KiB"]);
     let all = replayed(wal, "all");
     assert!(
-        wal_bytes(&dir.path().join("all")) > budget,
+        common::segment_bytes(&dir.path().join("all")) > budget,
         "the import is too small to test retention"
     );
-    let kept_bytes = wal_bytes(&dir.path().join("kept"));
+    let kept_bytes = common::segment_bytes(&dir.path().join("kept"));
     // Retention's rule allows more only when what is left starts at the
     // newest full snapshot set's segment.
     let out = mdbus(&["wal", "inspect", "--wal", wal, "--feed", "kept", "--json"]);

@@ -2,6 +2,8 @@
 //! another feed, every market record once and in order, fresh snapshots
 //! first with `--from`, and an end-of-recording marker.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -316,21 +318,11 @@ fn sigusr1_pauses_and_sigusr2_resumes() {
     assert_eq!(copy, source, "every tick and delta played once");
 }
 
-/// The bytes of the feed's WAL segments.
-fn wal_bytes(root: &Path, feed: &str) -> u64 {
-    std::fs::read_dir(root.join(feed))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum()
-}
-
 /// Retention's rule: the WAL is within `budget`, or what is left starts at
 /// the segment holding the newest full snapshot set (which, like the live
 /// segment after it, is never deleted).
 fn within_budget(root: &str, feed: &str, budget: u64) -> bool {
-    let total = wal_bytes(Path::new(root), feed);
+    let total = common::segment_bytes(&Path::new(root).join(feed));
     if total <= budget {
         return true;
     }
@@ -373,7 +365,7 @@ fn retain_bytes_bounds_the_played_feeds_wal() {
     assert!(
         within_budget(root, &played, budget),
         "{} bytes kept",
-        wal_bytes(dir.path(), &played)
+        common::segment_bytes(&dir.path().join(&played))
     );
     let out = mdbus(&["wal", "verify", "--wal", root, "--feed", &played]);
     assert!(out.status.success() && text(&out).contains("clean"), "{}", text(&out));

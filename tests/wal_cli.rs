@@ -2,6 +2,8 @@
 //! independently from docs/spec.md (tests/fixtures/wal-*), and a publish ->
 //! verify -> inspect -> replay round trip.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -445,15 +447,6 @@ fn history_and_book_at_match_a_reference_from_the_full_replay() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("TOO_LONG_A_SYMBOL_X"));
 }
 
-fn wal_bytes(feed_dir: &Path) -> u64 {
-    std::fs::read_dir(feed_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum()
-}
-
 /// `mdbus publish --retain-bytes` keeps the feed's WAL within the budget
 /// (whole segments deleted in the background, the newest snapshot set's
 /// kept: it still replays from there); `mdbus wal prune` does the same on
@@ -487,7 +480,11 @@ fn publish_retain_bytes_and_wal_prune_bound_the_wal() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let feed_dir = dir.path().join(&feed);
-    assert!(wal_bytes(&feed_dir) <= budget, "{} bytes kept", wal_bytes(&feed_dir));
+    assert!(
+        common::segment_bytes(&feed_dir) <= budget,
+        "{} bytes kept",
+        common::segment_bytes(&feed_dir)
+    );
     let out = mdbus()
         .args(["wal", "verify", "--feed", &feed, "--wal"])
         .arg(dir.path())

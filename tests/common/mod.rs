@@ -111,3 +111,13 @@ pub fn http_get(addr: &str, path: &str) -> (String, String) {
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     (head.to_string(), body.to_string())
 }
+
+/// The bytes of a feed folder's WAL segment files.
+pub fn segment_bytes(feed_dir: &Path) -> u64 {
+    std::fs::read_dir(feed_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
