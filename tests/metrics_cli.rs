@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -107,20 +107,6 @@ fn histogram_count(families: &Value, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {count} in {families}"))
 }
 
-/// Lines of a child's pipe, from a thread (the pipe never fills).
-fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// The `host:port` after `http://` in the first line containing `marker`.
 fn address(lines: &mpsc::Receiver<String>, marker: &str, deadline: Instant) -> String {
     loop {
@@ -178,7 +164,7 @@ fn publisher_and_gateway_metrics_parse_and_count() {
             .spawn()
             .unwrap(),
     );
-    let publisher_lines = lines_of(publisher.0.stderr.take().unwrap());
+    let publisher_lines = common::lines_of(publisher.0.stderr.take().unwrap());
     let publisher_addr = address(&publisher_lines, "metrics of feed", deadline);
 
     // Published records, every instrument seen, a timed sync round.
@@ -237,7 +223,7 @@ fn publisher_and_gateway_metrics_parse_and_count() {
             .spawn()
             .unwrap(),
     );
-    let gateway_lines = lines_of(gateway.0.stdout.take().unwrap());
+    let gateway_lines = common::lines_of(gateway.0.stdout.take().unwrap());
     let gateway_addr = address(&gateway_lines, "(depth page)", deadline);
     let (head, _) = http_get(&gateway_addr, "/metrics");
     assert!(head.starts_with("HTTP/1.1 401"), "{head}");

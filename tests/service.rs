@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -23,20 +22,6 @@ use mdbus::wal::{ReadOptions, WalReader};
 /// How long a stopped process may take to exit: far more than a clean
 /// stop needs (a sync and joining two threads), on a loaded machine.
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
-
-/// Lines of a child's pipe, from a thread (the pipe never fills).
-fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
 
 /// Every line received so far and until the pipe closes (the process
 /// exited), under the watchdog.
@@ -119,8 +104,8 @@ fn wait_for_wal_past(dir: &Path, feed: &str, seq: u64) {
 /// Stops a publisher with `sig`: exit 0, and the seq range of its summary
 /// line (`... seq A..=B ...`).
 fn stop_publisher(publisher: &mut Proc, sig: i32, what: &str) -> (u64, u64) {
-    let stdout = lines_of(publisher.0.stdout.take().unwrap());
-    let stderr = lines_of(publisher.0.stderr.take().unwrap());
+    let stdout = common::lines_of(publisher.0.stdout.take().unwrap());
+    let stderr = common::lines_of(publisher.0.stderr.take().unwrap());
     signal(publisher, sig);
     let status = exit_status(publisher, what);
     let (stdout, stderr) = (rest_of(&stdout), rest_of(&stderr));
@@ -248,7 +233,7 @@ fn a_gateway_sees_a_publisher_restart_without_a_gap_and_stops_cleanly_on_sigterm
             .spawn()
             .unwrap(),
     );
-    let gateway_out = lines_of(gateway.0.stdout.take().unwrap());
+    let gateway_out = common::lines_of(gateway.0.stdout.take().unwrap());
     let banner = gateway_out
         .recv_timeout(WATCHDOG)
         .expect("watchdog: no address from the gateway");
@@ -273,7 +258,7 @@ fn a_gateway_sees_a_publisher_restart_without_a_gap_and_stops_cleanly_on_sigterm
 
     signal(&gateway, libc::SIGTERM);
     let status = exit_status(&mut gateway, "mdbus gateway");
-    let stderr = rest_of(&lines_of(gateway.0.stderr.take().unwrap()));
+    let stderr = rest_of(&common::lines_of(gateway.0.stderr.take().unwrap()));
     assert_eq!(status.code(), Some(0), "mdbus gateway: {status}: {stderr:?}");
     let summary = rest_of(&gateway_out);
     assert!(

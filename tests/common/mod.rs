@@ -1,8 +1,10 @@
 //! Helpers shared by the cross-process tests of this folder.
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long a child process may take before the test fails.
@@ -120,4 +122,18 @@ pub fn segment_bytes(feed_dir: &Path) -> u64 {
         .filter(|p| p.extension().is_some_and(|x| x == "wal"))
         .map(|p| std::fs::metadata(p).unwrap().len())
         .sum()
+}
+
+/// Lines of a child's pipe, from a thread (the pipe never fills).
+pub fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
