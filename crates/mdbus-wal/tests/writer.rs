@@ -558,3 +558,68 @@ fn bytes_written_and_sync_stats_count_this_writer() {
     let never = Wal::open(dir.path(), "metrics", test_options(4096).sync(SyncPolicy::Never)).unwrap();
     assert!(never.sync_stats().is_none());
 }
+
+/// The `VmFlags` of every mapping of this process whose file lies under
+/// `dir` (from /proc/self/smaps), with the file's path.
+fn mappings_under(dir: &std::path::Path) -> Vec<(String, String)> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+    let dir = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    let mut current: Option<String> = None;
+    for line in smaps.lines() {
+        if let Some(flags) = line.strip_prefix("VmFlags:") {
+            if let Some(path) = current.take() {
+                found.push((path, flags.trim().to_string()));
+            }
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.contains('-') && !w.ends_with(':'))
+        {
+            // A mapping's first line: "start-end perms offset dev inode path".
+            current = line
+                .split_whitespace()
+                .nth(5)
+                .filter(|path| path.starts_with(&dir))
+                .map(str::to_string);
+        }
+    }
+    found
+}
+
+#[test]
+fn the_writers_segment_maps_fault_single_pages() {
+    // Large page-cache folios would make every sync round write back (and
+    // write-protect) the 2 MiB around the writer's position: the writer's
+    // maps ask for no readahead (MADV_RANDOM, "rr" in VmFlags), both for a
+    // segment it creates (and the one it prepares next) and for the newest
+    // segment it recovers.
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions::default()
+        .segment_bytes(1 << 20)
+        .sync(SyncPolicy::Never)
+        .preallocate_next(true);
+    let check = |wal: &mut Wal, when: &str| {
+        wal.wait_prepared();
+        let maps = mappings_under(dir.path());
+        assert!(
+            maps.len() >= 2,
+            "{when}: the live and the prepared segment are mapped: {maps:?}"
+        );
+        for (path, flags) in &maps {
+            assert!(
+                flags.split_whitespace().any(|f| f == "rr"),
+                "{when}: {path} maps with {flags}"
+            );
+        }
+    };
+    let mut wal = Wal::open(dir.path(), "folios", options.clone()).unwrap();
+    for seq in 1..=100 {
+        wal.append(&record(seq, 0)).unwrap();
+    }
+    check(&mut wal, "created");
+    drop(wal);
+    let mut wal = Wal::open(dir.path(), "folios", options).unwrap();
+    assert_eq!(wal.next_seq(), 101);
+    check(&mut wal, "recovered");
+}
