@@ -596,10 +596,7 @@ impl<S: MdSender> Importer<S> {
                         Err(panic) => std::panic::resume_unwind(panic),
                     }
                 })
-                .map_err(|e| Error::Open {
-                    file: PathBuf::from("(reading thread)"),
-                    source: dbn::Error::io(e, "starting the import's reading thread"),
-                })?;
+                .map_err(|source| Error::Thread { source })?;
             let mut failed = None;
             for (mut batch, file, stats) in full_rx.iter() {
                 let published = publisher.publish_batch(batch.samples_mut());
