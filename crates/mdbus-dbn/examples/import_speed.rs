@@ -7,9 +7,11 @@
 //! the import wrote (one `BookDelta` each, 72-byte frames, no publisher).
 //!
 //! Each line gives records per second of wall-clock time and, in
-//! brackets, per second of the measuring thread's own CPU time (what the
-//! work costs when other processes share the cores; the WAL's sync and
-//! segment threads not counted).
+//! brackets, per second of CPU time (what the work costs when other
+//! processes share the cores): for the import, the whole process's (the
+//! import reads on one thread and publishes on another; the WAL's sync
+//! and segment threads count too); for the floors, the measuring
+//! thread's own (the WAL's threads not counted).
 //!
 //! `cargo run --release -p mdbus-dbn --example import_speed [EVENTS] [SCHEMA]`
 //!
@@ -30,13 +32,14 @@ use mdbus_types::InstrumentId;
 
 const T0: u64 = 1_609_459_200_000_000_000;
 
-/// This thread's resource use: user and system CPU seconds, minor page
-/// faults, voluntary and involuntary context switches.
-fn thread_usage() -> [f64; 5] {
+/// The whole process's resource use (every thread: the import's two and
+/// the WAL's): user and system CPU seconds, minor page faults, voluntary
+/// and involuntary context switches.
+fn process_usage() -> [f64; 5] {
     // SAFETY: an all-zero rusage is a valid value (integers and timevals).
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes one rusage, which `usage` is.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
     assert_eq!(rc, 0);
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     [
@@ -46,6 +49,15 @@ fn thread_usage() -> [f64; 5] {
         usage.ru_nvcsw as f64,
         usage.ru_nivcsw as f64,
     ]
+}
+
+/// The CPU time in seconds of this process (all its threads).
+fn process_cpu() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// This thread's CPU time in seconds.
@@ -177,11 +189,11 @@ fn import(name: &str, file: &Path, events: u64) -> u64 {
             ..ImportOptions::default()
         },
     );
-    let (start, cpu, usage) = (Instant::now(), thread_cpu(), thread_usage());
+    let (start, cpu, usage) = (Instant::now(), process_cpu(), process_usage());
     import.import_file(file).unwrap();
     let (stats, publisher) = import.finish().unwrap();
-    let (secs, cpu) = (start.elapsed().as_secs_f64(), thread_cpu() - cpu);
-    let used: Vec<f64> = thread_usage()
+    let (secs, cpu) = (start.elapsed().as_secs_f64(), process_cpu() - cpu);
+    let used: Vec<f64> = process_usage()
         .iter()
         .zip(usage)
         .map(|(after, before)| after - before)
@@ -199,7 +211,7 @@ fn import(name: &str, file: &Path, events: u64) -> u64 {
         stats.resting_orders, stats.unknown_orders
     );
     println!(
-        "{name}: the importing thread: {:.0} ns user + {:.0} ns system CPU per DBN record, {:.0} minor page faults, {:.0} voluntary and {:.0} involuntary context switches",
+        "{name}: the process (both import threads, the WAL's): {:.0} ns user + {:.0} ns system CPU per DBN record, {:.0} minor page faults, {:.0} voluntary and {:.0} involuntary context switches",
         used[0] * 1e9 / events as f64,
         used[1] * 1e9 / events as f64,
         used[2],

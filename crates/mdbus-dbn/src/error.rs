@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-/// What went wrong in an import. Every variant names the file, and the
-/// record index or instrument concerned; what came before it is in the WAL.
+/// What went wrong in an import. Every variant but [`Error::Thread`] names
+/// the file, and the record index or instrument concerned; what came
+/// before it is in the WAL.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -54,6 +55,13 @@ pub enum Error {
         file: PathBuf,
         /// The publisher's error.
         source: mdbus_publisher::Error,
+    },
+    /// The import's reading thread could not be started (the system is
+    /// out of threads or memory): nothing was read.
+    #[error("cannot start the import's reading thread: {source}")]
+    Thread {
+        /// The system's error.
+        source: std::io::Error,
     },
 }
 

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::mpsc;
 
 use dbn::Record as _;
 use dbn::decode::{DbnMetadata, DecodeRecordRef};
@@ -106,21 +107,16 @@ struct Instrument {
 }
 
 /// Imports DBN files into a feed, one after another; the books carry over
-/// from file to file.
+/// from file to file. An import call reads on a thread of its own while
+/// the caller's thread publishes, batch by batch: the two halves of the
+/// work on two cores, the same records and batches as on one thread.
 #[derive(Debug)]
 pub struct Importer<S: MdSender> {
     publisher: FeedPublisher<S>,
-    options: ImportOptions,
-    /// The index in `states` of each DBN instrument id (FxHash: a u32 key
-    /// looked up once per record).
-    instruments: FxHashMap<u32, usize>,
-    states: Vec<Instrument>,
-    out: Batch,
-    bids: Levels,
-    asks: Levels,
-    stats: ImportStats,
-    /// The file being read (errors name it).
-    file: PathBuf,
+    /// Everything but the publisher (books, options, counts).
+    build: Build,
+    /// Batches kept between import calls (their slots are reused).
+    spare: Vec<Batch>,
 }
 
 /// What a [`Counted`] reader saw: bytes in all, and the first 8 (DBN's
@@ -489,55 +485,56 @@ impl std::fmt::Debug for Source {
     }
 }
 
+/// Full batches in flight from the reading thread to the publishing one
+/// (the reader runs at most this many batches ahead of the WAL).
+const PIPE_DEPTH: usize = 2;
+
+/// What the reading thread hands over: a batch, the file it came from
+/// (a publish error names it), and the import's counts as of that batch.
+type Handoff = (Batch, PathBuf, ImportStats);
+
+/// The reading thread's ends of the pipe: full batches out, published
+/// (empty) batches back.
+#[derive(Debug)]
+struct Pipe {
+    full: mpsc::SyncSender<Handoff>,
+    empty: mpsc::Receiver<Batch>,
+}
+
 impl<S: MdSender> Importer<S> {
     /// An import into `publisher`'s feed.
     pub fn new(publisher: FeedPublisher<S>, options: ImportOptions) -> Importer<S> {
         Importer {
             publisher,
-            options,
-            instruments: FxHashMap::default(),
-            states: Vec::new(),
-            out: Batch::with_capacity(BATCH + 64),
-            bids: Vec::with_capacity(10),
-            asks: Vec::with_capacity(10),
-            stats: ImportStats::default(),
-            file: PathBuf::new(),
+            build: Build {
+                options,
+                instruments: FxHashMap::default(),
+                states: Vec::new(),
+                out: Batch::with_capacity(BATCH + 64),
+                bids: Vec::with_capacity(10),
+                asks: Vec::with_capacity(10),
+                stats: ImportStats::default(),
+                file: PathBuf::new(),
+                pipe: None,
+            },
+            spare: Vec::new(),
         }
     }
 
     /// What was imported so far.
     pub fn stats(&self) -> ImportStats {
         ImportStats {
-            resting_orders: self.states.iter().map(|i| i.orders.orders() as u64).sum(),
-            ..self.stats
+            resting_orders: self.build.states.iter().map(|i| i.orders.orders() as u64).sum(),
+            ..self.build.stats
         }
     }
 
     /// Imports one file to its end. On an error, every record before the
     /// one named was published and the WAL is valid.
     pub fn import_file(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        self.file = path.as_ref().to_path_buf();
-        let mut source = Source::open(path.as_ref())?;
-        let result = loop {
-            // In place: the record is read where the reader holds it.
-            let record = match source.records.next(&source.path, source.index) {
-                Ok(Some(record)) => record,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            };
-            if let Err(e) = self.record(&record, &source.symbols, source.index) {
-                break Err(e);
-            }
-            source.index += 1;
-            self.stats.dbn_records += 1;
-            if self.out.len() >= BATCH {
-                self.publish()?;
-            }
-        };
-        // Everything before an error is published either way.
-        self.publish()?;
-        result?;
-        self.stats.files += 1;
+        let path = path.as_ref();
+        self.pipelined(|build| build.read_file(path))?;
+        self.build.stats.files += 1;
         Ok(())
     }
 
@@ -550,14 +547,150 @@ impl<S: MdSender> Importer<S> {
         if let [one] = paths {
             return self.import_file(one);
         }
+        let paths: Vec<&Path> = paths.iter().map(AsRef::as_ref).collect();
+        self.pipelined(|build| build.read_files(&paths))
+    }
+
+    /// Runs `read` (the DBN side: decoding, books, the records to write)
+    /// on a thread of its own while this thread publishes the batches it
+    /// hands over, in order: the two halves of the import on two cores.
+    /// The batches, their order and their bounds are those of an import
+    /// on one thread (a batch is handed over where that import published
+    /// it), so the publisher writes the same WAL. A publish error stops
+    /// the reader (its next hand-over fails) and is the error returned,
+    /// with the counts as of the batch that failed; otherwise the reader's
+    /// error, after everything before it was published.
+    fn pipelined(&mut self, read: impl FnOnce(&mut Build) -> Result<()> + Send) -> Result<()> {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Handoff>(PIPE_DEPTH);
+        let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
+        // One batch being filled, PIPE_DEPTH waiting, one being published.
+        while self.spare.len() < PIPE_DEPTH + 1 {
+            self.spare.push(Batch::with_capacity(BATCH + 64));
+        }
+        for batch in self.spare.drain(..) {
+            empty_tx.send(batch).expect("the receiver is held here");
+        }
+        let (build, publisher, spare) = (&mut self.build, &mut self.publisher, &mut self.spare);
+        let (result, failed) = std::thread::scope(|scope| {
+            let reader = std::thread::Builder::new()
+                .name("mdbus-dbn-read".into())
+                .spawn_scoped(scope, move || {
+                    build.pipe = Some(Pipe {
+                        full: full_tx,
+                        empty: empty_rx,
+                    });
+                    // A panic must drop the pipe too (it lives in
+                    // `build`, which outlives this thread), or the loop
+                    // below would wait for batches forever.
+                    let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let result = read(&mut *build);
+                        // Everything before an error is published either way.
+                        build.hand_over();
+                        result
+                    }));
+                    let pipe = build.pipe.take().expect("set above");
+                    // Dropping `full` ends the publishing loop below.
+                    drop(pipe.full);
+                    match read {
+                        Ok(result) => (result, pipe.empty),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                })
+                .map_err(|source| Error::Thread { source })?;
+            let mut failed = None;
+            for (mut batch, file, stats) in full_rx.iter() {
+                let published = publisher.publish_batch(batch.samples_mut());
+                batch.clear();
+                if let Err(source) = published {
+                    failed = Some((Error::Publish { file, source }, stats));
+                    spare.push(batch);
+                    break;
+                }
+                // The reader has stopped when this fails: the batch is
+                // collected below either way.
+                if let Err(mpsc::SendError(batch)) = empty_tx.send(batch) {
+                    spare.push(batch);
+                }
+            }
+            // A reader waiting to hand over or for an empty batch wakes
+            // and stops.
+            drop(full_rx);
+            drop(empty_tx);
+            let (result, empty_rx) = reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            spare.extend(empty_rx.try_iter());
+            Ok((result, failed))
+        })?;
+        match failed {
+            Some((error, stats)) => {
+                self.build.stats = stats;
+                Err(error)
+            }
+            None => result,
+        }
+    }
+
+    /// Publishes what is pending and flushes the WAL; returns the publisher.
+    pub fn finish(mut self) -> Result<(ImportStats, FeedPublisher<S>)> {
+        // Every import call hands over and publishes its last batch.
+        debug_assert!(self.build.out.is_empty());
+        self.publisher.flush().map_err(|source| Error::Publish {
+            file: self.build.file.clone(),
+            source,
+        })?;
+        Ok((self.stats(), self.publisher))
+    }
+}
+
+/// The DBN side of an import, everything but the publisher: it reads the
+/// files, keeps the books and writes the records into batches, on the
+/// import's reading thread (`Importer::pipelined`).
+#[derive(Debug)]
+struct Build {
+    options: ImportOptions,
+    /// The index in `states` of each DBN instrument id (FxHash: a u32 key
+    /// looked up once per record).
+    instruments: FxHashMap<u32, usize>,
+    states: Vec<Instrument>,
+    out: Batch,
+    bids: Levels,
+    asks: Levels,
+    stats: ImportStats,
+    /// The file being read (errors name it).
+    file: PathBuf,
+    /// Where full batches go, during an import call.
+    pipe: Option<Pipe>,
+}
+
+impl Build {
+    /// Reads one file to its end or its first bad record.
+    fn read_file(&mut self, path: &Path) -> Result<()> {
+        self.file = path.to_path_buf();
+        let mut source = Source::open(path)?;
+        loop {
+            // In place: the record is read where the reader holds it.
+            let record = match source.records.next(&source.path, source.index) {
+                Ok(Some(record)) => record,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            self.record(&record, &source.symbols, source.index)?;
+            source.index += 1;
+            self.stats.dbn_records += 1;
+            if self.out.len() >= BATCH && !self.hand_over() {
+                // The publisher failed: its error is the import's.
+                return Ok(());
+            }
+        }
+    }
+
+    /// Reads several files merged in time order.
+    fn read_files(&mut self, paths: &[&Path]) -> Result<()> {
         let mut sources = Vec::with_capacity(paths.len());
         for path in paths {
-            self.file = path.as_ref().to_path_buf();
-            sources.push((Source::open(path.as_ref())?, None::<dbn::RecordBuf>));
+            self.file = path.to_path_buf();
+            sources.push((Source::open(path)?, None::<dbn::RecordBuf>));
         }
-        let result = self.merge(&mut sources);
-        self.publish()?;
-        result
+        self.merge(&mut sources)
     }
 
     fn merge(&mut self, sources: &mut [(Source, Option<dbn::RecordBuf>)]) -> Result<()> {
@@ -583,8 +716,9 @@ impl<S: MdSender> Importer<S> {
             self.file = source.path.clone();
             self.record(&record.as_rec_ref(), &source.symbols, source.index - 1)?;
             self.stats.dbn_records += 1;
-            if self.out.len() >= BATCH {
-                self.publish()?;
+            if self.out.len() >= BATCH && !self.hand_over() {
+                // The publisher failed: its error is the import's.
+                return Ok(());
             }
             *next = source.next_owned()?;
             if next.is_none() {
@@ -595,19 +729,12 @@ impl<S: MdSender> Importer<S> {
         Ok(())
     }
 
-    /// Publishes what is pending and flushes the WAL; returns the publisher.
-    pub fn finish(mut self) -> Result<(ImportStats, FeedPublisher<S>)> {
-        self.publish()?;
-        self.publisher.flush().map_err(|source| Error::Publish {
-            file: self.file.clone(),
-            source,
-        })?;
-        Ok((self.stats(), self.publisher))
-    }
-
-    fn publish(&mut self) -> Result<()> {
+    /// Hands the pending records to the publishing thread (counting them)
+    /// and takes an empty batch for the next; `false` when the publisher
+    /// stopped (it failed: its error is the import's).
+    fn hand_over(&mut self) -> bool {
         if self.out.is_empty() {
-            return Ok(());
+            return true;
         }
         for sample in self.out.samples() {
             // The importer wrote these: the kind is enough.
@@ -618,12 +745,16 @@ impl<S: MdSender> Importer<S> {
                 _ => {}
             }
         }
-        let result = self.publisher.publish_batch(self.out.samples_mut());
-        self.out.clear();
-        result.map(|_| ()).map_err(|source| Error::Publish {
-            file: self.file.clone(),
-            source,
-        })
+        let pipe = self
+            .pipe
+            .as_ref()
+            .expect("batches are handed over during an import call");
+        let Ok(empty) = pipe.empty.recv() else {
+            self.out.clear();
+            return false;
+        };
+        let full = std::mem::replace(&mut self.out, empty);
+        pipe.full.send((full, self.file.clone(), self.stats)).is_ok()
     }
 
     fn ts(&self, ts_event: u64, ts_recv: u64) -> i64 {

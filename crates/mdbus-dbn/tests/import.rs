@@ -544,6 +544,87 @@ fn bad_input_is_a_clear_error_and_what_came_before_stays() {
     assert!(report.is_clean(), "{report:?}");
 }
 
+/// A record the publisher refuses (here a snapshot whose bids are not in
+/// order, from an MBP-10 record that says so) stops the import: the
+/// publisher's error, naming the file, is the import's; the reading
+/// thread, batches ahead of the publisher, stops (the import returns,
+/// under a watchdog); the batches before the refused one are in the WAL,
+/// nothing after it, and the WAL verifies clean.
+#[test]
+fn a_record_the_publisher_refuses_stops_the_import_and_the_wal_stays_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("unsorted.mbp-10.dbn");
+    let bad_at = 3_000u64;
+    let records: Vec<Mbp10Msg> = (0..6_000u64)
+        .map(|n| {
+            let ts = T0 + n * 1_000;
+            let bad = n == bad_at;
+            let mut msg = Mbp10Msg {
+                hd: RecordHeader::new::<Mbp10Msg>(rtype::MBP_10, 1, 7, ts),
+                price: 1_000,
+                size: 1,
+                action: b'M' as std::ffi::c_char,
+                side: b'B' as std::ffi::c_char,
+                // The bad event comes as a snapshot (a clear's book).
+                flags: FlagSet::new(if bad {
+                    flags::SNAPSHOT | flags::LAST
+                } else {
+                    flags::LAST
+                }),
+                ts_recv: ts,
+                ..Mbp10Msg::default()
+            };
+            for (i, level) in msg.levels.iter_mut().enumerate() {
+                let i = i as i64;
+                *level = BidAskPair {
+                    // Ascending bids: not a book.
+                    bid_px: if bad { 900 + i } else { 1_000 - i },
+                    bid_sz: 1 + (n % 7) as u32 + i as u32,
+                    ask_px: 1_001 + i,
+                    ask_sz: 1 + i as u32,
+                    ..BidAskPair::default()
+                };
+            }
+            msg
+        })
+        .collect();
+    write(&file, &metadata(Schema::Mbp10, Vec::new()), &records);
+    let wal_dir = dir.path().join("wal");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (path, root) = (file.clone(), wal_dir.clone());
+    std::thread::spawn(move || {
+        let mut import = importer(&root, aliases(&[(7, "ESH1")]));
+        let result = import.import_file(&path);
+        let stats = import.stats();
+        drop(import.finish());
+        tx.send((result, stats)).unwrap();
+    });
+    let (result, stats) = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the import returns");
+    let err = result.expect_err("the publisher refuses the snapshot");
+    assert!(matches!(err, Error::Publish { .. }), "{err}");
+    assert!(err.to_string().contains("unsorted.mbp-10.dbn"), "{err}");
+    // Counted up to the batch that failed, not the whole file.
+    assert!(stats.dbn_records > bad_at && stats.dbn_records < 6_000, "{stats:?}");
+    let kept = wal(&wal_dir);
+    let last_ts = kept
+        .iter()
+        .map(|s| s.header().ts_event)
+        .max()
+        .expect("records before it");
+    assert!(
+        last_ts < (T0 + bad_at * 1_000) as i64,
+        "nothing from the refused batch on"
+    );
+    assert!(
+        last_ts >= (T0 + (bad_at - 2_000) * 1_000) as i64,
+        "the batches before it are there"
+    );
+    let report = mdbus_wal::verify(&wal_dir, FEED).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
 #[test]
 fn a_symbol_too_long_is_named_and_an_alias_fixes_it() {
     let dir = tempfile::tempdir().unwrap();
