@@ -4,7 +4,12 @@
 # the replica (end to end: source publish -> bridge out -> Zenoh -> bridge
 # in -> iceoryx2 -> subscriber) and one on the source feed (same host, no
 # bridge), each for SECONDS; the CPU of each bridge over the same window
-# from /proc/<pid>/stat (utime + stime).
+# from /proc/<pid>/stat (utime + stime), and split by thread
+# (/proc/<pid>/task/*/stat, by thread name, digits folded): the bridge's
+# own thread (`mdbus`; `mdbus-bridge-wal` answers gap fills), Zenoh's
+# (rx-*, tx-*, net-*, acc-*, ...) and the replica WAL writer's
+# (`mdbus-wal-preal`: the next segment's preallocation and pre-fault,
+# `mdbus-wal-sync`: group commit).
 #
 #   scripts/bridge-measure.sh [loopback|veth] [RATE] [SECONDS]   (defaults loopback 100000 10)
 #
@@ -77,8 +82,27 @@ pids+=("$out_pid")
 sleep "$warmup"
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# "tid name ticks" per thread of $1 (the name is field 2, in
+# parentheses; thread names here have no spaces). A thread that ended
+# within the window is not counted by thread (its time is in the process
+# total); one started within it counts from 0.
+thread_ticks() {
+    for stat in /proc/"$1"/task/*/stat; do
+        awk '{ gsub(/[()]/, "", $2); print $1, $2, $14 + $15 }' "$stat" 2>/dev/null || true
+    done
+}
 hz=$(getconf CLK_TCK)
 out_0=$(ticks "$out_pid") in_0=$(ticks "$in_pid") t_0=$(date +%s.%N)
+# "records messages" bridge out has put so far (its status file, rewritten
+# once a second): records per Zenoh message over the window, which sets
+# how often bridge in wakes up.
+out_counts() {
+    "$mdbus" bridge status --feed "$feed" --status-dir "$work" --json |
+        python3 -c 'import json, sys; o = json.load(sys.stdin)["out"]; print(o["records"], o["messages"])'
+}
+out_msgs_0=$(out_counts)
+thread_ticks "$out_pid" >"$work/out-threads-0"
+thread_ticks "$in_pid" >"$work/in-threads-0"
 "${on_b[@]}" "$mdbus" subscribe --feed "${feed}G" --duration "$seconds" --quiet >"$work/sub-bridge.txt" 2>&1 &
 sub_bridge=$!
 "${on_a[@]}" "$mdbus" subscribe --feed "$feed" --duration "$seconds" --quiet >"$work/sub-local.txt" 2>&1 &
@@ -86,6 +110,9 @@ sub_local=$!
 pids+=("$sub_bridge" "$sub_local")
 wait "$sub_bridge" "$sub_local"
 out_1=$(ticks "$out_pid") in_1=$(ticks "$in_pid") t_1=$(date +%s.%N)
+out_msgs_1=$(out_counts)
+thread_ticks "$out_pid" >"$work/out-threads-1"
+thread_ticks "$in_pid" >"$work/in-threads-1"
 
 echo "== $mode, $rate records/s, $seconds s, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "-- across the bridge (subscriber on ${feed}G):"
@@ -96,5 +123,28 @@ awk -v a="$out_0" -v b="$out_1" -v c="$in_0" -v d="$in_1" -v t0="$t_0" -v t1="$t
     s = t1 - t0
     printf "-- CPU over %.1f s: bridge out %.3f cores, bridge in %.3f cores\n", s, (b - a) / hz / s, (d - c) / hz / s
 }'
+# Cores per group of threads over the window, threads matched by tid.
+# $2: the process's ticks over the window; what the listed threads do not
+# account for ran in threads that ended within it (the WAL's preallocation
+# thread, one per segment).
+by_thread() {
+    awk -v s="$(echo "$t_1 - $t_0" | bc)" -v hz="$hz" -v total="$2" '
+        NR == FNR { start[$1] = $3; next }
+        {
+            group = $2
+            sub(/[0-9]+$/, "*", group)
+            cores[group] += ($3 - start[$1]) / hz / s
+            listed += $3 - start[$1]
+        }
+        END {
+            for (g in cores) if (cores[g] >= 0.0005) printf "   %s %.3f cores\n", g, cores[g]
+            printf "   (threads ended within the window) %.3f cores\n", (total - listed) / hz / s
+        }' "$work/$1-threads-0" "$work/$1-threads-1" | sort
+}
+echo "$out_msgs_0 $out_msgs_1" | awk '{ m = $4 - $2; printf "-- bridge out put %d records in %d Zenoh messages over the window: %.1f records per message, %.0f messages/s\n", $3 - $1, m, m ? ($3 - $1) / m : 0, m / ('"$t_1 - $t_0"') }'
+echo "-- bridge out by thread:"
+by_thread out "$((out_1 - out_0))"
+echo "-- bridge in by thread:"
+by_thread in "$((in_1 - in_0))"
 echo "-- status of bridge in at the end:"
 "$mdbus" bridge status --feed "${feed}G" --status-dir "$work" || true

@@ -6,8 +6,10 @@
 //! `mod common;`.
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mdbus::wal::{ReadEvent, ReadFrom, ReadOptions, WalReader};
@@ -230,7 +232,18 @@ pub fn last_seq(root: &Path, feed: &str) -> u64 {
 /// the logs of `dir`.
 pub fn wait_for(what: &str, dir: &Path, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + WATCHDOG;
-    while !done() {
+    wait_for_deadline(what, dir, &mut || (done(), deadline));
+}
+
+/// Waits until `check` says done, failing once its deadline (the second
+/// of the pair, which it may move) has passed, with `what` and the logs of
+/// `dir`.
+fn wait_for_deadline(what: &str, dir: &Path, check: &mut dyn FnMut() -> (bool, Instant)) {
+    loop {
+        let (done, deadline) = check();
+        if done {
+            return;
+        }
         if Instant::now() > deadline {
             let mut logs = String::new();
             for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -246,26 +259,127 @@ pub fn wait_for(what: &str, dir: &Path, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// The next record of a WAL reader (a corrupt frame or a hole fails the
+/// test: the reader does not skip); `None` at its end.
+fn next_record<'a>(reader: &'a mut WalReader, what: &str) -> Option<mdbus::wal::WalRecord<'a>> {
+    match reader.next_event() {
+        Ok(Some(ReadEvent::Record(record))) => Some(record),
+        Ok(Some(ReadEvent::Skipped(range))) => panic!("{what}: the reader skipped {range:?}"),
+        Ok(None) => None,
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
 /// The replica `as_feed` holds exactly the source's records from its
-/// first seq to the source's end: dense, same bytes. Returns (first seq,
+/// first seq to the source's end: dense, same bytes. Both WALs are read
+/// side by side, record by record (a million records are not held in
+/// memory); the first difference fails the test. Returns (first seq,
 /// count).
 pub fn assert_replica_equals_source(dir: &Path, feed: &str, as_feed: &str) -> (u64, usize) {
-    let source = records(&dir.join("src"), feed);
-    let copy = records(&replica_root(dir), as_feed);
-    assert!(!copy.is_empty(), "the replica {as_feed} is empty");
-    let first = copy[0].0;
-    for (i, (seq, _)) in copy.iter().enumerate() {
-        assert_eq!(*seq, first + i as u64, "replica {as_feed}: seq not dense at index {i}");
+    let open = |root: &Path, name: &str, from: ReadFrom| {
+        let options = ReadOptions {
+            from,
+            skip_corrupt: false,
+        };
+        WalReader::open(root, name, options).unwrap_or_else(|e| panic!("open the WAL of {name}: {e}"))
+    };
+    let mut copy = open(&replica_root(dir), as_feed, ReadFrom::Start);
+    let first = next_record(&mut copy, as_feed)
+        .unwrap_or_else(|| panic!("the replica {as_feed} is empty"))
+        .seq();
+    let mut copy = open(&replica_root(dir), as_feed, ReadFrom::Seq(first));
+    let mut source = open(&dir.join("src"), feed, ReadFrom::Seq(first));
+    let mut count = 0usize;
+    loop {
+        let expected = first + count as u64;
+        match (next_record(&mut source, feed), next_record(&mut copy, as_feed)) {
+            (None, None) => break,
+            (Some(s), None) => panic!(
+                "replica {as_feed}: ends at seq {} before the source's seq {}",
+                expected - 1,
+                s.seq()
+            ),
+            (None, Some(c)) => panic!("replica {as_feed}: seq {} past the source's end", c.seq()),
+            (Some(s), Some(c)) => {
+                assert_eq!(
+                    c.seq(),
+                    expected,
+                    "replica {as_feed}: seq not dense after {count} records"
+                );
+                assert_eq!(s.seq(), expected, "source {feed}: seq {expected} missing");
+                assert!(
+                    s.record.as_bytes() == c.record.as_bytes(),
+                    "replica {as_feed}: record seq {expected} differs from the source's"
+                );
+            }
+        }
+        count += 1;
     }
-    let start = source
-        .iter()
-        .position(|r| r.0 == first)
-        .expect("the replica's first seq is in the source");
-    assert_eq!(source.len() - start, copy.len(), "replica {as_feed}: length");
-    for (a, b) in source[start..].iter().zip(&copy) {
-        assert_eq!(a, b, "replica {as_feed}: record seq {} differs", a.0);
+    (first, count)
+}
+
+/// The lines of `mdbus replay` of a WAL from `from_seq`, read on a thread
+/// and handed over in chunks through a bounded channel (the two replays
+/// of a comparison advance together; neither is held whole).
+fn replay_lines(root: &Path, feed: &str, from_seq: u64) -> (Proc, mpsc::Receiver<Vec<String>>) {
+    let mut child = Command::new(MDBUS)
+        .args(["replay", "--feed", feed, "--from-seq", &from_seq.to_string(), "--wal"])
+        .arg(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::sync_channel(4);
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            let chunk: Vec<String> = lines
+                .by_ref()
+                .take(4096)
+                .map(|line| line.expect("read mdbus replay"))
+                .collect();
+            let end = chunk.len() < 4096;
+            if tx.send(chunk).is_err() || end {
+                return;
+            }
+        }
+    });
+    (Proc(child), rx)
+}
+
+/// `mdbus replay` of the source and of the replica `as_feed` from seq
+/// `first` print the same lines: compared line by line as both stream
+/// (under the watchdog), the first difference named; both exit 0.
+/// Returns the number of lines.
+pub fn assert_same_replay(dir: &Path, feed: &str, as_feed: &str, first: u64) -> usize {
+    let (mut source_proc, source) = replay_lines(&dir.join("src"), feed, first);
+    let (mut copy_proc, copy) = replay_lines(&replica_root(dir), as_feed, first);
+    let next = |rx: &mpsc::Receiver<Vec<String>>, what: &str| {
+        rx.recv_timeout(WATCHDOG)
+            .unwrap_or_else(|e| panic!("watchdog: mdbus replay of {what}: {e}"))
+    };
+    let mut n = 0;
+    loop {
+        let (a, b) = (next(&source, feed), next(&copy, as_feed));
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(x, y, "mdbus replay: line {} differs (source, replica)", n + i + 1);
+        }
+        assert_eq!(
+            a.len(),
+            b.len(),
+            "mdbus replay: the source has {} lines, the replica {}",
+            n + a.len(),
+            n + b.len()
+        );
+        n += a.len();
+        if a.len() < 4096 {
+            break;
+        }
     }
-    (first, copy.len())
+    source_proc.wait_ok("mdbus replay of the source");
+    copy_proc.wait_ok("mdbus replay of the replica");
+    n
 }
 
 /// Sends `signal` (`TERM`, `STOP`, `CONT`, ...) to a child.
@@ -295,4 +409,91 @@ pub fn status(dir: &Path, feed: &str) -> (bool, serde_json::Value) {
     let json = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("mdbus bridge status: {e}: {}", String::from_utf8_lossy(&out.stdout)));
     (out.status.success(), json)
+}
+
+/// Records the throughput test moves across.
+pub const A_MILLION: u64 = 1_000_000;
+
+/// The throughput test, on loopback or across the veth pair:
+/// `bridge in` (in `netns_b`) waits for the source; `mdbus publish --rate
+/// 0` (in `netns_a`, as fast as it goes) and `bridge out` start; once the
+/// source holds [`A_MILLION`] records from the replica's first seq the
+/// publisher is killed (the WAL keeps what it published), and the replica
+/// must reach the source's last seq. Then both WALs are compared record by
+/// record and by `mdbus replay`. Every wait is a condition under the
+/// watchdog, each measured from progress (the replica moving on), so a
+/// slow machine is slow, not failed. Returns the records compared.
+pub fn a_million_across(
+    dir: &Path,
+    feed: &str,
+    as_feed: &str,
+    endpoint: &str,
+    netns_a: Option<&str>,
+    netns_b: Option<&str>,
+) -> usize {
+    let started = Instant::now();
+    let mut receiver = bridge_in(netns_b, dir, feed, as_feed, endpoint, 1);
+    let mut publisher = publish(netns_a, dir, feed, "0", "600", "67108864");
+    let mut sender = bridge_out(netns_a, dir, feed, endpoint, 1);
+    let mut source = Tail::new(&dir.join("src"), feed);
+    let mut copy = Tail::new(&replica_root(dir), as_feed);
+    wait_for("the replica gets its first record", dir, || copy.last_seq() > 0);
+    let first = first_seq(&replica_root(dir), as_feed);
+    let want = first + A_MILLION - 1;
+    wait_for_progress(
+        "the source holds a million records",
+        dir,
+        &mut || source.last_seq(),
+        want,
+    );
+    publisher.kill_9();
+    let end = last_seq(&dir.join("src"), feed);
+    let published = started.elapsed();
+    wait_for_progress(
+        "the replica reaches the source's last seq",
+        dir,
+        &mut || copy.last_seq(),
+        end,
+    );
+    let across = started.elapsed();
+    stop(&mut receiver, "bridge in");
+    stop(&mut sender, "bridge out");
+    let (first_copy, count) = assert_replica_equals_source(dir, feed, as_feed);
+    assert_eq!(first_copy, first);
+    assert!(count as u64 >= A_MILLION, "{count} records compared");
+    let lines = assert_same_replay(dir, feed, as_feed, first);
+    assert_eq!(lines, count, "mdbus replay prints one line per record");
+    println!(
+        "{count} records (seq {first}..={end}): published in {:.1} s, across in {:.1} s, compared in {:.1} s",
+        published.as_secs_f64(),
+        across.as_secs_f64(),
+        (started.elapsed() - across).as_secs_f64()
+    );
+    count
+}
+
+/// The first seq of a WAL (its first record).
+pub fn first_seq(root: &Path, feed: &str) -> u64 {
+    let options = ReadOptions {
+        from: ReadFrom::Start,
+        skip_corrupt: false,
+    };
+    let mut reader = WalReader::open(root, feed, options).unwrap();
+    next_record(&mut reader, feed).expect("a record").seq()
+}
+
+/// Waits until `seq()` reaches `target`; fails when it has not moved for
+/// the watchdog's time (a long run on a slow machine is allowed while it
+/// makes progress), with `what` and the logs of `dir`.
+pub fn wait_for_progress(what: &str, dir: &Path, seq: &mut dyn FnMut() -> u64, target: u64) {
+    let mut last = seq();
+    let mut moved = Instant::now();
+    wait_for_deadline(what, dir, &mut || {
+        let now = seq();
+        if now != last {
+            last = now;
+            moved = Instant::now();
+        }
+        (now >= target, moved + WATCHDOG)
+    });
 }
