@@ -15,6 +15,7 @@
 //!   (one hash look-up per record, no Python object per record).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -418,29 +419,70 @@ fn instrument_codes<'py>(
         ));
     }
     let (codes, names) = py.detach(|| {
-        let mut seen: HashMap<[u8; SYMBOL_LEN], i32> = HashMap::new();
-        let mut names = Vec::new();
-        let mut last: Option<([u8; SYMBOL_LEN], i32)> = None;
+        let mut symbols = SymbolCodes::default();
         let codes: Vec<i32> = bytes
             .chunks_exact(itemsize)
-            .map(|rec| {
-                let raw: [u8; SYMBOL_LEN] = rec[offset..offset + SYMBOL_LEN].try_into().expect("16 bytes");
-                if let Some((id, code)) = last
-                    && id == raw
-                {
-                    return code;
-                }
-                let code = *seen.entry(raw).or_insert_with(|| {
-                    names.push(InstrumentId(raw).as_str().to_string());
-                    (names.len() - 1) as i32
-                });
-                last = Some((raw, code));
-                code
-            })
+            .map(|rec| symbols.code(&rec[offset..offset + SYMBOL_LEN]))
             .collect();
-        (codes, names)
+        (codes, symbols.names)
     });
     Ok((codes.into_pyarray(py), names))
+}
+
+/// Symbols as categorical codes in first-seen order: `names[code]`.
+#[derive(Default)]
+struct SymbolCodes {
+    seen: HashMap<u128, i32, BuildHasherDefault<SymbolHasher>>,
+    names: Vec<String>,
+    /// The last symbol and its code (records of one instrument come in runs).
+    last: Option<(u128, i32)>,
+}
+
+impl SymbolCodes {
+    /// The code of the symbol `raw` (`SYMBOL_LEN` bytes).
+    #[inline]
+    fn code(&mut self, raw: &[u8]) -> i32 {
+        let raw: [u8; SYMBOL_LEN] = raw.try_into().expect("a symbol's 16 bytes");
+        let key = u128::from_le_bytes(raw);
+        if let Some((last, code)) = self.last
+            && last == key
+        {
+            return code;
+        }
+        let names = &mut self.names;
+        let code = *self.seen.entry(key).or_insert_with(|| {
+            names.push(InstrumentId(raw).as_str().to_string());
+            (names.len() - 1) as i32
+        });
+        self.last = Some((key, code));
+        code
+    }
+}
+
+/// The hash of a symbol's 16 bytes (a `u128`) for [`SymbolCodes`]: two
+/// multiplications instead of SipHash, which took a sixth of a
+/// `to_pandas` of ticks. The keys are symbols from the WAL (at most a few
+/// thousand), not an attacker's choice.
+#[derive(Default)]
+struct SymbolHasher(u64);
+
+impl Hasher for SymbolHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    #[inline]
+    fn write_u128(&mut self, v: u128) {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let h = ((v as u64).wrapping_mul(K) ^ ((v >> 64) as u64)).wrapping_mul(K);
+        self.0 = h ^ (h >> 32);
+    }
 }
 
 /// How many records `gather` takes at a time (their bytes stay in the
@@ -453,14 +495,18 @@ const GATHER_BLOCK: usize = 512;
 /// bytes (`uint8` arrays the caller views with the field's dtype); with
 /// `float`, an 8-byte price converted to `float64` (`raw / PRICE_SCALE`,
 /// `PRICE_NULL` as NaN). numpy's field views would read the records once
-/// per column.
+/// per column. With `symbol` (the symbol's offset), also the records'
+/// symbols as `instrument_codes` gives them, in the same pass: `(columns,
+/// (codes, names) or None)`.
 #[pyfunction]
+#[pyo3(signature = (buf, itemsize, fields, symbol=None))]
 fn gather<'py>(
     py: Python<'py>,
     buf: PyReadonlyArray1<'py, u8>,
     itemsize: usize,
     fields: Vec<(usize, usize, bool)>,
-) -> PyResult<Vec<Bound<'py, PyArray1<u8>>>> {
+    symbol: Option<usize>,
+) -> PyResult<Gathered<'py>> {
     let bytes = buf.as_slice().map_err(|e| bad_arg("buf", e))?;
     if itemsize == 0 || !bytes.len().is_multiple_of(itemsize) {
         return Err(bad_arg("itemsize", format!("{itemsize} for {} bytes", bytes.len())));
@@ -473,11 +519,25 @@ fn gather<'py>(
             ));
         }
     }
+    if let Some(offset) = symbol
+        && offset + SYMBOL_LEN > itemsize
+    {
+        return Err(bad_arg("symbol", format!("{offset} in a {itemsize}-byte record")));
+    }
     let n = bytes.len() / itemsize;
-    let columns = py.detach(|| {
+    let (columns, symbols) = py.detach(|| {
         let mut columns: Vec<Vec<u8>> = fields.iter().map(|&(_, size, _)| vec![0u8; n * size]).collect();
+        let mut symbols = symbol.map(|offset| (offset, SymbolCodes::default(), Vec::<i32>::with_capacity(n)));
         for (b, block) in bytes.chunks(GATHER_BLOCK * itemsize).enumerate() {
             let first = b * GATHER_BLOCK;
+            if let Some((offset, codes, out)) = &mut symbols {
+                let offset = *offset;
+                out.extend(
+                    block
+                        .chunks_exact(itemsize)
+                        .map(|r| codes.code(&r[offset..offset + SYMBOL_LEN])),
+                );
+            }
             for (column, &(offset, size, float)) in columns.iter_mut().zip(&fields) {
                 let out = &mut column[first * size..(first + block.len() / itemsize) * size];
                 let records = block.chunks_exact(itemsize);
@@ -500,10 +560,19 @@ fn gather<'py>(
                 }
             }
         }
-        columns
+        (columns, symbols.map(|(_, codes, out)| (out, codes.names)))
     });
-    Ok(columns.into_iter().map(|c| c.into_pyarray(py)).collect())
+    Ok((
+        columns.into_iter().map(|c| c.into_pyarray(py)).collect(),
+        symbols.map(|(codes, names)| (codes.into_pyarray(py), names)),
+    ))
 }
+
+/// What `gather` returns: the columns, and the symbols' codes and names.
+type Gathered<'py> = (
+    Vec<Bound<'py, PyArray1<u8>>>,
+    Option<(Bound<'py, PyArray1<i32>>, Vec<String>)>,
+);
 
 /// The `N`-byte field at `offset` of each record, into `out`.
 #[inline(always)]

@@ -123,7 +123,17 @@ struct Cursor {
     /// The seq the next frame must carry (`None` right after a resync).
     expected: Option<u64>,
     last_seq: Option<u64>,
+    /// The bytes before this are released from the process's RSS
+    /// ([`Cursor::release_read`]); a multiple of [`RELEASE_STEP`].
+    released: usize,
 }
+
+/// How many bytes a reader reads in a segment between two releases of
+/// what it has read (`MADV_DONTNEED`, [`MappedSegment::release`]): a
+/// multiple of any page size, few enough calls to cost nothing
+/// measurable, few enough bytes that a segment's read part does not
+/// count much in RSS.
+const RELEASE_STEP: usize = 4 << 20;
 
 impl Cursor {
     fn at_start(segment: Arc<MappedSegment>) -> Cursor {
@@ -133,6 +143,27 @@ impl Cursor {
             off: HEADER_LEN,
             expected: Some(first),
             last_seq: first.checked_sub(1),
+            released: 0,
+        }
+    }
+
+    /// Releases the pages of the segment the cursor has read past, once
+    /// [`RELEASE_STEP`] more bytes have been read (one compare otherwise).
+    #[inline(always)]
+    fn release_read(&mut self) {
+        if self.off >= self.released + RELEASE_STEP {
+            self.release_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_slow(&mut self) {
+        // `off` never passes the end of the usable bytes (within the map).
+        let to = self.off.min(self.segment.bytes().len()) / RELEASE_STEP * RELEASE_STEP;
+        if to > self.released {
+            self.segment.release(self.released, to);
+            self.released = to;
         }
     }
 
@@ -407,6 +438,7 @@ impl WalReader {
             return 0;
         }
         let Some(cursor) = self.cursor.as_mut() else { return 0 };
+        cursor.release_read();
         let Some(mut expected) = cursor.expected else { return 0 };
         let bytes = cursor.segment.bytes();
         let mut off = cursor.off;
@@ -441,6 +473,9 @@ impl WalReader {
     fn advance(&mut self) -> Result<Option<Step>> {
         if let Some(skipped) = self.header_skip.take() {
             return Ok(Some(Step::Skipped(skipped)));
+        }
+        if let Some(cursor) = self.cursor.as_mut() {
+            cursor.release_read();
         }
         while let Some(cursor) = self.cursor.as_mut()
             && let Some(expected) = cursor.expected
@@ -653,6 +688,7 @@ impl WalReader {
                 return;
             }
             cursor.off += FRAME_HEADER_LEN + len;
+            cursor.release_read();
             cursor.expected = Some(expected + 1);
             cursor.last_seq = Some(expected);
         }

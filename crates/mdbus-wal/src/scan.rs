@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use mdbus_types::{FLAG_RECOVERY_SNAPSHOT, Kind};
-use memmap2::Mmap;
+use memmap2::{Mmap, UncheckedAdvice};
 
 use crate::error::{Error, Result, io_err};
 use crate::format::{
@@ -88,6 +88,30 @@ impl MappedSegment {
     #[inline]
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.map[..self.limit]
+    }
+
+    /// Drops this process's mapping of the bytes `from..to` (both
+    /// multiples of the page size; `to` within the map) with
+    /// `MADV_DONTNEED`: their pages leave the process's RSS, while the
+    /// bytes stay in the page cache and a later read faults the same
+    /// pages in again. A reader calls it on what it has read, so that
+    /// reading a 64 MiB segment does not keep 64 MiB of file pages in its
+    /// RSS. Best effort: a refusal changes nothing.
+    pub(crate) fn release(&self, from: usize, to: usize) {
+        debug_assert!(from <= to && to <= self.map.len());
+        if from < to {
+            // SAFETY: `map` is a shared (MAP_SHARED), read-only map of the
+            // file: MADV_DONTNEED only unmaps its pages from this process,
+            // and the next access of those bytes maps the same page-cache
+            // pages again, so any byte read later, through a borrow alive
+            // now or not, is the file's byte as before (no zero-filled or
+            // reverted pages, which only private and anonymous maps get).
+            // The range lies within the map.
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise_range(UncheckedAdvice::DontNeed, from, to - from)
+            };
+        }
     }
 }
 

@@ -35,7 +35,7 @@ def _columns(arr, kind, float_prices=False):
     out of the records in one pass (``_mdbus.gather``, the GIL released).
     Roles: ``seq``, ``time`` (int64 ns), ``price`` (raw int64, or float64
     with NaN for NULL when ``float_prices``), ``int``, ``instrument``
-    (``values`` is then the record array), ``side``."""
+    (``values`` is then ``(codes, names)``, read in the same pass), ``side``."""
     fields = arr.dtype.fields
     spec = []  # (name, role, offset, dtype)
 
@@ -67,22 +67,15 @@ def _columns(arr, kind, float_prices=False):
     field("flags", "int")
     flat = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
     wanted = [(off, dt.itemsize, float_prices and role == "price") for _, role, off, dt in spec]
-    raw = _mdbus.gather(flat, arr.dtype.itemsize, wanted)
+    symbol = fields["instrument"][1] if kind != "heartbeat" else None
+    raw, symbols = _mdbus.gather(flat, arr.dtype.itemsize, wanted, symbol)
     cols = [
         (name, role, r.view(np.float64 if fl else dt))
         for (name, role, _, dt), r, (_, _, fl) in zip(spec, raw, wanted)
     ]
-    if kind != "heartbeat":
-        cols.insert(3, ("instrument", "instrument", arr))
+    if symbols is not None:
+        cols.insert(3, ("instrument", "instrument", symbols))
     return cols
-
-
-def _instrument_codes(arr):
-    """``(codes, names)`` of the records' symbols, in Rust (one hash
-    look-up per record)."""
-    flat = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
-    offset = arr.dtype.fields["instrument"][1]
-    return _mdbus.instrument_codes(flat, arr.dtype.itemsize, offset)
 
 
 def _decimal_arrow(raw):
@@ -128,7 +121,7 @@ def to_pandas(arr, price="float", instrument="category"):
         if role == "time":
             col = pd.Series(values.view("datetime64[ns]"), copy=False).dt.tz_localize("UTC")
         elif role == "instrument":
-            codes, names = _instrument_codes(values)
+            codes, names = values
             cat = pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object), validate=False)
             col = pd.Series(cat) if instrument == "category" else pd.Series(cat).astype(str)
         elif role == "side":
@@ -162,7 +155,7 @@ def to_arrow(arr, price="float"):
         if role == "time":
             col = pa.array(values.view(np.int64)).cast(pa.timestamp("ns", tz="UTC"))
         elif role == "instrument":
-            codes, syms = _instrument_codes(values)
+            codes, syms = values
             col = pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(syms, type=pa.string()))
         elif role == "side":
             col = pa.DictionaryArray.from_arrays(pa.array(values.astype(np.int8)), pa.array(["bid", "ask"]))
