@@ -18,7 +18,8 @@
 # a veth pair (needs root; deleted on exit). Latency is receive time minus
 # the source's ts_publish, so both ends read the same clock here. Uses the
 # release binary (built first). Prints each subscriber's summary and the
-# cores each bridge used.
+# cores each bridge used. MDBUS_BIN=PATH runs that binary instead (no
+# build): two builds measured alternately.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,8 +28,8 @@ rate=${2:-100000}
 seconds=${3:-10}
 warmup=3
 
-cargo build --release --quiet --bin mdbus
-mdbus=$PWD/target/release/mdbus
+[[ -n "${MDBUS_BIN:-}" ]] || cargo build --release --quiet --bin mdbus
+mdbus=${MDBUS_BIN:-$PWD/target/release/mdbus}
 work=$(mktemp -d)
 feed="bm$$"
 ns_a="" ns_b=""
