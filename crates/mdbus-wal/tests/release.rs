@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{record, test_options, with_watchdog};
+use common::{file_maps, record, test_options, with_watchdog};
 use mdbus_wal::{ReadEvent, ReadOptions, Wal, WalReader};
 
 /// Ticks written: 200,000 frames of 112 bytes, 22.4 MB.
@@ -30,18 +30,18 @@ fn write_ticks(dir: &Path) -> std::path::PathBuf {
 /// `/proc/self/smaps`); panics when `path` is not mapped.
 fn mapped_rss(path: &Path) -> u64 {
     let path = path.canonicalize().unwrap();
-    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-    let (mut found, mut in_map, mut kb) = (false, false, 0);
-    for line in smaps.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            in_map = line.split_whitespace().nth(5).is_some_and(|p| Path::new(p) == path);
-            found |= in_map;
-        } else if in_map && let Some(v) = line.strip_prefix("Rss:") {
-            kb += v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap();
-        }
-    }
-    assert!(found, "{} is not mapped by this process", path.display());
+    let maps: Vec<Vec<String>> = file_maps()
+        .into_iter()
+        .filter(|(p, _)| *p == path)
+        .map(|(_, lines)| lines)
+        .collect();
+    assert!(!maps.is_empty(), "{} is not mapped by this process", path.display());
+    let kb: u64 = maps
+        .iter()
+        .flatten()
+        .filter_map(|line| line.strip_prefix("Rss:"))
+        .map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap())
+        .sum();
     kb * 1024
 }
 

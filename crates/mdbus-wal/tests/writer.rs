@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{record, replay, snapshot_record, test_options};
+use common::{file_maps, record, replay, snapshot_record, test_options};
 use mdbus_wal::{
     AppendOutcome, Error, ReadFrom, ReadOptions, RecoveryEvent, RetentionPolicy, RetentionTotals, SyncPolicy, Wal,
     WalOptions, WalReader, apply_retention, inspect, recovery_point, verify,
@@ -559,32 +559,20 @@ fn bytes_written_and_sync_stats_count_this_writer() {
     assert!(never.sync_stats().is_none());
 }
 
-/// The `VmFlags` of every mapping of this process whose file lies under
-/// `dir` (from /proc/self/smaps), with the file's path.
+/// The `VmFlags` of every map of this process whose file lies under `dir`,
+/// with the file's path.
 fn mappings_under(dir: &std::path::Path) -> Vec<(String, String)> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
-    let dir = dir.to_string_lossy().into_owned();
-    let mut found = Vec::new();
-    let mut current: Option<String> = None;
-    for line in smaps.lines() {
-        if let Some(flags) = line.strip_prefix("VmFlags:") {
-            if let Some(path) = current.take() {
-                found.push((path, flags.trim().to_string()));
-            }
-        } else if line
-            .split_whitespace()
-            .next()
-            .is_some_and(|w| w.contains('-') && !w.ends_with(':'))
-        {
-            // A mapping's first line: "start-end perms offset dev inode path".
-            current = line
-                .split_whitespace()
-                .nth(5)
-                .filter(|path| path.starts_with(&dir))
-                .map(str::to_string);
-        }
-    }
-    found
+    file_maps()
+        .into_iter()
+        .filter(|(path, _)| path.starts_with(dir))
+        .map(|(path, lines)| {
+            let flags = lines
+                .iter()
+                .find_map(|l| l.strip_prefix("VmFlags:"))
+                .unwrap_or_default();
+            (path.display().to_string(), flags.trim().to_string())
+        })
+        .collect()
 }
 
 #[test]

@@ -174,3 +174,23 @@ pub fn flip(path: &Path, at: usize) {
     bytes[at] ^= 0x40;
     std::fs::write(path, bytes).unwrap();
 }
+
+/// This process's maps of files, from `/proc/self/smaps` (Linux): each
+/// map's file and the lines that follow its first one (`Rss:   12 kB`,
+/// `VmFlags: rd sh mr ...`), in the order the kernel lists them.
+pub fn file_maps() -> Vec<(PathBuf, Vec<String>)> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+    let mut maps: Vec<(Option<PathBuf>, Vec<String>)> = Vec::new();
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // A map's first line: "start-end perms offset dev inode [path]".
+            maps.push((line.split_whitespace().nth(5).map(PathBuf::from), Vec::new()));
+        } else if let Some((_, lines)) = maps.last_mut() {
+            lines.push(line.to_string());
+        }
+    }
+    maps.into_iter()
+        .filter_map(|(path, lines)| path.map(|path| (path, lines)))
+        .collect()
+}
