@@ -2,12 +2,16 @@
 //! service, board, WAL) that holds the source's records with their seq
 //! and bytes, without a hole, a repeat or a reorder.
 //!
-//! Messages arrive on Zenoh's thread and queue for this one. Each is
-//! checked (whole records, known kinds, dense seq; a bad one is counted,
-//! logged and dropped). A message whose first seq is past the next seq
-//! the replica needs opens a hole, filled first by gap-fill queries to the
-//! source's WAL; what the source answers as gone becomes a hole in the
-//! replica too (its WAL skips those seqs in a new segment, and local
+//! Messages arrive on Zenoh's receive thread. Each is checked (whole
+//! records, known kinds, dense seq; a bad one is counted, logged and
+//! dropped). A message that continues the replica is republished right
+//! there, on Zenoh's thread (no hand-off, no wake-up of another thread),
+//! when the replica is free and nothing is queued before it; otherwise it
+//! queues for the bridge's own thread, which never lets Zenoh's thread
+//! wait. A message whose first seq is past the next seq the replica needs
+//! opens a hole, filled first by gap-fill queries to the source's WAL on
+//! the bridge's thread; what the source answers as gone becomes a hole in
+//! the replica too (its WAL skips those seqs in a new segment, and local
 //! subscribers report a gap), never silence. Records the replica already
 //! has are dropped. A new replica asks the source where its newest
 //! snapshot set starts and begins there.
@@ -18,14 +22,15 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use mdbus_publisher::{FeedConfig, FeedPublisher};
-use mdbus_transport::iceoryx::{IoxSender, IoxSenderConfig};
+use mdbus_transport::iceoryx::{IoxSender, IoxSenderConfig, IoxSharedSender};
 use mdbus_types::WalLocation;
 use mdbus_wal::WalOptions;
+use parking_lot::Mutex;
 use zenoh::query::ConsolidationMode;
 use zenoh::sample::SampleKind;
 use zenoh::{Session, Wait};
 
-use crate::error::{Result, zenoh_err};
+use crate::error::{Error, Result, zenoh_err};
 use crate::wire::{self, Records};
 
 /// Messages queued from Zenoh beyond which new ones are dropped (and
@@ -118,58 +123,118 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
     let location = WalLocation::try_new(&config.wal_root, &config.as_feed)?;
     let publisher = FeedPublisher::open_replica(feed_config, || {
         let location = location.absolute().unwrap_or_else(|_| location.clone());
-        IoxSender::create(&IoxSenderConfig::new(config.as_feed.clone()).wal(location))
+        IoxSender::create_shared(&IoxSenderConfig::new(config.as_feed.clone()).wal(location))
     })?;
     let session = crate::session::open(&config.listen, &config.connect)?;
-    let queued = Arc::new(AtomicU64::new(0));
     let stats = Arc::new(InStats::default());
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let _subscriber = {
-        let (queued, stats) = (Arc::clone(&queued), Arc::clone(&stats));
+    let replica = Arc::new(Mutex::new(Replica {
+        config: config.clone(),
+        session: session.clone(),
+        publisher,
+        stats: Arc::clone(&stats),
+        last_probe: Instant::now(),
+        last_message: Instant::now(),
+    }));
+    // Messages queued for this thread (not yet republished). Relaxed: a
+    // hint that keeps the callback from republishing ahead of queued
+    // messages; the replica's own state, under its mutex, decides.
+    let queued = Arc::new(AtomicU64::new(0));
+    // Set once republishing failed on Zenoh's thread: later messages are
+    // dropped there, and this thread ends the bridge with the error.
+    let failed = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<Inbound>();
+    // The replica's mutex is held while it starts: messages queue meanwhile.
+    let mut starting = replica.lock();
+    let subscriber = {
+        let (replica, queued, failed, stats) = (
+            Arc::clone(&replica),
+            Arc::clone(&queued),
+            Arc::clone(&failed),
+            Arc::clone(&stats),
+        );
         session
             .declare_subscriber(wire::md_key(&config.feed))
             .callback(move |sample| {
-                // Never blocks Zenoh's thread: a full queue drops, and gap
-                // fill fetches the dropped records again.
+                if failed.load(Ordering::Relaxed) {
+                    return;
+                }
+                let bytes = sample.payload().to_bytes();
+                // Never waits for the replica: when it is busy (a gap
+                // fill, a status, the start) the message queues.
+                if queued.load(Ordering::Relaxed) == 0
+                    && let Some(mut replica) = replica.try_lock()
+                {
+                    match replica.on_message(&bytes, false) {
+                        Ok(true) => return,
+                        Ok(false) => {}
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            let _ = tx.send(Inbound::Failed(e));
+                            return;
+                        }
+                    }
+                }
+                // A full queue drops, and gap fill fetches the dropped
+                // records again.
                 if queued.load(Ordering::Relaxed) >= MAX_QUEUED_MESSAGES {
                     stats.dropped_messages.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
                 queued.fetch_add(1, Ordering::Relaxed);
-                let _ = tx.send(sample.payload().to_bytes().into_owned());
+                let _ = tx.send(Inbound::Message(bytes.into_owned()));
             })
             .wait()
             .map_err(zenoh_err("declare subscriber"))?
     };
     let _link = watch_link(&session, &config.feed, &stats)?;
-    let mut replica = Replica {
-        config,
-        session: &session,
-        publisher,
-        stats: &stats,
-        last_probe: Instant::now(),
-        last_message: Instant::now(),
-    };
-    replica.start(stop)?;
+    starting.start(stop)?;
+    drop(starting);
     let mut last_status = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    let result = loop {
+        if stop.load(Ordering::Relaxed) {
+            break Ok(());
+        }
         if last_status.elapsed() >= Duration::from_secs(1) {
             status(&stats);
             last_status = Instant::now();
         }
-        replica.publisher.poll()?;
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(bytes) => {
-                queued.fetch_sub(1, Ordering::Relaxed);
-                replica.on_message(&bytes)?;
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => replica.when_idle()?,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        if let Err(e) = replica.lock().publisher.poll() {
+            break Err(e.into());
         }
-    }
-    replica.publisher.flush()?;
+        let step = match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(Inbound::Message(bytes)) => {
+                let mut replica = replica.lock();
+                let done = replica.on_message(&bytes, true).map(|_| ());
+                // After the message is in: until the queue is empty the
+                // callback queues behind it.
+                queued.fetch_sub(1, Ordering::Relaxed);
+                done
+            }
+            Ok(Inbound::Failed(e)) => Err(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => replica.lock().when_idle(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(()),
+        };
+        if let Err(e) = step {
+            break Err(e);
+        }
+    };
+    // No callback runs after this: the replica is this thread's alone.
+    subscriber
+        .undeclare()
+        .wait()
+        .map_err(zenoh_err("undeclare subscriber"))?;
+    let flushed = replica.lock().publisher.flush();
     status(&stats);
-    Ok(())
+    result.and(flushed.map_err(Error::from))
+}
+
+/// What reaches the bridge's thread from Zenoh's.
+enum Inbound {
+    /// A message not republished on Zenoh's thread: the replica was busy,
+    /// messages were queued before it, or it opens a hole.
+    Message(Vec<u8>),
+    /// Republishing on Zenoh's thread failed: the bridge ends with it.
+    Failed(Error),
 }
 
 /// Follows the sending bridge's liveliness token: `link_up` while it is
@@ -212,18 +277,19 @@ impl Piece {
     }
 }
 
-struct Replica<'a> {
-    config: &'a InConfig,
-    session: &'a Session,
-    publisher: FeedPublisher<IoxSender>,
-    stats: &'a InStats,
+struct Replica {
+    config: InConfig,
+    session: Session,
+    /// On thread-safe ports: it runs on Zenoh's thread and the bridge's.
+    publisher: FeedPublisher<IoxSharedSender>,
+    stats: Arc<InStats>,
     /// When the source was last asked for what follows the replica.
     last_probe: Instant,
     /// When the last message came.
     last_message: Instant,
 }
 
-impl Replica<'_> {
+impl Replica {
     /// The seq the replica needs next.
     fn want(&self) -> u64 {
         self.publisher.next_seq()
@@ -270,7 +336,11 @@ impl Replica<'_> {
         Ok(<[u8; 8]>::try_from(&bytes[..]).ok().map(u64::from_le_bytes))
     }
 
-    fn on_message(&mut self, bytes: &[u8]) -> Result<()> {
+    /// Takes one message from the source; whether it is done with.
+    /// A message that opens a hole is filled here with `fill` (the
+    /// bridge's thread), and left alone without it (Zenoh's thread, which
+    /// must not wait for a query): `false`, queue it.
+    fn on_message(&mut self, bytes: &[u8], fill: bool) -> Result<bool> {
         self.last_message = Instant::now();
         let records = match Records::parse(bytes) {
             Ok(records) => records,
@@ -281,16 +351,23 @@ impl Replica<'_> {
                     self.config.feed,
                     bytes.len()
                 );
-                return Ok(());
+                return Ok(true);
             }
         };
-        self.stats.source_seq.fetch_max(records.last_seq(), Ordering::Relaxed);
-        if records.first_seq() > self.want() && !self.fill(records.first_seq() - 1)? {
-            // The hole is still open (the source did not answer): this
-            // message is fetched again by the next fill.
-            return Ok(());
+        if records.first_seq() > self.want() {
+            if !fill {
+                return Ok(false);
+            }
+            self.stats.source_seq.fetch_max(records.last_seq(), Ordering::Relaxed);
+            if !self.fill(records.first_seq() - 1)? {
+                // The hole is still open (the source did not answer): this
+                // message is fetched again by the next fill.
+                return Ok(true);
+            }
         }
-        self.republish(&records, false)
+        self.stats.source_seq.fetch_max(records.last_seq(), Ordering::Relaxed);
+        self.republish(&records, false)?;
+        Ok(true)
     }
 
     /// Republishes the records of `records` the replica does not have yet

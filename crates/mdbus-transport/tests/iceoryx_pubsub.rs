@@ -10,7 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use iceoryx2::prelude::*;
-use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, IoxSender, IoxSenderConfig, WaitStrategy, feed_exists};
+use mdbus_transport::iceoryx::{
+    IoxReceiver, IoxReceiverConfig, IoxSender, IoxSenderConfig, IoxSharedSender, WaitStrategy, feed_exists,
+};
 use mdbus_transport::{Error, MdReceiver, MdSender};
 use mdbus_types::{FeedName, InstrumentId, Kind, MdSample, Price, RecordHeader, Tick, WalLocation};
 
@@ -104,6 +106,54 @@ fn every_sample_arrives_in_order_with_equal_bytes() {
         publisher.send(&tick(3001)).unwrap();
         let seq = subscriber.try_recv_with(|sample| sample.header().seq).unwrap();
         assert_eq!(seq, Some(3001));
+    }
+    assert_feed_gone(&feed);
+}
+
+/// A sender on thread-safe ports (`IoxSender::create_shared`), created on
+/// one thread and moved to another halfway, publishes the same services:
+/// a subscriber on the single-threaded ports gets every sample in order
+/// with equal bytes, woken by its batches.
+#[test]
+fn a_shared_sender_moves_between_threads_and_plain_subscribers_read_it() {
+    let feed = unique_feed("shared");
+    {
+        let mut publisher: IoxSharedSender = IoxSender::create_shared(&IoxSenderConfig::new(&feed)).unwrap();
+        let mut subscriber = IoxReceiver::open(&IoxReceiverConfig::new(&feed).wait(WaitStrategy::Block)).unwrap();
+        assert_eq!(publisher.subscriber_count(), 1);
+        let sent: Vec<MdSample> = (1..=400).map(tick).collect();
+        for sample in &sent[..200] {
+            publisher.send(sample).unwrap();
+        }
+        publisher.end_batch().unwrap();
+        let second = sent[200..].to_vec();
+        let publisher = thread::spawn(move || {
+            for sample in &second {
+                publisher.send(sample).unwrap();
+            }
+            publisher.end_batch().unwrap();
+            publisher
+        })
+        .join()
+        .unwrap();
+        let deadline = Instant::now() + WATCHDOG;
+        let mut received = Vec::new();
+        while received.len() < sent.len() {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {} samples came",
+                received.len(),
+                sent.len()
+            );
+            if let Some(sample) = subscriber.recv_timeout(Duration::from_millis(100)).unwrap() {
+                received.push(sample);
+            }
+        }
+        for (got, want) in received.iter().zip(&sent) {
+            assert_eq!(got.as_bytes(), want.as_bytes(), "seq {}", want.header().seq);
+        }
+        assert_eq!(subscriber.dropped(), 0);
+        drop(publisher);
     }
     assert_feed_gone(&feed);
 }

@@ -24,6 +24,8 @@
 //!
 //! Ports of iceoryx2's `ipc` service are single-threaded: both types are
 //! neither `Send` nor `Sync`, so create each in the thread that uses it.
+//! [`IoxSharedSender`] is a sender on `ipc_threadsafe` ports, which may
+//! move between threads.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -57,7 +59,7 @@ pub use names::{
 };
 pub use namespace::{group_prefix, group_root};
 pub use receiver::{IoxHeld, IoxReceiver, IoxReceiverConfig};
-pub use sender::{IoxSender, IoxSenderConfig};
+pub use sender::{IoxSender, IoxSenderConfig, IoxSharedSender};
 pub use wait::WaitStrategy;
 
 /// Sets iceoryx2's log level to errors only, unless the environment

@@ -109,14 +109,14 @@ pub(super) fn service_name(service: &str) -> Result<ServiceName> {
 /// A node for one transport endpoint. It leaves the process's signals
 /// alone, and removes the resources of dead nodes (a publisher or
 /// subscriber killed with kill -9) so their slots on our services are free.
-pub(super) fn create_node(namespace: &Namespace, service: &str, role: &str) -> Result<Node<ipc::Service>> {
+pub(super) fn create_node<S: Service>(namespace: &Namespace, service: &str, role: &str) -> Result<Node<S>> {
     let name = NodeName::new(&format!("mdbus-{role}"))
         .map_err(|e| service_error(service, format!("invalid node name: {e:?}")))?;
     let node = NodeBuilder::new()
         .name(&name)
         .signal_handling_mode(SignalHandlingMode::Disabled)
         .config(&namespace.config)
-        .create::<ipc::Service>()
+        .create::<S>()
         .map_err(|e| service_error(service, format!("cannot create an iceoryx2 node: {e:?}")))?;
     // The default configuration cleans dead nodes on node creation too; a
     // configuration file may turn that off, so ask explicitly (~0.5 ms).

@@ -8,8 +8,8 @@ use iceoryx2::port::notifier::Notifier;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::prelude::{AttributeVerifier, EventId, PortFactory, SemanticString};
 use iceoryx2::service::attribute::{AttributeKey, AttributeValue};
-use iceoryx2::service::ipc;
 use iceoryx2::service::port_factory::{event as event_factory, publish_subscribe as md_factory};
+use iceoryx2::service::{Service, ipc, ipc_threadsafe};
 use mdbus_types::{FeedGroup, MdSample, RecordRef, SAMPLE_SIZE, WalLocation};
 
 use super::names::{
@@ -62,20 +62,32 @@ impl IoxSenderConfig {
 
 /// Publishes [`MdSample`]s on `mdbus/<feed>/md` and notifies
 /// `mdbus/<feed>/md/ev`. Never blocks on a slow subscriber (safe
-/// overflow). Not `Send`: create it in the thread that sends.
-pub struct IoxSender {
+/// overflow).
+///
+/// `S` is the iceoryx2 service variant of its ports. The default,
+/// `ipc::Service` ([`IoxSender::create`]), has single-threaded ports: the
+/// sender is not `Send`, so create it in the thread that sends.
+/// [`IoxSharedSender`] ([`IoxSender::create_shared`]) uses
+/// `ipc_threadsafe::Service`, the same shared-memory resources with each
+/// port behind a mutex: it is `Send` and may move between threads (e.g.
+/// onto a network library's receive thread), at a lock per loan, send and
+/// notify. Subscribers of either variant read the same services.
+pub struct IoxSender<S: Service = ipc::Service> {
     feed: String,
     md_service: String,
     /// Taken (dropped) in `Drop`, before the last notification; `Some`
     /// until then.
-    publisher: Option<Publisher<ipc::Service, MdSample, ()>>,
-    notifier: Notifier<ipc::Service>,
-    md: md_factory::PortFactory<ipc::Service, MdSample, ()>,
-    _event: event_factory::PortFactory<ipc::Service>,
-    _node: Node<ipc::Service>,
+    publisher: Option<Publisher<S, MdSample, ()>>,
+    notifier: Notifier<S>,
+    md: md_factory::PortFactory<S, MdSample, ()>,
+    _event: event_factory::PortFactory<S>,
+    _node: Node<S>,
     /// Gives the group the files of a grouped feed; dropped last.
     _keeper: Option<Keeper>,
 }
+
+/// An [`IoxSender`] whose ports are thread-safe (`Send`): see there.
+pub type IoxSharedSender = IoxSender<ipc_threadsafe::Service>;
 
 impl IoxSender {
     /// Opens or creates the feed's services with docs/spec.md's settings,
@@ -91,6 +103,18 @@ impl IoxSender {
     /// publishes the feed) or the user is not in the group; without one,
     /// when the feed was published with a group before.
     pub fn create(config: &IoxSenderConfig) -> Result<IoxSender> {
+        IoxSender::create_in(config)
+    }
+
+    /// [`IoxSender::create`] with thread-safe ports: a sender that is
+    /// `Send` (see [`IoxSender`]). Same services, settings and errors.
+    pub fn create_shared(config: &IoxSenderConfig) -> Result<IoxSharedSender> {
+        IoxSender::create_in(config)
+    }
+}
+
+impl<S: Service> IoxSender<S> {
+    fn create_in(config: &IoxSenderConfig) -> Result<IoxSender<S>> {
         let md_service = md_service_name(&config.feed)?;
         let ev_service = event_service_name(&config.feed)?;
         let wal_dir = absolute_wal_dir(&md_service, &config.feed, config.wal.as_ref())?;
@@ -167,7 +191,7 @@ impl IoxSender {
 
     /// The publisher port (taken only by `Drop`).
     #[inline]
-    fn port(&self) -> &Publisher<ipc::Service, MdSample, ()> {
+    fn port(&self) -> &Publisher<S, MdSample, ()> {
         self.publisher.as_ref().expect("the publisher port lives until drop")
     }
 
@@ -177,7 +201,7 @@ impl IoxSender {
     }
 }
 
-impl MdSender for IoxSender {
+impl<S: Service> MdSender for IoxSender<S> {
     /// Loans a sample in shared memory, writes `sample` into it in place,
     /// and sends it. Never blocks: a full subscriber queue drops its oldest.
     /// One copy, from `sample` into the loan (`write_payload` takes the
@@ -243,7 +267,7 @@ impl MdSender for IoxSender {
     }
 }
 
-impl Drop for IoxSender {
+impl<S: Service> Drop for IoxSender<S> {
     fn drop(&mut self) {
         // The publisher port goes first, so subscribers woken below see it
         // gone.
@@ -253,7 +277,7 @@ impl Drop for IoxSender {
     }
 }
 
-impl fmt::Debug for IoxSender {
+impl<S: Service> fmt::Debug for IoxSender<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IoxSender")
             .field("feed", &self.feed)
