@@ -19,7 +19,8 @@
 # the source's ts_publish, so both ends read the same clock here. Uses the
 # release binary (built first). Prints each subscriber's summary and the
 # cores each bridge used. MDBUS_BIN=PATH runs that binary instead (no
-# build): two builds measured alternately.
+# build): two builds measured alternately. OUT_ARGS="..." adds arguments
+# to `bridge out` (e.g. OUT_ARGS="--linger-us 500").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,7 +78,7 @@ pids+=("$in_pid")
     --duration "$((warmup + seconds + 5))" 2>"$work/publish.log" &
 pids+=($!)
 "${on_a[@]}" "$mdbus" bridge out --feed "$feed" --listen "$endpoint" --wal "$work/src" \
-    --status-dir "$work" 2>"$work/out.log" &
+    --status-dir "$work" ${OUT_ARGS:-} 2>"$work/out.log" &
 out_pid=$!
 pids+=("$out_pid")
 sleep "$warmup"

@@ -118,6 +118,48 @@ fn a_late_receiver_starts_at_the_newest_snapshot_set_and_ends_with_the_source_bo
     }
 }
 
+/// `bridge out --linger-us`: each Zenoh message waits for more records
+/// after its first, so a message that is not full spans at least the
+/// linger: no more of them than the bridge's run time over the linger
+/// (plus the full ones, at most the records' bytes over a message's). The
+/// records still arrive whole: the replica equals the source.
+#[test]
+fn a_linger_puts_fewer_larger_messages_and_the_replica_is_whole() {
+    const LINGER_MS: u64 = 20;
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let feed = feed("lg");
+    let port = free_port();
+    let mut receiver = bridge_in(None, dir, &feed, &replica(&feed), &local(port), 1);
+    let mut publisher = publish(None, dir, &feed, "50000", "2", "67108864");
+    let started = std::time::Instant::now();
+    let linger_us = (LINGER_MS * 1000).to_string();
+    let mut sender = bridge_out_with(None, dir, &feed, &local(port), 1, &["--linger-us", &linger_us]);
+    publisher.wait_ok("mdbus publish");
+    let end = last_seq(&dir.join("src"), &feed);
+    let mut copy = Tail::new(&replica_root(dir), &replica(&feed));
+    wait_for("the replica reaches the source's last seq", dir, || {
+        copy.last_seq() >= end
+    });
+    stop(&mut sender, "bridge out");
+    let ran = started.elapsed();
+    stop(&mut receiver, "bridge in");
+    let (_, count) = assert_replica_equals_source(dir, &feed, &replica(&feed));
+    let path = dir.join(format!("mdbus.{feed}.bridge-out.json"));
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let (records, messages) = (json["records"].as_u64().unwrap(), json["messages"].as_u64().unwrap());
+    assert!(records >= count as u64, "{json}: {count} records in the replica");
+    let bytes = record_bytes(&dir.join("src"), &feed);
+    let full = bytes / (mdbus_bridge::out::MESSAGE_BYTES - mdbus::types::SAMPLE_SIZE) as u64;
+    let lingered = ran.as_millis() as u64 / LINGER_MS;
+    assert!(
+        messages <= lingered + full + 2,
+        "{messages} messages for {records} records in {ran:?}: more than {lingered} lingering and {full} full ones"
+    );
+    println!("linger {LINGER_MS} ms: {records} records ({bytes} bytes) in {messages} messages ({ran:?})");
+}
+
 /// `field` of the `side` ("in" or "out") of a status JSON.
 fn field<'a>(json: &'a serde_json::Value, side: &str, field: &str) -> &'a serde_json::Value {
     &json[side][field]

@@ -100,22 +100,26 @@ pub fn publish(netns: Option<&str>, dir: &Path, feed: &str, rate: &str, seconds:
 /// `mdbus bridge out` of `feed` (WAL `<dir>/src`) listening on `endpoint`;
 /// its status file in `dir`; log `out-<n>.log`.
 pub fn bridge_out(netns: Option<&str>, dir: &Path, feed: &str, endpoint: &str, n: u32) -> Proc {
-    spawn(
-        netns,
-        &[
-            "bridge",
-            "out",
-            "--feed",
-            feed,
-            "--listen",
-            endpoint,
-            "--wal",
-            dir.join("src").to_str().unwrap(),
-            "--status-dir",
-            dir.to_str().unwrap(),
-        ],
-        &dir.join(format!("out-{n}.log")),
-    )
+    bridge_out_with(netns, dir, feed, endpoint, n, &[])
+}
+
+/// [`bridge_out`] with more arguments.
+pub fn bridge_out_with(netns: Option<&str>, dir: &Path, feed: &str, endpoint: &str, n: u32, more: &[&str]) -> Proc {
+    let (wal, dir_text) = (dir.join("src"), dir.to_str().unwrap());
+    let mut args = vec![
+        "bridge",
+        "out",
+        "--feed",
+        feed,
+        "--listen",
+        endpoint,
+        "--wal",
+        wal.to_str().unwrap(),
+        "--status-dir",
+        dir_text,
+    ];
+    args.extend_from_slice(more);
+    spawn(netns, &args, &dir.join(format!("out-{n}.log")))
 }
 
 /// `mdbus bridge in` of `feed` from `endpoint` as `as_feed` (WAL
@@ -261,6 +265,21 @@ fn wait_for_deadline(what: &str, dir: &Path, check: &mut dyn FnMut() -> (bool, I
 
 /// The next record of a WAL reader (a corrupt frame or a hole fails the
 /// test: the reader does not skip); `None` at its end.
+/// The bytes of the records in `<root>/<feed>` (the WAL's payloads, not
+/// its preallocated files).
+pub fn record_bytes(root: &Path, feed: &str) -> u64 {
+    let options = ReadOptions {
+        from: ReadFrom::Start,
+        skip_corrupt: false,
+    };
+    let mut reader = WalReader::open(root, feed, options).unwrap_or_else(|e| panic!("open the WAL of {feed}: {e}"));
+    let mut bytes = 0;
+    while let Some(record) = next_record(&mut reader, feed) {
+        bytes += record.record.as_bytes().len() as u64;
+    }
+    bytes
+}
+
 fn next_record<'a>(reader: &'a mut WalReader, what: &str) -> Option<mdbus::wal::WalRecord<'a>> {
     match reader.next_event() {
         Ok(Some(ReadEvent::Record(record))) => Some(record),

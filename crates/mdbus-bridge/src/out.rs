@@ -48,6 +48,12 @@ pub struct OutConfig {
     pub start: StartFrom,
     /// How long to wait for the feed's publisher at start.
     pub wait_for_feed: Duration,
+    /// How long a message may wait for more records after its first one
+    /// (`Duration::ZERO`, the default: it goes once the burst drained from
+    /// iceoryx2 ends). A longer linger makes fewer, larger Zenoh messages,
+    /// so both bridges wake up less often, and adds up to that much
+    /// latency.
+    pub linger: Duration,
 }
 
 impl OutConfig {
@@ -61,6 +67,7 @@ impl OutConfig {
             wal_root: None,
             start: StartFrom::RecoveryPoint,
             wait_for_feed: Duration::from_secs(10),
+            linger: Duration::ZERO,
         }
     }
 }
@@ -202,11 +209,17 @@ fn stream(
             status(stats);
             last_status = Instant::now();
         }
-        // Wait for the first record of a burst, then drain what is there.
+        // Wait for the first record of a burst, then drain what is there
+        // (and, with a linger, what comes until the first record is that
+        // old).
         let mut timeout = Duration::from_millis(100);
+        let mut first_at = None;
         while message.len() < MESSAGE_BYTES {
             match subscriber.next_event_ref(timeout)? {
                 Some(EventRef::Record { sample, .. }) => {
+                    if first_at.is_none() && !config.linger.is_zero() {
+                        first_at = Some(Instant::now());
+                    }
                     let record = sample.record()?;
                     message.extend_from_slice(record.as_bytes());
                     let header = record.header();
@@ -220,9 +233,11 @@ fn stream(
                     stats.local_gaps.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(_) => {}
+                // A wait that ended early does not cut the linger short.
+                None if first_at.is_some_and(|at: Instant| at.elapsed() < config.linger) => {}
                 None => break,
             }
-            timeout = Duration::ZERO;
+            timeout = first_at.map_or(Duration::ZERO, |at: Instant| config.linger.saturating_sub(at.elapsed()));
         }
         if !message.is_empty() {
             let bytes = std::mem::replace(&mut message, Vec::with_capacity(MESSAGE_BYTES + 512));
