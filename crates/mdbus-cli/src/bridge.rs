@@ -111,6 +111,15 @@ pub(crate) fn run(command: &BridgeCommand) -> ExitCode {
     if let BridgeCommand::Status(args) = command {
         return show_status(args);
     }
+    if std::env::var_os("ZENOH_RUNTIME").is_none() {
+        // SAFETY: `set_var` is unsafe only while another thread may read
+        // or write the environment. None runs yet: `crate::main`, called
+        // first in the process's `main` (its documented contract), parsed
+        // the arguments and set iceoryx2's log level on this thread,
+        // neither starts a thread, and Zenoh's runtimes (which read the variable),
+        // the bridge's own and the WAL's threads all start below.
+        unsafe { std::env::set_var("ZENOH_RUNTIME", mdbus_bridge::ZENOH_RUNTIME) };
+    }
     mdbus_bridge::init_logging();
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -117,7 +117,9 @@ fn stop_on_signals(command: &str) -> Result<Arc<AtomicBool>, ExitCode> {
 }
 
 /// Parses the process arguments and runs the subcommand; the exit code is
-/// 0 on success, 1 on a runtime error, 2 on bad arguments.
+/// 0 on success, 1 on a runtime error, 2 on bad arguments. Call it first
+/// in a process's `main`, before any thread starts: `mdbus bridge` sets
+/// `ZENOH_RUNTIME` in the environment.
 pub fn main() -> ExitCode {
     // `--config FILE` (publish, gateway): the file's settings go in front
     // of the command line's flags, which override them.
