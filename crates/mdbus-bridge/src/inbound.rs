@@ -212,13 +212,15 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
             }
             Ok(Inbound::Failed(e)) => Err(e),
             Err(mpsc::RecvTimeoutError::Timeout) => replica.lock().when_idle(),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(()),
+            // The callback, which holds the sender, is gone.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Ok(()),
         };
         if let Err(e) = step {
             break Err(e);
         }
     };
-    // No callback runs after this: the replica is this thread's alone.
+    // No callback starts after this (one still running holds the
+    // replica's mutex until it is done, which the flush waits for).
     subscriber
         .undeclare()
         .wait()
