@@ -796,22 +796,45 @@ fn peek_frame(bytes: &[u8], off: usize, expected: u64) -> Option<(Kind, usize)> 
 /// the checks of `check_frame` (`len` a record size, in bounds, crc32c,
 /// kind matching `len`, rkyv checked access, zero padding, seq), without
 /// building an error; `None` for anything else, which the caller hands to
-/// `check_frame` for the verdict.
+/// `check_frame` for the verdict. One dispatch on the length, each kind's
+/// checks monomorphised ([`check_typed`]).
 #[inline(always)]
 fn fast_frame(bytes: &[u8], off: usize, expected: u64) -> Option<FastFrame> {
-    let (kind, payload) = frame_payload(bytes, off)?;
-    let record = check_payload(bytes, off, kind, payload, expected, has_crc32_instruction())?;
+    let header_end = off.checked_add(FRAME_HEADER_LEN)?;
+    if header_end > bytes.len() {
+        return None;
+    }
+    let crc32_instruction = has_crc32_instruction();
+    macro_rules! frame {
+        ($kind:expr, $ty:ty) => {{
+            const N: usize = $kind.record_size();
+            let payload = bytes.get(header_end..header_end + N)?;
+            let record = check_typed::<$ty, N>(bytes, off, payload, expected, crc32_instruction)?;
+            ($kind, N, mdbus_types::Record::header(record).ts_event)
+        }};
+    }
+    let (kind, len, ts_event) = match load_len(bytes, off) {
+        104 => frame!(Kind::Tick, Tick),
+        72 => frame!(Kind::BookDelta, BookDelta),
+        376 => frame!(Kind::BookSnapshot, BookSnapshot),
+        32 => frame!(Kind::Heartbeat, Heartbeat),
+        _ => return None,
+    };
     Some(FastFrame {
         off,
-        next: off + FRAME_HEADER_LEN + payload.len(),
+        next: header_end + len,
         kind,
-        ts_event: record.header().ts_event,
+        ts_event,
     })
 }
 
-/// [`check_payload`] for a record type `T` of `N` bytes known at compile
-/// time (`payload` is the frame's `N` bytes at `off`): the same checks,
-/// the record viewed in the map.
+/// The checks of the frame at `off` after its length, for a record type
+/// `T` of `N` bytes known at compile time (`payload` is the frame's `N`
+/// bytes): crc32c, the kind field, the length, the seq and rkyv's checked
+/// access (the low-level validator: the records hold no pointers, so no
+/// shared pointers to track), as `check_frame` does. The record, viewed
+/// in the map, when all hold. `crc32_instruction`: from
+/// [`has_crc32_instruction`].
 #[inline(always)]
 fn check_typed<'a, T, const N: usize>(
     bytes: &[u8],
@@ -839,56 +862,6 @@ where
     // page-aligned map) and `N` bytes: bytemuck checks the length and
     // alignment again, safely.
     bytemuck::try_from_bytes(payload).ok()
-}
-
-/// The rest of [`fast_frame`]'s checks of the frame at `off`, whose
-/// length [`frame_payload`] found to be `kind`'s and whose payload it
-/// returned: crc32c, the kind field, rkyv checked access and the seq. The
-/// record, viewed in the map, when all hold. `crc32_instruction`: from
-/// [`has_crc32_instruction`].
-#[inline(always)]
-fn check_payload<'a>(
-    bytes: &[u8],
-    off: usize,
-    kind: Kind,
-    payload: &'a [u8],
-    expected: u64,
-    crc32_instruction: bool,
-) -> Option<RecordRef<'a>> {
-    // Every record size is a multiple of 8: no padding bytes to check.
-    // (32, 72, 104 and 376 are multiples of 8, and `len` is one of them.)
-    let stored = u32::from_le_bytes(bytes[off + 4..off + FRAME_HEADER_LEN].try_into().expect("4 bytes"));
-    if crc32c_record(kind, payload, crc32_instruction) != stored {
-        return None;
-    }
-    let raw_kind = u16::from_le_bytes(payload[24..26].try_into().expect("2 bytes"));
-    if Kind::from_u16(raw_kind) != Some(kind) || kind.record_size() != payload.len() || payload_seq(payload) != expected
-    {
-        return None;
-    }
-    validate_archive(kind, payload)?;
-    // The payload is in the map, 8-aligned (frames are 8-aligned in a
-    // page-aligned map) and `kind.record_size()` bytes: bytemuck checks
-    // the length and alignment again, safely.
-    RecordRef::try_of_kind(kind, payload)
-}
-
-/// rkyv's checked access of `payload` as the archived type of `kind` (as
-/// `check_frame` does), by its low-level validator: the records hold no
-/// pointers, so there are no shared pointers for the high-level one to
-/// track.
-#[inline(always)]
-fn validate_archive(kind: Kind, payload: &[u8]) -> Option<()> {
-    use rkyv::rancor::Failure;
-    let ok = match kind {
-        Kind::Tick => rkyv::api::low::access::<<Tick as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
-        Kind::BookSnapshot => {
-            rkyv::api::low::access::<<BookSnapshot as rkyv::Archive>::Archived, Failure>(payload).is_ok()
-        }
-        Kind::BookDelta => rkyv::api::low::access::<<BookDelta as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
-        Kind::Heartbeat => rkyv::api::low::access::<<Heartbeat as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
-    };
-    ok.then_some(())
 }
 
 /// An owned step of the reader (no borrow of the map).
