@@ -15,7 +15,8 @@ use mdbus_types::{BookDelta, BookSnapshot, Heartbeat, Kind, RecordHeader, Record
 
 use crate::error::{Error, Result};
 use crate::format::{
-    FRAME_HEADER_LEN, HEADER_LEN, check_frame, crc32c_words, find_resync, list_segments, load_len, validate_feed,
+    FRAME_HEADER_LEN, HEADER_LEN, check_frame, crc32c_record, find_resync, has_crc32_instruction, list_segments,
+    load_len, validate_feed,
 };
 use crate::index::IndexEntry;
 use crate::scan::{LazyIndex, MappedSegment};
@@ -433,7 +434,26 @@ impl WalReader {
     /// The same records `next_event` yields, without its per-record
     /// bookkeeping: the cursor stays in registers for the whole run.
     #[inline]
-    pub fn read_run(&mut self, max: usize, mut apply: impl FnMut(RecordRef<'_>)) -> usize {
+    pub fn read_run(&mut self, max: usize, apply: impl FnMut(RecordRef<'_>)) -> usize {
+        self.read_run_where(max, |_| true, apply)
+    }
+
+    /// [`WalReader::read_run`] for a read that wants records of some kinds
+    /// only: a frame whose kind (told by its length) `keep` rejects is
+    /// stepped over with only its length and seq looked at, as
+    /// [`WalReader::next_event_where`] steps over what it does not want (no
+    /// checksum, no other check); a frame it accepts is checked as
+    /// `next_event` checks it and handed to `apply`. Returns the frames
+    /// the run moved past (applied and stepped over), at most `max`; it
+    /// ends early where `read_run` does, and 0 means "call `next_event`
+    /// (or `next_event_where`)".
+    #[inline]
+    pub fn read_run_where(
+        &mut self,
+        max: usize,
+        mut keep: impl FnMut(Kind) -> bool,
+        mut apply: impl FnMut(RecordRef<'_>),
+    ) -> usize {
         if self.header_skip.is_some() || self.min_ts.is_some() {
             return 0;
         }
@@ -443,16 +463,37 @@ impl WalReader {
         let bytes = cursor.segment.bytes();
         let mut off = cursor.off;
         let mut count = 0;
-        while count < max
-            && expected >= self.min_seq
-            && let Some(frame) = fast_frame(bytes, off, expected)
-        {
-            let payload = &bytes[off + FRAME_HEADER_LEN..frame.next];
-            let Some(record) = RecordRef::try_of_kind(frame.kind, payload) else {
-                unreachable!("the frame at {off} was checked as a {:?}", frame.kind)
+        let crc32_instruction = has_crc32_instruction();
+        let (min_seq, end) = (self.min_seq, bytes.len());
+        while count < max && expected >= min_seq && off + FRAME_HEADER_LEN <= end {
+            // One dispatch on the length per frame: each arm checks its
+            // kind with the sizes and types known at compile time.
+            macro_rules! frame {
+                ($kind:expr, $ty:ty, $variant:ident) => {{
+                    const N: usize = $kind.record_size();
+                    let Some(payload) = bytes.get(off + FRAME_HEADER_LEN..off + FRAME_HEADER_LEN + N) else {
+                        break;
+                    };
+                    if keep($kind) {
+                        let Some(record) = check_typed::<$ty, N>(bytes, off, payload, expected, crc32_instruction)
+                        else {
+                            break;
+                        };
+                        apply(RecordRef::$variant(record));
+                    } else if payload_seq(payload) != expected {
+                        break;
+                    }
+                    N
+                }};
+            }
+            let len = match load_len(bytes, off) {
+                104 => frame!(Kind::Tick, Tick, Tick),
+                72 => frame!(Kind::BookDelta, BookDelta, BookDelta),
+                376 => frame!(Kind::BookSnapshot, BookSnapshot, BookSnapshot),
+                32 => frame!(Kind::Heartbeat, Heartbeat, Heartbeat),
+                _ => break,
             };
-            apply(record);
-            off = frame.next;
+            off += FRAME_HEADER_LEN + len;
             expected += 1;
             count += 1;
         }
@@ -736,61 +777,91 @@ fn frame_payload(bytes: &[u8], off: usize) -> Option<(Kind, &[u8])> {
     Some((kind, bytes.get(header_end..header_end + len)?))
 }
 
+/// The seq of the record whose payload is `payload` (unchecked).
+#[inline(always)]
+fn payload_seq(payload: &[u8]) -> u64 {
+    u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"))
+}
+
 /// The kind and length of the frame at `off` when [`frame_payload`] finds
 /// one and its record's seq is `expected`; nothing else is checked (see
 /// [`WalReader::next_event_where`]).
 #[inline(always)]
 fn peek_frame(bytes: &[u8], off: usize, expected: u64) -> Option<(Kind, usize)> {
     let (kind, payload) = frame_payload(bytes, off)?;
-    let seq = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
-    (seq == expected).then_some((kind, payload.len()))
+    (payload_seq(payload) == expected).then_some((kind, payload.len()))
 }
 
 /// The frame at `off` when it is valid and carries `expected`: exactly
 /// the checks of `check_frame` (`len` a record size, in bounds, crc32c,
 /// kind matching `len`, rkyv checked access, zero padding, seq), without
 /// building an error; `None` for anything else, which the caller hands to
-/// `check_frame` for the verdict.
+/// `check_frame` for the verdict. One dispatch on the length, each kind's
+/// checks monomorphised ([`check_typed`]).
 #[inline(always)]
 fn fast_frame(bytes: &[u8], off: usize, expected: u64) -> Option<FastFrame> {
-    // Every record size is a multiple of 8: no padding bytes to check.
-    // (32, 72, 104 and 376 are multiples of 8, and `len` is one of them.)
-    let (kind, payload) = frame_payload(bytes, off)?;
-    let (len, header_end) = (payload.len(), off + FRAME_HEADER_LEN);
-    let stored = u32::from_le_bytes(bytes[off + 4..header_end].try_into().expect("4 bytes"));
-    if crc32c_words(payload) != stored {
+    let header_end = off.checked_add(FRAME_HEADER_LEN)?;
+    if header_end > bytes.len() {
         return None;
     }
-    let word = |o: usize| u64::from_le_bytes(payload[o..o + 8].try_into().expect("8 bytes"));
-    let raw_kind = u16::from_le_bytes(payload[24..26].try_into().expect("2 bytes"));
-    if Kind::from_u16(raw_kind) != Some(kind) || kind.record_size() != len || word(0) != expected {
-        return None;
+    let crc32_instruction = has_crc32_instruction();
+    macro_rules! frame {
+        ($kind:expr, $ty:ty) => {{
+            const N: usize = $kind.record_size();
+            let payload = bytes.get(header_end..header_end + N)?;
+            let record = check_typed::<$ty, N>(bytes, off, payload, expected, crc32_instruction)?;
+            ($kind, N, mdbus_types::Record::header(record).ts_event)
+        }};
     }
-    validate_archive(kind, payload)?;
+    let (kind, len, ts_event) = match load_len(bytes, off) {
+        104 => frame!(Kind::Tick, Tick),
+        72 => frame!(Kind::BookDelta, BookDelta),
+        376 => frame!(Kind::BookSnapshot, BookSnapshot),
+        32 => frame!(Kind::Heartbeat, Heartbeat),
+        _ => return None,
+    };
     Some(FastFrame {
         off,
         next: header_end + len,
         kind,
-        ts_event: word(8) as i64,
+        ts_event,
     })
 }
 
-/// rkyv's checked access of `payload` as the archived type of `kind` (as
-/// `check_frame` does), by its low-level validator: the records hold no
-/// pointers, so there are no shared pointers for the high-level one to
-/// track.
+/// The checks of the frame at `off` after its length, for a record type
+/// `T` of `N` bytes known at compile time (`payload` is the frame's `N`
+/// bytes): crc32c, the kind field, the length, the seq and rkyv's checked
+/// access (the low-level validator: the records hold no pointers, so no
+/// shared pointers to track), as `check_frame` does. The record, viewed
+/// in the map, when all hold. `crc32_instruction`: from
+/// [`has_crc32_instruction`].
 #[inline(always)]
-fn validate_archive(kind: Kind, payload: &[u8]) -> Option<()> {
-    use rkyv::rancor::Failure;
-    let ok = match kind {
-        Kind::Tick => rkyv::api::low::access::<<Tick as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
-        Kind::BookSnapshot => {
-            rkyv::api::low::access::<<BookSnapshot as rkyv::Archive>::Archived, Failure>(payload).is_ok()
-        }
-        Kind::BookDelta => rkyv::api::low::access::<<BookDelta as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
-        Kind::Heartbeat => rkyv::api::low::access::<<Heartbeat as rkyv::Archive>::Archived, Failure>(payload).is_ok(),
-    };
-    ok.then_some(())
+fn check_typed<'a, T, const N: usize>(
+    bytes: &[u8],
+    off: usize,
+    payload: &'a [u8],
+    expected: u64,
+    crc32_instruction: bool,
+) -> Option<&'a T>
+where
+    T: mdbus_types::Record + bytemuck::Pod + rkyv::Archive,
+    T::Archived:
+        rkyv::Portable + for<'v> rkyv::bytecheck::CheckBytes<rkyv::api::low::LowValidator<'v, rkyv::rancor::Failure>>,
+{
+    let kind = T::KIND;
+    let stored = u32::from_le_bytes(bytes[off + 4..off + FRAME_HEADER_LEN].try_into().expect("4 bytes"));
+    if crc32c_record(kind, payload, crc32_instruction) != stored {
+        return None;
+    }
+    let raw_kind = u16::from_le_bytes(payload[24..26].try_into().expect("2 bytes"));
+    if raw_kind != kind as u16 || payload.len() != N || payload_seq(payload) != expected {
+        return None;
+    }
+    rkyv::api::low::access::<T::Archived, rkyv::rancor::Failure>(payload).ok()?;
+    // The payload is in the map, 8-aligned (frames are 8-aligned in a
+    // page-aligned map) and `N` bytes: bytemuck checks the length and
+    // alignment again, safely.
+    bytemuck::try_from_bytes(payload).ok()
 }
 
 /// An owned step of the reader (no borrow of the map).
