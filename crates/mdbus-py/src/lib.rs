@@ -17,7 +17,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mdbus_types::{InstrumentId, Kind, PRICE_SCALE, Price, RecordRef, SYMBOL_LEN};
@@ -53,22 +54,30 @@ fn layout_table() -> Vec<(&'static str, usize, usize, usize, &'static str, &'sta
 /// only: a page costs memory once a record is written to it), grown only
 /// if the WAL grew meanwhile, the unused rest given back at the end.
 ///
-/// The pages of a large buffer are faulted in [`POPULATE_STEP`] bytes at
-/// a time just ahead of the records (`MADV_POPULATE_WRITE`), not one
-/// page fault per 4 KiB page: a third less time for a 312 MB read of
-/// ticks. (Transparent huge pages, `MADV_HUGEPAGE`, read it in 120-135 ms
-/// when the kernel had free huge pages and 1.5-2.9 s when it compacted
-/// memory for them: not used.)
+/// The pages of a large buffer are faulted in ahead of the records by a
+/// thread of its own ([`Populator`], `MADV_POPULATE_WRITE` in
+/// [`POPULATE_STEP`] pieces, at most [`POPULATE_AHEAD`] past the records):
+/// the kernel's allocating and zeroing of the result (a third of a tick
+/// read's time) runs on another core while this one copies, instead of a
+/// page fault per 4 KiB page in the copy. (Transparent huge pages,
+/// `MADV_HUGEPAGE`, read 312 MB of ticks in 120-135 ms when the kernel had
+/// free huge pages and 1.5-2.9 s when it compacted memory for them: not
+/// used.)
 #[derive(Default)]
 struct OutBuf {
     words: Vec<u64>,
-    /// Bytes of `words`' allocation, from its start, that are faulted in
-    /// (or need not be: a small buffer).
-    populated: usize,
+    /// Bytes written at which the populator is told the position next
+    /// (`usize::MAX`: never, a small buffer).
+    report_at: usize,
+    populator: Option<Populator>,
 }
 
-/// How far ahead of the records a large buffer is faulted in at once.
+/// How much a populator faults in at a time.
 const POPULATE_STEP: usize = 2 << 20;
+
+/// How far past the records a populator may fault in: what a read can
+/// hold in memory beyond its result.
+const POPULATE_AHEAD: usize = 16 << 20;
 
 /// Buffers at least this large are faulted in ahead ([`OutBuf`]); the
 /// allocator gives them their own map.
@@ -81,49 +90,136 @@ impl OutBuf {
     #[inline(always)]
     fn push<const N: usize>(&mut self, bytes: &[u8], reserve: usize) {
         let bytes: &[u8; N] = bytes.try_into().expect("a record of its kind's size");
-        if self.words.len() * 8 + N > self.populated {
-            self.grow(reserve);
+        if self.words.len() * 8 + N > self.report_at {
+            self.grow(reserve, N);
         }
         // Records are 8-aligned in the map and a multiple of 8 long.
         self.words.extend_from_slice(bytemuck::cast_slice::<u8, u64>(bytes));
     }
 
-    /// Before a record that would pass `populated`: reserves `reserve`
+    /// Before a record that would pass `report_at`: reserves `reserve`
     /// bytes when nothing is yet (or, when the allocator refuses that
-    /// much, lets the buffer grow as it goes), then faults in the next
-    /// [`POPULATE_STEP`] bytes of a large buffer.
+    /// much, lets the buffer grow as it goes), grows a large buffer that
+    /// is full (its populator stopped first), starts a populator for a
+    /// large buffer (again if the buffer moved), and tells it where the
+    /// records are.
     #[cold]
     #[inline(never)]
-    fn grow(&mut self, reserve: usize) {
+    fn grow(&mut self, reserve: usize, n: usize) {
         if self.words.capacity() == 0 {
             let _ = self.words.try_reserve_exact(reserve / 8);
         }
+        let written = self.words.len() * 8;
+        if self.words.capacity() * 8 < written + n {
+            // The WAL grew past the reserve: the buffer moves.
+            self.stop_populator();
+            self.words.reserve(n / 8);
+        }
         let cap = self.words.capacity() * 8;
-        let from = self.populated.max(self.words.len() * 8);
         if cap < POPULATE_MIN {
             // Small (or growing as it goes): page faults as it is written.
-            self.populated = usize::MAX;
+            self.report_at = usize::MAX;
             return;
         }
-        let to = (from + POPULATE_STEP).min(cap);
-        self.populated = to;
         let base = self.words.as_mut_ptr() as usize;
-        let page = 4096;
-        let (start, end) = ((base + from).next_multiple_of(page), (base + to) / page * page);
-        if end > start {
-            // SAFETY: [start, end) lies inside `words`' allocation, which
-            // this buffer owns. MADV_POPULATE_WRITE only faults its pages
-            // in writable (what the copies that follow would do), changing
-            // no contents; a failure (an old kernel: EINVAL) leaves the
-            // page faults to those copies.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE) };
+        if self.populator.as_ref().is_none_or(|p| p.base != base) {
+            self.stop_populator();
+            self.populator = Populator::start(base, cap, written);
+        }
+        match &self.populator {
+            Some(p) => p.written.store(written, Ordering::Relaxed),
+            None => {
+                self.report_at = usize::MAX;
+                return;
+            }
+        }
+        // Also called before the buffer would have to move.
+        self.report_at = (written + POPULATE_STEP).min(cap);
+    }
+
+    fn stop_populator(&mut self) {
+        if let Some(populator) = self.populator.take() {
+            populator.stop();
         }
     }
 
     /// The records as a `uint64` numpy array that owns them (no copy).
     fn into_pyarray<'py>(mut self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
-        self.words.shrink_to_fit();
-        self.words.into_pyarray(py)
+        // Before the buffer shrinks (and may move).
+        self.stop_populator();
+        let mut words = std::mem::take(&mut self.words);
+        words.shrink_to_fit();
+        words.into_pyarray(py)
+    }
+}
+
+impl Drop for OutBuf {
+    fn drop(&mut self) {
+        self.stop_populator();
+    }
+}
+
+/// The thread that faults in a large [`OutBuf`] ahead of its records.
+struct Populator {
+    /// The buffer's address when it started (a moved buffer gets a new
+    /// populator).
+    base: usize,
+    /// Bytes the buffer's owner has written (Relaxed both ways: a pacing
+    /// hint; faulting a page in changes no contents, so nothing is
+    /// ordered by it).
+    written: Arc<AtomicUsize>,
+    done: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Populator {
+    /// Starts faulting in `[base + written, base + cap)`, at most
+    /// [`POPULATE_AHEAD`] past what is written; `None` when no thread can
+    /// be started (the copies then fault the pages in themselves).
+    fn start(base: usize, cap: usize, written: usize) -> Option<Populator> {
+        let (progress, done) = (Arc::new(AtomicUsize::new(written)), Arc::new(AtomicBool::new(false)));
+        let (progress_in, done_in) = (Arc::clone(&progress), Arc::clone(&done));
+        let handle = std::thread::Builder::new()
+            .name("mdbus-py-populate".into())
+            .spawn(move || {
+                let page = 4096;
+                let mut from = written;
+                while from < cap && !done_in.load(Ordering::Relaxed) {
+                    if from >= progress_in.load(Ordering::Relaxed) + POPULATE_AHEAD {
+                        // Far enough ahead: the copies catch up.
+                        std::thread::sleep(Duration::from_micros(200));
+                        continue;
+                    }
+                    let to = (from + POPULATE_STEP).min(cap);
+                    let (start, end) = ((base + from).next_multiple_of(page), (base + to) / page * page);
+                    if end > start {
+                        // SAFETY: madvise(MADV_POPULATE_WRITE) changes no
+                        // memory contents: it only faults pages in
+                        // writable, as the copies that follow would. The
+                        // range lies in the buffer's allocation, which
+                        // lives until its owner has stopped and joined
+                        // this thread (`OutBuf::stop_populator`, before it
+                        // shrinks, moves or frees the buffer). A failure
+                        // (an old kernel: EINVAL) leaves the faults to the
+                        // copies.
+                        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_POPULATE_WRITE) };
+                    }
+                    from = to;
+                }
+            })
+            .ok()?;
+        Some(Populator {
+            base,
+            written: progress,
+            done,
+            handle,
+        })
+    }
+
+    /// Stops the thread and waits for it.
+    fn stop(self) {
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.handle.join();
     }
 }
 
