@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use mdbus_types::{InstrumentId, Kind, PRICE_SCALE, Price, RecordRef, SYMBOL_LEN};
 use mdbus_wal::{ReadEvent, ReadFrom, ReadOptions, SkippedRange, WalReader};
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -833,6 +833,17 @@ impl Board {
 /// The native module.
 #[pymodule]
 fn _mdbus(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The numpy crate looks numpy's C API up on first use, running Python
+    // code (numpy's version check), and panics if that raises: at a
+    // read's first array, a SIGINT arriving there gave a PanicException
+    // ("Failed to access NumPy array API capsule") instead of
+    // KeyboardInterrupt. Looked up here, once, at import: the fallible
+    // part (importing numpy's core module) as an exception, then the
+    // capsule, then the crate's borrow checking (its own capsule, made at
+    // the first array argument borrowed: `gather`, `instrument_codes`).
+    numpy::get_array_module(m.py())?;
+    numpy::npyffi::is_numpy_2(m.py());
+    drop(PyArray1::<u8>::zeros(m.py(), 0, false).readonly());
     m.add_function(wrap_pyfunction!(layout_table, m)?)?;
     m.add_function(wrap_pyfunction!(instrument_codes, m)?)?;
     m.add_function(wrap_pyfunction!(gather, m)?)?;

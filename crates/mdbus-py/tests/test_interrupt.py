@@ -204,3 +204,35 @@ def test_sigint_interrupts_a_long_wal_read(published, tmp_path, how, capsys):
     with capsys.disabled():
         print(f"\nSIGINT -> KeyboardInterrupt in a {how} loop over {len(published.segments())} segments: "
               f"median {statistics.median(latencies):.2f} ms of {[round(x, 2) for x in latencies]}")
+
+
+# The child: once mdbus is imported, numpy's version check (Python code
+# that the numpy crate ran at a read's first array, where a SIGINT became a
+# PanicException) raises KeyboardInterrupt if it runs again; a read and a
+# conversion must not run it.
+NUMPY_LOOKUP = r"""
+import sys
+import numpy, numpy.lib
+import mdbus
+import mdbus._convert
+
+def refuse(*args, **kwargs):
+    raise KeyboardInterrupt("numpy's version check ran after import")
+
+numpy.lib.NumpyVersion = refuse
+ticks = mdbus.read_wal(sys.argv[1], sys.argv[2], kind="tick")
+cols = mdbus._convert._columns(ticks, "tick", float_prices=True)  # gather: an array argument borrowed
+print(len(ticks), len(cols[0][2]), flush=True)
+"""
+
+
+def test_numpy_is_looked_up_at_import_not_in_a_read(published, tmp_path):
+    script = tmp_path / "lookup.py"
+    script.write_text(NUMPY_LOOKUP)
+    run = subprocess.run(
+        [sys.executable, str(script), str(published.wal), published.feed],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    n, rows = map(int, run.stdout.split())
+    assert n > 0 and rows == n, run.stdout
