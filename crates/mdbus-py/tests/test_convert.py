@@ -87,3 +87,16 @@ def test_to_parquet_by_day_reads_back_as_to_arrow(tmp_path):
         mdbus.to_parquet(WAL, "golden", tmp_path, kinds=["trades"])
     with pytest.raises(ValueError, match="^by:"):
         mdbus.to_parquet(WAL, "golden", tmp_path, by="hour")
+
+
+def test_concatenated_batches_convert_like_the_whole():
+    """numpy packs a structured dtype when it concatenates (the padding
+    goes): joined `iter_wal` batches are still records of their kind."""
+    import pandas as pd
+
+    whole = mdbus.read_wal(WAL, "golden")
+    joined = np.concatenate(list(mdbus.iter_wal(WAL, "golden", batch=2)))
+    assert joined.dtype != whole.dtype and joined.dtype.itemsize < whole.dtype.itemsize
+    assert mdbus.kind_of(joined.dtype) == "tick"
+    pd.testing.assert_frame_equal(mdbus.to_pandas(joined), mdbus.to_pandas(whole))
+    assert mdbus.to_arrow(joined).equals(mdbus.to_arrow(whole))

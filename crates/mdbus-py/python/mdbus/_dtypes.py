@@ -107,8 +107,17 @@ DTYPES = {kind: dtype(kind) for kind in RECORDS}
 
 
 def kind_of(dt):
-    """The kind whose dtype is ``dt``, or None."""
+    """The kind whose dtype is ``dt``, or None. Also the kind of a record
+    dtype without its padding: numpy's promotion packs structured dtypes,
+    so ``np.concatenate`` of record arrays (``iter_wal`` batches, say)
+    gives the same fields at packed offsets."""
     for kind, d in DTYPES.items():
         if d == dt:
+            return kind
+    if dt.names is None:
+        return None
+    packed = np.result_type(dt)
+    for kind, d in DTYPES.items():
+        if np.result_type(d) == packed:
             return kind
     return None
