@@ -636,6 +636,26 @@ impl SymbolCodes {
         self.last = Some((key, code));
         code
     }
+
+    /// Takes in the symbols `other` numbered (as if its records came
+    /// after this one's): what each of `other`'s codes is here.
+    fn absorb(&mut self, other: SymbolCodes) -> Vec<i32> {
+        let mut keys = vec![0u128; other.names.len()];
+        for (&key, &code) in &other.seen {
+            keys[code as usize] = key;
+        }
+        self.last = None;
+        keys.into_iter()
+            .zip(other.names)
+            .map(|(key, name)| {
+                let names = &mut self.names;
+                *self.seen.entry(key).or_insert_with(|| {
+                    names.push(name);
+                    (names.len() - 1) as i32
+                })
+            })
+            .collect()
+    }
 }
 
 /// The hash of a symbol's 16 bytes (a `u128`) for [`SymbolCodes`]: two
@@ -667,6 +687,10 @@ impl Hasher for SymbolHasher {
 /// How many records `gather` takes at a time (their bytes stay in the
 /// L1/L2 cache while each column is written).
 const GATHER_BLOCK: usize = 512;
+
+/// Records of at least this many bytes in all are gathered by two
+/// threads, half each.
+const GATHER_SPLIT_MIN: usize = 4 << 20;
 
 /// Columns of `n` records in `buf` (`itemsize` bytes each), in one pass
 /// over the records with the GIL released: for each `(offset, size,
@@ -706,40 +730,60 @@ fn gather<'py>(
     let n = bytes.len() / itemsize;
     let (columns, symbols) = py.detach(|| {
         let mut columns: Vec<Vec<u8>> = fields.iter().map(|&(_, size, _)| vec![0u8; n * size]).collect();
-        let mut symbols = symbol.map(|offset| (offset, SymbolCodes::default(), Vec::<i32>::with_capacity(n)));
-        for (b, block) in bytes.chunks(GATHER_BLOCK * itemsize).enumerate() {
-            let first = b * GATHER_BLOCK;
-            if let Some((offset, codes, out)) = &mut symbols {
-                let offset = *offset;
-                out.extend(
-                    block
-                        .chunks_exact(itemsize)
-                        .map(|r| codes.code(&r[offset..offset + SYMBOL_LEN])),
-                );
+        let mut codes = symbol.map(|_| vec![0i32; n]);
+        // Two halves on two threads when there is enough to share: the
+        // copies and the kernel's zero-filling of the fresh columns (a
+        // third of a book frame's time) on both cores.
+        let split = if bytes.len() >= GATHER_SPLIT_MIN { n / 2 } else { n };
+        let (heads, tails): (Vec<&mut [u8]>, Vec<&mut [u8]>) = columns
+            .iter_mut()
+            .zip(&fields)
+            .map(|(column, &(_, size, _))| column.split_at_mut(split * size))
+            .unzip();
+        let (codes_head, codes_tail) = match codes.as_mut() {
+            Some(codes) => {
+                let (head, tail) = codes.split_at_mut(split);
+                (Some(head), Some(tail))
             }
-            for (column, &(offset, size, float)) in columns.iter_mut().zip(&fields) {
-                let out = &mut column[first * size..(first + block.len() / itemsize) * size];
-                let records = block.chunks_exact(itemsize);
-                match (size, float) {
-                    (8, true) => {
-                        for (o, r) in out.chunks_exact_mut(8).zip(records) {
-                            let raw = i64::from_le_bytes(r[offset..offset + 8].try_into().expect("8 bytes"));
-                            let px = if raw == Price::NULL.raw() {
-                                f64::NAN
-                            } else {
-                                raw as f64 / PRICE_SCALE as f64
-                            };
-                            o.copy_from_slice(&px.to_le_bytes());
-                        }
-                    }
-                    (8, _) => copy_field::<8>(out, records, offset),
-                    (4, _) => copy_field::<4>(out, records, offset),
-                    (2, _) => copy_field::<2>(out, records, offset),
-                    _ => copy_field::<1>(out, records, offset),
+            None => (None, None),
+        };
+        let (bytes_head, bytes_tail) = bytes.split_at(split * itemsize);
+        let names = if split == n {
+            gather_into(bytes_head, itemsize, &fields, heads, symbol.zip(codes_head))
+        } else {
+            // The tail's work, for the thread or (when none can be
+            // started) for this one afterwards.
+            let tail_work = Mutex::new(Some((tails, codes_tail)));
+            let take_tail = || tail_work.lock().expect("never poisoned: taken whole").take();
+            let (names, remap) = std::thread::scope(|scope| {
+                let spawned = std::thread::Builder::new()
+                    .name("mdbus-py-gather".into())
+                    .spawn_scoped(scope, || {
+                        take_tail()
+                            .map(|(outs, codes)| gather_into(bytes_tail, itemsize, &fields, outs, symbol.zip(codes)))
+                    });
+                let mut names = gather_into(bytes_head, itemsize, &fields, heads, symbol.zip(codes_head));
+                let tail_names = match spawned {
+                    Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                    Err(_) => None,
+                }
+                .or_else(|| {
+                    take_tail().map(|(outs, codes)| gather_into(bytes_tail, itemsize, &fields, outs, symbol.zip(codes)))
+                })
+                .flatten();
+                // The tail's codes in the head's numbering (first-seen
+                // order over the whole).
+                let remap = names.as_mut().zip(tail_names).map(|(head, tail)| head.absorb(tail));
+                (names, remap)
+            });
+            if let (Some(remap), Some(codes)) = (remap, codes.as_mut()) {
+                for code in &mut codes[split..] {
+                    *code = remap[*code as usize];
                 }
             }
-        }
-        (columns, symbols.map(|(_, codes, out)| (out, codes.names)))
+            names
+        };
+        (columns, names.map(|names| (codes.unwrap_or_default(), names.names)))
     });
     Ok((
         columns.into_iter().map(|c| c.into_pyarray(py)).collect(),
@@ -752,6 +796,52 @@ type Gathered<'py> = (
     Vec<Bound<'py, PyArray1<u8>>>,
     Option<(Bound<'py, PyArray1<i32>>, Vec<String>)>,
 );
+
+/// `gather`'s pass over the records in `bytes`: field `k` of each into
+/// `outs[k]`, and with `symbol` (the symbol's offset, the codes' output)
+/// each record's symbol code, numbered from 0 in first-seen order (the
+/// names returned).
+fn gather_into(
+    bytes: &[u8],
+    itemsize: usize,
+    fields: &[(usize, usize, bool)],
+    mut outs: Vec<&mut [u8]>,
+    symbol: Option<(usize, &mut [i32])>,
+) -> Option<SymbolCodes> {
+    let mut symbols = symbol.map(|(offset, out)| (offset, SymbolCodes::default(), out));
+    for (b, block) in bytes.chunks(GATHER_BLOCK * itemsize).enumerate() {
+        let first = b * GATHER_BLOCK;
+        let count = block.len() / itemsize;
+        if let Some((offset, codes, out)) = &mut symbols {
+            let offset = *offset;
+            for (o, r) in out[first..first + count].iter_mut().zip(block.chunks_exact(itemsize)) {
+                *o = codes.code(&r[offset..offset + SYMBOL_LEN]);
+            }
+        }
+        for (column, &(offset, size, float)) in outs.iter_mut().zip(fields) {
+            let out = &mut column[first * size..(first + count) * size];
+            let records = block.chunks_exact(itemsize);
+            match (size, float) {
+                (8, true) => {
+                    for (o, r) in out.chunks_exact_mut(8).zip(records) {
+                        let raw = i64::from_le_bytes(r[offset..offset + 8].try_into().expect("8 bytes"));
+                        let px = if raw == Price::NULL.raw() {
+                            f64::NAN
+                        } else {
+                            raw as f64 / PRICE_SCALE as f64
+                        };
+                        o.copy_from_slice(&px.to_le_bytes());
+                    }
+                }
+                (8, _) => copy_field::<8>(out, records, offset),
+                (4, _) => copy_field::<4>(out, records, offset),
+                (2, _) => copy_field::<2>(out, records, offset),
+                _ => copy_field::<1>(out, records, offset),
+            }
+        }
+    }
+    symbols.map(|(_, codes, _)| codes)
+}
 
 /// The `N`-byte field at `offset` of each record, into `out`.
 #[inline(always)]

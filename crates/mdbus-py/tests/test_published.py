@@ -45,6 +45,39 @@ def test_read_wal_equals_mdbus_replay_record_for_record(published, published_all
             assert got == want or np.array_equal(np.array(got, float), np.array(want, float), equal_nan=True), (kind, f)
 
 
+def test_a_large_conversion_equals_its_small_pieces(published_all):
+    """Record arrays of 4 MiB or more (GATHER_SPLIT_MIN) are gathered by two
+    threads, half each, the second half's instrument codes renumbered: the
+    frame equals the concatenation of frames of small pieces (one thread
+    each), and its categories are the symbols in first-seen order over the
+    whole array. The second half has symbols of the first and symbols of
+    its own (the array is arranged so)."""
+    import pandas as pd
+
+    for kind in ("tick", "book", "delta"):
+        arr = published_all[kind]
+        symbols = np.unique(arr["instrument"])
+        late = np.isin(arr["instrument"], symbols[len(symbols) // 2 :])
+        # The first half holds early symbols only; the second starts with
+        # early ones (numbered by the first half) and then has the late
+        # ones (new to the first half).
+        parts = [arr[~late], arr[~late], arr[late]]
+        while sum(p.nbytes for p in parts) < (4 << 20) + 2 * arr.dtype.itemsize:
+            parts = [np.concatenate([p, p]) for p in parts]
+        big = np.concatenate(parts)
+        step = max(1, (1 << 20) // big.dtype.itemsize)  # pieces of 1 MiB: one thread each
+        for price in ("float", "int"):
+            want = pd.concat(
+                [mdbus.to_pandas(big[i : i + step], price=price, instrument="str") for i in range(0, len(big), step)],
+                ignore_index=True,
+            )
+            pd.testing.assert_frame_equal(mdbus.to_pandas(big, price=price, instrument="str"), want, obj=kind)
+        df = mdbus.to_pandas(big)
+        firsts = list(dict.fromkeys(s.decode() for s in big["instrument"]))
+        assert list(df["instrument"].cat.categories) == firsts, kind
+        assert df["instrument"].astype(str).tolist() == [s.decode() for s in big["instrument"]], kind
+
+
 def test_kinds_and_the_instrument_filter(published, published_all):
     ticks = mdbus.read_wal(published.wal, published.feed)  # kind="tick" by default
     assert ticks.dtype == mdbus.dtype("tick")
