@@ -142,8 +142,7 @@ pub fn run(args: &RoleArgs) -> Result<()> {
     }
 }
 
-fn drive(args: &RoleArgs, sink: &mut impl Sink) -> Result<PublisherOutcome> {
-    let pin_failed = pin(&args.spec, 0);
+fn drive(args: &RoleArgs, sink: &mut impl Sink, pin_failed: bool) -> Result<PublisherOutcome> {
     let mut outcome = endpoints::publish(sink, &args.spec)?;
     outcome.pin_failed = pin_failed;
     Ok(outcome)
@@ -157,22 +156,28 @@ fn finish_publisher(args: &RoleArgs, outcome: &PublisherOutcome) -> Result<()> {
 
 fn run_publisher(args: &RoleArgs) -> Result<()> {
     let spec = &args.spec;
+    // Before any sink opens: threads it starts (the WAL's sync and
+    // preallocation threads) inherit the publisher's core, as with
+    // `Publisher::builder().cpu(n)`. (Pinned after the open, they ran
+    // unpinned, and the scheduler put the sync thread on the spinning
+    // subscriber's core.)
+    let pin_failed = pin(spec, 0);
     let all = spec.subscribers + spec.slow_subscribers;
     match spec.transport {
         Transport::UnixDatagram => {
             say("ready")?;
             expect("go")?;
             let mut sink = UnixSink::new((0..all).map(|i| socket_path(&args.dir, i)).collect())?;
-            let outcome = drive(args, &mut sink)?;
+            let outcome = drive(args, &mut sink, pin_failed)?;
             finish_publisher(args, &outcome)
         }
-        Transport::Crossbeam => run_crossbeam(args, all),
+        Transport::Crossbeam => run_crossbeam(args, all, pin_failed),
         #[cfg(feature = "iceoryx2")]
         Transport::RawIceoryx2 => {
             let mut sink = endpoints::iceoryx::RawSink::create(&args.name, spec.wait)?;
             say("ready")?;
             expect("go")?;
-            let outcome = drive(args, &mut sink)?;
+            let outcome = drive(args, &mut sink, pin_failed)?;
             finish_publisher(args, &outcome)
         }
         #[cfg(feature = "iceoryx2")]
@@ -185,7 +190,7 @@ fn run_publisher(args: &RoleArgs) -> Result<()> {
             let mut sink = endpoints::iceoryx::MdbusSink::open(&args.name, &args.dir, sync)?;
             say("ready")?;
             expect("go")?;
-            let outcome = drive(args, &mut sink)?;
+            let outcome = drive(args, &mut sink, pin_failed)?;
             finish_publisher(args, &outcome)
         }
         #[cfg(not(feature = "iceoryx2"))]
@@ -197,7 +202,7 @@ fn run_publisher(args: &RoleArgs) -> Result<()> {
 }
 
 /// crossbeam: the publisher and its subscriber threads in this process.
-fn run_crossbeam(args: &RoleArgs, all: usize) -> Result<()> {
+fn run_crossbeam(args: &RoleArgs, all: usize, pin_failed: bool) -> Result<()> {
     let (mut sink, sources) = channels(all);
     let never = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = sources
@@ -214,7 +219,7 @@ fn run_crossbeam(args: &RoleArgs, all: usize) -> Result<()> {
         .collect();
     say("ready")?;
     expect("go")?;
-    let outcome = drive(args, &mut sink);
+    let outcome = drive(args, &mut sink, pin_failed);
     // Dropping the senders ends the subscriber threads once they drained.
     drop(sink);
     for (index, thread) in threads.into_iter().enumerate() {
