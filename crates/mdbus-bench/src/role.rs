@@ -160,8 +160,10 @@ fn run_publisher(args: &RoleArgs) -> Result<()> {
     // preallocation threads) inherit the publisher's core, as with
     // `Publisher::builder().cpu(n)`. (Pinned after the open, they ran
     // unpinned, and the scheduler put the sync thread on the spinning
-    // subscriber's core.)
-    let pin_failed = pin(spec, 0);
+    // subscriber's core.) Not for crossbeam: its subscriber threads
+    // would inherit the pin, and a pinned thread sees only its own core
+    // (`run_crossbeam` pins after starting them).
+    let pin_failed = spec.transport != Transport::Crossbeam && pin(spec, 0);
     let all = spec.subscribers + spec.slow_subscribers;
     match spec.transport {
         Transport::UnixDatagram => {
@@ -171,7 +173,7 @@ fn run_publisher(args: &RoleArgs) -> Result<()> {
             let outcome = drive(args, &mut sink, pin_failed)?;
             finish_publisher(args, &outcome)
         }
-        Transport::Crossbeam => run_crossbeam(args, all, pin_failed),
+        Transport::Crossbeam => run_crossbeam(args, all),
         #[cfg(feature = "iceoryx2")]
         Transport::RawIceoryx2 => {
             let mut sink = endpoints::iceoryx::RawSink::create(&args.name, spec.wait)?;
@@ -202,7 +204,7 @@ fn run_publisher(args: &RoleArgs) -> Result<()> {
 }
 
 /// crossbeam: the publisher and its subscriber threads in this process.
-fn run_crossbeam(args: &RoleArgs, all: usize, pin_failed: bool) -> Result<()> {
+fn run_crossbeam(args: &RoleArgs, all: usize) -> Result<()> {
     let (mut sink, sources) = channels(all);
     let never = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = sources
@@ -219,6 +221,7 @@ fn run_crossbeam(args: &RoleArgs, all: usize, pin_failed: bool) -> Result<()> {
         .collect();
     say("ready")?;
     expect("go")?;
+    let pin_failed = pin(&args.spec, 0);
     let outcome = drive(args, &mut sink, pin_failed);
     // Dropping the senders ends the subscriber threads once they drained.
     drop(sink);
