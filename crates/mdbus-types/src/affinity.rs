@@ -10,7 +10,9 @@
 
 use crate::error::{Error, Result};
 
-/// The CPUs this process may run on (their ids), in order.
+/// The CPUs the calling thread may run on (their ids), in order. A thread
+/// started by a pinned thread starts with its pin: this is then that one
+/// CPU, though [`pin_current_thread`] may still move it to another.
 pub fn available_cpus() -> Vec<usize> {
     core_affinity::get_core_ids()
         .unwrap_or_default()
@@ -19,26 +21,34 @@ pub fn available_cpus() -> Vec<usize> {
         .collect()
 }
 
-/// Pins the calling thread to CPU `cpu` (an id of [`available_cpus`]).
+/// CPU ids an affinity mask can hold (glibc's `CPU_SETSIZE`).
+const CPU_SETSIZE: usize = 1024;
+
+/// Pins the calling thread to CPU `cpu`: any CPU the process's cpuset
+/// allows, not only those of the calling thread's current mask (a thread
+/// started by a pinned one inherits that pin, and may still be pinned
+/// elsewhere).
 ///
-/// Errors: [`Error::Affinity`] when `cpu` is not one this process may run
-/// on, or the system refused.
+/// Errors: [`Error::Affinity`] when `cpu` is not a CPU this process may
+/// run on (the system refused), naming the calling thread's CPUs.
 pub fn pin_current_thread(cpu: usize) -> Result<()> {
-    let cpus = available_cpus();
-    if !cpus.contains(&cpu) {
+    if cpu >= CPU_SETSIZE {
         return Err(Error::Affinity {
             cpu,
-            reason: format!("not one of the CPUs this process may run on {cpus:?}"),
+            reason: format!("not a CPU id (ids are below {CPU_SETSIZE})"),
         });
     }
     if core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
-        Ok(())
-    } else {
-        Err(Error::Affinity {
-            cpu,
-            reason: format!("the system refused: {}", std::io::Error::last_os_error()),
-        })
+        return Ok(());
     }
+    let refused = std::io::Error::last_os_error();
+    Err(Error::Affinity {
+        cpu,
+        reason: format!(
+            "not one of the CPUs this process may run on (the system refused: {refused}); this thread runs on {:?}",
+            available_cpus()
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -54,10 +64,31 @@ mod tests {
         std::thread::spawn(move || pin_current_thread(first).unwrap())
             .join()
             .unwrap();
-        let err = pin_current_thread(usize::MAX).unwrap_err().to_string();
-        assert!(
-            err.contains(&usize::MAX.to_string()) && err.contains("not one of"),
-            "{err}"
-        );
+        // (The last id of a mask: no CPU unless the machine has 1024.)
+        for bad in [usize::MAX, CPU_SETSIZE - 1].into_iter().filter(|c| !cpus.contains(c)) {
+            let err = pin_current_thread(bad).unwrap_err().to_string();
+            assert!(err.contains(&bad.to_string()) && err.contains("not"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_thread_started_by_a_pinned_thread_can_pin_elsewhere() {
+        let cpus = available_cpus();
+        let [first, .., last] = cpus[..] else {
+            eprintln!("SKIP: one CPU ({cpus:?}): nowhere else to pin");
+            return;
+        };
+        std::thread::spawn(move || {
+            pin_current_thread(first).unwrap();
+            std::thread::spawn(move || {
+                assert_eq!(available_cpus(), [first], "the pin is inherited");
+                pin_current_thread(last).unwrap();
+                assert_eq!(available_cpus(), [last]);
+            })
+            .join()
+            .unwrap();
+        })
+        .join()
+        .unwrap();
     }
 }
