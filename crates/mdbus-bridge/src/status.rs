@@ -297,6 +297,15 @@ mod tests {
         assert!(status.lag_ns >= 0 && status.lag_ns == status.last_record_age_ns);
         write(&path, &status).unwrap();
         assert_eq!(read::<InStatus>(&path).unwrap(), Some(status.clone()));
+        // A rate that serde_json's default float parsing read back one
+        // ulp off (seen in CI); exact with its `float_roundtrip`.
+        let odd = InStatus {
+            records_per_sec: 1926411.0961279138,
+            ..status.clone()
+        };
+        write(&path, &odd).unwrap();
+        assert_eq!(read::<InStatus>(&path).unwrap(), Some(odd));
+        write(&path, &status).unwrap();
         assert!(running(status.pid, status.updated_ns, false));
         assert!(!running(status.pid, status.updated_ns, true));
         let old = status.updated_ns - STALE_AFTER.as_nanos() as i64;
