@@ -114,7 +114,7 @@ def kind_of(dt):
     for kind, d in DTYPES.items():
         if d == dt:
             return kind
-    if dt.names is None:
+    if getattr(dt, "names", None) is None:
         return None
     packed = np.result_type(dt)
     for kind, d in DTYPES.items():
