@@ -180,6 +180,12 @@ pub fn records(root: &Path, feed: &str) -> Vec<(u64, Vec<u8>)> {
     out
 }
 
+/// The bytes of the records in `<root>/<feed>` (the WAL's payloads, not
+/// its preallocated files).
+pub fn record_bytes(root: &Path, feed: &str) -> u64 {
+    records(root, feed).iter().map(|(_, bytes)| bytes.len() as u64).sum()
+}
+
 /// Follows a WAL as it grows: the last seq read so far (0 when empty).
 pub struct Tail {
     root: PathBuf,
@@ -265,21 +271,6 @@ fn wait_for_deadline(what: &str, dir: &Path, check: &mut dyn FnMut() -> (bool, I
 
 /// The next record of a WAL reader (a corrupt frame or a hole fails the
 /// test: the reader does not skip); `None` at its end.
-/// The bytes of the records in `<root>/<feed>` (the WAL's payloads, not
-/// its preallocated files).
-pub fn record_bytes(root: &Path, feed: &str) -> u64 {
-    let options = ReadOptions {
-        from: ReadFrom::Start,
-        skip_corrupt: false,
-    };
-    let mut reader = WalReader::open(root, feed, options).unwrap_or_else(|e| panic!("open the WAL of {feed}: {e}"));
-    let mut bytes = 0;
-    while let Some(record) = next_record(&mut reader, feed) {
-        bytes += record.record.as_bytes().len() as u64;
-    }
-    bytes
-}
-
 fn next_record<'a>(reader: &'a mut WalReader, what: &str) -> Option<mdbus::wal::WalRecord<'a>> {
     match reader.next_event() {
         Ok(Some(ReadEvent::Record(record))) => Some(record),

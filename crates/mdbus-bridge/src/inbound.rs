@@ -356,18 +356,16 @@ impl Replica {
                 return Ok(true);
             }
         };
-        if records.first_seq() > self.want() {
-            if !fill {
-                return Ok(false);
-            }
-            self.stats.source_seq.fetch_max(records.last_seq(), Ordering::Relaxed);
-            if !self.fill(records.first_seq() - 1)? {
-                // The hole is still open (the source did not answer): this
-                // message is fetched again by the next fill.
-                return Ok(true);
-            }
+        let opens_hole = records.first_seq() > self.want();
+        if opens_hole && !fill {
+            return Ok(false);
         }
         self.stats.source_seq.fetch_max(records.last_seq(), Ordering::Relaxed);
+        if opens_hole && !self.fill(records.first_seq() - 1)? {
+            // The hole is still open (the source did not answer): this
+            // message is fetched again by the next fill.
+            return Ok(true);
+        }
         self.republish(&records, false)?;
         Ok(true)
     }

@@ -754,22 +754,21 @@ fn gather<'py>(
             // The tail's work, for the thread or (when none can be
             // started) for this one afterwards.
             let tail_work = Mutex::new(Some((tails, codes_tail)));
-            let take_tail = || tail_work.lock().expect("never poisoned: taken whole").take();
+            // `None` once taken (the other place does nothing then).
+            let gather_tail = || {
+                let (outs, codes) = tail_work.lock().expect("never poisoned: taken whole").take()?;
+                Some(gather_into(bytes_tail, itemsize, &fields, outs, symbol.zip(codes)))
+            };
             let (names, remap) = std::thread::scope(|scope| {
                 let spawned = std::thread::Builder::new()
                     .name("mdbus-py-gather".into())
-                    .spawn_scoped(scope, || {
-                        take_tail()
-                            .map(|(outs, codes)| gather_into(bytes_tail, itemsize, &fields, outs, symbol.zip(codes)))
-                    });
+                    .spawn_scoped(scope, gather_tail);
                 let mut names = gather_into(bytes_head, itemsize, &fields, heads, symbol.zip(codes_head));
                 let tail_names = match spawned {
                     Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
                     Err(_) => None,
                 }
-                .or_else(|| {
-                    take_tail().map(|(outs, codes)| gather_into(bytes_tail, itemsize, &fields, outs, symbol.zip(codes)))
-                })
+                .or_else(gather_tail)
                 .flatten();
                 // The tail's codes in the head's numbering (first-seen
                 // order over the whole).

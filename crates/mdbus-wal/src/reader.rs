@@ -486,11 +486,11 @@ impl WalReader {
                     N
                 }};
             }
-            let len = match load_len(bytes, off) {
-                104 => frame!(Kind::Tick, Tick, Tick),
-                72 => frame!(Kind::BookDelta, BookDelta, BookDelta),
-                376 => frame!(Kind::BookSnapshot, BookSnapshot, BookSnapshot),
-                32 => frame!(Kind::Heartbeat, Heartbeat, Heartbeat),
+            let len = match load_len(bytes, off) as usize {
+                TICK_LEN => frame!(Kind::Tick, Tick, Tick),
+                DELTA_LEN => frame!(Kind::BookDelta, BookDelta, BookDelta),
+                SNAPSHOT_LEN => frame!(Kind::BookSnapshot, BookSnapshot, BookSnapshot),
+                HEARTBEAT_LEN => frame!(Kind::Heartbeat, Heartbeat, Heartbeat),
                 _ => break,
             };
             off += FRAME_HEADER_LEN + len;
@@ -768,14 +768,21 @@ fn frame_payload(bytes: &[u8], off: usize) -> Option<(Kind, &[u8])> {
     }
     let len = load_len(bytes, off) as usize;
     let kind = match len {
-        32 => Kind::Heartbeat,
-        72 => Kind::BookDelta,
-        104 => Kind::Tick,
-        376 => Kind::BookSnapshot,
+        HEARTBEAT_LEN => Kind::Heartbeat,
+        DELTA_LEN => Kind::BookDelta,
+        TICK_LEN => Kind::Tick,
+        SNAPSHOT_LEN => Kind::BookSnapshot,
         _ => return None,
     };
     Some((kind, bytes.get(header_end..header_end + len)?))
 }
+
+/// The record sizes a frame's `len` may hold, as match patterns: the
+/// frame dispatches below go from a length to its kind with them.
+const TICK_LEN: usize = Kind::Tick.record_size();
+const DELTA_LEN: usize = Kind::BookDelta.record_size();
+const SNAPSHOT_LEN: usize = Kind::BookSnapshot.record_size();
+const HEARTBEAT_LEN: usize = Kind::Heartbeat.record_size();
 
 /// The seq of the record whose payload is `payload` (unchecked).
 #[inline(always)]
@@ -813,11 +820,11 @@ fn fast_frame(bytes: &[u8], off: usize, expected: u64) -> Option<FastFrame> {
             ($kind, N, mdbus_types::Record::header(record).ts_event)
         }};
     }
-    let (kind, len, ts_event) = match load_len(bytes, off) {
-        104 => frame!(Kind::Tick, Tick),
-        72 => frame!(Kind::BookDelta, BookDelta),
-        376 => frame!(Kind::BookSnapshot, BookSnapshot),
-        32 => frame!(Kind::Heartbeat, Heartbeat),
+    let (kind, len, ts_event) = match load_len(bytes, off) as usize {
+        TICK_LEN => frame!(Kind::Tick, Tick),
+        DELTA_LEN => frame!(Kind::BookDelta, BookDelta),
+        SNAPSHOT_LEN => frame!(Kind::BookSnapshot, BookSnapshot),
+        HEARTBEAT_LEN => frame!(Kind::Heartbeat, Heartbeat),
         _ => return None,
     };
     Some(FastFrame {
