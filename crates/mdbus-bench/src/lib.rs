@@ -8,7 +8,9 @@
 //! (HdrHistogram V2, [`hist`]), merges them, builds the [`table`] with
 //! ratios against raw iceoryx2, draws percentile [`plot`]s and writes
 //! the [`report`] (with the WAL and cache numbers of the [`criterion`]
-//! benches). `scripts/bench.sh [--quick]` runs all of it.
+//! benches). Before the scenarios it probes the machine's [`floor`]: the
+//! wait a spinning thread on each core sees with no transport at all.
+//! `scripts/bench.sh [--quick]` runs all of it.
 //!
 //! # Quick start
 //!
@@ -34,6 +36,7 @@
 pub mod criterion;
 pub mod endpoints;
 mod error;
+pub mod floor;
 pub mod hist;
 pub mod payload;
 pub mod plot;

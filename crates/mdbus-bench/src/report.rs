@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::criterion::BenchEstimate;
+use crate::floor::{self, Floor};
 use crate::table::{self, Row};
 
 /// The machine a report was measured on.
@@ -62,6 +63,8 @@ pub struct Report<'a> {
     pub commands: Vec<String>,
     /// How the runs were made (payload, warm-up, pinning, ...).
     pub settings: Vec<String>,
+    /// The machine's floor, probed before the runs (`None`: not probed).
+    pub floor: Option<Floor>,
     /// One row per run.
     pub rows: &'a [Row],
     /// The criterion numbers found: `(what, estimate)`.
@@ -91,6 +94,13 @@ impl Report<'_> {
         out.push_str("```\n\n## How the runs were made\n\n");
         for setting in &self.settings {
             let _ = writeln!(out, "- {setting}");
+        }
+        if let Some(floor) = &self.floor {
+            out.push_str("\n## The machine's floor\n\n");
+            out.push_str(
+                "A thread per core, all at once, pinned, reading the clock in a loop with nothing else of this harness running: the gaps between two reads over 2 us are the times the core was taken from it (interrupts, kernel threads, the hypervisor). `wait p99` is the p99 of the wait a record arriving at a random moment would see from that core alone (the time-weighted rest of the gap it falls in). The ideal link replays both cores' gaps through a transport that costs nothing, a record due every 100 ns sent from core 0 to a receiver spinning on core 1 (a gap both cores share delays the send, not the latency): the latency this machine imposed during the probe, the floor of the pinned `paced-spin` rows (measured before them, not during).\n\n",
+            );
+            out.push_str(&floor::markdown(floor));
         }
         out.push_str("\n## One-way latency (ts_publish to receive, same host clock)\n\n");
         out.push_str(&table::markdown(self.rows));
@@ -171,6 +181,10 @@ mod tests {
             mode: "quick".to_string(),
             commands: vec!["scripts/bench.sh --quick".to_string()],
             settings: vec!["warm-up 0.3 s excluded".to_string()],
+            floor: Some(Floor {
+                cores: vec![floor::summarise(0, true, 1_000_000_000, &[50_000; 1000], 50_000_000)],
+                link: None,
+            }),
             rows: &rows,
             criterion: vec![(
                 "L1 get".to_string(),
@@ -193,6 +207,8 @@ mod tests {
             "Test CPU, 2 logical cores, Linux 6.1.0",
             "```sh\nscripts/bench.sh --quick\n```",
             "- warm-up 0.3 s excluded",
+            "## The machine's floor",
+            "| 0 | yes | 1.0 | 5.000 % | 1000 | 0 | 0 | 50.00 | 40.00 |",
             "| paced-spin | mdbus (WAL Interval) |",
             "1.10x",
             "- `paced-spin`: paced-spin",
@@ -212,6 +228,7 @@ mod tests {
             mode: "smoke".to_string(),
             commands: Vec::new(),
             settings: Vec::new(),
+            floor: None,
             rows: &[],
             criterion: Vec::new(),
             criterion_not_run: vec![("l1/tick_get".to_string(), "estimates from an earlier run".to_string())],
@@ -224,5 +241,6 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("## Percentile plots"));
+        assert!(!text.contains("## The machine's floor"));
     }
 }

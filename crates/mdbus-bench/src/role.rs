@@ -47,6 +47,10 @@ pub struct RoleArgs {
     pub name: String,
 }
 
+/// The file `raw iceoryx2 + fdatasync` writes, in a run folder (removed
+/// with the WAL after the run).
+pub const FSYNC_FILE: &str = "fdatasync.bin";
+
 /// `publisher.json` in a run folder.
 pub fn publisher_file(dir: &Path) -> PathBuf {
     dir.join("publisher.json")
@@ -183,6 +187,15 @@ fn run_publisher(args: &RoleArgs) -> Result<()> {
             finish_publisher(args, &outcome)
         }
         #[cfg(feature = "iceoryx2")]
+        Transport::RawIceoryx2Fsync => {
+            let mut sink =
+                endpoints::iceoryx::RawSink::create(&args.name, spec.wait)?.with_fsync(&args.dir.join(FSYNC_FILE))?;
+            say("ready")?;
+            expect("go")?;
+            let outcome = drive(args, &mut sink, pin_failed)?;
+            finish_publisher(args, &outcome)
+        }
+        #[cfg(feature = "iceoryx2")]
         Transport::MdbusWalNever | Transport::MdbusWalInterval => {
             let sync = if spec.transport == Transport::MdbusWalNever {
                 mdbus_wal::SyncPolicy::Never
@@ -242,7 +255,9 @@ fn run_subscriber(args: &RoleArgs, index: usize) -> Result<()> {
             receive(args, index, source)
         }
         #[cfg(feature = "iceoryx2")]
-        Transport::RawIceoryx2 => receive(args, index, endpoints::iceoryx::RawSource::open(&args.name)?),
+        Transport::RawIceoryx2 | Transport::RawIceoryx2Fsync => {
+            receive(args, index, endpoints::iceoryx::RawSource::open(&args.name)?)
+        }
         #[cfg(feature = "iceoryx2")]
         Transport::MdbusWalNever | Transport::MdbusWalInterval => receive(
             args,

@@ -125,6 +125,26 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     })
 }
 
+/// The machine's stolen CPU time so far (`steal` on the `cpu` line of
+/// `/proc/stat`, in clock ticks), `None` where there is no such file.
+fn steal_ticks() -> Option<u64> {
+    parse_steal(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// `steal`, the 8th number of the `cpu` line of `/proc/stat` text.
+fn parse_steal(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    line.split_ascii_whitespace().nth(8)?.parse().ok()
+}
+
+/// Clock ticks (`/proc/stat`'s unit) as ms.
+fn ticks_to_ms(ticks: u64) -> u64 {
+    // SAFETY: sysconf only reads a system value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&hz| hz > 0).unwrap_or(100);
+    ticks * 1000 / hz
+}
+
 /// Where run `number`'s files go under `out_dir`.
 pub fn run_dir(out_dir: &Path, number: usize, spec: &RunSpec) -> PathBuf {
     let transport = serde_json::to_value(spec.transport)
@@ -166,9 +186,13 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
             subscribers.push(child);
         }
     }
+    let steal_before = steal_ticks();
     publisher.say("go")?;
     let length = Duration::from_secs_f64(spec.warmup_s + spec.measure_s);
     publisher.expect("done", length * 4 + Duration::from_secs(60))?;
+    let steal_ms = steal_before
+        .zip(steal_ticks())
+        .map(|(before, after)| ticks_to_ms(after.saturating_sub(before)));
     for child in &mut subscribers {
         child.say("stop")?;
     }
@@ -210,6 +234,7 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
     // The WAL of a fast run is large: keep only the results.
     let _ = std::fs::remove_dir_all(dir.join("wal"));
     let _ = std::fs::remove_dir_all(dir.join("board"));
+    let _ = std::fs::remove_file(dir.join(crate::role::FSYNC_FILE));
     Ok(Row {
         spec: spec.clone(),
         latency: Percentiles::of(&merged),
@@ -225,7 +250,21 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
         negative,
         pin_failures,
         late_p99_ns: outcome.late_p99_ns,
+        steal_ms,
         slow,
         histogram_file: file_name,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steal_is_the_eighth_number_of_the_cpu_line() {
+        let stat = "cpu  1543719 197 212887 629648 10768 0 4456 1683 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n";
+        assert_eq!(parse_steal(stat), Some(1683));
+        assert_eq!(parse_steal("cpu0 1 2 3 4 5 6 7 8\n"), None, "no total line");
+        assert_eq!(parse_steal("cpu  1 2 3\n"), None, "a kernel without the field");
+    }
 }

@@ -21,6 +21,11 @@ pub enum Transport {
     /// an event notification per batch only when subscribers block): no
     /// WAL, no board, no sequencing. The baseline of the ratio columns.
     RawIceoryx2,
+    /// Raw iceoryx2 with the bare durable I/O beside it and no mdbus code:
+    /// each batch written to a file before its send, a thread on the
+    /// publisher's core `fdatasync`ing the file every 2 ms
+    /// ([`crate::endpoints::fsync`]). What durability costs on the machine.
+    RawIceoryx2Fsync,
     /// A Unix domain datagram socket per subscriber (blocking sends: the
     /// socket pushes back on the publisher).
     UnixDatagram,
@@ -31,8 +36,9 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in table order.
-    pub const ALL: [Transport; 5] = [
+    pub const ALL: [Transport; 6] = [
         Transport::RawIceoryx2,
+        Transport::RawIceoryx2Fsync,
         Transport::MdbusWalNever,
         Transport::MdbusWalInterval,
         Transport::UnixDatagram,
@@ -45,6 +51,7 @@ impl Transport {
             Transport::MdbusWalNever => "mdbus (WAL Never)",
             Transport::MdbusWalInterval => "mdbus (WAL Interval)",
             Transport::RawIceoryx2 => "raw iceoryx2",
+            Transport::RawIceoryx2Fsync => "raw iceoryx2 + fdatasync",
             Transport::UnixDatagram => "Unix datagram socket",
             Transport::Crossbeam => "crossbeam (threads)",
         }
@@ -54,7 +61,10 @@ impl Transport {
     pub fn needs_iceoryx2(self) -> bool {
         matches!(
             self,
-            Transport::MdbusWalNever | Transport::MdbusWalInterval | Transport::RawIceoryx2
+            Transport::MdbusWalNever
+                | Transport::MdbusWalInterval
+                | Transport::RawIceoryx2
+                | Transport::RawIceoryx2Fsync
         )
     }
 
@@ -140,7 +150,7 @@ impl RunSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
-    /// A few seconds: the five transports, paced, spinning, 0.3 s each (CI).
+    /// A few seconds: every transport, paced, spinning, 0.3 s each (CI).
     Smoke,
     /// Every scenario, 1 s each (about a minute).
     Quick,
@@ -253,7 +263,11 @@ pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
         slow.slow_subscribers = 1;
         runs.push(slow);
     }
-    for transport in [Transport::RawIceoryx2, Transport::MdbusWalInterval] {
+    for transport in [
+        Transport::RawIceoryx2,
+        Transport::RawIceoryx2Fsync,
+        Transport::MdbusWalInterval,
+    ] {
         let mut persisted = run(
             "persisted-1m",
             format!("paced 1 M records/s in batches of {PERSISTED_BATCH}, 1 subscriber, spin (persisted IPC: WAL on)"),
@@ -265,7 +279,11 @@ pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
         persisted.batch = PERSISTED_BATCH;
         runs.push(persisted);
     }
-    for transport in [Transport::RawIceoryx2, Transport::MdbusWalInterval] {
+    for transport in [
+        Transport::RawIceoryx2,
+        Transport::RawIceoryx2Fsync,
+        Transport::MdbusWalInterval,
+    ] {
         let mut sustained = run(
             "sustained-2m",
             format!(

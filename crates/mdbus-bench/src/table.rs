@@ -61,6 +61,14 @@ pub struct Row {
     /// records, ns (rounds: the largest); 0 when unpaced.
     #[serde(default)]
     pub late_p99_ns: u64,
+    /// CPU time the hypervisor took from this machine (all its CPUs)
+    /// between the publisher's start and its end, warm-up included, ms
+    /// (`steal` of `/proc/stat`, 10 ms steps; rounds: summed). Stolen time
+    /// is invisible inside the guest: a process that had its core loses it
+    /// all the same, which is where a millisecond tail with nothing else
+    /// running comes from. `None` where it cannot be read.
+    #[serde(default)]
+    pub steal_ms: Option<u64>,
     /// The slow subscribers, if any.
     pub slow: Vec<SlowOutcome>,
     /// The file of the merged histogram (V2), relative to the report.
@@ -112,6 +120,7 @@ pub fn combine(parts: &[(Row, Histogram<u64>)], histogram_file: String) -> Resul
     row.negative = parts.iter().map(|(r, _)| r.negative).sum();
     row.pin_failures = parts.iter().map(|(r, _)| r.pin_failures).sum();
     row.late_p99_ns = parts.iter().map(|(r, _)| r.late_p99_ns).max().unwrap_or(0);
+    row.steal_ms = parts.iter().map(|(r, _)| r.steal_ms).sum();
     row.measured_secs = parts.iter().map(|(r, _)| r.measured_secs).sum();
     row.publisher_rate = if row.measured_secs > 0.0 {
         row.sent as f64 / row.measured_secs
@@ -177,9 +186,9 @@ fn loss_cell(lost: u64, fraction: f64) -> String {
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| scenario | transport | wait | subs | p50 us | p90 us | p99 us | p99.9 us | max us | publisher rate | late p99 us | loss | dup/ooo | p50 vs raw iceoryx2 | p99 vs raw iceoryx2 | note |\n",
+        "| scenario | transport | wait | subs | p50 us | p90 us | p99 us | p99.9 us | max us | publisher rate | late p99 us | loss | dup/ooo | p50 vs raw iceoryx2 | p99 vs raw iceoryx2 | steal ms | note |\n",
     );
-    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for row in rows {
         let base = baseline(rows, row);
         let p50 = base.and_then(|b| ratio(row.latency.p50, b.latency.p50));
@@ -211,7 +220,7 @@ pub fn markdown(rows: &[Row]) -> String {
             .join("; ");
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.spec.scenario,
             row.spec.label(),
             row.spec.wait.label(),
@@ -231,6 +240,7 @@ pub fn markdown(rows: &[Row]) -> String {
             row.duplicates,
             ratio_cell(p50),
             ratio_cell(p99),
+            row.steal_ms.map_or_else(|| "-".to_string(), |ms| ms.to_string()),
             note,
         );
     }
@@ -465,6 +475,7 @@ pub(crate) mod tests {
             negative: 0,
             pin_failures: 0,
             late_p99_ns: 0,
+            steal_ms: None,
             slow: Vec::new(),
             histogram_file: String::new(),
         }

@@ -511,6 +511,17 @@ impl<S: MdSender> FeedPublisher<S> {
         self.wal.as_ref()
     }
 
+    /// Waits until the WAL's background preparation of its next segment
+    /// (started at open and after every roll: allocation and, by default,
+    /// the pages faulted in) has finished ([`Wal::wait_prepared`]). For a
+    /// publisher that wants nothing beside it on its core from the first
+    /// record on; returns at once without a WAL or a preparation.
+    pub fn wait_wal_prepared(&mut self) {
+        if let Some(wal) = &mut self.wal {
+            wal.wait_prepared();
+        }
+    }
+
     /// Applies a published record to the publisher's view.
     fn apply(&mut self, record: RecordRef<'_>, now: Instant) -> Result<()> {
         let Some(id) = record.instrument() else { return Ok(()) };

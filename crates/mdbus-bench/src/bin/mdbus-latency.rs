@@ -17,7 +17,7 @@ use mdbus_bench::report::{Machine, PlotLink, Report};
 use mdbus_bench::role::{self, RoleArgs};
 use mdbus_bench::scenario::{Mode, PACED_RATE, SLOW_NS, matrix};
 use mdbus_bench::table::{self, Row};
-use mdbus_bench::{Error, Result, hist, runner};
+use mdbus_bench::{Error, Result, floor, hist, runner};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -106,6 +106,14 @@ fn run(args: &RunArgs) -> Result<()> {
         .filter(|r| args.only.is_empty() || args.only.contains(&r.scenario))
         .collect();
     let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let probe = match args.mode {
+        Mode::Smoke => 0.2,
+        Mode::Quick => 2.0,
+        Mode::Full => 5.0,
+    };
+    eprintln!("the machine's floor: a spinning thread per core for {probe} s ...");
+    let floor = floor::measure(std::time::Duration::from_secs_f64(probe));
+    eprint!("{}", floor::markdown(&floor));
     let mut rows: Vec<Row> = Vec::new();
     for (number, spec) in runs.iter().enumerate() {
         eprint!(
@@ -189,6 +197,7 @@ fn run(args: &RunArgs) -> Result<()> {
         mode: format!("{:?}", args.mode).to_lowercase(),
         commands,
         settings,
+        floor: Some(floor),
         rows: &rows,
         criterion: quoted,
         criterion_not_run: not_run,

@@ -18,6 +18,7 @@ use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, IoxSender, IoxSen
 use mdbus_types::MdSample;
 use mdbus_wal::{SyncPolicy, WalOptions};
 
+use super::fsync::FsyncLoop;
 use super::{Sink, Source, stamp};
 use crate::error::{Error, Result};
 use crate::scenario::Wait;
@@ -68,10 +69,13 @@ fn raw_services(name: &str) -> Result<RawServices> {
 }
 
 /// Raw iceoryx2 publisher: loan, write, send; with blocking subscribers
-/// also a notification per batch (what they wait on).
+/// also a notification per batch (what they wait on). With a
+/// [`FsyncLoop`] ([`RawSink::with_fsync`]) each batch is first copied for
+/// its journaller, as mdbus appends a batch to the WAL before sending it.
 pub struct RawSink {
     publisher: Publisher<ipc::Service, MdSample, ()>,
     notifier: Option<Notifier<ipc::Service>>,
+    fsync: Option<FsyncLoop>,
     _services: RawServices,
 }
 
@@ -104,17 +108,37 @@ impl RawSink {
         Ok(RawSink {
             publisher,
             notifier,
+            fsync: None,
             _services: services,
         })
+    }
+
+    /// Copies every batch for a journaller before sending it; the
+    /// journaller, a thread started here (so on the caller's core when it
+    /// is pinned, as the WAL's threads are), writes the copies to `path`
+    /// and `fdatasync`s it every 2 ms.
+    pub fn with_fsync(mut self, path: &Path) -> Result<RawSink> {
+        self.fsync = Some(FsyncLoop::create(path)?);
+        Ok(self)
     }
 }
 
 impl Sink for RawSink {
     fn send_batch(&mut self, batch: &mut [MdSample]) -> Result<()> {
-        for sample in batch.iter_mut() {
-            stamp(sample);
-            let loaned = self.publisher.loan_uninit().map_err(|e| iox_error("loan", e))?;
-            loaned.write_payload(*sample).send().map_err(|e| iox_error("send", e))?;
+        if let Some(fsync) = &mut self.fsync {
+            // mdbus's order: stamp, append (for the file), send.
+            batch.iter_mut().for_each(stamp);
+            fsync.append(bytemuck::cast_slice(batch))?;
+            for sample in batch.iter() {
+                let loaned = self.publisher.loan_uninit().map_err(|e| iox_error("loan", e))?;
+                loaned.write_payload(*sample).send().map_err(|e| iox_error("send", e))?;
+            }
+        } else {
+            for sample in batch.iter_mut() {
+                stamp(sample);
+                let loaned = self.publisher.loan_uninit().map_err(|e| iox_error("loan", e))?;
+                loaned.write_payload(*sample).send().map_err(|e| iox_error("send", e))?;
+            }
         }
         if let Some(notifier) = &self.notifier {
             notifier.notify().map_err(|e| iox_error("notify", e))?;
@@ -219,9 +243,12 @@ impl MdbusSink {
         config.board_dir = Some(dir.join("board"));
         std::fs::create_dir_all(dir.join("board")).map_err(|e| Error::io(dir.join("board"), e))?;
         let wal = config.wal_location()?.expect("the sink has a WAL");
-        let publisher = FeedPublisher::open_with(config, || {
+        let mut publisher = FeedPublisher::open_with(config, || {
             IoxSender::create(&IoxSenderConfig::new(wal.feed().as_str()).wal(wal.clone()))
         })?;
+        // The next segment's preparation (64 MiB of pages faulted in) is a
+        // one-off of the open: not in the warm-up, on the publisher's core.
+        publisher.wait_wal_prepared();
         Ok(MdbusSink { publisher })
     }
 }

@@ -2,6 +2,7 @@
 //! publisher and subscriber loops that run on them.
 
 pub mod channel;
+pub mod fsync;
 #[cfg(feature = "iceoryx2")]
 pub mod iceoryx;
 pub mod unix;
