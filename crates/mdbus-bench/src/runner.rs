@@ -235,9 +235,11 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
     let _ = std::fs::remove_dir_all(dir.join("wal"));
     let _ = std::fs::remove_dir_all(dir.join("board"));
     let _ = std::fs::remove_file(dir.join(crate::role::FSYNC_FILE));
+    let latency = Percentiles::of(&merged);
     Ok(Row {
         spec: spec.clone(),
-        latency: Percentiles::of(&merged),
+        latency,
+        round_p99_median: latency.p99,
         sent: outcome.sent_measured,
         measured_secs: outcome.measured_secs,
         publisher_rate: if outcome.measured_secs > 0.0 {

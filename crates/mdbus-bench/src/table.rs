@@ -69,6 +69,11 @@ pub struct Row {
     /// running comes from. `None` where it cannot be read.
     #[serde(default)]
     pub steal_ms: Option<u64>,
+    /// The median of the rounds' own p99s, ns (one round: its p99). A
+    /// merged p99 follows its worst round (one burst of load from
+    /// elsewhere moves it); this does not.
+    #[serde(default)]
+    pub round_p99_median: u64,
     /// The slow subscribers, if any.
     pub slow: Vec<SlowOutcome>,
     /// The file of the merged histogram (V2), relative to the report.
@@ -121,6 +126,9 @@ pub fn combine(parts: &[(Row, Histogram<u64>)], histogram_file: String) -> Resul
     row.pin_failures = parts.iter().map(|(r, _)| r.pin_failures).sum();
     row.late_p99_ns = parts.iter().map(|(r, _)| r.late_p99_ns).max().unwrap_or(0);
     row.steal_ms = parts.iter().map(|(r, _)| r.steal_ms).sum();
+    let mut p99s: Vec<u64> = parts.iter().map(|(r, _)| r.latency.p99).collect();
+    p99s.sort_unstable();
+    row.round_p99_median = median(&p99s);
     row.measured_secs = parts.iter().map(|(r, _)| r.measured_secs).sum();
     row.publisher_rate = if row.measured_secs > 0.0 {
         row.sent as f64 / row.measured_secs
@@ -139,6 +147,16 @@ pub fn combine(parts: &[(Row, Histogram<u64>)], histogram_file: String) -> Resul
     row.latency = Percentiles::of(&merged);
     row.histogram_file = histogram_file;
     Ok((row, merged))
+}
+
+/// The median of sorted `values` (the mean of the middle two for an even
+/// count; 0 for none).
+fn median(values: &[u64]) -> u64 {
+    match values.len() {
+        0 => 0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2,
+    }
 }
 
 /// The raw iceoryx2 row of `row`'s scenario.
@@ -186,13 +204,14 @@ fn loss_cell(lost: u64, fraction: f64) -> String {
 pub fn markdown(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| scenario | transport | wait | subs | p50 us | p90 us | p99 us | p99.9 us | max us | publisher rate | late p99 us | loss | dup/ooo | p50 vs raw iceoryx2 | p99 vs raw iceoryx2 | steal ms | note |\n",
+        "| scenario | transport | wait | subs | p50 us | p90 us | p99 us | p99.9 us | max us | publisher rate | late p99 us | loss | dup/ooo | p50 vs raw iceoryx2 | p99 vs raw iceoryx2 | p99 of a round, median us | vs raw | steal ms | note |\n",
     );
-    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for row in rows {
         let base = baseline(rows, row);
         let p50 = base.and_then(|b| ratio(row.latency.p50, b.latency.p50));
         let p99 = base.and_then(|b| ratio(row.latency.p99, b.latency.p99));
+        let round_p99 = base.and_then(|b| ratio(row.round_p99_median, b.round_p99_median));
         let note = row
             .invalid()
             .into_iter()
@@ -220,7 +239,7 @@ pub fn markdown(rows: &[Row]) -> String {
             .join("; ");
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.spec.scenario,
             row.spec.label(),
             row.spec.wait.label(),
@@ -240,6 +259,8 @@ pub fn markdown(rows: &[Row]) -> String {
             row.duplicates,
             ratio_cell(p50),
             ratio_cell(p99),
+            micros(row.round_p99_median),
+            ratio_cell(round_p99),
             row.steal_ms.map_or_else(|| "-".to_string(), |ms| ms.to_string()),
             note,
         );
@@ -476,6 +497,7 @@ pub(crate) mod tests {
             pin_failures: 0,
             late_p99_ns: 0,
             steal_ms: None,
+            round_p99_median: p99,
             slow: Vec::new(),
             histogram_file: String::new(),
         }
@@ -635,6 +657,33 @@ pub(crate) mod tests {
         );
         assert_eq!(row.histogram_file, "all.hgrm");
         assert!(combine(&[], String::new()).is_err());
+    }
+
+    #[test]
+    fn one_disturbed_round_moves_the_merged_p99_not_the_median_of_the_rounds() {
+        let rounds: Vec<(Row, Histogram<u64>)> = [(10_000, Some(0)), (5_000_000, Some(30)), (20_000, Some(10))]
+            .into_iter()
+            .map(|(p99, steal)| {
+                let mut r = row("paced-spin", Transport::RawIceoryx2, 1000, p99);
+                r.steal_ms = steal;
+                let mut h = hist::new_histogram();
+                hist::record(&mut h, i64::try_from(p99).unwrap());
+                (r, h)
+            })
+            .collect();
+        let (row3, _) = combine(&rounds, "r.hgrm".to_string()).unwrap();
+        assert_eq!(row3.round_p99_median, 20_000);
+        assert_eq!(row3.steal_ms, Some(40));
+        let (row2, _) = combine(&rounds[..2], "r.hgrm".to_string()).unwrap();
+        assert_eq!(row2.round_p99_median, 2_505_000, "the mean of the middle two");
+        let mut unknown = rounds[0].clone();
+        unknown.0.steal_ms = None;
+        let (row_none, _) = combine(&[unknown, rounds[1].clone()], "r.hgrm".to_string()).unwrap();
+        assert_eq!(
+            row_none.steal_ms, None,
+            "a round without the number makes the sum unknown"
+        );
+        assert!(markdown(&[row3]).contains("| 20.00 | 1.00x | 40 |"));
     }
 
     #[test]

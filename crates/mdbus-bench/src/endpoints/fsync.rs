@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use mdbus_wal::FRAME_HEADER_LEN;
+
 use crate::error::{Error, Result};
 
 /// How often the thread syncs (the WAL's default group-commit interval).
@@ -63,17 +65,25 @@ impl FsyncLoop {
         })
     }
 
-    /// Copies `bytes` for the journaller, which writes and syncs them
-    /// within about two intervals. Fails with the journaller's error
+    /// Copies each record as a WAL frame would hold it (an 8-byte header,
+    /// here zeros, the record's bytes, zeros up to a multiple of 8) for
+    /// the journaller, which writes and syncs them within about two
+    /// intervals; one lock for the lot. Fails with the journaller's error
     /// once it had one.
-    pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
+    pub fn append<'a>(&mut self, records: impl IntoIterator<Item = &'a [u8]>) -> Result<()> {
         // SYNC: pairs with the Release store in `sync_loop` after it
         // wrote `error`.
         if self.shared.failed.load(Ordering::Acquire) {
             let error = lock(&self.shared.error).clone().unwrap_or_default();
             return Err(Error::Run(format!("the journaller's write or fdatasync of {error}")));
         }
-        lock(&self.shared.pending).extend_from_slice(bytes);
+        let mut pending = lock(&self.shared.pending);
+        for record in records {
+            let end = pending.len() + (FRAME_HEADER_LEN + record.len()).next_multiple_of(8);
+            pending.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+            pending.extend_from_slice(record);
+            pending.resize(end, 0);
+        }
         Ok(())
     }
 
@@ -133,9 +143,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("load.bin");
         let mut load = FsyncLoop::create(&path).unwrap();
-        load.append(b"first ").unwrap();
+        load.append([&b"first"[..], b"12345678"]).unwrap();
+        // Header, "first", 3 bytes of padding; header, 8 bytes.
+        let first = [&[0; 8][..], b"first", &[0; 3], &[0; 8], b"12345678"].concat();
         let watchdog = Instant::now() + Duration::from_secs(30);
-        while std::fs::read(&path).unwrap() != b"first " || load.syncs() < 2 {
+        while std::fs::read(&path).unwrap() != first || load.syncs() < 2 {
             assert!(
                 Instant::now() < watchdog,
                 "not written and synced in 30 s ({} syncs)",
@@ -143,9 +155,10 @@ mod tests {
             );
             std::thread::yield_now();
         }
-        load.append(b"second").unwrap();
+        load.append([&b"second"[..]]).unwrap();
         // Dropping writes what is left.
         drop(load);
-        assert_eq!(std::fs::read(&path).unwrap(), b"first second");
+        let all = [&first[..], &[0; 8], b"second", &[0; 2]].concat();
+        assert_eq!(std::fs::read(&path).unwrap(), all);
     }
 }
