@@ -1,6 +1,7 @@
 //! The least a durable publisher can do, with no mdbus code: the
-//! publisher copies each batch's bytes into memory (one `memcpy` under an
-//! uncontended lock), and a journaller thread, every 2 ms (the interval of
+//! publisher copies each batch's records into memory, framed as the WAL
+//! frames them (under one uncontended lock per batch), and a journaller
+//! thread, every 2 ms (the interval of
 //! the WAL's default `SyncPolicy::Interval`), takes what was copied,
 //! `write`s it to a file and `fdatasync`s the file. Every system call,
 //! all writeback and every disk interrupt is off the publisher's thread.
