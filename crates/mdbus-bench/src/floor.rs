@@ -1,8 +1,8 @@
-//! The machine's floor: what any spinning receiver on this machine waits
-//! at the worst, with no transport at all. One thread per core, pinned,
-//! reads the clock in a tight loop and keeps every gap between two reads
-//! longer than [`GAP_NS`]: the times its core was taken from it (an
-//! interrupt, a kernel thread, the hypervisor). A record that arrives at
+//! The machine's floor: what a spinning receiver on this machine waits
+//! with no transport at all, only because its core is taken from it. One
+//! thread per core, pinned, reads the clock in a tight loop and keeps
+//! every gap between two reads longer than [`GAP_NS`]: the times its core
+//! was taken from it (an interrupt, a kernel thread, the hypervisor). A record that arrives at
 //! a random moment waits for the rest of the gap it falls in, so the wait
 //! `W` a core imposes has `P(W > x) = sum over gaps g of max(g - x, 0) / T`
 //! (T: the probe's length); [`CoreFloor`] gives its p99 and p99.9.
