@@ -125,23 +125,24 @@ impl RawSink {
 
 impl Sink for RawSink {
     fn send_batch(&mut self, batch: &mut [MdSample]) -> Result<()> {
-        if let Some(fsync) = &mut self.fsync {
+        let stamped = if let Some(fsync) = &mut self.fsync {
             // mdbus's order: stamp, append (for the file), send.
             batch.iter_mut().for_each(stamp);
             // The WAL's volume: each record's own bytes (a tick's 104, not
             // the sample's 376) in a frame (a sample of no known kind, which
             // the harness never sends, whole).
             fsync.append(batch.iter().map(|s| s.record_bytes().unwrap_or_else(|_| s.as_bytes())))?;
-            for sample in batch.iter() {
-                let loaned = self.publisher.loan_uninit().map_err(|e| iox_error("loan", e))?;
-                loaned.write_payload(*sample).send().map_err(|e| iox_error("send", e))?;
-            }
+            true
         } else {
-            for sample in batch.iter_mut() {
+            false
+        };
+        for sample in batch.iter_mut() {
+            // Without a journaller each record is stamped just before its send.
+            if !stamped {
                 stamp(sample);
-                let loaned = self.publisher.loan_uninit().map_err(|e| iox_error("loan", e))?;
-                loaned.write_payload(*sample).send().map_err(|e| iox_error("send", e))?;
             }
+            let loaned = self.publisher.loan_uninit().map_err(|e| iox_error("loan", e))?;
+            loaned.write_payload(*sample).send().map_err(|e| iox_error("send", e))?;
         }
         if let Some(notifier) = &self.notifier {
             notifier.notify().map_err(|e| iox_error("notify", e))?;
