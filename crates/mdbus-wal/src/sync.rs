@@ -60,26 +60,50 @@ pub(crate) fn release_pages(map: &MmapRaw, released: &mut usize, end: usize, pag
     }
 }
 
-/// How far ahead of the writer each round faults pages in for writing.
-const POPULATE_AHEAD: usize = 1 << 20;
+/// The pages from the writer's on that each round faults in again, mapped
+/// before or not (see [`populate_ahead`]).
+const REFAULT_NEAR: usize = 1 << 20;
 
-/// Faults the page holding `written` and the pages after it (up to
-/// [`POPULATE_AHEAD`]) in for writing, in this thread, after a round: a
-/// round that synced the page the writer is filling (a slow writer stays
-/// in it for more than a round) left it write-protected, and the kernel's
-/// flusher may have written back (write-protected) the zero pages the
-/// preparation thread pre-faulted ahead. Either way the writer would take
-/// the write fault: measured at 10 k records/s, about one per page. Pages
-/// already mapped writable cost a page-table walk. Best effort: a kernel
-/// without `MADV_POPULATE_WRITE` (before 5.14: EINVAL) only leaves the
-/// faults to the writer. Never touches pages below the one holding
-/// `written`, which `release_pages` may have unmapped.
-fn populate_ahead(map: &MmapRaw, written: usize, page: usize) {
+/// How far ahead of the writer the rounds keep the pages faulted in, each
+/// page once per map past [`REFAULT_NEAR`]; under `Interval` also what the
+/// preparation of a segment faults in, all the writer has until the sync
+/// thread's next round. Rounds that follow a roll are the slowest (they
+/// sync the retired segment's tail and the directory, and unmap the
+/// retired map): measured at 1 M records/s here, one ran 25 ms, in which
+/// the writer filled 3 MiB.
+pub(crate) const POPULATE_AHEAD: usize = 4 << 20;
+
+/// Faults pages in for writing, in this thread, ahead of the writer; returns
+/// how far the map is now faulted in (`populated` is how far it was).
+///
+/// The page holding `written` and the [`REFAULT_NEAR`] bytes after it are
+/// faulted in every time: a round that synced the page the writer is
+/// filling (a slow writer stays in it for more than a round) left it
+/// write-protected, and the kernel's flusher may have written back
+/// (write-protected) zero pages faulted in ahead of a slow writer; either
+/// way the writer would take the write fault (measured at 10 k records/s:
+/// about one per page). Pages already mapped writable cost a page-table
+/// walk. Past that, up to [`POPULATE_AHEAD`], only the pages not yet faulted
+/// in (from `populated` on), so the cost follows the write rate. Best
+/// effort: a kernel without `MADV_POPULATE_WRITE` (before 5.14: EINVAL)
+/// only leaves the faults to the writer. Never touches pages below the one
+/// holding `written`, which `release_pages` may have unmapped.
+fn populate_ahead(map: &MmapRaw, written: usize, page: usize, populated: usize) -> usize {
     let from = written & !(page - 1);
-    let to = (from + POPULATE_AHEAD).min(map.len());
-    if to > from {
-        let _ = map.advise_range(memmap2::Advice::PopulateWrite, from, to - from);
+    let near = (from + REFAULT_NEAR).min(map.len());
+    let far = (from + POPULATE_AHEAD).min(map.len());
+    if near > from {
+        let _ = map.advise_range(memmap2::Advice::PopulateWrite, from, near - from);
     }
+    let rest = populated.max(near);
+    if far > rest
+        && map
+            .advise_range(memmap2::Advice::PopulateWrite, rest, far - rest)
+            .is_ok()
+    {
+        return far;
+    }
+    populated.max(near)
 }
 
 /// When appended records reach the disk.
@@ -201,6 +225,9 @@ struct Dirty {
     /// The page (its offset) the writer was filling at the last round,
     /// which that round left unsynced.
     deferred: Option<usize>,
+    /// The rounds have faulted this map in for writing up to here (see
+    /// [`populate_ahead`]).
+    populated: usize,
 }
 
 impl Dirty {
@@ -213,6 +240,7 @@ impl Dirty {
             // pages alone, release only what is appended from now on.
             released: end,
             deferred: None,
+            populated: 0,
         }
     }
 }
@@ -287,7 +315,7 @@ fn flush_map(path: &Path, map: &MmapRaw, from: usize, to: usize) -> Result<(), E
 /// The state lock is held only to take and to record the work.
 fn flush_all(shared: &Shared, everything: bool) {
     let _flushing = lock(&shared.flushing);
-    let (path, map, synced, mut released, to, retired, dir, generation, deferred, written) = {
+    let (path, map, synced, mut released, to, retired, dir, generation, deferred, written, populated) = {
         let mut state = lock(&shared.state);
         // SYNC: pairs with the Release store in `SyncWorker::written` (and
         // `switch`, made under this lock): the frames below the loaded
@@ -308,9 +336,16 @@ fn flush_all(shared: &Shared, everything: bool) {
             page_start
         };
         let deferred = (to < written).then_some(page_start);
-        let current = (c.path.clone(), Arc::clone(&c.map), c.synced, c.released, to);
+        let current = (
+            c.path.clone(),
+            Arc::clone(&c.map),
+            c.synced,
+            c.released,
+            to,
+            c.populated,
+        );
         let retired = std::mem::take(&mut state.retired);
-        let (path, map, synced, released, to) = current;
+        let (path, map, synced, released, to, populated) = current;
         (
             path,
             map,
@@ -322,8 +357,11 @@ fn flush_all(shared: &Shared, everything: bool) {
             state.generation,
             deferred,
             written,
+            populated,
         )
     };
+    // Before the I/O, which may take long (a roll's round the longest).
+    let mut populated = populate_ahead(&map, written, shared.page, populated);
     let started = (!retired.is_empty() || to > synced || dir.is_some()).then(Instant::now);
     let mut result = Ok(());
     for (d, end) in &retired {
@@ -350,7 +388,10 @@ fn flush_all(shared: &Shared, everything: bool) {
     if let Some(started) = started {
         shared.stats.record(started.elapsed());
     }
-    populate_ahead(&map, written, shared.page);
+    if to > written & !(shared.page - 1) {
+        // This round synced the page the writer is filling (write-protected).
+        populated = populate_ahead(&map, written, shared.page, populated);
+    }
     // The retired maps are unmapped here, outside the state lock.
     drop(retired);
     let mut state = lock(&shared.state);
@@ -360,6 +401,7 @@ fn flush_all(shared: &Shared, everything: bool) {
                 state.current.synced = state.current.synced.max(to);
                 state.current.released = state.current.released.max(released);
                 state.current.deferred = deferred;
+                state.current.populated = state.current.populated.max(populated);
             }
             // The map of `generation` is now flushed from offset 0 (its
             // first round has `synced` 0 and `to` = `written` >= HEADER_LEN,
@@ -500,11 +542,37 @@ impl Drop for SyncWorker {
     }
 }
 
+/// Which pages of `map` its page table holds (`/proc/self/pagemap`, bit
+/// 63 of each page's entry): the pages faulted in through this mapping,
+/// whatever the page cache holds (a tmpfs file's pages are all there once
+/// allocated).
+#[cfg(test)]
+pub(crate) fn mapped_pages(map: &MmapRaw) -> Vec<bool> {
+    use std::os::unix::fs::FileExt;
+    let page = page_size();
+    let pages = map.len().div_ceil(page);
+    let mut entries = vec![0u8; pages * 8];
+    let pagemap = File::open("/proc/self/pagemap").expect("open /proc/self/pagemap");
+    let offset = (map.as_ptr() as usize / page * 8) as u64;
+    pagemap
+        .read_exact_at(&mut entries, offset)
+        .expect("read /proc/self/pagemap");
+    entries
+        .chunks_exact(8)
+        .map(|e| u64::from_ne_bytes(e.try_into().expect("8 bytes")) >> 63 == 1)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn map(dir: &Path, name: &str) -> (PathBuf, Arc<MmapRaw>) {
+        map_of(dir, name, 1 << 16)
+    }
+
+    /// A sparse file of `len` bytes, mapped.
+    fn map_of(dir: &Path, name: &str, len: u64) -> (PathBuf, Arc<MmapRaw>) {
         let path = dir.join(name);
         let file = File::options()
             .read(true)
@@ -513,7 +581,7 @@ mod tests {
             .truncate(true)
             .open(&path)
             .unwrap();
-        file.set_len(1 << 16).unwrap();
+        file.set_len(len).unwrap();
         (
             path.clone(),
             Arc::new(memmap2::MmapOptions::new().map_raw(&file).unwrap()),
@@ -573,6 +641,55 @@ mod tests {
             5,
             "a round with nothing to sync is not counted"
         );
+    }
+
+    /// Each round faults in the page the writer is filling and the
+    /// [`POPULATE_AHEAD`] bytes from there, none further (the preparation of
+    /// an `Interval` segment faults only that much and counts on it); the
+    /// [`REFAULT_NEAR`] bytes every round, the rest once.
+    #[test]
+    fn a_round_faults_in_the_pages_ahead_of_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, map) = map_of(dir.path(), "a", 4 * POPULATE_AHEAD as u64);
+        let shared = &Shared::new(path, Arc::clone(&map), 128);
+        let page = shared.page;
+        let (ahead, near) = (POPULATE_AHEAD / page, REFAULT_NEAR / page);
+        assert!(
+            mapped_pages(&map).iter().all(|m| !m),
+            "nothing is mapped before a round"
+        );
+        if map.advise_range(memmap2::Advice::PopulateWrite, 0, page).is_err() {
+            // No MADV_POPULATE_WRITE: the rounds fault nothing in.
+            flush_all(shared, false);
+            assert_eq!(mapped_pages(&map).iter().filter(|&&m| m).count(), 1);
+            return;
+        }
+        let mapped_from = |first: usize| {
+            let mapped = mapped_pages(&map);
+            let wrong: Vec<usize> = (first..mapped.len())
+                .filter(|&p| mapped[p] != (p < first + ahead))
+                .collect();
+            assert!(wrong.is_empty(), "pages from {first} mapped wrongly: {wrong:?}");
+        };
+        shared.hot.written.store(3 * page + 40, Ordering::Relaxed);
+        flush_all(shared, false);
+        mapped_from(3);
+        shared.hot.written.store(2 * POPULATE_AHEAD + 8, Ordering::Relaxed);
+        flush_all(shared, false);
+        mapped_from(2 * ahead);
+        // Unmap one page near the writer and one far ahead: the next round
+        // faults in the near one again, not the far one (done once).
+        let (near_page, far_page) = (2 * ahead + near / 2, 2 * ahead + near + 1);
+        for p in [near_page, far_page] {
+            // SAFETY: a shared file mapping: MADV_DONTNEED drops the page
+            // table entry only (the data stays in the file); nothing here
+            // holds a reference into the page.
+            unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, p * page, page) }.unwrap();
+        }
+        flush_all(shared, false);
+        let mapped = mapped_pages(&map);
+        assert!(mapped[near_page], "a page near the writer is faulted in every round");
+        assert!(!mapped[far_page], "a page past REFAULT_NEAR is faulted in once");
     }
 
     #[test]
