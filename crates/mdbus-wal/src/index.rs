@@ -28,8 +28,20 @@ impl SparseIndex {
     /// Notes one frame (in order); every `INDEX_STRIDE`th is kept.
     #[inline]
     pub fn note(&mut self, seq: u64, ts_event: i64, offset: u64) {
+        self.note_with(seq, offset, || ts_event);
+    }
+
+    /// [`SparseIndex::note`], reading the frame's `ts_event` only for a
+    /// frame it keeps (the writer's append takes it out of the record's
+    /// bytes).
+    #[inline]
+    pub fn note_with(&mut self, seq: u64, offset: u64, ts_event: impl FnOnce() -> i64) {
         if self.frames.is_multiple_of(INDEX_STRIDE) {
-            self.entries.push(IndexEntry { seq, ts_event, offset });
+            self.entries.push(IndexEntry {
+                seq,
+                ts_event: ts_event(),
+                offset,
+            });
         }
         self.frames += 1;
     }

@@ -812,8 +812,9 @@ impl Wal {
             // reader that sees this len sees the crc and payload above.
             len_word.store((len as u32).to_le(), Ordering::Release);
         }
-        let header = crate::format::read_header(bytes);
-        live.index.note(header.seq, header.ts_event, off as u64);
+        // `append_bytes` checked that the record's seq is `next_seq`.
+        live.index
+            .note_with(self.next_seq, off as u64, || crate::format::read_header(bytes).ts_event);
         live.write_off = off + frame_len;
         live.frames += 1;
         self.next_seq += 1;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::{file_maps, record, replay, snapshot_record, test_options};
 use mdbus_wal::{
-    AppendOutcome, Error, ReadFrom, ReadOptions, RecoveryEvent, RetentionPolicy, RetentionTotals, SyncPolicy, Wal,
-    WalOptions, WalReader, apply_retention, inspect, recovery_point, verify,
+    AppendOutcome, Error, INDEX_STRIDE, ReadFrom, ReadOptions, RecoveryEvent, RetentionPolicy, RetentionTotals,
+    SyncPolicy, Wal, WalOptions, WalReader, apply_retention, inspect, recovery_point, verify,
 };
 
 #[test]
@@ -168,6 +168,26 @@ fn explicit_roll_puts_the_snapshot_set_first() {
     )
     .unwrap();
     assert_eq!(reader.next_record().unwrap().unwrap().seq(), 27);
+}
+
+#[test]
+fn the_writer_indexes_every_64th_frame_with_its_seq_time_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), "index", test_options(1 << 20)).unwrap();
+    let mut offsets = Vec::new();
+    for seq in 1..=1000 {
+        offsets.push(wal.append_offset());
+        wal.append(&record(seq, (seq % 4) as u8)).unwrap();
+    }
+    // `ts_event` is read from the record only for the frames kept.
+    let entries = wal.index().entries();
+    assert_eq!(entries.len(), 1000usize.div_ceil(INDEX_STRIDE as usize));
+    for (k, entry) in entries.iter().enumerate() {
+        let seq = 1 + k as u64 * INDEX_STRIDE;
+        assert_eq!(entry.seq, seq);
+        assert_eq!(entry.offset, offsets[seq as usize - 1]);
+        assert_eq!(entry.ts_event, 1_764_000_000_000_000_000 + seq as i64 * 1000);
+    }
 }
 
 #[test]
