@@ -4,10 +4,13 @@
 //! of 64, as the criterion bench `publish_path/wal_interval_board_*` sends
 //! them, but in one long run instead of many short ones.
 //!
-//! `cargo run --release -p mdbus-bench --example publish_path -- [RECORDS] [iceoryx2|inproc] [board|no-board]`
-//! (defaults 1 000 000, iceoryx2, board; WAL `Interval` in a temporary
-//! folder). Prints ns per record of wall clock and of the publishing
-//! thread's CPU time. For instruction counts:
+//! `cargo run --release -p mdbus-bench --example publish_path -- [RECORDS] [iceoryx2|inproc] [board|no-board] [synthetic|ticks]`
+//! (defaults 1 000 000, iceoryx2, board, synthetic; WAL `Interval` in a
+//! temporary folder). `ticks` publishes the latency harness's own record
+//! instead (one instrument's ticks, `mdbus_bench::payload::tick`), as its
+//! unpaced rows do. Prints ns per record of wall clock and of the publishing
+//! thread's CPU time. `raw-iceoryx2` sends the same batches through the
+//! bare `IoxSender`, the baseline. For instruction counts:
 //! `valgrind --tool=callgrind --toggle-collect='*FeedPublisher*publish_batch*' target/release/examples/publish_path 200000`.
 
 use std::time::Instant;
@@ -32,7 +35,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("no-board") => false,
         Some(other) => return Err(format!("{other:?}: expected board or no-board").into()),
     };
-    let pool = pool(records)?;
+    let pool = match args.next().as_deref() {
+        None | Some("synthetic") => pool(records)?,
+        Some("ticks") => ticks(records),
+        Some(other) => return Err(format!("{other:?}: expected synthetic or ticks").into()),
+    };
     let dir = tempfile::tempdir()?;
     let mut config = FeedConfig::new(&format!("pubpath{}", std::process::id()));
     config.wal_root = Some(dir.path().join("wal"));
@@ -52,7 +59,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let sender = IoxSender::create(&IoxSenderConfig::new(config.feed.clone()))?;
             run(FeedPublisher::open(config, sender)?, &pool, "iceoryx2", board)
         }
-        other => Err(format!("{other:?}: expected iceoryx2 or inproc").into()),
+        #[cfg(feature = "iceoryx2")]
+        "raw-iceoryx2" => {
+            use mdbus_transport::iceoryx::{IoxSender, IoxSenderConfig, init_logging};
+            init_logging();
+            raw(IoxSender::create(&IoxSenderConfig::new(config.feed.clone()))?, &pool)
+        }
+        other => Err(format!("{other:?}: expected iceoryx2, raw-iceoryx2 or inproc").into()),
     }
 }
 
@@ -68,6 +81,14 @@ fn pool(records: usize) -> Result<Vec<Vec<MdSample>>, Box<dyn std::error::Error>
     }
     all.truncate(records);
     Ok(all.chunks(BATCH).map(<[MdSample]>::to_vec).collect())
+}
+
+/// `records` of the latency harness's ticks in batches of [`BATCH`].
+fn ticks(records: usize) -> Vec<Vec<MdSample>> {
+    let all: Vec<MdSample> = (1..=records as u64)
+        .map(|i| mdbus_bench::payload::tick(i, true))
+        .collect();
+    all.chunks(BATCH).map(<[MdSample]>::to_vec).collect()
 }
 
 fn run<S: MdSender>(
@@ -92,6 +113,26 @@ fn run<S: MdSender>(
         wall * 1e9 / records as f64,
         cpu * 1e9 / records as f64,
         stats.records,
+    );
+    Ok(())
+}
+
+/// The baseline: the same batches through the sender alone (a send per
+/// record, `end_batch` per batch; no seq, WAL, book or board).
+fn raw<S: MdSender>(mut sender: S, pool: &[Vec<MdSample>]) -> Result<(), Box<dyn std::error::Error>> {
+    let records: usize = pool.iter().map(Vec::len).sum();
+    let (started, cpu_started) = (Instant::now(), thread_cpu());
+    for batch in pool {
+        for sample in batch {
+            sender.send(std::hint::black_box(sample))?;
+        }
+        sender.end_batch()?;
+    }
+    let (wall, cpu) = (started.elapsed().as_secs_f64(), thread_cpu() - cpu_started);
+    println!(
+        "raw sender: {records} records in {wall:.3} s: {:.1} ns per record ({:.1} ns of CPU)",
+        wall * 1e9 / records as f64,
+        cpu * 1e9 / records as f64,
     );
     Ok(())
 }
