@@ -119,6 +119,7 @@ fn run<S: MdSender>(
 
 /// The baseline: the same batches through the sender alone (a send per
 /// record, `end_batch` per batch; no seq, WAL, book or board).
+#[cfg(feature = "iceoryx2")]
 fn raw<S: MdSender>(mut sender: S, pool: &[Vec<MdSample>]) -> Result<(), Box<dyn std::error::Error>> {
     let records: usize = pool.iter().map(Vec::len).sum();
     let (started, cpu_started) = (Instant::now(), thread_cpu());
