@@ -11,7 +11,10 @@
 //! every millisecond with a sleep between them (like a paced publisher),
 //! and times every append. Prints one line per policy: the percentiles of
 //! the append time, the number of appends over 100 us and over 1 ms, the
-//! segment rolls, and the page faults taken by the appending thread.
+//! segment rolls, the page faults taken by the appending thread, and the
+//! sync thread's CPU time and times on a CPU per second of the run (with
+//! the writer pinned to one core, each of those is a time the sync thread
+//! took the writer's core, and `sync_slice` their mean length).
 //! `MDBUS_TAIL_ROUNDS` (default 1) repeats the pair, alternating.
 //! `MDBUS_TAIL_POLICIES` (default `never,interval`) chooses the policies.
 //! `MDBUS_TAIL_SPIN=1` spins between batches instead of sleeping (a
@@ -55,6 +58,29 @@ fn thread_faults() -> (i64, i64) {
     (usage.ru_minflt, usage.ru_majflt)
 }
 
+/// CPU time (ns) and times run on a CPU of this process's threads named
+/// `name` (`/proc/self/task/*/schedstat`), summed.
+fn threads_cpu(name: &str) -> (u64, u64) {
+    let mut sum = (0, 0);
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let path = task.unwrap().path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("schedstat")),
+        ) else {
+            continue;
+        };
+        if comm.trim() != name {
+            continue;
+        }
+        let fields: Vec<u64> = stat.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+        if let [ns, _, slices] = fields[..] {
+            sum = (sum.0 + ns, sum.1 + slices);
+        }
+    }
+    sum
+}
+
 fn drop_old_segments(wal: &Wal) {
     for entry in std::fs::read_dir(wal.feed_dir()).unwrap() {
         let path = entry.unwrap().path();
@@ -81,6 +107,7 @@ fn run(name: &str, sync: SyncPolicy, rate: u64, secs: u64, segment: u64, spin: b
     let mut n = 0usize;
     let mut rolls = 0u64;
     let (min0, maj0) = thread_faults();
+    let sync0 = threads_cpu("mdbus-wal-sync");
     let start = Instant::now();
     let mut batch = 0u64;
     while n < times.len() {
@@ -106,12 +133,15 @@ fn run(name: &str, sync: SyncPolicy, rate: u64, secs: u64, segment: u64, spin: b
         }
     }
     let (min1, maj1) = thread_faults();
+    let sync1 = threads_cpu("mdbus-wal-sync");
+    let elapsed = start.elapsed().as_secs_f64();
     drop(wal);
+    let (sync_ns, sync_slices) = (sync1.0 - sync0.0, sync1.1 - sync0.1);
     times.sort_unstable();
     let pct = |p: f64| times[((times.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
     let over = |ns: u64| times.len() - times.partition_point(|&t| t <= ns);
     println!(
-        "{name:9} n={} p50={:.3}us p99={:.3}us p99.9={:.2}us p99.99={:.1}us max={:.1}us >100us={} >1ms={} rolls={rolls} minflt={} majflt={}",
+        "{name:9} n={} p50={:.3}us p99={:.3}us p99.9={:.2}us p99.99={:.1}us max={:.1}us >100us={} >1ms={} rolls={rolls} minflt={} majflt={} sync_cpu={:.2}ms/s sync_slices={:.0}/s sync_slice={:.1}us",
         times.len(),
         pct(0.5),
         pct(0.99),
@@ -122,6 +152,9 @@ fn run(name: &str, sync: SyncPolicy, rate: u64, secs: u64, segment: u64, spin: b
         over(1_000_000),
         min1 - min0,
         maj1 - maj0,
+        sync_ns as f64 / 1e6 / elapsed,
+        sync_slices as f64 / elapsed,
+        sync_ns as f64 / 1e3 / sync_slices.max(1) as f64,
     );
 }
 
