@@ -149,7 +149,7 @@ fn raw<S: MdSender>(
     let span = CpuSpan::start();
     for batch in pool {
         if let Some(journal) = &mut journal {
-            journal.append(batch.iter().map(|s| s.record_bytes().unwrap_or_else(|_| s.as_bytes())))?;
+            journal.append_samples(batch)?;
         }
         for sample in batch {
             sender.send(std::hint::black_box(sample))?;

@@ -128,10 +128,7 @@ impl Sink for RawSink {
         let stamped = if let Some(fsync) = &mut self.fsync {
             // mdbus's order: stamp, append (for the file), send.
             batch.iter_mut().for_each(stamp);
-            // The WAL's volume: each record's own bytes (a tick's 104, not
-            // the sample's 376) in a frame (a sample of no known kind, which
-            // the harness never sends, whole).
-            fsync.append(batch.iter().map(|s| s.record_bytes().unwrap_or_else(|_| s.as_bytes())))?;
+            fsync.append_samples(batch)?;
             true
         } else {
             false
