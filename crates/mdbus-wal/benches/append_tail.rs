@@ -14,13 +14,17 @@
 //! segment rolls, the page faults taken by the appending thread, and the
 //! sync thread's CPU time and times on a CPU per second of the run (with
 //! the writer pinned to one core, each of those is a time the sync thread
-//! took the writer's core, and `sync_slice` their mean length).
+//! took the writer's core, and `sync_slice` their mean length), and the
+//! sync rounds that wrote something: their number, mean time and the
+//! bound of the histogram bucket that holds their 99th percentile.
 //! `MDBUS_TAIL_ROUNDS` (default 1) repeats the pair, alternating.
-//! `MDBUS_TAIL_POLICIES` (default `never,interval`) chooses the policies.
+//! `MDBUS_TAIL_POLICIES` (default `never,interval`) chooses the policies
+//! (`always` too: a sync per append, so at a much lower rate).
 //! `MDBUS_TAIL_SPIN=1` spins between batches instead of sleeping (a
 //! publisher that keeps its core busy, as with `--wait spin` pacing).
 //! Old segments are deleted between batches (untimed). Never asserts a
 //! time. `MDBUS_WAL_BENCH_DIR` chooses where the WALs go.
+//! `MDBUS_TAIL_ZEROS=0` turns `WalOptions::write_zeros` off.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -95,7 +99,10 @@ fn run(name: &str, sync: SyncPolicy, rate: u64, secs: u64, segment: u64, spin: b
         Some(d) => tempfile::tempdir_in(d).unwrap(),
         None => tempfile::tempdir().unwrap(),
     };
-    let options = WalOptions::default().segment_bytes(segment).sync(sync);
+    let options = WalOptions::default()
+        .segment_bytes(segment)
+        .sync(sync)
+        .write_zeros(env_u64("MDBUS_TAIL_ZEROS", 1) != 0);
     let mut wal = Wal::open(dir.path(), "tail", options).unwrap();
     wal.wait_prepared();
     let mut sample = tick();
@@ -135,13 +142,21 @@ fn run(name: &str, sync: SyncPolicy, rate: u64, secs: u64, segment: u64, spin: b
     let (min1, maj1) = thread_faults();
     let sync1 = threads_cpu("mdbus-wal-sync");
     let elapsed = start.elapsed().as_secs_f64();
+    // `Never` has no sync thread: no rounds.
+    let rounds = wal.sync_stats().unwrap_or_default().snapshot();
     drop(wal);
+    // The bound of the bucket that holds the 99th percentile round.
+    let round_p99 = rounds
+        .buckets
+        .iter()
+        .find(|(_, n)| *n as f64 >= rounds.rounds as f64 * 0.99)
+        .map_or(0.0, |(bound, _)| bound * 1e3);
     let (sync_ns, sync_slices) = (sync1.0 - sync0.0, sync1.1 - sync0.1);
     times.sort_unstable();
     let pct = |p: f64| times[((times.len() as f64 - 1.0) * p) as usize] as f64 / 1000.0;
     let over = |ns: u64| times.len() - times.partition_point(|&t| t <= ns);
     println!(
-        "{name:9} n={} p50={:.3}us p99={:.3}us p99.9={:.2}us p99.99={:.1}us max={:.1}us >100us={} >1ms={} rolls={rolls} minflt={} majflt={} sync_cpu={:.2}ms/s sync_slices={:.0}/s sync_slice={:.1}us",
+        "{name:9} n={} p50={:.3}us p99={:.3}us p99.9={:.2}us p99.99={:.1}us max={:.1}us >100us={} >1ms={} rolls={rolls} minflt={} majflt={} sync_cpu={:.2}ms/s sync_slices={:.0}/s sync_slice={:.1}us rounds={} round_mean={:.0}us round_p99<={}ms",
         times.len(),
         pct(0.5),
         pct(0.99),
@@ -155,6 +170,9 @@ fn run(name: &str, sync: SyncPolicy, rate: u64, secs: u64, segment: u64, spin: b
         sync_ns as f64 / 1e6 / elapsed,
         sync_slices as f64 / elapsed,
         sync_ns as f64 / 1e3 / sync_slices.max(1) as f64,
+        rounds.rounds,
+        rounds.total_seconds * 1e6 / rounds.rounds.max(1) as f64,
+        round_p99,
     );
 }
 
@@ -170,6 +188,7 @@ fn main() {
             match name {
                 "never" => run("never", SyncPolicy::Never, rate, secs, segment, spin),
                 "interval" => run("interval", SyncPolicy::default(), rate, secs, segment, spin),
+                "always" => run("always", SyncPolicy::Always, rate, secs, segment, spin),
                 other => panic!("MDBUS_TAIL_POLICIES: unknown policy {other}"),
             }
         }

@@ -26,7 +26,7 @@ use crate::lock::FeedLock;
 use crate::recovery::{RecoveryEvent, RecoveryReport};
 use crate::retention::{BackgroundRetention, RetentionPolicy, RetentionReport, RetentionTotals, apply_retention};
 use crate::scan::scan;
-use crate::sync::{POPULATE_AHEAD, SyncPolicy, SyncStats, SyncWorker};
+use crate::sync::{POPULATE_AHEAD, SegmentMap, SyncPolicy, SyncStats, SyncWorker};
 
 /// Name of the file the next segment is preallocated in, before it is
 /// renamed to `<first_seq:020>.wal` at the roll.
@@ -61,6 +61,17 @@ pub struct WalOptions {
     /// pages become dirty in the page cache, so the kernel may write them
     /// out once.
     pub prefault: bool,
+    /// Write a new segment's blocks with zeros before the frames get there
+    /// (default true), so that syncing frames never converts a
+    /// preallocated ("unwritten") extent, which makes every sync write the
+    /// file's inode too, and on a journaled ext4 commit the journal. Under
+    /// [`SyncPolicy::Interval`] the preparation writes the first 4 MiB and
+    /// the sync thread, while the writer writes at most 256 KiB between
+    /// two of its rounds, 1 MiB or more at a time ahead of it; under
+    /// [`SyncPolicy::Always`] the preparation writes the whole segment;
+    /// under [`SyncPolicy::Never`] nothing. The price is a second write of
+    /// those blocks.
+    pub write_zeros: bool,
     /// Also scan every older segment on open and report corruption there
     /// (never cut). Default false: open reads only the newest segment, so
     /// recovery time is bounded by the segment size. `verify` checks all.
@@ -83,6 +94,7 @@ impl Default for WalOptions {
             sync: SyncPolicy::default(),
             preallocate_next: true,
             prefault: true,
+            write_zeros: true,
             check_all_segments: false,
             retention: None,
         }
@@ -140,6 +152,23 @@ impl WalOptions {
         }
     }
 
+    /// Sets `write_zeros`.
+    pub fn write_zeros(mut self, on: bool) -> WalOptions {
+        self.write_zeros = on;
+        self
+    }
+
+    /// How much of a new segment its preparation writes with zeros and
+    /// syncs (see [`WalOptions::write_zeros`]).
+    fn zero_len(&self) -> usize {
+        match self.sync {
+            _ if !self.write_zeros => 0,
+            SyncPolicy::Never => 0,
+            SyncPolicy::Interval(_) => POPULATE_AHEAD,
+            SyncPolicy::Always => usize::MAX,
+        }
+    }
+
     fn check(&self) -> Result<()> {
         if self.segment_bytes < MIN_SEGMENT_BYTES || !self.segment_bytes.is_multiple_of(8) {
             return Err(Error::Options(format!(
@@ -175,18 +204,22 @@ struct PreparedSegment {
     file: File,
     map: MmapRaw,
     bytes: u64,
+    /// Zeros are on disk up to here (the first page at least).
+    zeroed: usize,
 }
 
 /// The live segment.
 #[derive(Debug)]
 struct LiveSegment {
     path: PathBuf,
-    _file: File,
+    file: Arc<File>,
     map: Arc<MmapRaw>,
     first_seq: u64,
     frames: u64,
     write_off: usize,
     limit: usize,
+    /// Zeros were on disk up to here when the segment went live.
+    zeroed: usize,
     index: SparseIndex,
     /// [`SyncPolicy::Never`]: pages below this are unmapped in our map.
     released: usize,
@@ -196,6 +229,17 @@ struct LiveSegment {
 }
 
 impl LiveSegment {
+    /// What the sync thread needs of this segment.
+    fn sync_map(&self) -> SegmentMap {
+        SegmentMap {
+            path: self.path.clone(),
+            file: Arc::clone(&self.file),
+            map: Arc::clone(&self.map),
+            end: self.write_off,
+            zeroed: self.zeroed,
+        }
+    }
+
     /// Unmaps the whole pages below the write offset (never written again)
     /// so that their writeback does not interrupt this thread.
     #[cold]
@@ -301,8 +345,9 @@ fn allocate(file: &File, path: &Path, bytes: u64) -> Result<()> {
 }
 
 /// Creates, allocates and maps the next segment under a temporary name,
-/// its first `prefault` bytes faulted in for writing.
-fn prepare_segment(feed_dir: &Path, bytes: u64, prefault: usize) -> Result<PreparedSegment> {
+/// its first `zero` bytes (at least its first page) written with zeros and
+/// synced, its first `prefault` bytes faulted in for writing.
+fn prepare_segment(feed_dir: &Path, bytes: u64, prefault: usize, zero: usize) -> Result<PreparedSegment> {
     let tmp_path = feed_dir.join(PREALLOC_FILE);
     let file = File::options()
         .read(true)
@@ -315,21 +360,41 @@ fn prepare_segment(feed_dir: &Path, bytes: u64, prefault: usize) -> Result<Prepa
         let _ = std::fs::remove_file(&tmp_path);
         return Err(e);
     }
+    let fail = |source| {
+        let _ = std::fs::remove_file(&tmp_path);
+        Error::Preallocate {
+            path: tmp_path.clone(),
+            bytes,
+            source,
+        }
+    };
+    let page = crate::sync::page_size();
     // Write the first page and commit the allocation now, in the background,
     // so that the header's flush at the roll writes one data block and
     // needs no journal commit (fallocated blocks are "unwritten" extents
-    // until written).
-    let first_page = vec![0u8; crate::sync::page_size().min(bytes as usize)];
-    if let Err(e) = file.write_all_at(&first_page, 0).and_then(|()| file.sync_data()) {
-        let _ = std::fs::remove_file(&tmp_path);
-        return Err(Error::Preallocate {
-            path: tmp_path,
-            bytes,
-            source: e,
-        });
+    // until written). The same for the first `zero` bytes, through the map
+    // (its pages stay single, see `small_folios`): faulted in, synced, and
+    // faulted in again below (the sync write-protected them).
+    let zero = zero.min(bytes as usize).max(page.min(bytes as usize));
+    let first_page = vec![0u8; page.min(bytes as usize)];
+    if zero == first_page.len() {
+        file.write_all_at(&first_page, 0)
+            .and_then(|()| file.sync_data())
+            .map_err(fail)?;
     }
     let map = map_raw(&file, &tmp_path, bytes)?;
     small_folios(&map);
+    if zero > first_page.len() {
+        prefault_write(&map, zero);
+        map.flush_range(0, zero).map_err(fail)?;
+        let keep = prefault.min(zero).next_multiple_of(page);
+        if keep < zero {
+            // SAFETY: a shared file mapping not yet visible to anyone (its
+            // temporary name, no reference into it): MADV_DONTNEED only
+            // drops page table entries, the synced zeros stay in the file.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, keep, zero - keep) };
+        }
+    }
     if prefault > 0 {
         prefault_write(&map, prefault);
     }
@@ -338,6 +403,7 @@ fn prepare_segment(feed_dir: &Path, bytes: u64, prefault: usize) -> Result<Prepa
         file,
         map,
         bytes,
+        zeroed: zero,
     })
 }
 
@@ -400,7 +466,7 @@ impl Wal {
         };
         let sync = match options.sync {
             SyncPolicy::Interval(every) => Some(
-                SyncWorker::start(live.path.clone(), Arc::clone(&live.map), live.write_off, every)
+                SyncWorker::start(live.sync_map(), options.write_zeros, every)
                     .map_err(io_err("spawn sync thread", &feed_dir))?,
             ),
             SyncPolicy::Never | SyncPolicy::Always => None,
@@ -555,12 +621,14 @@ impl Wal {
         small_folios_after(&file, &map, result.end);
         let live = LiveSegment {
             path: path.to_path_buf(),
-            _file: file,
+            file: Arc::new(file),
             map: Arc::new(map),
             first_seq: header.first_seq,
             frames: result.frames,
             write_off: result.end,
             limit,
+            // Unknown: the rounds write zeros from the writer on.
+            zeroed: 0,
             index: result.index,
             released: result.end,
             release_at: result.end + RELEASE_STRIDE,
@@ -661,7 +729,12 @@ impl Wal {
         first_seq: u64,
         _events: &mut Vec<RecoveryEvent>,
     ) -> Result<LiveSegment> {
-        let prepared = prepare_segment(feed_dir, options.segment_bytes, options.prefault_len())?;
+        let prepared = prepare_segment(
+            feed_dir,
+            options.segment_bytes,
+            options.prefault_len(),
+            options.zero_len(),
+        )?;
         Self::activate(feed_dir, feed, options, prepared, first_seq, false)
     }
 
@@ -715,12 +788,13 @@ impl Wal {
         let limit = prepared.map.len();
         Ok(LiveSegment {
             path,
-            _file: prepared.file,
+            file: Arc::new(prepared.file),
             map: Arc::new(prepared.map),
             first_seq,
             frames: 0,
             write_off: HEADER_LEN,
             limit,
+            zeroed: prepared.zeroed,
             index: SparseIndex::default(),
             released: 0,
             release_at: RELEASE_STRIDE,
@@ -736,7 +810,7 @@ impl Wal {
         // A failed spawn only means the roll preallocates synchronously.
         self.prepared = std::thread::Builder::new()
             .name("mdbus-wal-prealloc".into())
-            .spawn(move || prepare_segment(&dir, options.segment_bytes, options.prefault_len()))
+            .spawn(move || prepare_segment(&dir, options.segment_bytes, options.prefault_len(), options.zero_len()))
             .ok();
     }
 
@@ -896,7 +970,12 @@ impl Wal {
             Some(p) => p,
             // No prepared file (disabled, or its preallocation failed):
             // try again here; an error leaves the live segment as it is.
-            None => prepare_segment(&self.feed_dir, self.options.segment_bytes, self.options.prefault_len())?,
+            None => prepare_segment(
+                &self.feed_dir,
+                self.options.segment_bytes,
+                self.options.prefault_len(),
+                self.options.zero_len(),
+            )?,
         };
         if let Some(sync) = &self.sync
             && !sync.header_durable()
@@ -919,7 +998,7 @@ impl Wal {
             background,
         )?;
         if let Some(sync) = &self.sync {
-            sync.switch(&self.feed_dir, live.path.clone(), Arc::clone(&live.map), live.write_off);
+            sync.switch(&self.feed_dir, live.sync_map());
         }
         self.bytes_before_live += self.live.write_off as u64 - self.live_start;
         self.live_start = 0;
@@ -1104,11 +1183,11 @@ mod tests {
         let pages = bytes as usize / page;
         let mapped = |options: WalOptions| {
             let dir = tempfile::tempdir().unwrap();
-            let prepared = prepare_segment(dir.path(), bytes, options.prefault_len()).unwrap();
+            let prepared = prepare_segment(dir.path(), bytes, options.prefault_len(), options.zero_len()).unwrap();
             mapped_pages(&prepared.map).iter().filter(|&&m| m).count()
         };
         let probe = tempfile::tempdir().unwrap();
-        let probe = prepare_segment(probe.path(), bytes, 0).unwrap();
+        let probe = prepare_segment(probe.path(), bytes, 0, 0).unwrap();
         assert_eq!(mapped_pages(&probe.map).iter().filter(|&&m| m).count(), 0);
         let advice_works = probe.map.advise_range(memmap2::Advice::PopulateWrite, 0, page).is_ok();
         let interval = if advice_works { POPULATE_AHEAD / page } else { pages };
@@ -1120,5 +1199,101 @@ mod tests {
             ..WalOptions::default()
         };
         assert_eq!(mapped(off), 0, "prefault off");
+    }
+
+    /// Which bytes of a prepared segment are written blocks on disk, or
+    /// `None` (with the reason printed) where the filesystem of the
+    /// temporary directory keeps no unwritten extents or does not map them.
+    fn written_on_disk(dir: &Path, bytes: u64, options: &WalOptions) -> Option<Vec<std::ops::Range<u64>>> {
+        let prepared = prepare_segment(dir, bytes, options.prefault_len(), options.zero_len()).unwrap();
+        let extents = crate::sync::written_extents(&prepared.file);
+        let _ = std::fs::remove_file(&prepared.tmp_path);
+        extents
+    }
+
+    /// A new segment comes with zeros on disk where its policy's frames
+    /// would otherwise convert preallocated extents: its first
+    /// [`POPULATE_AHEAD`] bytes under `Interval`, all of it under `Always`,
+    /// only the first page under `Never` or without `write_zeros`.
+    #[test]
+    fn the_preparation_writes_the_zeros_the_policy_needs() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = 4 * POPULATE_AHEAD as u64;
+        let page = page_size() as u64;
+        let off = WalOptions::default().write_zeros(false);
+        let Some(probe) = written_on_disk(dir.path(), bytes, &off) else {
+            eprintln!("SKIP: the temporary directory's filesystem does not map its extents (FIEMAP)");
+            return;
+        };
+        if crate::sync::covers(&probe, page..bytes) {
+            eprintln!("SKIP: the temporary directory's filesystem keeps no unwritten extents");
+            return;
+        }
+        let only = |extents: &[std::ops::Range<u64>], end: u64| {
+            crate::sync::covers(extents, 0..end) && extents.iter().all(|e| e.end <= end)
+        };
+        assert!(only(&probe, page), "write_zeros off: {probe:?}");
+        let interval = written_on_disk(dir.path(), bytes, &WalOptions::default()).unwrap();
+        assert!(only(&interval, POPULATE_AHEAD as u64), "Interval: {interval:?}");
+        let always = written_on_disk(dir.path(), bytes, &WalOptions::default().sync(SyncPolicy::Always)).unwrap();
+        assert!(only(&always, bytes), "Always: {always:?}");
+        let never = written_on_disk(dir.path(), bytes, &WalOptions::default().sync(SyncPolicy::Never)).unwrap();
+        assert!(only(&never, page), "Never: {never:?}");
+    }
+
+    /// Under `Interval` the sync thread's rounds write zeros ahead of a slow
+    /// writer, past what the preparation wrote, and the frames read back
+    /// as written.
+    #[test]
+    fn the_rounds_write_zeros_ahead_of_a_slow_writer() {
+        use mdbus_types::{Heartbeat, Kind, RecordHeader};
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = 4 * POPULATE_AHEAD as u64;
+        let options = WalOptions::default()
+            .segment_bytes(bytes)
+            .sync(SyncPolicy::Interval(std::time::Duration::from_millis(1)));
+        let mut wal = Wal::open(dir.path(), "z", options).unwrap();
+        let file = File::open(wal.segment_path()).unwrap();
+        let Some(at_open) = crate::sync::written_extents(&file) else {
+            eprintln!("SKIP: the temporary directory's filesystem does not map its extents (FIEMAP)");
+            return;
+        };
+        if crate::sync::covers(&at_open, POPULATE_AHEAD as u64..bytes) {
+            eprintln!("SKIP: the temporary directory's filesystem keeps no unwritten extents");
+            return;
+        }
+        // 1 MiB of heartbeats (24-byte frames).
+        let mut seq = wal.next_seq();
+        while wal.append_offset() < 1 << 20 {
+            let mut sample = MdSample::from(Heartbeat {
+                header: RecordHeader::new(Kind::Heartbeat, seq as i64),
+            });
+            sample.header_mut().seq = seq;
+            wal.append(&sample).unwrap();
+            seq += 1;
+        }
+        let last = seq - 1;
+        // Past the preparation's zeros by at least a piece: the rounds'.
+        let want = POPULATE_AHEAD as u64 + (1 << 20);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let extents = crate::sync::written_extents(&file).unwrap();
+            if crate::sync::covers(&extents, 0..want) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watchdog: no zeros written up to {want} in 30 s: {extents:?}"
+            );
+            std::thread::yield_now();
+        }
+        drop(wal);
+        let mut reader = crate::WalReader::open(dir.path(), "z", crate::ReadOptions::default()).unwrap();
+        let mut count = 0u64;
+        while let Some(record) = reader.next_record().unwrap() {
+            count += 1;
+            assert_eq!(record.seq(), count);
+        }
+        assert_eq!(count, last);
     }
 }
