@@ -250,10 +250,19 @@ mod tests {
             let mut cli = Cli::command();
             cli.build();
             // Every flag but the commented-out ones (`cpu`, `token`),
-            // the empty `allow-origin` list and the `false` switch.
+            // the empty `allow-origin` list and the `false` switches.
             for arg in cli.find_subcommand(command).unwrap().get_arguments() {
                 let long = arg.get_long().unwrap();
-                let absent = ["config", "help", "cpu", "token", "allow-origin", "no-board"].contains(&long);
+                let absent = [
+                    "config",
+                    "help",
+                    "cpu",
+                    "token",
+                    "allow-origin",
+                    "no-board",
+                    "no-write-zeros",
+                ]
+                .contains(&long);
                 assert_eq!(given.contains(&long), !absent, "{command} --{long}");
             }
         }

@@ -64,6 +64,12 @@ pub struct PublishArgs {
     /// WAL durability.
     #[arg(long, value_enum, default_value_t = Sync::Interval)]
     sync: Sync,
+    /// Do not write the WAL's new segments with zeros ahead of the frames
+    /// (done by default: on a journaled filesystem it saves the journal a
+    /// commit per sync round, at the price of writing a slow feed's blocks
+    /// twice; see the README's WAL section).
+    #[arg(long)]
+    no_write_zeros: bool,
     /// Pin the publisher, and the WAL threads it starts, to this CPU (give
     /// each spinning subscriber another one with `mdbus subscribe --cpu`).
     #[arg(long)]
@@ -128,7 +134,8 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
             Sync::Never => SyncPolicy::Never,
             Sync::Interval => SyncPolicy::default(),
             Sync::Always => SyncPolicy::Always,
-        });
+        })
+        .write_zeros(!args.no_write_zeros);
     config.wal.retention = args.retain.policy();
     config.board_dir = (!args.no_board).then(|| args.board_dir.clone());
     // The WAL's writer lock is taken before the transport is created: a
