@@ -208,6 +208,44 @@ fn write_zeros_ahead(zero: ZeroAhead, map: &MmapRaw, file: &File, page: usize) -
     to
 }
 
+/// A round's zeros to write once its frames are synced (see
+/// [`zero_round`]).
+#[derive(Debug)]
+struct ZeroJob {
+    map: Arc<MmapRaw>,
+    file: Arc<File>,
+    zero: ZeroAhead,
+}
+
+/// Writes the zeros of `job` ahead of the writer ([`write_zeros_ahead`]),
+/// outside the `flushing` lock, so a writer's `Wal::sync` does not wait for
+/// it; returns how long it took, which the thread takes off its next wait
+/// (the rounds keep their pace). Nothing when the writer moved to another
+/// segment meanwhile.
+fn zero_round(shared: &Shared, job: ZeroJob) -> Duration {
+    let started = Instant::now();
+    let zero = {
+        let state = lock(&shared.state);
+        if !Arc::ptr_eq(&state.current.map, &job.map) {
+            return Duration::ZERO;
+        }
+        // Where the writer is now, not when the round started (a round
+        // after a roll can take 25 ms): zeros start past the pages it
+        // reaches next. Only a position is read (no bytes), and a switch
+        // stores it under this lock: Relaxed.
+        let written = shared.hot.written.load(Ordering::Relaxed).max(job.zero.written);
+        ZeroAhead { written, ..job.zero }
+    };
+    let zeroed = write_zeros_ahead(zero, &job.map, &job.file, shared.page);
+    if zeroed != zero.zeroed {
+        let mut state = lock(&shared.state);
+        if Arc::ptr_eq(&state.current.map, &job.map) {
+            state.current.zeroed = state.current.zeroed.max(zeroed);
+        }
+    }
+    started.elapsed()
+}
+
 /// What [`write_zeros_ahead`] needs of a round.
 #[derive(Debug, Clone, Copy)]
 struct ZeroAhead {
@@ -459,8 +497,10 @@ fn flush_map(path: &Path, map: &MmapRaw, from: usize, to: usize) -> Result<(), E
 
 /// Syncs everything written so far: the directory entry of a rolled
 /// segment, retired maps to their ends, the current map to `written`.
-/// The state lock is held only to take and to record the work.
-fn flush_all(shared: &Shared, everything: bool) {
+/// The state lock is held only to take and to record the work. Returns the
+/// zeros to write ahead of the writer next, if any (never for
+/// `everything`: a writer's `Wal::sync`, or the last round).
+fn flush_all(shared: &Shared, everything: bool) -> Option<ZeroJob> {
     let _flushing = lock(&shared.flushing);
     let (path, file, map, synced, mut released, to, retired, dir, generation, deferred, written, populated, near, zero) = {
         let mut state = lock(&shared.state);
@@ -551,13 +591,11 @@ fn flush_all(shared: &Shared, everything: bool) {
         // This round synced the page the writer is filling (write-protected).
         populated = populate_ahead(&map, written, shared.page, populated, near);
     }
-    // After the frames' sync and outside the round's time: what it delays
-    // is the next round. Not in a writer's own `Wal::sync`, nor at the end.
-    let zeroed = if shared.zero_ahead && result.is_ok() && !everything {
-        write_zeros_ahead(ZeroAhead { populated, ..zero }, &map, &file, shared.page)
-    } else {
-        zero.zeroed
-    };
+    let job = (shared.zero_ahead && result.is_ok() && !everything).then(|| ZeroJob {
+        map: Arc::clone(&map),
+        file,
+        zero: ZeroAhead { populated, ..zero },
+    });
     // The retired maps are unmapped here, outside the state lock.
     drop(retired);
     let mut state = lock(&shared.state);
@@ -569,7 +607,6 @@ fn flush_all(shared: &Shared, everything: bool) {
                 state.current.deferred = deferred;
                 state.current.populated = state.current.populated.max(populated);
                 state.current.seen = state.current.seen.max(written);
-                state.current.zeroed = state.current.zeroed.max(zeroed);
             }
             // The map of `generation` is now flushed from offset 0 (its
             // first round has `synced` 0 and `to` = `written` >= HEADER_LEN,
@@ -585,6 +622,7 @@ fn flush_all(shared: &Shared, everything: bool) {
             shared.hot.failed.store(true, Ordering::Relaxed);
         }
     }
+    job
 }
 
 impl Shared {
@@ -630,13 +668,14 @@ impl SyncWorker {
                     // appends happen before it sets `stop`, so the flush
                     // after seeing it covers them.
                     let stop = lock(&shared.state).stop;
-                    flush_all(&shared, stop);
+                    let zeros = flush_all(&shared, stop);
                     if stop {
                         break;
                     }
+                    let spent = zeros.map_or(Duration::ZERO, |job| zero_round(&shared, job));
                     let state = lock(&shared.state);
                     if !state.stop {
-                        drop(shared.wake.wait_timeout(state, every));
+                        drop(shared.wake.wait_timeout(state, every.saturating_sub(spent)));
                     }
                 }
             })?;
@@ -699,7 +738,7 @@ impl SyncWorker {
 
     /// Syncs everything now, in the caller's thread.
     pub(crate) fn sync_now(&self) -> Result<(), Error> {
-        flush_all(&self.shared, true);
+        let _ = flush_all(&self.shared, true);
         self.shared.hot.failed.store(false, Ordering::Relaxed);
         lock(&self.shared.state).error.take().map_or(Ok(()), Err)
     }
@@ -744,40 +783,72 @@ pub(crate) fn mapped_pages(map: &MmapRaw) -> Vec<bool> {
 #[cfg(test)]
 pub(crate) fn written_extents(file: &File) -> Option<Vec<std::ops::Range<u64>>> {
     use std::os::fd::AsRawFd;
-    // linux/fiemap.h: struct fiemap (32 bytes), then struct fiemap_extent
-    // (56 bytes each: fe_logical, fe_physical, fe_length, 2 reserved u64,
-    // fe_flags, 3 reserved u32). _IOWR('f', 11, struct fiemap).
+    /// `struct fiemap_extent` of linux/fiemap.h.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Extent {
+        logical: u64,
+        physical: u64,
+        length: u64,
+        reserved64: [u64; 2],
+        flags: u32,
+        reserved: [u32; 3],
+    }
+    const MAX_EXTENTS: usize = 256;
+    /// `struct fiemap`, with room for `MAX_EXTENTS` extents after it.
+    #[repr(C)]
+    struct Fiemap {
+        start: u64,
+        length: u64,
+        flags: u32,
+        mapped_extents: u32,
+        extent_count: u32,
+        reserved: u32,
+        extents: [Extent; MAX_EXTENTS],
+    }
+    // _IOWR('f', 11, struct fiemap): struct fiemap without the extents is
+    // 32 bytes.
     const FS_IOC_FIEMAP: libc::c_ulong = 0xC020_660B;
     const EXTENT_LAST: u32 = 0x1;
     const EXTENT_UNKNOWN: u32 = 0x2;
     const EXTENT_DELALLOC: u32 = 0x4;
     const EXTENT_UNWRITTEN: u32 = 0x800;
-    const MAX_EXTENTS: usize = 256;
+    const NONE: Extent = Extent {
+        logical: 0,
+        physical: 0,
+        length: 0,
+        reserved64: [0; 2],
+        flags: 0,
+        reserved: [0; 3],
+    };
     let mut written = Vec::new();
     let mut start = 0u64;
     loop {
-        // u64 words keep the structs aligned.
-        let mut buf = vec![0u64; (32 + 56 * MAX_EXTENTS) / 8];
-        buf[0] = start; // fm_start
-        buf[1] = u64::MAX - start; // fm_length
-        // fm_flags 0 (no sync), fm_mapped_extents 0 (out).
-        buf[3] = MAX_EXTENTS as u64; // fm_extent_count (low u32), fm_reserved 0
-        // SAFETY: FS_IOC_FIEMAP reads the 32-byte header and writes at most
-        // fm_extent_count extents after it, all inside `buf`.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP, buf.as_mut_ptr()) };
+        let mut map = Box::new(Fiemap {
+            start,
+            length: u64::MAX - start,
+            // No FIEMAP_FLAG_SYNC: as on disk now.
+            flags: 0,
+            mapped_extents: 0,
+            extent_count: MAX_EXTENTS as u32,
+            reserved: 0,
+            extents: [NONE; MAX_EXTENTS],
+        });
+        // SAFETY: FS_IOC_FIEMAP reads the header of `map` and writes at
+        // most `extent_count` extents into `map.extents`, which has room
+        // for them; `map` outlives the call.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), FS_IOC_FIEMAP, &mut *map as *mut Fiemap) };
         if rc != 0 {
             return None;
         }
-        let mapped = (buf[2] >> 32) as usize;
-        let mut last = mapped == 0;
-        for i in 0..mapped {
-            let e = &buf[4 + i * 7..4 + (i + 1) * 7];
-            let (logical, length, flags) = (e[0], e[2], e[5] as u32);
-            if flags & (EXTENT_UNWRITTEN | EXTENT_DELALLOC | EXTENT_UNKNOWN) == 0 {
-                written.push(logical..logical + length);
+        let mapped = &map.extents[..(map.mapped_extents as usize).min(MAX_EXTENTS)];
+        let mut last = mapped.is_empty();
+        for e in mapped {
+            if e.flags & (EXTENT_UNWRITTEN | EXTENT_DELALLOC | EXTENT_UNKNOWN) == 0 {
+                written.push(e.logical..e.logical + e.length);
             }
-            start = logical + length;
-            last |= flags & EXTENT_LAST != 0;
+            start = e.logical + e.length;
+            last |= e.flags & EXTENT_LAST != 0;
         }
         if last {
             return Some(written);
@@ -910,11 +981,20 @@ mod tests {
             return;
         }
         let map = memmap2::MmapOptions::new().map_raw(&file).unwrap();
+        // Single pages, as the writer's maps (a large folio goes out whole).
+        map.advise(memmap2::Advice::Random).unwrap();
+        if map
+            .advise_range(memmap2::Advice::PopulateWrite, 0, page_size())
+            .is_err()
+        {
+            eprintln!("SKIP: no MADV_POPULATE_WRITE (Linux < 5.14): the rounds fault nothing in ahead");
+            return;
+        }
         let Some(before) = written_extents(&file) else {
             eprintln!("SKIP: the temporary directory's filesystem does not map its extents (FIEMAP)");
             return;
         };
-        if !before.is_empty() {
+        if covers(&before, page_size() as u64..len as u64) {
             eprintln!("SKIP: the temporary directory's filesystem keeps no unwritten extents");
             return;
         }

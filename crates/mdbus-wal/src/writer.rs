@@ -54,7 +54,12 @@ pub struct WalOptions {
     /// the preparation faults the first 4 MiB, and the sync thread, each
     /// round, the pages up to 4 MiB ahead of the writer, so the work comes
     /// in pieces of a round's worth of pages, not in one burst of tens of
-    /// milliseconds that takes the core from the publisher. Without it
+    /// milliseconds that takes the core from the publisher. And under
+    /// [`SyncPolicy::Always`] with [`WalOptions::write_zeros`], whose
+    /// preparation writes the whole segment with zeros: the first 4 MiB
+    /// too (faulted in again after the zeros' sync, the pages are dirty
+    /// again; past them the writer's first store to a page takes a fault
+    /// that allocates nothing, beside an `msync` per append). Without it
     /// the first write to each page of a shared file mapping takes a fault
     /// (page cache allocation, filesystem `page_mkwrite`) in the appending
     /// thread, about halving the append rate of a fresh segment. The zero
@@ -62,14 +67,17 @@ pub struct WalOptions {
     /// out once.
     pub prefault: bool,
     /// Write a new segment's blocks with zeros before the frames get there
-    /// (default true), so that syncing frames never converts a
-    /// preallocated ("unwritten") extent, which makes every sync write the
-    /// file's inode too, and on a journaled ext4 commit the journal. Under
-    /// [`SyncPolicy::Interval`] the preparation writes the first 4 MiB and
-    /// the sync thread, while the writer writes at most 256 KiB between
-    /// two of its rounds, 1 MiB or more at a time ahead of it; under
-    /// [`SyncPolicy::Always`] the preparation writes the whole segment;
-    /// under [`SyncPolicy::Never`] nothing. The price is a second write of
+    /// (default true), so that syncing frames does not convert a
+    /// preallocated ("unwritten") extent, which makes a sync write the
+    /// file's inode too, and on a journaled ext4 commit the journal (XFS:
+    /// force its log). Under [`SyncPolicy::Interval`] the preparation
+    /// writes the first 4 MiB and the sync thread, while the writer writes
+    /// at most 256 KiB between two of its rounds, 1 MiB or more at a time
+    /// ahead of it (a faster writer's frames convert the extents as
+    /// before); under [`SyncPolicy::Always`] the preparation writes the
+    /// whole segment; under [`SyncPolicy::Never`] only the first page, as
+    /// without it. A segment recovered at open gets zeros only from the
+    /// sync thread, ahead of the writer. The price is a second write of
     /// those blocks.
     pub write_zeros: bool,
     /// Also scan every older segment on open and report corruption there
@@ -136,7 +144,8 @@ impl WalOptions {
 
     /// [`WalOptions::prefault_len`] for a thread that may run on `cpus`
     /// CPUs: none without [`WalOptions::prefault`]; the first
-    /// [`POPULATE_AHEAD`] bytes under [`SyncPolicy::Interval`] on one CPU
+    /// [`POPULATE_AHEAD`] bytes under [`SyncPolicy::Always`] with
+    /// [`WalOptions::write_zeros`], and under [`SyncPolicy::Interval`] on one CPU
     /// (the writer pinned, as `--cpu` pins, or a one-CPU machine: the
     /// preparation can only take the writer's core from it, and the sync
     /// thread faults the pages ahead of the writer every round); the whole
@@ -148,6 +157,9 @@ impl WalOptions {
         match self.sync {
             _ if !self.prefault => 0,
             SyncPolicy::Interval(_) if cpus <= 1 => POPULATE_AHEAD,
+            // Faulting in again the zeros the preparation synced would make
+            // them dirty again, for the flusher to write a third time.
+            SyncPolicy::Always if self.write_zeros => POPULATE_AHEAD,
             SyncPolicy::Interval(_) | SyncPolicy::Never | SyncPolicy::Always => usize::MAX,
         }
     }
@@ -1154,12 +1166,13 @@ mod tests {
         let interval = WalOptions::default();
         assert_eq!(interval.prefault_len_on(1), POPULATE_AHEAD, "Interval, one CPU");
         assert_eq!(interval.prefault_len_on(2), usize::MAX, "Interval, two CPUs");
-        for sync in [SyncPolicy::Never, SyncPolicy::Always] {
-            assert_eq!(
-                WalOptions::default().sync(sync).prefault_len_on(1),
-                usize::MAX,
-                "{sync:?}"
-            );
+        for cpus in [1, 2] {
+            let never = WalOptions::default().sync(SyncPolicy::Never);
+            assert_eq!(never.prefault_len_on(cpus), usize::MAX, "Never");
+            let always = WalOptions::default().sync(SyncPolicy::Always);
+            assert_eq!(always.prefault_len_on(cpus), POPULATE_AHEAD, "Always, zeros written");
+            let always = always.write_zeros(false);
+            assert_eq!(always.prefault_len_on(cpus), usize::MAX, "Always, no zeros written");
         }
         let off = WalOptions {
             prefault: false,
@@ -1193,7 +1206,13 @@ mod tests {
         let interval = if advice_works { POPULATE_AHEAD / page } else { pages };
         assert_eq!(mapped(WalOptions::default()), interval, "Interval (the default)");
         assert_eq!(mapped(WalOptions::default().sync(SyncPolicy::Never)), pages, "Never");
-        assert_eq!(mapped(WalOptions::default().sync(SyncPolicy::Always)), pages, "Always");
+        assert_eq!(
+            mapped(WalOptions::default().sync(SyncPolicy::Always)),
+            interval,
+            "Always"
+        );
+        let no_zeros = WalOptions::default().sync(SyncPolicy::Always).write_zeros(false);
+        assert_eq!(mapped(no_zeros), pages, "Always without zeros");
         let off = WalOptions {
             prefault: false,
             ..WalOptions::default()
@@ -1249,11 +1268,25 @@ mod tests {
         use mdbus_types::{Heartbeat, Kind, RecordHeader};
         let dir = tempfile::tempdir().unwrap();
         let bytes = 4 * POPULATE_AHEAD as u64;
-        let options = WalOptions::default()
-            .segment_bytes(bytes)
-            .sync(SyncPolicy::Interval(std::time::Duration::from_millis(1)));
+        // Only the rounds fault pages in ahead (not the whole segment, whose
+        // dirty zeros the kernel's flusher could write instead).
+        let options = WalOptions {
+            prefault: false,
+            ..WalOptions::default()
+                .segment_bytes(bytes)
+                .sync(SyncPolicy::Interval(std::time::Duration::from_millis(1)))
+        };
         let mut wal = Wal::open(dir.path(), "z", options).unwrap();
         let file = File::open(wal.segment_path()).unwrap();
+        if wal
+            .live
+            .map
+            .advise_range(memmap2::Advice::PopulateWrite, 0, page_size())
+            .is_err()
+        {
+            eprintln!("SKIP: no MADV_POPULATE_WRITE (Linux < 5.14): the rounds fault nothing in ahead");
+            return;
+        }
         let Some(at_open) = crate::sync::written_extents(&file) else {
             eprintln!("SKIP: the temporary directory's filesystem does not map its extents (FIEMAP)");
             return;
@@ -1262,9 +1295,10 @@ mod tests {
             eprintln!("SKIP: the temporary directory's filesystem keeps no unwritten extents");
             return;
         }
-        // 1 MiB of heartbeats (24-byte frames).
+        // 1.5 MiB of heartbeats (24-byte frames): the rounds fault in up to
+        // 5.5 MiB, and write the zeros from 4 MiB on.
         let mut seq = wal.next_seq();
-        while wal.append_offset() < 1 << 20 {
+        while wal.append_offset() < 3 << 19 {
             let mut sample = MdSample::from(Heartbeat {
                 header: RecordHeader::new(Kind::Heartbeat, seq as i64),
             });
@@ -1273,9 +1307,11 @@ mod tests {
             seq += 1;
         }
         let last = seq - 1;
-        // Past the preparation's zeros by at least a piece: the rounds'.
+        // Past the preparation's zeros by at least a piece: the rounds'. A
+        // watchdog well under the flusher's 30 s, which would write dirty
+        // zeros by itself.
         let want = POPULATE_AHEAD as u64 + (1 << 20);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             let extents = crate::sync::written_extents(&file).unwrap();
             if crate::sync::covers(&extents, 0..want) {
@@ -1283,9 +1319,9 @@ mod tests {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "watchdog: no zeros written up to {want} in 30 s: {extents:?}"
+                "watchdog: no zeros written up to {want} in 5 s: {extents:?}"
             );
-            std::thread::yield_now();
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         drop(wal);
         let mut reader = crate::WalReader::open(dir.path(), "z", crate::ReadOptions::default()).unwrap();
