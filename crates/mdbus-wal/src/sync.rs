@@ -887,16 +887,21 @@ mod tests {
         }
     }
 
-    /// A sparse file of `len` bytes, mapped.
-    fn map_of(dir: &Path, name: &str, len: u64) -> (PathBuf, Arc<MmapRaw>) {
-        let path = dir.join(name);
-        let file = File::options()
+    /// A new, empty file for reading and writing.
+    fn create(path: &Path) -> File {
+        File::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&path)
-            .unwrap();
+            .open(path)
+            .unwrap()
+    }
+
+    /// A sparse file of `len` bytes, mapped.
+    fn map_of(dir: &Path, name: &str, len: u64) -> (PathBuf, Arc<MmapRaw>) {
+        let path = dir.join(name);
+        let file = create(&path);
         file.set_len(len).unwrap();
         (
             path.clone(),
@@ -966,14 +971,7 @@ mod tests {
     #[test]
     fn zeros_go_to_the_disk_ahead_of_a_slow_writer_only() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("seg");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let file = create(&dir.path().join("seg"));
         let len = 4 * POPULATE_AHEAD;
         // SAFETY: posix_fallocate on a valid descriptor owned by `file`.
         if unsafe { libc::posix_fallocate(std::os::fd::AsRawFd::as_raw_fd(&file), 0, len as libc::off_t) } != 0 {
