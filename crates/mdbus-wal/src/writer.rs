@@ -385,8 +385,10 @@ fn prepare_segment(feed_dir: &Path, bytes: u64, prefault: usize, zero: usize) ->
     // so that the header's flush at the roll writes one data block and
     // needs no journal commit (fallocated blocks are "unwritten" extents
     // until written). The same for the first `zero` bytes, through the map
-    // (its pages stay single, see `small_folios`): faulted in, synced, and
-    // faulted in again below (the sync write-protected them).
+    // (its pages stay single, see `small_folios`): faulted in and synced;
+    // then those below `prefault` are faulted in again (the sync
+    // write-protected them), and the others dropped from this map's page
+    // table, so that they stay clean in the page cache.
     let zero = zero.min(bytes as usize).max(page.min(bytes as usize));
     let first_page = vec![0u8; page.min(bytes as usize)];
     if zero == first_page.len() {
