@@ -356,6 +356,17 @@ fn allocate(file: &File, path: &Path, bytes: u64) -> Result<()> {
     }
 }
 
+/// [`prepare_segment`] as `options` ask (its size, what to fault in, what
+/// to write with zeros).
+fn prepare_with(feed_dir: &Path, options: &WalOptions) -> Result<PreparedSegment> {
+    prepare_segment(
+        feed_dir,
+        options.segment_bytes,
+        options.prefault_len(),
+        options.zero_len(),
+    )
+}
+
 /// Creates, allocates and maps the next segment under a temporary name,
 /// its first `zero` bytes (at least its first page) written with zeros and
 /// synced, its first `prefault` bytes faulted in for writing.
@@ -389,16 +400,16 @@ fn prepare_segment(feed_dir: &Path, bytes: u64, prefault: usize, zero: usize) ->
     // then those below `prefault` are faulted in again (the sync
     // write-protected them), and the others dropped from this map's page
     // table, so that they stay clean in the page cache.
-    let zero = zero.min(bytes as usize).max(page.min(bytes as usize));
-    let first_page = vec![0u8; page.min(bytes as usize)];
-    if zero == first_page.len() {
-        file.write_all_at(&first_page, 0)
+    let first_page = page.min(bytes as usize);
+    let zero = zero.min(bytes as usize).max(first_page);
+    if zero == first_page {
+        file.write_all_at(&vec![0u8; first_page], 0)
             .and_then(|()| file.sync_data())
             .map_err(fail)?;
     }
     let map = map_raw(&file, &tmp_path, bytes)?;
     small_folios(&map);
-    if zero > first_page.len() {
+    if zero > first_page {
         prefault_write(&map, zero);
         map.flush_range(0, zero).map_err(fail)?;
         let keep = prefault.min(zero).next_multiple_of(page);
@@ -743,12 +754,7 @@ impl Wal {
         first_seq: u64,
         _events: &mut Vec<RecoveryEvent>,
     ) -> Result<LiveSegment> {
-        let prepared = prepare_segment(
-            feed_dir,
-            options.segment_bytes,
-            options.prefault_len(),
-            options.zero_len(),
-        )?;
+        let prepared = prepare_with(feed_dir, options)?;
         Self::activate(feed_dir, feed, options, prepared, first_seq, false)
     }
 
@@ -824,7 +830,7 @@ impl Wal {
         // A failed spawn only means the roll preallocates synchronously.
         self.prepared = std::thread::Builder::new()
             .name("mdbus-wal-prealloc".into())
-            .spawn(move || prepare_segment(&dir, options.segment_bytes, options.prefault_len(), options.zero_len()))
+            .spawn(move || prepare_with(&dir, &options))
             .ok();
     }
 
@@ -984,12 +990,7 @@ impl Wal {
             Some(p) => p,
             // No prepared file (disabled, or its preallocation failed):
             // try again here; an error leaves the live segment as it is.
-            None => prepare_segment(
-                &self.feed_dir,
-                self.options.segment_bytes,
-                self.options.prefault_len(),
-                self.options.zero_len(),
-            )?,
+            None => prepare_with(&self.feed_dir, &self.options)?,
         };
         if let Some(sync) = &self.sync
             && !sync.header_durable()
@@ -1198,7 +1199,7 @@ mod tests {
         let pages = bytes as usize / page;
         let mapped = |options: WalOptions| {
             let dir = tempfile::tempdir().unwrap();
-            let prepared = prepare_segment(dir.path(), bytes, options.prefault_len(), options.zero_len()).unwrap();
+            let prepared = prepare_with(dir.path(), &options.segment_bytes(bytes)).unwrap();
             mapped_pages(&prepared.map).iter().filter(|&&m| m).count()
         };
         let probe = tempfile::tempdir().unwrap();
@@ -1226,7 +1227,7 @@ mod tests {
     /// `None` (with the reason printed) where the filesystem of the
     /// temporary directory keeps no unwritten extents or does not map them.
     fn written_on_disk(dir: &Path, bytes: u64, options: &WalOptions) -> Option<Vec<std::ops::Range<u64>>> {
-        let prepared = prepare_segment(dir, bytes, options.prefault_len(), options.zero_len()).unwrap();
+        let prepared = prepare_with(dir, &options.clone().segment_bytes(bytes)).unwrap();
         let extents = crate::sync::written_extents(&prepared.file);
         let _ = std::fs::remove_file(&prepared.tmp_path);
         extents
