@@ -495,19 +495,45 @@ fn flush_map(path: &Path, map: &MmapRaw, from: usize, to: usize) -> Result<(), E
     Ok(())
 }
 
-/// Syncs everything written so far: the directory entry of a rolled
-/// segment, retired maps to their ends, the current map to `written`.
-/// The state lock is held only to take and to record the work. Returns the
-/// zeros to write ahead of the writer next, if any (never for
-/// `everything`: a writer's `Wal::sync`, or the last round).
-fn flush_all(shared: &Shared, everything: bool) -> Option<ZeroJob> {
-    let _flushing = lock(&shared.flushing);
-    let (path, file, map, synced, mut released, to, retired, dir, generation, deferred, written, populated, near, zero) = {
-        let mut state = lock(&shared.state);
-        // SYNC: pairs with the Release store in `SyncWorker::written` (and
-        // `switch`, made under this lock): the frames below the loaded
-        // offset are complete in the current map.
-        let written = shared.hot.written.load(Ordering::Acquire);
+/// One round's work, taken out of the state lock by [`Round::take`] so that
+/// the I/O runs without it.
+struct Round {
+    /// The current segment's path, file and map.
+    path: PathBuf,
+    file: Arc<File>,
+    map: Arc<MmapRaw>,
+    /// The current map is synced up to here before this round.
+    synced: usize,
+    /// Pages below this are already unmapped in the writer's map.
+    released: usize,
+    /// This round syncs the current map up to here.
+    to: usize,
+    /// The writer's page, when this round leaves it unsynced.
+    deferred: Option<usize>,
+    /// The writer's offset when the round was taken.
+    written: usize,
+    /// How far the rounds before this one faulted the map in.
+    populated: usize,
+    /// The bytes after the writer's page this round walks again
+    /// ([`refault_len`]).
+    near: usize,
+    /// Where the zeros stand, for the job this round may hand on (its
+    /// `populated` is filled in after the I/O).
+    zero: ZeroAhead,
+    /// Retired maps with the end of what was written to them.
+    retired: Vec<(Dirty, usize)>,
+    /// A directory whose new entry (a rolled segment's name) is not synced.
+    dir: Option<PathBuf>,
+    /// The generation of the current map.
+    generation: u64,
+}
+
+impl Round {
+    /// The round for a writer at `written`: everything when `everything`
+    /// (a writer's `Wal::sync`, the last round), else all but the page the
+    /// writer is filling (see below). Takes the retired maps and the
+    /// directory to sync out of `state`.
+    fn take(state: &mut State, written: usize, page: usize, everything: bool) -> Round {
         let c = &state.current;
         // Not the page the writer is filling: writeback write-protects it,
         // and the writer's next store there faults and waits for the page
@@ -516,48 +542,67 @@ fn flush_all(shared: &Shared, everything: bool) -> Option<ZeroJob> {
         // writer is still in it then (a slow writer: one fault costs it
         // little), so a frame is on disk within two intervals. The first
         // round of a map syncs all (the header, which the next roll needs).
-        let page_start = written & !(shared.page - 1);
+        let page_start = written & !(page - 1);
         let to = if everything || c.synced < HEADER_LEN || c.deferred == Some(page_start) {
             written
         } else {
             page_start
         };
-        let deferred = (to < written).then_some(page_start);
         let near = refault_len(written, c.seen);
-        let zero = ZeroAhead {
-            written,
-            near,
-            populated: 0,
-            zeroed: c.zeroed,
-            progress: written.saturating_sub(c.seen),
-        };
-        let current = (
-            c.path.clone(),
-            Arc::clone(&c.file),
-            Arc::clone(&c.map),
-            c.synced,
-            c.released,
+        Round {
+            path: c.path.clone(),
+            file: Arc::clone(&c.file),
+            map: Arc::clone(&c.map),
+            synced: c.synced,
+            released: c.released,
             to,
-            c.populated,
-        );
-        let retired = std::mem::take(&mut state.retired);
-        let (path, file, map, synced, released, to, populated) = current;
-        (
-            path,
-            file,
-            map,
-            synced,
-            released,
-            to,
-            retired,
-            state.dir.take(),
-            state.generation,
-            deferred,
+            deferred: (to < written).then_some(page_start),
             written,
-            populated,
+            populated: c.populated,
             near,
-            zero,
-        )
+            zero: ZeroAhead {
+                written,
+                near,
+                populated: 0,
+                zeroed: c.zeroed,
+                progress: written.saturating_sub(c.seen),
+            },
+            retired: std::mem::take(&mut state.retired),
+            dir: state.dir.take(),
+            generation: state.generation,
+        }
+    }
+}
+
+/// Syncs everything written so far: the directory entry of a rolled
+/// segment, retired maps to their ends, the current map to `written`.
+/// The state lock is held only to take and to record the work. Returns the
+/// zeros to write ahead of the writer next, if any (never for
+/// `everything`: a writer's `Wal::sync`, or the last round).
+fn flush_all(shared: &Shared, everything: bool) -> Option<ZeroJob> {
+    let _flushing = lock(&shared.flushing);
+    let Round {
+        path,
+        file,
+        map,
+        synced,
+        mut released,
+        to,
+        deferred,
+        written,
+        populated,
+        near,
+        zero,
+        retired,
+        dir,
+        generation,
+    } = {
+        let mut state = lock(&shared.state);
+        // SYNC: pairs with the Release store in `SyncWorker::written` (and
+        // `switch`, made under this lock): the frames below the loaded
+        // offset are complete in the current map.
+        let written = shared.hot.written.load(Ordering::Acquire);
+        Round::take(&mut state, written, shared.page, everything)
     };
     // Before the I/O, which may take long (a roll's round the longest).
     let mut populated = populate_ahead(&map, written, shared.page, populated, near);
