@@ -13,8 +13,11 @@ fn mdbus() -> Command {
 
 #[test]
 fn demo_runs_and_its_subscriber_sees_every_record() {
+    // A queue of 3 s of records: a subscriber thread kept off the CPU for
+    // a while (a loaded machine) still loses none.
     let out = mdbus()
         .args(["demo", "--instruments", "8", "--rate", "20000", "--duration", "1.5"])
+        .args(["--queue", "65536"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -177,7 +180,7 @@ fn publish_and_subscribe_across_processes() {
             "--instruments",
             "4",
             "--rate",
-            "20000",
+            "5000",
         ])
         .args(["--duration", "300", "--board-dir"])
         .arg(dir.path())
@@ -198,7 +201,12 @@ fn publish_and_subscribe_across_processes() {
             "--count",
             "2000",
             "--duration",
-            "30",
+            "60",
+            // A debug publisher prepares its first segment before it
+            // creates the services; a loaded machine may take longer than
+            // the default 10 s.
+            "--wait-for-publisher",
+            "90",
             "--wait",
             "block",
             "--json",

@@ -54,6 +54,19 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// SIGTERM, then [`Guard::wait`]: a publisher without `--duration`
+    /// stops cleanly on it.
+    fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let pid = self.child.as_ref().expect("child not waited for yet").id() as libc::pid_t;
+        // SAFETY: kill(2) has no memory effects; `pid` is our own child,
+        // not yet reaped (so not reused).
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "kill({pid}, SIGTERM): {}", std::io::Error::last_os_error());
+        self.wait(timeout)
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -174,15 +187,7 @@ fn external_client_decodes_every_record_like_replay() {
             .arg(&wal)
             .arg("--board-dir")
             .arg(&board)
-            .args([
-                "--synthetic",
-                "--instruments",
-                "4",
-                "--rate",
-                "20000",
-                "--duration",
-                "5",
-            ])
+            .args(["--synthetic", "--instruments", "4", "--rate", "20000"])
             .stdin(Stdio::null())
             .stdout(file(&pub_out))
             .stderr(file(&pub_err)),
@@ -196,9 +201,9 @@ fn external_client_decodes_every_record_like_replay() {
     let first = seq_of(&early[0]).min(seq_of(&late[0]));
     let last = seq_of(early.last().unwrap()).max(seq_of(late.last().unwrap()));
 
-    // Every record is in the WAL before it is sent; let the publisher finish so the replay below
-    // reads a closed WAL.
-    let status = publisher.wait(CHILD_TIMEOUT);
+    // Every record is in the WAL before it is sent; stop the publisher (it ran until now, however
+    // long the clients took to start) so the replay below reads a closed WAL.
+    let status = publisher.terminate(CHILD_TIMEOUT);
     assert!(
         status.success(),
         "mdbus publish failed: {status}\nstderr:\n{}",

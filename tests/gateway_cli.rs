@@ -116,6 +116,9 @@ fn serves_over_websocket(feed: &str, source: Reaped) {
         Command::new(&mdbus)
             .args(["gateway", "--feed", &feed, "--listen", "127.0.0.1:0", "--token", "t0k"])
             .args(["--duration", "600"])
+            // The publisher (or player) starting beside it may take longer
+            // than the default 10 s on a loaded machine.
+            .args(["--wait-for-publisher", "60"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -251,7 +251,7 @@ fn sigusr1_pauses_and_sigusr2_resumes() {
     let root = dir.path().to_str().unwrap();
     let (recorded, played) = (feed("recpause"), feed("playpause"));
     record(root, &recorded);
-    // At speed 0.25 the 1 s recording takes 4 s: time to pause it after the
+    // At speed 0.1 the 1 s recording takes 10 s: time to pause it after the
     // first progress line (1 s), however loaded the machine.
     let mut child = Command::new(env!("CARGO_BIN_EXE_mdbus"))
         .args([
@@ -263,7 +263,7 @@ fn sigusr1_pauses_and_sigusr2_resumes() {
             "--as",
             &played,
             "--speed",
-            "0.25",
+            "0.1",
             "--no-board",
         ])
         .stderr(Stdio::piped())

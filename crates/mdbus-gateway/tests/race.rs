@@ -47,6 +47,10 @@ struct Floors {
 fn race(queue_capacity: usize) {
     let mut config = GatewayConfig::default();
     config.queue_capacity = queue_capacity;
+    // The clients subscribed first are read only once all have subscribed
+    // (a debug build, a loaded machine: maybe longer than the default 10 s
+    // a write may wait): they are not dropped meanwhile.
+    config.send_timeout = WATCHDOG * 10;
     let name = format!("gw-race-{}-{queue_capacity}", std::process::id());
     let mut harness = Harness::start(&name, 4, 2000, config);
     let url = harness.url();

@@ -1311,10 +1311,10 @@ mod tests {
         }
         let last = seq - 1;
         // Past the preparation's zeros by at least a piece: the rounds'. A
-        // watchdog well under the flusher's 30 s, which would write dirty
-        // zeros by itself.
+        // watchdog well under the flusher's 30 s (which would write dirty
+        // zeros by itself), and long for a loaded machine's rounds.
         let want = POPULATE_AHEAD as u64 + (1 << 20);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         loop {
             let extents = crate::sync::written_extents(&file).unwrap();
             if crate::sync::covers(&extents, 0..want) {
@@ -1322,7 +1322,7 @@ mod tests {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "watchdog: no zeros written up to {want} in 5 s: {extents:?}"
+                "watchdog: no zeros written up to {want} in 15 s: {extents:?}"
             );
             std::thread::sleep(std::time::Duration::from_millis(1));
         }

@@ -59,6 +59,23 @@ fn say(line: &str) {
     out.flush().unwrap();
 }
 
+/// `Wal::open` in a child process, waiting while the WAL is locked: the
+/// parent closed its writer before spawning this process, but a process
+/// another test forked meanwhile may still hold a copy of that lock's
+/// descriptor until it execs (seen under `stress --cpu 2`). Under the
+/// watchdog.
+fn open_unlocked(dir: &Path, feed: &str, options: WalOptions) -> Wal {
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        match Wal::open(dir, feed, options.clone()) {
+            Err(mdbus_wal::Error::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
+}
+
 fn kind_of(seq: u64) -> u8 {
     (seq % 4) as u8
 }
@@ -68,7 +85,7 @@ fn kill_9_mid_append_leaves_a_dense_prefix() {
     if let Some((role, dir)) = child_role() {
         assert_eq!(role, "writer-forever");
         let options = WalOptions::default().segment_bytes(16384);
-        let mut wal = Wal::open(&dir, "kill", options).unwrap();
+        let mut wal = open_unlocked(&dir, "kill", options);
         let mut seq = wal.next_seq();
         loop {
             wal.append(&record(seq, kind_of(seq))).unwrap();
@@ -131,7 +148,7 @@ fn reader_in_another_process_tails_a_live_writer_across_rolls() {
         let options = WalOptions::default()
             .segment_bytes(8192)
             .sync(SyncPolicy::Interval(Duration::from_millis(1)));
-        let mut wal = Wal::open(&dir, "tail", options).unwrap();
+        let mut wal = open_unlocked(&dir, "tail", options);
         for seq in 1..=TAIL_RECORDS {
             wal.append(&record(seq, kind_of(seq))).unwrap();
             if seq.is_multiple_of(50) {
@@ -187,19 +204,7 @@ fn reader_in_another_process_tails_a_live_writer_across_rolls() {
 fn full_disk_is_a_clear_error_and_written_records_stay_valid() {
     if let Some((role, dir)) = child_role() {
         assert_eq!(role, "writer-fsize");
-        // The parent closed its writer before spawning this process, but a
-        // process another test forked meanwhile may still hold a copy of
-        // that lock's descriptor until it execs (seen under `stress --cpu
-        // 2`): wait for it, under the watchdog.
-        let deadline = std::time::Instant::now() + WATCHDOG;
-        let mut wal = loop {
-            match Wal::open(&dir, "full", WalOptions::default().segment_bytes(65536)) {
-                Err(mdbus_wal::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                opened => break opened.unwrap(),
-            }
-        };
+        let mut wal = open_unlocked(&dir, "full", WalOptions::default().segment_bytes(65536));
         let mut seq = wal.next_seq();
         for _ in 0..100_000 {
             match wal.append(&record(seq, kind_of(seq))) {
