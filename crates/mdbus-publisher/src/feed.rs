@@ -179,7 +179,11 @@ struct InstrumentState {
     /// Book levels when the last snapshot was sent.
     at_snapshot: BookSnapshot,
     snapshot_at: Instant,
-    board_dirty: bool,
+    /// The tick changed since the last board flush.
+    tick_dirty: bool,
+    /// The book changed since the last board flush. The instrument is in
+    /// `FeedPublisher::dirty` while either flag is set.
+    book_dirty: bool,
 }
 
 impl InstrumentState {
@@ -190,17 +194,21 @@ impl InstrumentState {
             last_tick: None,
             at_snapshot: BookSnapshot::empty(id, 0),
             snapshot_at: now,
-            board_dirty: false,
+            tick_dirty: false,
+            book_dirty: false,
         }
     }
 }
 
-/// Writes an instrument's last tick and current book to the board.
+/// Writes what changed of an instrument (its last tick, its current book)
+/// to the board.
 fn write_board(board: &mut BoardWriter, state: &InstrumentState) -> Result<()> {
-    if let Some(tick) = &state.last_tick {
+    if state.tick_dirty
+        && let Some(tick) = &state.last_tick
+    {
         board.update_tick(tick)?;
     }
-    if state.has_book {
+    if state.book_dirty && state.has_book {
         board.update_book(&state.book.to_snapshot())?;
     }
     Ok(())
@@ -267,9 +275,10 @@ pub struct FeedPublisher<S> {
     scratch: Vec<MdSample>,
     /// The latest `ts_event` published (the data clock).
     last_ts_event: i64,
-    /// Instruments changed since the last board flush (each once, guarded
-    /// by `InstrumentState::board_dirty`): the board flush and the depth
-    /// snapshot policy visit these, not the whole universe, per batch.
+    /// Instruments changed since the last board flush (each once, while
+    /// `InstrumentState::tick_dirty` or `book_dirty` is set): the board
+    /// flush and the depth snapshot policy visit these, not the whole
+    /// universe, per batch.
     dirty: Vec<InstrumentId>,
     /// A replica of another host's feed ([`FeedPublisher::open_replica`]):
     /// records keep their source's seq and bytes, and the publisher writes
@@ -420,10 +429,10 @@ impl<S: MdSender> FeedPublisher<S> {
         self.board = Some(board);
         for id in &self.order {
             let state = self.instruments.get_mut(id).expect("known");
-            if !state.board_dirty {
-                state.board_dirty = true;
+            if !state.tick_dirty && !state.book_dirty {
                 self.dirty.push(*id);
             }
+            (state.tick_dirty, state.book_dirty) = (true, true);
         }
         self.flush_board()
     }
@@ -532,25 +541,26 @@ impl<S: MdSender> FeedPublisher<S> {
                 e.insert(InstrumentState::new(id, now))
             }
         };
-        let changed = match record {
+        let (tick, book) = match record {
             RecordRef::Tick(t) => {
                 state.last_tick = Some(*t);
-                true
+                (true, false)
             }
             RecordRef::BookSnapshot(s) => {
                 state.book.apply_snapshot(s)?;
                 state.has_book = true;
                 state.at_snapshot = *s;
                 state.snapshot_at = now;
-                true
+                (false, true)
             }
-            RecordRef::BookDelta(d) => state.book.apply_delta(d)?,
-            RecordRef::Heartbeat(_) => false,
+            RecordRef::BookDelta(d) => (false, state.book.apply_delta(d)?),
+            RecordRef::Heartbeat(_) => (false, false),
         };
-        if changed && !state.board_dirty {
-            state.board_dirty = true;
+        if (tick || book) && !state.tick_dirty && !state.book_dirty {
             self.dirty.push(id);
         }
+        state.tick_dirty |= tick;
+        state.book_dirty |= book;
         Ok(())
     }
 
@@ -749,11 +759,12 @@ impl<S: MdSender> FeedPublisher<S> {
         let mut result = Ok(());
         for id in &dirty {
             let state = self.instruments.get_mut(id).expect("known");
-            state.board_dirty = false;
-            let Some(board) = &mut self.board else { continue };
-            if result.is_ok() {
+            if let Some(board) = &mut self.board
+                && result.is_ok()
+            {
                 result = write_board(board, state);
             }
+            (state.tick_dirty, state.book_dirty) = (false, false);
         }
         dirty.clear();
         self.dirty = dirty;

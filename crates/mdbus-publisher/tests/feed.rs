@@ -124,6 +124,18 @@ fn wal_bus_and_board_carry_the_same_dense_stream() {
         assert_eq!(board.book(id).unwrap(), book.to_snapshot(), "{id}");
         assert_eq!(publisher.book(id).unwrap(), book);
     }
+    // And its ticks are the last tick sent of each instrument (the board
+    // writes a tick only when it changed, a book only when it changed).
+    let mut ticks = 0;
+    for id in books.keys() {
+        let last = sent.iter().rev().find_map(|s| match s.record().unwrap() {
+            RecordRef::Tick(t) if t.instrument == *id => Some(*t),
+            _ => None,
+        });
+        assert_eq!(board.tick(id), last, "{id}");
+        ticks += usize::from(last.is_some());
+    }
+    assert!(ticks > 0, "the synthetic feed traded");
     assert!(publisher.stats().policy_snapshots > 0);
 }
 
