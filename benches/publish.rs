@@ -10,7 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mdbus::publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
 use mdbus::transport::{InProcBus, MdSender};
 use mdbus::types::{MdSample, clock};
-use mdbus::wal::{SyncPolicy, WalOptions};
+use mdbus::wal::{RetentionPolicy, SyncPolicy, WalOptions};
 
 const BATCH: usize = 64;
 
@@ -33,7 +33,12 @@ fn publisher<S: MdSender>(sender: S, sync: Option<SyncPolicy>, board: bool) -> (
     let mut config = FeedConfig::new("bench");
     if let Some(sync) = sync {
         config.wal_root = Some(dir.path().join("wal"));
-        config.wal = WalOptions::default().sync(sync);
+        // The bench writes gigabytes: the newest 1 GiB stays.
+        let retention = RetentionPolicy {
+            max_bytes: Some(1 << 30),
+            max_age: None,
+        };
+        config.wal = WalOptions::default().sync(sync).retention(retention);
     }
     if board {
         config.board_dir = Some(dir.path().to_path_buf());
@@ -41,33 +46,29 @@ fn publisher<S: MdSender>(sender: S, sync: Option<SyncPolicy>, board: bool) -> (
     (dir, FeedPublisher::open(config, sender).unwrap())
 }
 
-fn bench_path<S: MdSender>(c: &mut Criterion, name: &str, make: impl Fn() -> S, sync: Option<SyncPolicy>, board: bool) {
+fn bench_path<S: MdSender>(c: &mut Criterion, name: &str, sender: S, sync: Option<SyncPolicy>, board: bool) {
     let mut batches = records(200_000);
     let mut group = c.benchmark_group("publish_path");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.measurement_time(Duration::from_secs(3)).sample_size(20);
+    // One publisher for the whole run, as a feed runs: its WAL rolls to
+    // segments its background thread prepared while it wrote the last one,
+    // retention deletes the old ones. The pool is replayed in a cycle: its
+    // first batch starts with the initial snapshots, which put every book
+    // back where the pool's deltas were generated against. Each batch is
+    // published where it lies, as a publisher publishes the batch it
+    // built and as the raw row sends from the pool: stamping (seq,
+    // `ts_publish`, the end-of-batch flag) overwrites an earlier pass's.
+    let (_dir, mut publisher) = publisher(sender, sync, board);
+    let mut next = 0;
     group.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            // The pool is replayed in order so the books stay valid (its
-            // first batches are the initial snapshots); when it runs out, a
-            // fresh publisher starts over, outside the timed region. Each
-            // batch is published where it lies, as a publisher publishes
-            // the batch it built and as the raw row sends from the pool:
-            // stamping (seq, `ts_publish`, the end-of-batch flag)
-            // overwrites what an earlier pass stamped.
-            let mut total = Duration::ZERO;
-            let mut done = 0u64;
-            while done < iters {
-                let (_dir, mut publisher) = publisher(make(), sync, board);
-                let n = (iters - done).min(batches.len() as u64) as usize;
-                let start = Instant::now();
-                for batch in &mut batches[..n] {
-                    publisher.publish_batch(black_box(batch)).unwrap();
-                }
-                total += start.elapsed();
-                done += n as u64;
+            let start = Instant::now();
+            for _ in 0..iters {
+                publisher.publish_batch(black_box(&mut batches[next])).unwrap();
+                next = (next + 1) % batches.len();
             }
-            total
+            start.elapsed()
         })
     });
     group.finish();
@@ -75,19 +76,19 @@ fn bench_path<S: MdSender>(c: &mut Criterion, name: &str, make: impl Fn() -> S, 
 
 fn inproc(c: &mut Criterion) {
     let bus = InProcBus::new(1);
-    bench_path(c, "seq_only_inproc", || bus.sender(), None, false);
-    bench_path(c, "wal_never_inproc", || bus.sender(), Some(SyncPolicy::Never), false);
+    bench_path(c, "seq_only_inproc", bus.sender(), None, false);
+    bench_path(c, "wal_never_inproc", bus.sender(), Some(SyncPolicy::Never), false);
     bench_path(
         c,
         "wal_interval_inproc",
-        || bus.sender(),
+        bus.sender(),
         Some(SyncPolicy::default()),
         false,
     );
     bench_path(
         c,
         "wal_interval_board_inproc",
-        || bus.sender(),
+        bus.sender(),
         Some(SyncPolicy::default()),
         true,
     );
@@ -119,11 +120,10 @@ fn iceoryx(c: &mut Criterion) {
         });
     }
     group.finish();
-    let make = || IoxSender::create(&IoxSenderConfig::new(feed.clone())).unwrap();
     bench_path(
         c,
         "wal_interval_board_iceoryx2",
-        make,
+        IoxSender::create(&IoxSenderConfig::new(feed)).unwrap(),
         Some(SyncPolicy::default()),
         true,
     );
