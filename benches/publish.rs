@@ -14,11 +14,12 @@ use mdbus::wal::{RetentionPolicy, SyncPolicy, WalOptions};
 
 const BATCH: usize = 64;
 
-/// A pool of synthetic market events (deltas, ticks) to publish.
+/// A pool of synthetic market events to publish in batches: the initial
+/// snapshot of each of 16 instruments (in the first batch), then deltas
+/// and ticks.
 fn records(n: usize) -> Vec<Vec<MdSample>> {
     let mut feed = SyntheticFeed::new(16, 1).unwrap();
     let mut all = Vec::new();
-    // Skip the initial snapshots: the publisher sees them in the setup.
     let mut out = Vec::new();
     while all.len() < n {
         out.clear();
