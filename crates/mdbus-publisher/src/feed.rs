@@ -198,6 +198,16 @@ impl InstrumentState {
             book_dirty: false,
         }
     }
+
+    /// Notes what changed (the tick, the book) for the next board flush;
+    /// whether the instrument just became dirty, for the caller to add it
+    /// to `FeedPublisher::dirty`.
+    fn mark_changed(&mut self, tick: bool, book: bool) -> bool {
+        let was_clean = !self.tick_dirty && !self.book_dirty;
+        self.tick_dirty |= tick;
+        self.book_dirty |= book;
+        was_clean && (tick || book)
+    }
 }
 
 /// Writes what changed of an instrument (its last tick, its current book)
@@ -429,10 +439,9 @@ impl<S: MdSender> FeedPublisher<S> {
         self.board = Some(board);
         for id in &self.order {
             let state = self.instruments.get_mut(id).expect("known");
-            if !state.tick_dirty && !state.book_dirty {
+            if state.mark_changed(true, true) {
                 self.dirty.push(*id);
             }
-            (state.tick_dirty, state.book_dirty) = (true, true);
         }
         self.flush_board()
     }
@@ -556,11 +565,9 @@ impl<S: MdSender> FeedPublisher<S> {
             RecordRef::BookDelta(d) => (false, state.book.apply_delta(d)?),
             RecordRef::Heartbeat(_) => (false, false),
         };
-        if (tick || book) && !state.tick_dirty && !state.book_dirty {
+        if state.mark_changed(tick, book) {
             self.dirty.push(id);
         }
-        state.tick_dirty |= tick;
-        state.book_dirty |= book;
         Ok(())
     }
 
