@@ -52,9 +52,7 @@ impl Guard {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
 
-impl Guard {
     /// SIGTERM, then [`Guard::wait`]: a publisher without `--duration`
     /// stops cleanly on it.
     fn terminate(&mut self, timeout: Duration) -> ExitStatus {
