@@ -283,7 +283,8 @@ fn next_record<'a>(reader: &'a mut WalReader, what: &str) -> Option<mdbus::wal::
 /// The replica `as_feed` holds exactly the source's records from its
 /// first seq to the source's end: dense, same bytes. Both WALs are read
 /// side by side, record by record (a million records are not held in
-/// memory); the first difference fails the test. Returns (first seq,
+/// memory); the first difference fails the test, with the byte offsets
+/// that differ and both headers. Returns (first seq,
 /// count).
 pub fn assert_replica_equals_source(dir: &Path, feed: &str, as_feed: &str) -> (u64, usize) {
     let open = |root: &Path, name: &str, from: ReadFrom| {
@@ -317,10 +318,21 @@ pub fn assert_replica_equals_source(dir: &Path, feed: &str, as_feed: &str) -> (u
                     "replica {as_feed}: seq not dense after {count} records"
                 );
                 assert_eq!(s.seq(), expected, "source {feed}: seq {expected} missing");
-                assert!(
-                    s.record.as_bytes() == c.record.as_bytes(),
-                    "replica {as_feed}: record seq {expected} differs from the source's"
-                );
+                let (sb, cb) = (s.record.as_bytes(), c.record.as_bytes());
+                if sb != cb {
+                    let offsets: Vec<usize> = (0..sb.len().max(cb.len()))
+                        .filter(|&i| sb.get(i) != cb.get(i))
+                        .take(16)
+                        .collect();
+                    panic!(
+                        "replica {as_feed}: record seq {expected} differs from the source's \
+                         (byte offsets {offsets:?} of {} / {})\n source:  {:?}\n replica: {:?}",
+                        sb.len(),
+                        cb.len(),
+                        s.record.header(),
+                        c.record.header()
+                    );
+                }
             }
         }
         count += 1;
