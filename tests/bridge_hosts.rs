@@ -201,10 +201,13 @@ fn two_receivers_across_a_veth_pair_survive_a_link_cut() {
     stop(&mut receiver2, "bridge in G2");
     stop(&mut sender, "bridge out");
     for copy in [&g1, &g2] {
+        // Bad messages: payloads Zenoh handed over changed (their
+        // checksum refused them), filled again from the source's WAL.
         println!(
-            "{copy}: {} gap fills, {} reconnects",
+            "{copy}: {} gap fills, {} reconnects, {} bad messages",
             in_counter(dir, copy, "gap_fills"),
-            in_counter(dir, copy, "reconnects")
+            in_counter(dir, copy, "reconnects"),
+            in_counter(dir, copy, "bad_messages")
         );
         assert_same_records(dir, &feed, copy);
     }
@@ -255,8 +258,8 @@ fn a_receiver_stopped_past_the_block_close_recovers_every_record() {
     });
     let (_, json) = status(dir, &copy_feed);
     eprintln!(
-        "after the stall: {} reconnects, {} gap fills",
-        json["in"]["reconnects"], json["in"]["gap_fills"]
+        "after the stall: {} reconnects, {} gap fills, {} bad messages",
+        json["in"]["reconnects"], json["in"]["gap_fills"], json["in"]["bad_messages"]
     );
 
     publisher.kill_9();

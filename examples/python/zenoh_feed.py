@@ -2,14 +2,16 @@
 """A feed from `mdbus bridge out`, read by a plain Zenoh client (package
 `eclipse-zenoh`, no mdbus code): each message on `mdbus/<feed>/md` is whole
 records in the documented layout (docs/spec.md, "Records"), concatenated in
-seq order; this decodes them and checks that seq is dense.
+seq order, with the CRC-32C of those bytes as the attachment; this checks
+the checksum, decodes the records and checks that seq is dense.
 
     pip install eclipse-zenoh
     python examples/python/zenoh_feed.py --connect tcp/SOURCE:7447 --feed md \\
         [--count 100000] [--timeout 30] [--print 5]
 
 Prints the first --print ticks, then one JSON summary line: records,
-first and last seq, counts per kind, holes (seqs that did not follow; a
+first and last seq, counts per kind, bad messages (checksum missing or not
+matching, or not whole records; dropped), holes (seqs that did not follow; a
 plain client has no gap fill: `mdbus bridge in` asks the source's WAL for
 them), and the first ticks decoded. Exit code 0 when --count records came
 with dense seq, 1 on a hole, 2 when --timeout passed first.
@@ -34,6 +36,46 @@ KINDS = {1: "tick", 2: "book_snapshot", 3: "book_delta", 4: "heartbeat"}
 # bid_px, bid_qty, ask_px, ask_qty, volume (i64 each; prices 1e-9 units).
 TICK = struct.Struct("<16s7q")
 PRICE_NULL = 2**63 - 1
+
+
+def _crc32c_table():
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data):
+    """CRC-32C (Castagnoli) of `data`, the checksum `bridge out` attaches
+    (the `crc32c` package computes the same, faster, where installed)."""
+    crc = 0xFFFFFFFF
+    table = _CRC32C_TABLE
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+try:
+    from crc32c import crc32c  # noqa: F811 (the same function, in C)
+except ImportError:
+    pass
+
+
+def check(message, attachment):
+    """ValueError unless `attachment` is the CRC-32C of `message` (4 bytes,
+    little-endian): a payload changed on the way is not used."""
+    if attachment is None or len(attachment) != 4:
+        raise ValueError(f"message of {len(message)} bytes without a 4-byte checksum attachment")
+    attached = struct.unpack("<I", attachment)[0]
+    computed = crc32c(message)
+    if attached != computed:
+        raise ValueError(f"message of {len(message)} bytes: CRC-32C {computed:08x} does not match the attached {attached:08x}")
 
 
 def records(message):
@@ -88,16 +130,21 @@ def main():
     summary = {"records": 0, "first_seq": None, "last_seq": None, "kinds": {}, "holes": 0, "bad_messages": 0, "ticks": []}
     with zenoh.open(config) as session:
         # Zenoh's thread only queues the bytes; decoding happens here.
-        session.declare_subscriber(f"mdbus/{args.feed}/md", lambda sample: messages.put(sample.payload.to_bytes()))
+        def queue_message(sample):
+            attachment = sample.attachment.to_bytes() if sample.attachment is not None else None
+            messages.put((sample.payload.to_bytes(), attachment))
+
+        session.declare_subscriber(f"mdbus/{args.feed}/md", queue_message)
         while summary["records"] < args.count:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
             try:
-                message = messages.get(timeout=left)
+                message, attachment = messages.get(timeout=left)
             except queue.Empty:
                 break
             try:
+                check(message, attachment)
                 decoded = list(records(message))
             except ValueError as e:
                 summary["bad_messages"] += 1

@@ -65,6 +65,32 @@ pub enum Error {
     /// A message without a record.
     #[error("empty message")]
     Empty,
+    /// A payload without the checksum attachment every bridge payload
+    /// carries.
+    #[error("payload of {len} bytes has no checksum attachment (4 bytes, its CRC-32C)")]
+    NoChecksum {
+        /// The payload's length.
+        len: usize,
+    },
+    /// A checksum attachment that is not 4 bytes.
+    #[error("checksum attachment of {len} bytes, expected 4 (the payload's CRC-32C)")]
+    BadChecksumLength {
+        /// The attachment's length.
+        len: usize,
+    },
+    /// A payload whose bytes do not give the checksum it came with: it
+    /// changed on the way.
+    #[error(
+        "payload of {len} bytes: its CRC-32C {computed:08x} does not match the attached {attached:08x} (changed in transit)"
+    )]
+    ChecksumMismatch {
+        /// The payload's length.
+        len: usize,
+        /// The checksum attached by the sender.
+        attached: u32,
+        /// The checksum of the bytes received.
+        computed: u32,
+    },
     /// A gap-fill query or answer that does not parse.
     #[error("bad gap-fill {what}: {text:?}")]
     BadQuery {

@@ -2,9 +2,9 @@
 //! service, board, WAL) that holds the source's records with their seq
 //! and bytes, without a hole, a repeat or a reorder.
 //!
-//! Messages arrive on Zenoh's receive thread. Each is checked (whole
-//! records, known kinds, dense seq; a bad one is counted, logged and
-//! dropped). A message that continues the replica is republished right
+//! Messages arrive on Zenoh's receive thread. Each is checked (its
+//! checksum, whole records, known kinds, dense seq; a bad one is counted,
+//! logged and dropped, and what it held comes again by gap fill). A message that continues the replica is republished right
 //! there, on Zenoh's thread (no hand-off, no wake-up of another thread),
 //! when the replica is free and nothing is queued before it; otherwise it
 //! queues for the bridge's own thread, which never lets Zenoh's thread
@@ -99,7 +99,8 @@ pub struct InStats {
     pub last_ts_publish: AtomicU64,
     /// The highest seq seen from the source.
     pub source_seq: AtomicU64,
-    /// Messages refused (not whole records, unknown kind, seq not dense).
+    /// Payloads refused (checksum missing or not matching, not whole
+    /// records, unknown kind, seq not dense).
     pub bad_messages: AtomicU64,
     /// Records already in the replica, dropped.
     pub duplicates: AtomicU64,
@@ -146,11 +147,12 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
     // The replica's mutex is held while it starts: messages queue meanwhile.
     let mut starting = replica.lock();
     let subscriber = {
-        let (replica, queued, failed, stats) = (
+        let (replica, queued, failed, stats, feed) = (
             Arc::clone(&replica),
             Arc::clone(&queued),
             Arc::clone(&failed),
             Arc::clone(&stats),
+            config.feed.clone(),
         );
         session
             .declare_subscriber(wire::md_key(&config.feed))
@@ -159,6 +161,10 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
                     return;
                 }
                 let bytes = sample.payload().to_bytes();
+                let attachment = sample.attachment().map(|a| a.to_bytes());
+                if !checked(&feed, &stats, "message", &bytes, attachment.as_deref()) {
+                    return;
+                }
                 // Never waits for the replica: when it is busy (a gap
                 // fill, a status, the start) the message queues.
                 if queued.load(Ordering::Relaxed) == 0
@@ -228,6 +234,21 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
     let flushed = replica.lock().publisher.flush();
     status(&stats);
     result.and(flushed.map_err(Error::from))
+}
+
+/// Whether a payload from the source comes with its own checksum (see
+/// [`wire::verify`]); one that does not is counted as a bad message and
+/// logged, and the caller drops it: the hole it leaves is filled from the
+/// source's WAL like any other.
+fn checked(feed: &str, stats: &InStats, what: &str, payload: &[u8], attachment: Option<&[u8]>) -> bool {
+    match wire::verify(payload, attachment) {
+        Ok(()) => true,
+        Err(e) => {
+            stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+            eprintln!("mdbus bridge in: feed {feed}: refused a {what}: {e}");
+            false
+        }
+    }
 }
 
 /// What reaches the bridge's thread from Zenoh's.
@@ -335,6 +356,16 @@ impl Replica {
         };
         let Ok(sample) = reply.result() else { return Ok(None) };
         let bytes = sample.payload().to_bytes();
+        let attachment = sample.attachment().map(|a| a.to_bytes());
+        if !checked(
+            &self.config.feed,
+            &self.stats,
+            "recovery point",
+            &bytes,
+            attachment.as_deref(),
+        ) {
+            return Ok(None);
+        }
         Ok(<[u8; 8]>::try_from(&bytes[..]).ok().map(u64::from_le_bytes))
     }
 
@@ -479,13 +510,26 @@ impl Replica {
         let mut pieces = Vec::new();
         while let Ok(reply) = replies.recv() {
             match reply.result() {
-                Ok(sample) => match Records::parse(&sample.payload().to_bytes()) {
-                    Ok(records) => pieces.push(Piece::Records(records)),
-                    Err(e) => {
-                        self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("mdbus bridge in: refused a gap-fill reply: {e}");
+                Ok(sample) => {
+                    let bytes = sample.payload().to_bytes();
+                    let attachment = sample.attachment().map(|a| a.to_bytes());
+                    if !checked(
+                        &self.config.feed,
+                        &self.stats,
+                        "gap-fill reply",
+                        &bytes,
+                        attachment.as_deref(),
+                    ) {
+                        continue;
                     }
-                },
+                    match Records::parse(&bytes) {
+                        Ok(records) => pieces.push(Piece::Records(records)),
+                        Err(e) => {
+                            self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
+                            eprintln!("mdbus bridge in: refused a gap-fill reply: {e}");
+                        }
+                    }
+                }
                 Err(err) => {
                     let text = err
                         .payload()

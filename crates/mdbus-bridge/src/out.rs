@@ -241,7 +241,12 @@ fn stream(
         }
         if !message.is_empty() {
             let bytes = std::mem::replace(&mut message, Vec::with_capacity(MESSAGE_BYTES + 512));
-            publisher.put(bytes).wait().map_err(zenoh_err("put"))?;
+            let sum = wire::checksum(&bytes);
+            publisher
+                .put(bytes)
+                .attachment(sum.to_vec())
+                .wait()
+                .map_err(zenoh_err("put"))?;
             stats.messages.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -286,9 +291,10 @@ fn answer_queries(session: &Session, feed: &str, wal: &WalLocation, stats: &OutS
 
 fn answer_recovery_point(query: &Query, wal: &WalLocation) -> Result<()> {
     let point = mdbus_wal::recovery_point(wal.root(), wal.feed().as_str())?;
-    let start = point.map_or(1, |p| p.start_seq());
+    let start = point.map_or(1, |p| p.start_seq()).to_le_bytes();
     query
-        .reply(query.key_expr().clone(), start.to_le_bytes().to_vec())
+        .reply(query.key_expr().clone(), start.to_vec())
+        .attachment(wire::checksum(&start).to_vec())
         .wait()
         .map_err(zenoh_err("reply recovery point"))
 }
@@ -305,8 +311,10 @@ fn answer_range(query: &Query, wal: &WalLocation, stats: &OutStats) -> Result<()
         }
     };
     let reply = |bytes: Vec<u8>| {
+        let sum = wire::checksum(&bytes);
         query
             .reply(query.key_expr().clone(), bytes)
+            .attachment(sum.to_vec())
             .wait()
             .map_err(zenoh_err("reply records"))
     };

@@ -85,7 +85,8 @@ pub struct InStatus {
     pub gone: u64,
     /// Times the link to the sending bridge came back after it was lost.
     pub reconnects: u64,
-    /// Messages refused (not whole records, unknown kind, seq not dense).
+    /// Payloads refused (checksum missing or not matching, not whole
+    /// records, unknown kind, seq not dense).
     pub bad_messages: u64,
     /// Messages dropped because too many were queued (fetched again by
     /// gap fill).

@@ -1,6 +1,10 @@
 //! A receiving bridge given bad messages by a plain Zenoh publisher on its
 //! key: each is counted and logged, none is republished, nothing panics,
 //! and the good records that follow reach the replica's WAL as they were.
+//! Bad means malformed records (each with a checksum that matches, so the
+//! record checks are what refuses it) or a checksum missing, short or not
+//! matching the bytes (one bit of a record's body flipped, which no record
+//! check sees).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -67,8 +71,10 @@ fn bad_messages_are_counted_and_never_republished() {
     let _point = source
         .declare_queryable(wire::recovery_point_key(&feed))
         .callback(|query| {
+            let point = 1u64.to_le_bytes();
             query
-                .reply(query.key_expr().clone(), 1u64.to_le_bytes().to_vec())
+                .reply(query.key_expr().clone(), point.to_vec())
+                .attachment(wire::checksum(&point).to_vec())
                 .wait()
                 .unwrap();
         })
@@ -104,18 +110,29 @@ fn bad_messages_are_counted_and_never_republished() {
     let good = heartbeats(1..=3);
     let mut bad_kind = heartbeats(1..=2);
     bad_kind[32 + 24] = 9; // the second record's kind
-    let messages: [&[u8]; 5] = [
+    let malformed: [&[u8]; 4] = [
         &good[..good.len() - 8],                          // not a whole number of records
         &bad_kind,                                        // an unknown kind
         &heartbeats(1..=1)[..20],                         // less than a header
         &[heartbeats(1..=1), heartbeats(3..=3)].concat(), // seq not dense
-        &good,
     ];
-    for message in messages {
-        publisher.put(message.to_vec()).wait().unwrap();
+    for message in malformed {
+        let sum = wire::checksum(message);
+        publisher.put(message.to_vec()).attachment(sum.to_vec()).wait().unwrap();
     }
+    let sum = wire::checksum(&good);
+    let mut flipped = good.clone();
+    flipped[32 + 8] ^= 0x04; // the second record's ts_event, no record check's business
+    publisher.put(good.clone()).wait().unwrap(); // no checksum
+    publisher
+        .put(good.clone())
+        .attachment(sum[..2].to_vec())
+        .wait()
+        .unwrap();
+    publisher.put(flipped).attachment(sum.to_vec()).wait().unwrap();
+    publisher.put(good.clone()).attachment(sum.to_vec()).wait().unwrap();
     wait_for("the good message is republished and the bad ones counted", || {
-        records.load(Ordering::Relaxed) == 3 && bad.load(Ordering::Relaxed) == 4
+        records.load(Ordering::Relaxed) == 3 && bad.load(Ordering::Relaxed) == 7
     });
     stop.store(true, Ordering::Relaxed);
     receiver.join().unwrap();
