@@ -152,6 +152,17 @@ fn in_counter(dir: &Path, as_feed: &str, name: &str) -> u64 {
     status(dir, as_feed).1["in"][name].as_u64().unwrap_or(0)
 }
 
+/// The lines of `bridge in`'s log (`in-<as_feed>-1.log`) that say why
+/// a payload was refused: printed with the counters, so a run shows what
+/// Zenoh handed over.
+fn refusals(dir: &Path, as_feed: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(dir.join(format!("in-{as_feed}-1.log"))).unwrap_or_default();
+    log.lines()
+        .filter(|line| line.contains("refused"))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 fn two_receivers_across_a_veth_pair_survive_a_link_cut() {
     let _serial = serial();
@@ -209,6 +220,9 @@ fn two_receivers_across_a_veth_pair_survive_a_link_cut() {
             in_counter(dir, copy, "reconnects"),
             in_counter(dir, copy, "bad_messages")
         );
+        for line in refusals(dir, copy) {
+            println!("  {line}");
+        }
         assert_same_records(dir, &feed, copy);
     }
 }
@@ -261,6 +275,9 @@ fn a_receiver_stopped_past_the_block_close_recovers_every_record() {
         "after the stall: {} reconnects, {} gap fills, {} bad messages",
         json["in"]["reconnects"], json["in"]["gap_fills"], json["in"]["bad_messages"]
     );
+    for line in refusals(dir, &copy_feed) {
+        eprintln!("  {line}");
+    }
 
     publisher.kill_9();
     let end = last_seq(&dir.join("src"), &feed);

@@ -4,8 +4,9 @@
 //!
 //! Messages arrive on Zenoh's receive thread. Each is checked (its
 //! checksum, whole records, known kinds, dense seq; a bad one is counted,
-//! logged and dropped, and what it held comes again by gap fill). A message that continues the replica is republished right
-//! there, on Zenoh's thread (no hand-off, no wake-up of another thread),
+//! logged and dropped, and what it held comes again by gap fill). A
+//! message that continues the replica is republished right there, on
+//! Zenoh's thread (no hand-off, no wake-up of another thread),
 //! when the replica is free and nothing is queued before it; otherwise it
 //! queues for the bridge's own thread, which never lets Zenoh's thread
 //! wait. A message whose first seq is past the next seq the replica needs
@@ -16,6 +17,7 @@
 //! has are dropped. A new replica asks the source where its newest
 //! snapshot set starts and begins there.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
@@ -27,7 +29,7 @@ use mdbus_types::WalLocation;
 use mdbus_wal::WalOptions;
 use parking_lot::Mutex;
 use zenoh::query::ConsolidationMode;
-use zenoh::sample::SampleKind;
+use zenoh::sample::{Sample, SampleKind};
 use zenoh::{Session, Wait};
 
 use crate::error::{Error, Result, zenoh_err};
@@ -160,11 +162,9 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
                 if failed.load(Ordering::Relaxed) {
                     return;
                 }
-                let bytes = sample.payload().to_bytes();
-                let attachment = sample.attachment().map(|a| a.to_bytes());
-                if !checked(&feed, &stats, "message", &bytes, attachment.as_deref()) {
+                let Some(bytes) = checked(&feed, &stats, Payload::Message, &sample) else {
                     return;
-                }
+                };
                 // Never waits for the replica: when it is busy (a gap
                 // fill, a status, the start) the message queues.
                 if queued.load(Ordering::Relaxed) == 0
@@ -236,17 +236,47 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
     result.and(flushed.map_err(Error::from))
 }
 
-/// Whether a payload from the source comes with its own checksum (see
-/// [`wire::verify`]); one that does not is counted as a bad message and
-/// logged, and the caller drops it: the hole it leaves is filled from the
-/// source's WAL like any other.
-fn checked(feed: &str, stats: &InStats, what: &str, payload: &[u8], attachment: Option<&[u8]>) -> bool {
-    match wire::verify(payload, attachment) {
-        Ok(()) => true,
+/// A payload from the source, as [`checked`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    /// A stream message (records).
+    Message,
+    /// A gap-fill reply (records).
+    GapFillReply,
+    /// The recovery point (a seq).
+    RecoveryPoint,
+}
+
+impl Payload {
+    fn name(self) -> &'static str {
+        match self {
+            Payload::Message => "message",
+            Payload::GapFillReply => "gap-fill reply",
+            Payload::RecoveryPoint => "recovery point",
+        }
+    }
+}
+
+/// The payload of a sample from the source when it comes with its own
+/// checksum (see [`wire::verify`]); one that does not is counted as a bad
+/// message and logged, and the caller drops it: the hole it leaves is
+/// filled from the source's WAL like any other.
+fn checked<'s>(feed: &str, stats: &InStats, what: Payload, sample: &'s Sample) -> Option<Cow<'s, [u8]>> {
+    let payload = sample.payload().to_bytes();
+    let attachment = sample.attachment().map(|a| a.to_bytes());
+    match wire::verify(&payload, attachment.as_deref()) {
+        Ok(()) => Some(payload),
         Err(e) => {
             stats.bad_messages.fetch_add(1, Ordering::Relaxed);
-            eprintln!("mdbus bridge in: feed {feed}: refused a {what}: {e}");
-            false
+            // Of records: whether the record checks alone (headers only)
+            // would have taken them, which is what the checksum is for.
+            let records = match (what, Records::parse(&payload)) {
+                (Payload::RecoveryPoint, _) => "",
+                (_, Ok(_)) => "; its records pass the record checks",
+                (_, Err(_)) => "; its records fail the record checks too",
+            };
+            eprintln!("mdbus bridge in: feed {feed}: refused a {}: {e}{records}", what.name());
+            None
         }
     }
 }
@@ -355,17 +385,9 @@ impl Replica {
             return Ok(None);
         };
         let Ok(sample) = reply.result() else { return Ok(None) };
-        let bytes = sample.payload().to_bytes();
-        let attachment = sample.attachment().map(|a| a.to_bytes());
-        if !checked(
-            &self.config.feed,
-            &self.stats,
-            "recovery point",
-            &bytes,
-            attachment.as_deref(),
-        ) {
+        let Some(bytes) = checked(&self.config.feed, &self.stats, Payload::RecoveryPoint, sample) else {
             return Ok(None);
-        }
+        };
         Ok(<[u8; 8]>::try_from(&bytes[..]).ok().map(u64::from_le_bytes))
     }
 
@@ -511,17 +533,9 @@ impl Replica {
         while let Ok(reply) = replies.recv() {
             match reply.result() {
                 Ok(sample) => {
-                    let bytes = sample.payload().to_bytes();
-                    let attachment = sample.attachment().map(|a| a.to_bytes());
-                    if !checked(
-                        &self.config.feed,
-                        &self.stats,
-                        "gap-fill reply",
-                        &bytes,
-                        attachment.as_deref(),
-                    ) {
+                    let Some(bytes) = checked(&self.config.feed, &self.stats, Payload::GapFillReply, sample) else {
                         continue;
-                    }
+                    };
                     match Records::parse(&bytes) {
                         Ok(records) => pieces.push(Piece::Records(records)),
                         Err(e) => {
