@@ -67,7 +67,10 @@ pub enum Error {
     Empty,
     /// A payload without the checksum attachment every bridge payload
     /// carries.
-    #[error("payload of {len} bytes has no checksum attachment (4 bytes, its CRC-32C)")]
+    #[error(
+        "payload of {len} bytes has no checksum attachment (4 bytes, its CRC-32C), which every `bridge out` payload \
+         carries: a sender from before the checksum, or not a bridge"
+    )]
     NoChecksum {
         /// The payload's length.
         len: usize,

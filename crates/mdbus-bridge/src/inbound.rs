@@ -236,13 +236,15 @@ pub fn run(config: &InConfig, stop: &AtomicBool, mut status: impl FnMut(&InStats
     result.and(flushed.map_err(Error::from))
 }
 
-/// A payload from the source, as [`checked`] names it.
+/// A payload from the source, as [`refuse`] names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Payload {
     /// A stream message (records).
     Message,
     /// A gap-fill reply (records).
     GapFillReply,
+    /// A gap-fill error reply (`gone <a>..<b> <crc>`).
+    GoneReply,
     /// The recovery point (a seq).
     RecoveryPoint,
 }
@@ -252,30 +254,44 @@ impl Payload {
         match self {
             Payload::Message => "message",
             Payload::GapFillReply => "gap-fill reply",
+            Payload::GoneReply => "gone reply",
             Payload::RecoveryPoint => "recovery point",
         }
     }
 }
 
+/// Counts a refused payload as a bad message and logs why: each of the
+/// first 10, then the 16th, 32nd, 64th and so on (a sender without
+/// checksums would otherwise log every message it sends, and the fills
+/// that ask again every 20 ms every reply).
+fn refuse(feed: &str, stats: &InStats, what: Payload, why: &dyn std::fmt::Display) {
+    let n = stats.bad_messages.fetch_add(1, Ordering::Relaxed) + 1;
+    if n <= 10 || n.is_power_of_two() {
+        eprintln!(
+            "mdbus bridge in: feed {feed}: refused a {} (bad message {n}): {why}",
+            what.name()
+        );
+    }
+}
+
 /// The payload of a sample from the source when it comes with its own
-/// checksum (see [`wire::verify`]); one that does not is counted as a bad
-/// message and logged, and the caller drops it: the hole it leaves is
-/// filled from the source's WAL like any other.
+/// checksum (see [`wire::verify`]); one that does not is refused
+/// ([`refuse`]) and the caller drops it: records come again by gap fill,
+/// the recovery point is asked again.
 fn checked<'s>(feed: &str, stats: &InStats, what: Payload, sample: &'s Sample) -> Option<Cow<'s, [u8]>> {
     let payload = sample.payload().to_bytes();
     let attachment = sample.attachment().map(|a| a.to_bytes());
     match wire::verify(&payload, attachment.as_deref()) {
         Ok(()) => Some(payload),
         Err(e) => {
-            stats.bad_messages.fetch_add(1, Ordering::Relaxed);
             // Of records: whether the record checks alone (headers only)
             // would have taken them, which is what the checksum is for.
             let records = match (what, Records::parse(&payload)) {
-                (Payload::RecoveryPoint, _) => "",
+                (Payload::RecoveryPoint | Payload::GoneReply, _) => "",
                 (_, Ok(_)) => "; its records pass the record checks",
                 (_, Err(_)) => "; its records fail the record checks too",
             };
-            eprintln!("mdbus bridge in: feed {feed}: refused a {}: {e}{records}", what.name());
+            refuse(feed, stats, what, &format_args!("{e}{records}"));
             None
         }
     }
@@ -400,12 +416,8 @@ impl Replica {
         let records = match Records::parse(bytes) {
             Ok(records) => records,
             Err(e) => {
-                self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "mdbus bridge in: feed {}: refused a message of {} bytes: {e}",
-                    self.config.feed,
-                    bytes.len()
-                );
+                let why = format_args!("{} bytes: {e}", bytes.len());
+                refuse(&self.config.feed, &self.stats, Payload::Message, &why);
                 return Ok(true);
             }
         };
@@ -538,10 +550,7 @@ impl Replica {
                     };
                     match Records::parse(&bytes) {
                         Ok(records) => pieces.push(Piece::Records(records)),
-                        Err(e) => {
-                            self.stats.bad_messages.fetch_add(1, Ordering::Relaxed);
-                            eprintln!("mdbus bridge in: refused a gap-fill reply: {e}");
-                        }
+                        Err(e) => refuse(&self.config.feed, &self.stats, Payload::GapFillReply, &e),
                     }
                 }
                 Err(err) => {
@@ -550,9 +559,18 @@ impl Replica {
                         .try_to_string()
                         .map(|s| s.into_owned())
                         .unwrap_or_default();
+                    // Acted on by leaving seqs out for good: only whole,
+                    // with its checksum, and within what was asked.
                     match wire::parse_gone(&text) {
-                        Ok((a, b)) => pieces.push(Piece::Gone(a, b)),
-                        Err(e) => eprintln!("mdbus bridge in: gap-fill query {from}..{to}: {e}"),
+                        Ok((a, b)) if from <= a && b <= to => pieces.push(Piece::Gone(a, b)),
+                        Ok((a, b)) => {
+                            let why = format_args!("gone {a}..{b} is outside the query {from}..{to}");
+                            refuse(&self.config.feed, &self.stats, Payload::GoneReply, &why);
+                        }
+                        Err(e) => {
+                            let why = format_args!("to the query {from}..{to}: {e}");
+                            refuse(&self.config.feed, &self.stats, Payload::GoneReply, &why);
+                        }
                     }
                 }
             }

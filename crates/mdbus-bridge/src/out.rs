@@ -6,9 +6,11 @@
 //! records are drained from iceoryx2 in bursts and go out several per
 //! Zenoh message (Block, batched, not express). A second thread answers
 //! `mdbus/<feed>/wal/<from>..<to>` from the WAL, one concatenated reply per
-//! [`RECORDS_PER_REPLY`] records and an error reply `gone <a>..<b>` for
-//! seqs the WAL no longer has, and `mdbus/<feed>/recovery_point` with the
-//! first seq of the newest snapshot set (8 bytes, little-endian).
+//! [`RECORDS_PER_REPLY`] records and an error reply `gone <a>..<b> <crc>`
+//! for seqs the WAL no longer has, and `mdbus/<feed>/recovery_point` with
+//! the first seq of the newest snapshot set (8 bytes, little-endian). Every
+//! payload with data carries its CRC-32C as the attachment
+//! ([`wire::checksum`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;

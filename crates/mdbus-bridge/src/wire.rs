@@ -9,8 +9,8 @@
 //!
 //! Every payload a bridge sends with data in it (a stream message, a
 //! gap-fill reply, the recovery point) carries its CRC-32C in the Zenoh
-//! attachment ([`checksum`]), and a receiver uses none whose checksum does
-//! not match ([`verify`]). A record's body has no check of its own on the
+//! attachment ([`checksum`]), a gone reply in its text ([`gone_reply`]),
+//! and a receiver uses none whose checksum does not match ([`verify`]). A record's body has no check of its own on the
 //! wire, and after the veth test's 6 s link cut a replica once held a
 //! record with the source's seq and other bytes (CI, 2026-12-03). The
 //! likely path, read in Zenoh 1.10's source: Zenoh closes a link whose
@@ -92,19 +92,38 @@ pub fn verify(payload: &[u8], attachment: Option<&[u8]>) -> Result<()> {
 }
 
 /// The error reply of a gap-fill query for seqs the WAL no longer has
-/// (retention removed them, or a corrupt stretch was skipped).
+/// (retention removed them, or a corrupt stretch was skipped):
+/// `gone <from>..<to> <crc>`, `<crc>` the CRC-32C of the text before the
+/// space, 8 hex digits. Zenoh's error replies carry no attachment, and a
+/// receiver acts on this one by leaving those seqs out for good: the text
+/// carries its own checksum.
 pub fn gone_reply(from: u64, to: u64) -> String {
-    format!("gone {from}..{to}")
+    let range = format!("gone {from}..{to}");
+    let crc = crc32c::crc32c(range.as_bytes());
+    format!("{range} {crc:08x}")
 }
 
-/// The range of a [`gone_reply`].
+/// The range of a [`gone_reply`], whose checksum must match.
 pub fn parse_gone(text: &str) -> Result<(u64, u64)> {
-    text.strip_prefix("gone ")
+    let bad = || Error::BadQuery {
+        what: "error reply",
+        text: text.to_string(),
+    };
+    let (range, crc) = text.rsplit_once(' ').ok_or_else(bad)?;
+    let crc = u32::from_str_radix(crc, 16).map_err(|_| bad())?;
+    let (from, to) = range
+        .strip_prefix("gone ")
         .and_then(|r| parse_range(r).ok())
-        .ok_or_else(|| Error::BadQuery {
-            what: "error reply",
-            text: text.to_string(),
-        })
+        .ok_or_else(bad)?;
+    let computed = crc32c::crc32c(range.as_bytes());
+    if computed != crc {
+        return Err(Error::ChecksumMismatch {
+            len: range.len(),
+            attached: crc,
+            computed,
+        });
+    }
+    Ok((from, to))
 }
 
 /// The records of one message, copied once into an 8-aligned buffer and
@@ -287,5 +306,12 @@ mod tests {
         assert!(parse_range("mdbus/md/wal/x..3").is_err());
         assert_eq!(parse_gone(&gone_reply(3, 8)).unwrap(), (3, 8));
         assert!(parse_gone("gone").is_err());
+        assert!(parse_gone("gone 3..8").is_err(), "no checksum");
+        // One digit of the range changed: the checksum no longer matches.
+        let changed = gone_reply(3, 8).replacen("..8", "..9", 1);
+        assert!(
+            matches!(parse_gone(&changed), Err(Error::ChecksumMismatch { .. })),
+            "{changed}"
+        );
     }
 }

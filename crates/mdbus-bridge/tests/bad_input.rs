@@ -55,17 +55,72 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A free TCP port on 127.0.0.1 (bound to port 0, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `inbound::run` of a replica of `feed` on a thread, connected to
+/// `endpoint`, with the counters of its last status.
+struct Receiver {
+    stop: Arc<AtomicBool>,
+    /// records, filled_records, bad_messages
+    counters: Arc<Mutex<(u64, u64, u64)>>,
+    error: Arc<Mutex<Option<String>>>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Receiver {
+    fn start(feed: &str, wal_root: &Path, endpoint: &str) -> Receiver {
+        let mut config = InConfig::new(feed, wal_root.to_path_buf());
+        config.connect = vec![endpoint.to_string()];
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(Mutex::new((0, 0, 0)));
+        let error = Arc::new(Mutex::new(None));
+        let handle = {
+            let (stop, counters, error) = (Arc::clone(&stop), Arc::clone(&counters), Arc::clone(&error));
+            std::thread::spawn(move || {
+                let result = inbound::run(&config, &stop, |stats| {
+                    *counters.lock().unwrap() = (
+                        stats.records.load(Ordering::Relaxed),
+                        stats.filled_records.load(Ordering::Relaxed),
+                        stats.bad_messages.load(Ordering::Relaxed),
+                    );
+                });
+                *error.lock().unwrap() = result.err().map(|e| e.to_string());
+            })
+        };
+        Receiver {
+            stop,
+            counters,
+            error,
+            handle,
+        }
+    }
+
+    /// (records, filled_records, bad_messages) of the last status.
+    fn counters(&self) -> (u64, u64, u64) {
+        *self.counters.lock().unwrap()
+    }
+
+    /// Stops the bridge; it ended without an error.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap();
+        assert_eq!(*self.error.lock().unwrap(), None);
+    }
+}
+
 #[test]
 fn bad_messages_are_counted_and_never_republished() {
     mdbus_transport::iceoryx::init_logging();
     let dir = tempfile::tempdir().unwrap();
     let feed = format!("bad{}", std::process::id());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let endpoint = format!("tcp/127.0.0.1:{port}");
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
     // The plain Zenoh side: a recovery point of 1, and a publisher.
     let source = session::open(std::slice::from_ref(&endpoint), &[]).unwrap();
     let _point = source
@@ -82,27 +137,7 @@ fn bad_messages_are_counted_and_never_republished() {
         .unwrap();
     let publisher = source.declare_publisher(wire::md_key(&feed)).wait().unwrap();
 
-    let mut config = InConfig::new(&feed, dir.path().to_path_buf());
-    config.connect = vec![endpoint];
-    let stop = Arc::new(AtomicBool::new(false));
-    let bad = Arc::new(AtomicU64::new(0));
-    let records = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(Mutex::new(None));
-    let receiver = {
-        let (stop, bad, records, errors) = (
-            Arc::clone(&stop),
-            Arc::clone(&bad),
-            Arc::clone(&records),
-            Arc::clone(&errors),
-        );
-        std::thread::spawn(move || {
-            let result = inbound::run(&config, &stop, |stats| {
-                bad.store(stats.bad_messages.load(Ordering::Relaxed), Ordering::Relaxed);
-                records.store(stats.records.load(Ordering::Relaxed), Ordering::Relaxed);
-            });
-            *errors.lock().unwrap() = result.err().map(|e| e.to_string());
-        })
-    };
+    let receiver = Receiver::start(&feed, dir.path(), &endpoint);
     wait_for("the receiving bridge subscribes", || {
         publisher.matching_status().wait().unwrap().matching()
     });
@@ -132,11 +167,121 @@ fn bad_messages_are_counted_and_never_republished() {
     publisher.put(flipped).attachment(sum.to_vec()).wait().unwrap();
     publisher.put(good.clone()).attachment(sum.to_vec()).wait().unwrap();
     wait_for("the good message is republished and the bad ones counted", || {
-        records.load(Ordering::Relaxed) == 3 && bad.load(Ordering::Relaxed) == 7
+        receiver.counters() == (3, 0, 7)
     });
-    stop.store(true, Ordering::Relaxed);
-    receiver.join().unwrap();
-    assert_eq!(*errors.lock().unwrap(), None);
+    receiver.stop();
     let copied = replica_records(dir.path(), &feed);
     assert_eq!(copied.concat(), good, "the replica holds the good records only");
+}
+
+/// What a changed payload held comes again by gap fill: a source (plain
+/// Zenoh) whose recovery point, stream message, first gap-fill reply and
+/// two gone replies are bad once each (a checksum that does not match, a
+/// gone reply with a changed checksum, a whole one outside the query), and
+/// right after. The replica holds the source's records, all from the fill;
+/// nothing was left out.
+#[test]
+fn what_a_refused_payload_held_comes_again_by_gap_fill() {
+    mdbus_transport::iceoryx::init_logging();
+    let dir = tempfile::tempdir().unwrap();
+    let feed = format!("fill{}", std::process::id());
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let source = session::open(std::slice::from_ref(&endpoint), &[]).unwrap();
+    let wal = heartbeats(1..=6);
+    let asked_point = Arc::new(AtomicU64::new(0));
+    let _point = {
+        let asked = Arc::clone(&asked_point);
+        source
+            .declare_queryable(wire::recovery_point_key(&feed))
+            .callback(move |query| {
+                let point = 1u64.to_le_bytes();
+                // The first answer's checksum is another payload's.
+                let sum = match asked.fetch_add(1, Ordering::Relaxed) {
+                    0 => wire::checksum(&2u64.to_le_bytes()),
+                    _ => wire::checksum(&point),
+                };
+                query
+                    .reply(query.key_expr().clone(), point.to_vec())
+                    .attachment(sum.to_vec())
+                    .wait()
+                    .unwrap();
+            })
+            .wait()
+            .unwrap()
+    };
+    let asked_range = Arc::new(AtomicU64::new(0));
+    let _ranges = {
+        let (asked, wal) = (Arc::clone(&asked_range), wal.clone());
+        source
+            .declare_queryable(wire::wal_keys(&feed))
+            .callback(move |query| {
+                let (from, to) = wire::parse_range(query.key_expr().as_str()).unwrap();
+                let records = &wal[(from.min(7) as usize - 1) * 32..(to.min(6) as usize) * 32];
+                let reply = |bytes: &[u8], sum: [u8; 4]| {
+                    query
+                        .reply(query.key_expr().clone(), bytes.to_vec())
+                        .attachment(sum.to_vec())
+                        .wait()
+                        .unwrap();
+                };
+                // Past the source's end (the probe once the replica has
+                // everything): nothing to answer.
+                if records.is_empty() {
+                    return;
+                }
+                match asked.fetch_add(1, Ordering::Relaxed) {
+                    // The records with a checksum that is not theirs.
+                    0 => reply(records, wire::checksum(&records[32..])),
+                    // A gone reply changed on the way: its checksum no
+                    // longer matches its range.
+                    1 => query
+                        .reply_err(wire::gone_reply(from, to).replacen("gone 1", "gone 2", 1))
+                        .wait()
+                        .unwrap(),
+                    // A whole gone reply past what was asked.
+                    2 => query.reply_err(wire::gone_reply(from, to + 100)).wait().unwrap(),
+                    _ => reply(records, wire::checksum(records)),
+                }
+            })
+            .wait()
+            .unwrap()
+    };
+    let publisher = source.declare_publisher(wire::md_key(&feed)).wait().unwrap();
+    let receiver = Receiver::start(&feed, dir.path(), &endpoint);
+    wait_for("the receiving bridge subscribes", || {
+        publisher.matching_status().wait().unwrap().matching()
+    });
+
+    // Seqs 1..=3 with a bit of the second record's body flipped, under
+    // the checksum of the bytes as they were; then 4..=6 as they are,
+    // which opens the hole the refused message left.
+    let (first, rest) = wal.split_at(3 * 32);
+    let mut flipped = first.to_vec();
+    flipped[32 + 8] ^= 0x04;
+    publisher
+        .put(flipped)
+        .attachment(wire::checksum(first).to_vec())
+        .wait()
+        .unwrap();
+    publisher
+        .put(rest.to_vec())
+        .attachment(wire::checksum(rest).to_vec())
+        .wait()
+        .unwrap();
+    // Bad: the recovery point, the message, the first reply, both gone
+    // replies. The six records all came by the fill that followed.
+    wait_for(
+        "the replica holds seqs 1..=6 from the gap fill, five payloads refused",
+        || receiver.counters() == (6, 6, 5),
+    );
+    receiver.stop();
+    assert!(
+        asked_point.load(Ordering::Relaxed) >= 2,
+        "the recovery point was asked again"
+    );
+    assert_eq!(
+        replica_records(dir.path(), &feed).concat(),
+        wal,
+        "the replica holds the source's records"
+    );
 }
