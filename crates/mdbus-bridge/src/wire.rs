@@ -10,14 +10,14 @@
 //! Every payload a bridge sends with data in it (a stream message, a
 //! gap-fill reply, the recovery point) carries its CRC-32C in the Zenoh
 //! attachment ([`checksum`]), a gone reply in its text ([`gone_reply`]),
-//! and a receiver uses none whose checksum does not match ([`verify`]). A record's body has no check of its own on the
-//! wire, and after the veth test's 6 s link cut a replica once held a
-//! record with the source's seq and other bytes (CI, 2026-12-03). The
-//! likely path, read in Zenoh 1.10's source: Zenoh closes a link whose
-//! Block put waited 5 s by cancelling a socket write that may have sent
-//! half a batch, and a link that comes back within the close delivers the
-//! rest of another batch in its place (docs/spec.md, "Bridge across
-//! hosts").
+//! and a receiver uses none whose checksum does not match ([`verify`]). A
+//! record's body has no check of its own on the wire, and after the veth
+//! test's 6 s link cut a replica once held a record with the source's seq
+//! and other bytes (CI, 2026-12-03). The likely path, read in Zenoh 1.10's
+//! source: Zenoh closes a link whose Block put waited 5 s by cancelling a
+//! socket write that may have sent half a batch, and a link that comes
+//! back within the close delivers the rest of another batch in its place
+//! (docs/spec.md, "Bridge across hosts").
 
 use mdbus_types::{Kind, RecordHeader, RecordRef};
 
@@ -110,6 +110,9 @@ pub fn parse_gone(text: &str) -> Result<(u64, u64)> {
         text: text.to_string(),
     };
     let (range, crc) = text.rsplit_once(' ').ok_or_else(bad)?;
+    if crc.len() != 8 {
+        return Err(bad());
+    }
     let crc = u32::from_str_radix(crc, 16).map_err(|_| bad())?;
     let (from, to) = range
         .strip_prefix("gone ")
@@ -307,6 +310,10 @@ mod tests {
         assert_eq!(parse_gone(&gone_reply(3, 8)).unwrap(), (3, 8));
         assert!(parse_gone("gone").is_err());
         assert!(parse_gone("gone 3..8").is_err(), "no checksum");
+        assert!(
+            parse_gone(&format!("{} 0", gone_reply(3, 8))).is_err(),
+            "not 8 hex digits"
+        );
         // One digit of the range changed: the checksum no longer matches.
         let changed = gone_reply(3, 8).replacen("..8", "..9", 1);
         assert!(
