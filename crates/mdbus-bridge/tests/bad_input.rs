@@ -115,6 +115,35 @@ impl Receiver {
     }
 }
 
+/// The plain Zenoh source's recovery point: seq 1, with its checksum
+/// (with `first_bad`, the first answer's is another payload's); and how
+/// often it was asked.
+fn recovery_point(
+    source: &zenoh::Session,
+    feed: &str,
+    first_bad: bool,
+) -> (zenoh::query::Queryable<()>, Arc<AtomicU64>) {
+    let asked = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&asked);
+    let queryable = source
+        .declare_queryable(wire::recovery_point_key(feed))
+        .callback(move |query| {
+            let point = 1u64.to_le_bytes();
+            let sum = match counted.fetch_add(1, Ordering::Relaxed) {
+                0 if first_bad => wire::checksum(&2u64.to_le_bytes()),
+                _ => wire::checksum(&point),
+            };
+            query
+                .reply(query.key_expr().clone(), point.to_vec())
+                .attachment(sum.to_vec())
+                .wait()
+                .unwrap();
+        })
+        .wait()
+        .unwrap();
+    (queryable, asked)
+}
+
 #[test]
 fn bad_messages_are_counted_and_never_republished() {
     mdbus_transport::iceoryx::init_logging();
@@ -123,18 +152,7 @@ fn bad_messages_are_counted_and_never_republished() {
     let endpoint = format!("tcp/127.0.0.1:{}", free_port());
     // The plain Zenoh side: a recovery point of 1, and a publisher.
     let source = session::open(std::slice::from_ref(&endpoint), &[]).unwrap();
-    let _point = source
-        .declare_queryable(wire::recovery_point_key(&feed))
-        .callback(|query| {
-            let point = 1u64.to_le_bytes();
-            query
-                .reply(query.key_expr().clone(), point.to_vec())
-                .attachment(wire::checksum(&point).to_vec())
-                .wait()
-                .unwrap();
-        })
-        .wait()
-        .unwrap();
+    let (_point, _) = recovery_point(&source, &feed, false);
     let publisher = source.declare_publisher(wire::md_key(&feed)).wait().unwrap();
 
     let receiver = Receiver::start(&feed, dir.path(), &endpoint);
@@ -188,30 +206,9 @@ fn what_a_refused_payload_held_comes_again_by_gap_fill() {
     let endpoint = format!("tcp/127.0.0.1:{}", free_port());
     let source = session::open(std::slice::from_ref(&endpoint), &[]).unwrap();
     let wal = heartbeats(1..=6);
-    let asked_point = Arc::new(AtomicU64::new(0));
-    let _point = {
-        let asked = Arc::clone(&asked_point);
-        source
-            .declare_queryable(wire::recovery_point_key(&feed))
-            .callback(move |query| {
-                let point = 1u64.to_le_bytes();
-                // The first answer's checksum is another payload's.
-                let sum = match asked.fetch_add(1, Ordering::Relaxed) {
-                    0 => wire::checksum(&2u64.to_le_bytes()),
-                    _ => wire::checksum(&point),
-                };
-                query
-                    .reply(query.key_expr().clone(), point.to_vec())
-                    .attachment(sum.to_vec())
-                    .wait()
-                    .unwrap();
-            })
-            .wait()
-            .unwrap()
-    };
-    let asked_range = Arc::new(AtomicU64::new(0));
+    let (_point, asked_point) = recovery_point(&source, &feed, true);
     let _ranges = {
-        let (asked, wal) = (Arc::clone(&asked_range), wal.clone());
+        let (asked, wal) = (AtomicU64::new(0), wal.clone());
         source
             .declare_queryable(wire::wal_keys(&feed))
             .callback(move |query| {
