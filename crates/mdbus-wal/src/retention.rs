@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::error::{Result, io_err};
+use crate::error::{Error, Result, io_err};
 use crate::format::{HEADER_LEN, SegmentHeader, list_segments, validate_feed};
+use crate::scan::{MappedSegment, opens_with_snapshot_set};
 use crate::verify::recovery_point;
 
 /// What to keep. `None` limits nothing.
@@ -62,12 +63,15 @@ pub fn apply_retention(dir: impl AsRef<Path>, feed: &str, policy: &RetentionPoli
     if segments.is_empty() {
         return Ok(report);
     }
-    let protected = match recovery_point(dir.as_ref(), feed)? {
-        Some(point) => segments
-            .iter()
-            .position(|(_, p)| *p == point.path)
-            .unwrap_or(segments.len() - 1),
-        None => segments.len() - 1,
+    let protected = match newest_opening_with_set(&segments)? {
+        Some(i) => i,
+        None => match recovery_point(dir.as_ref(), feed)? {
+            Some(point) => segments
+                .iter()
+                .position(|(_, p)| *p == point.path)
+                .unwrap_or(segments.len() - 1),
+            None => segments.len() - 1,
+        },
     };
     report.protected_from = Some(segments[protected].1.clone());
     let sizes: Vec<u64> = segments
@@ -100,6 +104,28 @@ pub fn apply_retention(dir: impl AsRef<Path>, feed: &str, policy: &RetentionPoli
     report.kept = segments.len() - first_kept;
     report.kept_bytes = total;
     Ok(report)
+}
+
+/// The newest segment (its index in `segments`) whose frames from the
+/// start close a snapshot set ([`opens_with_snapshot_set`]): every segment
+/// a publisher rolls to starts with its set, so this reads a few frames of
+/// a segment or two, where [`recovery_point`] reads the newest segment to
+/// its end (64 MiB by default, and the zeros after its live end) at every
+/// roll. It never protects less: the segment of the newest full set is this
+/// one or a newer one, since this one holds a set. `None` when no segment
+/// opens with one; the caller then asks [`recovery_point`].
+fn newest_opening_with_set(segments: &[(u64, PathBuf)]) -> Result<Option<usize>> {
+    for (i, (_, path)) in segments.iter().enumerate().rev() {
+        let segment = match MappedSegment::open(path) {
+            Ok(s) => s,
+            Err(Error::BadHeader { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if opens_with_snapshot_set(segment.bytes(), &segment.header) {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
 }
 
 /// What the writer's background retention ([`crate::WalOptions::retention`])

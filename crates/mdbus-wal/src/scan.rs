@@ -263,6 +263,30 @@ pub(crate) fn scan(bytes: &[u8], header: &SegmentHeader) -> SegmentScan {
     out
 }
 
+/// Whether the segment's frames, walked from the start, close a complete
+/// snapshot set before they end: the first set settles it, so a segment
+/// that starts with its set (as every segment a publisher rolls to does) is
+/// read only that far. `false` at the live end (`len` 0) or at the first bad
+/// frame, without looking past them as [`scan`] does: a set behind a
+/// zeroed `len` or a resync is not seen here (a caller that must not miss
+/// one falls back to [`scan`]). A `true` is exact: [`scan`] finds that set
+/// too, or a later one of the same segment.
+pub(crate) fn opens_with_snapshot_set(bytes: &[u8], header: &SegmentHeader) -> bool {
+    let mut off = HEADER_LEN;
+    let mut expected = header.first_seq;
+    while let Ok(Some(frame)) = check_frame(bytes, off, Some(expected)) {
+        let h = frame.header;
+        // As in [`scan`], a flagged heartbeat closes a set, whatever ran
+        // before it (a lone one is the set of a WAL without instruments).
+        if h.flags & FLAG_RECOVERY_SNAPSHOT != 0 && h.kind == Kind::Heartbeat as u16 {
+            return true;
+        }
+        off = frame.next_off();
+        expected = h.seq + 1;
+    }
+    false
+}
+
 /// A segment's sparse index built lazily: frames are walked (validated as
 /// [`scan`] does) only as far as a seek needs, and the walk resumes where
 /// it stopped on the next seek (a live segment keeps growing). A segment

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{file_maps, record, replay, snapshot_record, test_options};
+use common::{file_maps, flip, record, replay, snapshot_record, test_options};
 use mdbus_wal::{
     AppendOutcome, Error, INDEX_STRIDE, ReadFrom, ReadOptions, RecoveryEvent, RetentionPolicy, RetentionTotals,
     SyncPolicy, Wal, WalOptions, WalReader, apply_retention, inspect, recovery_point, verify,
@@ -313,6 +313,74 @@ fn retention_by_size_and_age_keeps_the_newest_snapshot_set() {
     let mut wal = Wal::open(dir2.path(), "age", test_options(4096)).unwrap();
     assert_eq!(wal.next_seq(), 201);
     wal.append(&record(201, 0)).unwrap();
+}
+
+/// Three segments of 4 KiB, each a tick first; in segment `set_in` a
+/// snapshot set follows that tick, whose body then gets a flipped bit: the
+/// set lies behind a bad frame, where a full scan resyncs and finds it.
+/// Segment 0 opens with a set (a lone closing heartbeat) when
+/// `set_at_start`. The segments' paths, oldest first.
+fn wal_with_set_behind(dir: &std::path::Path, feed: &str, set_at_start: bool, set_in: usize) -> Vec<std::path::PathBuf> {
+    let mut wal = Wal::open(dir, feed, test_options(4096)).unwrap();
+    let mut seq = 1;
+    let mut paths = Vec::new();
+    for segment in 0..3 {
+        if segment > 0 {
+            wal.roll().unwrap();
+        }
+        paths.push(wal.segment_path().to_path_buf());
+        if segment == 0 && set_at_start {
+            wal.append(&snapshot_record(seq, true)).unwrap();
+            seq += 1;
+        }
+        wal.append(&record(seq, 0)).unwrap();
+        seq += 1;
+        if segment == set_in {
+            wal.append(&snapshot_record(seq, false)).unwrap();
+            wal.append(&snapshot_record(seq + 1, true)).unwrap();
+            seq += 2;
+        }
+        for _ in 0..3 {
+            wal.append(&record(seq, 0)).unwrap();
+            seq += 1;
+        }
+    }
+    drop(wal);
+    // The first record of `set_in` (a tick at offset 128): a bit of its
+    // body, past the frame and record headers.
+    flip(&paths[set_in], 128 + 8 + 40);
+    paths
+}
+
+#[test]
+fn retention_reads_segments_from_their_start_and_never_deletes_a_set_a_full_scan_finds() {
+    let tiny = RetentionPolicy {
+        max_bytes: Some(1),
+        max_age: None,
+    };
+    // No segment opens with a set; segment 1's set lies behind a bad
+    // frame. Retention falls back to the full scan, which finds it: segment
+    // 0 goes, segment 1 (where recovery starts) stays.
+    let dir = tempfile::tempdir().unwrap();
+    let paths = wal_with_set_behind(dir.path(), "behind", false, 1);
+    let point = recovery_point(dir.path(), "behind").unwrap().unwrap();
+    assert_eq!(point.path, paths[1]);
+    let report = apply_retention(dir.path(), "behind", &tiny).unwrap();
+    assert_eq!(report.deleted, vec![paths[0].clone()]);
+    assert_eq!(report.protected_from.as_ref(), Some(&paths[1]));
+    assert_eq!(recovery_point(dir.path(), "behind").unwrap().unwrap().path, paths[1]);
+
+    // Segment 0 opens with a set, and segment 1's lies behind a bad frame:
+    // retention stops at the first segment that opens with one (it never
+    // reads a segment past its live end or a bad frame) and keeps more
+    // than the full scan would: nothing is deleted, the newest set stays.
+    let dir = tempfile::tempdir().unwrap();
+    let paths = wal_with_set_behind(dir.path(), "opens", true, 1);
+    assert_eq!(recovery_point(dir.path(), "opens").unwrap().unwrap().path, paths[1]);
+    let report = apply_retention(dir.path(), "opens", &tiny).unwrap();
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert_eq!(report.protected_from.as_ref(), Some(&paths[0]));
+    assert_eq!(inspect(dir.path(), "opens").unwrap().len(), 3);
 }
 
 #[test]
