@@ -320,7 +320,12 @@ fn retention_by_size_and_age_keeps_the_newest_snapshot_set() {
 /// set lies behind a bad frame, where a full scan resyncs and finds it.
 /// Segment 0 opens with a set (a lone closing heartbeat) when
 /// `set_at_start`. The segments' paths, oldest first.
-fn wal_with_set_behind(dir: &std::path::Path, feed: &str, set_at_start: bool, set_in: usize) -> Vec<std::path::PathBuf> {
+fn wal_with_set_behind(
+    dir: &std::path::Path,
+    feed: &str,
+    set_at_start: bool,
+    set_in: usize,
+) -> Vec<std::path::PathBuf> {
     let mut wal = Wal::open(dir, feed, test_options(4096)).unwrap();
     let mut seq = 1;
     let mut paths = Vec::new();
