@@ -146,7 +146,7 @@ fn prune(args: &PruneArgs) -> ExitCode {
                 report
                     .protected_from
                     .as_ref()
-                    .map(|p| format!("; {} and newer are never deleted (newest snapshot set)", p.display()))
+                    .map(|p| format!("; {} and newer are kept (where recovery starts)", p.display()))
                     .unwrap_or_default()
             );
             ExitCode::SUCCESS

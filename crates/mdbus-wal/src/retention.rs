@@ -35,8 +35,11 @@ pub struct RetentionReport {
     pub kept: usize,
     /// Bytes left.
     pub kept_bytes: u64,
-    /// The oldest segment that can never be deleted now (the newest full
-    /// snapshot set's, or the newest segment when there is no set).
+    /// The oldest segment this pass kept for recovery: the newest segment
+    /// whose frames, read from its start, reach a complete snapshot set
+    /// (the newest full set's segment, or an older one when that set lies
+    /// behind a bad frame); else the newest full set's segment as a full
+    /// scan finds it; else the newest segment, when there is no set.
     pub protected_from: Option<PathBuf>,
 }
 
@@ -107,18 +110,24 @@ pub fn apply_retention(dir: impl AsRef<Path>, feed: &str, policy: &RetentionPoli
 }
 
 /// The newest segment (its index in `segments`) whose frames from the
-/// start close a snapshot set ([`opens_with_snapshot_set`]): every segment
-/// a publisher rolls to starts with its set, so this reads a few frames of
-/// a segment or two, where [`recovery_point`] reads the newest segment to
-/// its end (64 MiB by default, and the zeros after its live end) at every
-/// roll. It never protects less: the segment of the newest full set is this
-/// one or a newer one, since this one holds a set. `None` when no segment
-/// opens with one; the caller then asks [`recovery_point`].
+/// start close a snapshot set ([`opens_with_snapshot_set`]): a publisher
+/// writes one near the start of every segment it rolls to, so this reads a
+/// few frames of a segment or two, where [`recovery_point`] reads the
+/// newest segment to its end (64 MiB by default, and the zeros after its
+/// live end) at every roll. It never protects less: the segment of the
+/// newest full set is this one or a newer one, since this one holds a set;
+/// it may protect more (a newer set behind a bad frame is not seen). `None`
+/// when no segment opens with one; the caller then asks [`recovery_point`],
+/// which reads them all again (a WAL without sets pays two reads a pass).
 fn newest_opening_with_set(segments: &[(u64, PathBuf)]) -> Result<Option<usize>> {
     for (i, (_, path)) in segments.iter().enumerate().rev() {
         let segment = match MappedSegment::open(path) {
             Ok(s) => s,
             Err(Error::BadHeader { .. }) => continue,
+            // Deleted since the listing (`mdbus wal prune` at the same
+            // time, or the writer's `skip_to` dropping an empty segment):
+            // nothing there to protect.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
         if opens_with_snapshot_set(segment.bytes(), &segment.header) {

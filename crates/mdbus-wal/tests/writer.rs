@@ -386,6 +386,27 @@ fn retention_reads_segments_from_their_start_and_never_deletes_a_set_a_full_scan
     assert!(report.deleted.is_empty(), "{report:?}");
     assert_eq!(report.protected_from.as_ref(), Some(&paths[0]));
     assert_eq!(inspect(dir.path(), "opens").unwrap().len(), 3);
+
+    // The newest segment holds flagged snapshots whose closing heartbeat is
+    // not written yet (a publisher partway through its set): no set there.
+    // Segment 0's set is the newest full one, and it stays.
+    let dir = tempfile::tempdir().unwrap();
+    let mut wal = Wal::open(dir.path(), "partway", test_options(4096)).unwrap();
+    let mut paths = vec![wal.segment_path().to_path_buf()];
+    wal.append(&snapshot_record(1, true)).unwrap();
+    wal.append(&record(2, 0)).unwrap();
+    wal.roll().unwrap();
+    paths.push(wal.segment_path().to_path_buf());
+    wal.append(&record(3, 0)).unwrap();
+    wal.roll().unwrap();
+    paths.push(wal.segment_path().to_path_buf());
+    wal.append(&snapshot_record(4, false)).unwrap();
+    wal.append(&snapshot_record(5, false)).unwrap();
+    drop(wal);
+    assert_eq!(recovery_point(dir.path(), "partway").unwrap().unwrap().path, paths[0]);
+    let report = apply_retention(dir.path(), "partway", &tiny).unwrap();
+    assert!(report.deleted.is_empty(), "{report:?}");
+    assert_eq!(report.protected_from.as_ref(), Some(&paths[0]));
 }
 
 #[test]
