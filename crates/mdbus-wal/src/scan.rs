@@ -266,11 +266,11 @@ pub(crate) fn scan(bytes: &[u8], header: &SegmentHeader) -> SegmentScan {
 /// Whether the segment's frames, walked from the start, close a complete
 /// snapshot set before they end: the first set settles it, so a segment
 /// with its set near the start (a publisher writes one there in every
-/// segment it rolls to) is read only that far. `false` at the live end (`len` 0) or at the first bad
-/// frame, without looking past them as [`scan`] does: a set behind a
-/// zeroed `len` or a resync is not seen here (a caller that must not miss
-/// one falls back to [`scan`]). A `true` is exact: [`scan`] finds that set
-/// too, or a later one of the same segment.
+/// segment it rolls to) is read only that far. `false` at the live end
+/// (`len` 0) or at the first bad frame, without looking past them as
+/// [`scan`] does: a set behind a zeroed `len` or a resync is not seen here
+/// (a caller that must not miss one falls back to [`scan`]). A `true` is
+/// exact: [`scan`] finds that set too, or a later one of the same segment.
 pub(crate) fn opens_with_snapshot_set(bytes: &[u8], header: &SegmentHeader) -> bool {
     let mut off = HEADER_LEN;
     let mut expected = header.first_seq;
