@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use mdbus_types::{FLAG_RECOVERY_SNAPSHOT, Kind};
+use mdbus_types::{FLAG_RECOVERY_SNAPSHOT, Kind, RecordHeader};
 use memmap2::{Mmap, UncheckedAdvice};
 
 use crate::error::{Error, Result, io_err};
@@ -191,7 +191,7 @@ pub(crate) fn scan(bytes: &[u8], header: &SegmentHeader) -> SegmentScan {
                 out.index.note(h.seq, h.ts_event, off as u64);
                 if h.flags & FLAG_RECOVERY_SNAPSHOT != 0 {
                     let start = *run_start.get_or_insert(h.seq);
-                    if h.kind == Kind::Heartbeat as u16 {
+                    if closes_snapshot_set(&h) {
                         out.snapshot_set = Some(SnapshotSet {
                             first_seq: start,
                             last_seq: h.seq,
@@ -263,6 +263,12 @@ pub(crate) fn scan(bytes: &[u8], header: &SegmentHeader) -> SegmentScan {
     out
 }
 
+/// A `RECOVERY_SNAPSHOT` heartbeat: it closes a snapshot set, whatever ran
+/// before it (a lone one is the set of a WAL without instruments).
+fn closes_snapshot_set(h: &RecordHeader) -> bool {
+    h.flags & FLAG_RECOVERY_SNAPSHOT != 0 && h.kind == Kind::Heartbeat as u16
+}
+
 /// Whether the segment's frames, walked from the start, close a complete
 /// snapshot set before they end: the first set settles it, so a segment
 /// with its set near the start (a publisher writes one there in every
@@ -276,9 +282,7 @@ pub(crate) fn opens_with_snapshot_set(bytes: &[u8], header: &SegmentHeader) -> b
     let mut expected = header.first_seq;
     while let Ok(Some(frame)) = check_frame(bytes, off, Some(expected)) {
         let h = frame.header;
-        // As in [`scan`], a flagged heartbeat closes a set, whatever ran
-        // before it (a lone one is the set of a WAL without instruments).
-        if h.flags & FLAG_RECOVERY_SNAPSHOT != 0 && h.kind == Kind::Heartbeat as u16 {
+        if closes_snapshot_set(&h) {
             return true;
         }
         off = frame.next_off();
