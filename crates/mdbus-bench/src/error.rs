@@ -42,6 +42,9 @@ pub enum Error {
     /// An mdbus publisher error.
     #[error(transparent)]
     Publisher(#[from] mdbus_publisher::Error),
+    /// An mdbus subscriber error.
+    #[error(transparent)]
+    Subscriber(#[from] mdbus_subscriber::Error),
 }
 
 impl Error {

@@ -132,6 +132,7 @@ fn write_subscriber(
             slow: index >= spec.subscribers,
             pause_ns: outcome.pause_ns,
             pin_failed,
+            from_wal: outcome.from_wal,
         },
     )
 }
@@ -196,7 +197,7 @@ fn run_publisher(args: &RoleArgs) -> Result<()> {
             finish_publisher(args, &outcome)
         }
         #[cfg(feature = "iceoryx2")]
-        Transport::MdbusWalNever | Transport::MdbusWalInterval => {
+        Transport::MdbusWalNever | Transport::MdbusWalInterval | Transport::MdbusSubscriber => {
             let sync = if spec.transport == Transport::MdbusWalNever {
                 mdbus_wal::SyncPolicy::Never
             } else {
@@ -263,6 +264,12 @@ fn run_subscriber(args: &RoleArgs, index: usize) -> Result<()> {
             args,
             index,
             endpoints::iceoryx::MdbusSource::open(&args.name, spec.wait)?,
+        ),
+        #[cfg(feature = "iceoryx2")]
+        Transport::MdbusSubscriber => receive(
+            args,
+            index,
+            endpoints::iceoryx::MdbusSubscriberSource::open(&args.name, spec.wait)?,
         ),
         other => Err(Error::Run(format!(
             "{} has no subscriber processes in this build",

@@ -207,6 +207,7 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
     let mut lost = 0;
     let mut duplicates = 0;
     let mut negative = 0;
+    let mut from_wal = 0;
     let mut pin_failures = u64::from(outcome.pin_failed);
     let mut slow = Vec::new();
     for index in 0..spec.subscribers + spec.slow_subscribers {
@@ -226,6 +227,7 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
             kept_up.push(hist::read_file(&histogram_file(&dir, index))?);
             lost += missing;
             duplicates += summary.sequence.duplicates;
+            from_wal += summary.from_wal;
         }
     }
     let merged = hist::merge(&kept_up)?;
@@ -250,6 +252,7 @@ pub fn run(exe: &Path, out_dir: &Path, number: usize, spec: &RunSpec) -> Result<
         lost,
         duplicates,
         negative,
+        from_wal,
         pin_failures,
         late_p99_ns: outcome.late_p99_ns,
         steal_ms,

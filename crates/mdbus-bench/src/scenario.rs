@@ -17,6 +17,11 @@ pub enum Transport {
     /// The same with the WAL at the default `SyncPolicy::Interval` (2 ms
     /// group commit).
     MdbusWalInterval,
+    /// The same publisher (WAL `Interval`) to the full subscriber users
+    /// run: `mdbus_subscriber::Subscriber` (seq merge, holes filled from
+    /// the WAL, L1 and L2 kept) over `IoxReceiver`, records taken with
+    /// `next_event_ref`. The receive path end to end.
+    MdbusSubscriber,
     /// iceoryx2 0.10 publish-subscribe used directly (loan, write, send;
     /// an event notification per batch only when subscribers block): no
     /// WAL, no board, no sequencing. The baseline of the ratio columns.
@@ -36,11 +41,12 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in table order.
-    pub const ALL: [Transport; 6] = [
+    pub const ALL: [Transport; 7] = [
         Transport::RawIceoryx2,
         Transport::RawIceoryx2Fsync,
         Transport::MdbusWalNever,
         Transport::MdbusWalInterval,
+        Transport::MdbusSubscriber,
         Transport::UnixDatagram,
         Transport::Crossbeam,
     ];
@@ -50,6 +56,7 @@ impl Transport {
         match self {
             Transport::MdbusWalNever => "mdbus (WAL Never)",
             Transport::MdbusWalInterval => "mdbus (WAL Interval)",
+            Transport::MdbusSubscriber => "mdbus Subscriber (WAL Interval, L1 + L2)",
             Transport::RawIceoryx2 => "raw iceoryx2",
             Transport::RawIceoryx2Fsync => "raw iceoryx2 + fdatasync",
             Transport::UnixDatagram => "Unix datagram socket",
@@ -63,6 +70,7 @@ impl Transport {
             self,
             Transport::MdbusWalNever
                 | Transport::MdbusWalInterval
+                | Transport::MdbusSubscriber
                 | Transport::RawIceoryx2
                 | Transport::RawIceoryx2Fsync
         )
@@ -267,6 +275,7 @@ pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
         Transport::RawIceoryx2,
         Transport::RawIceoryx2Fsync,
         Transport::MdbusWalInterval,
+        Transport::MdbusSubscriber,
     ] {
         let mut persisted = run(
             "persisted-1m",
@@ -283,6 +292,7 @@ pub fn matrix(mode: Mode, pin: bool) -> Vec<RunSpec> {
         Transport::RawIceoryx2,
         Transport::RawIceoryx2Fsync,
         Transport::MdbusWalInterval,
+        Transport::MdbusSubscriber,
     ] {
         let mut sustained = run(
             "sustained-2m",

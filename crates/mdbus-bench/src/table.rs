@@ -54,6 +54,11 @@ pub struct Row {
     /// steps), all subscribers: recorded as 1 ns.
     #[serde(default)]
     pub negative: u64,
+    /// Measured records the subscribers that keep up received from the
+    /// WAL instead of live (mdbus's `Subscriber` fills a hole the
+    /// transport left from the WAL: not lost, but late), summed.
+    #[serde(default)]
+    pub from_wal: u64,
     /// Processes (or threads) whose core pinning failed.
     #[serde(default)]
     pub pin_failures: u64,
@@ -123,6 +128,7 @@ pub fn combine(parts: &[(Row, Histogram<u64>)], histogram_file: String) -> Resul
     row.lost = parts.iter().map(|(r, _)| r.lost).sum();
     row.duplicates = parts.iter().map(|(r, _)| r.duplicates).sum();
     row.negative = parts.iter().map(|(r, _)| r.negative).sum();
+    row.from_wal = parts.iter().map(|(r, _)| r.from_wal).sum();
     row.pin_failures = parts.iter().map(|(r, _)| r.pin_failures).sum();
     row.late_p99_ns = parts.iter().map(|(r, _)| r.late_p99_ns).max().unwrap_or(0);
     row.steal_ms = parts.iter().map(|(r, _)| r.steal_ms).sum();
@@ -232,6 +238,12 @@ pub fn markdown(rows: &[Row]) -> String {
                 format!(
                     "{} records received before their ts_publish (clock step), recorded as 1 ns",
                     row.negative
+                )
+            }))
+            .chain((row.from_wal > 0).then(|| {
+                format!(
+                    "{} records came from the WAL, filling holes the transport left (not lost, late)",
+                    row.from_wal
                 )
             }))
             .chain((row.pin_failures > 0).then(|| format!("core pinning failed for {}", row.pin_failures)))
@@ -494,6 +506,7 @@ pub(crate) mod tests {
             lost: 0,
             duplicates: 0,
             negative: 0,
+            from_wal: 0,
             pin_failures: 0,
             late_p99_ns: 0,
             steal_ms: None,

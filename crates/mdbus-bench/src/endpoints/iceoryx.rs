@@ -13,6 +13,7 @@ use iceoryx2::prelude::{ServiceName, SignalHandlingMode};
 use iceoryx2::service::ipc;
 use iceoryx2::service::port_factory::{event as event_factory, publish_subscribe as md_factory};
 use mdbus_publisher::{FeedConfig, FeedPublisher};
+use mdbus_subscriber::{EventRef, Source as RecordSource, Subscriber as FeedSubscriber, SubscriberConfig};
 use mdbus_transport::MdReceiver;
 use mdbus_transport::iceoryx::{IoxReceiver, IoxReceiverConfig, IoxSender, IoxSenderConfig, WaitStrategy, settings};
 use mdbus_types::MdSample;
@@ -21,6 +22,7 @@ use mdbus_wal::{SyncPolicy, WalOptions};
 use super::fsync::FsyncLoop;
 use super::{Sink, Source, stamp};
 use crate::error::{Error, Result};
+use crate::payload;
 use crate::scenario::Wait;
 
 fn iox_error(what: &str, e: impl std::fmt::Debug) -> Error {
@@ -292,5 +294,67 @@ impl Source for MdbusSource {
             Ok(None) | Err(mdbus_transport::Error::Disconnected) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// The full mdbus subscriber a user runs: `mdbus_subscriber::Subscriber`
+/// over an `IoxReceiver`, with the WAL the publisher announces (replay
+/// from its recovery point, holes in the live stream filled from it), L1
+/// and L2 kept, records taken through `next_event_ref` (in place when it
+/// keeps up). A record the transport dropped comes late from the WAL
+/// instead of being lost, and its latency says how late.
+pub struct MdbusSubscriberSource {
+    subscriber: FeedSubscriber<IoxReceiver>,
+    /// Measured records delivered as gap fills.
+    from_wal: u64,
+}
+
+impl std::fmt::Debug for MdbusSubscriberSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MdbusSubscriberSource").finish_non_exhaustive()
+    }
+}
+
+impl MdbusSubscriberSource {
+    /// Opens the feed `name` (the publisher created it and announces its
+    /// WAL) with the default `SubscriberConfig`.
+    pub fn open(name: &str, wait: Wait) -> Result<MdbusSubscriberSource> {
+        let strategy = match wait {
+            Wait::Spin => WaitStrategy::BusySpin,
+            Wait::Block => WaitStrategy::Block,
+        };
+        let receiver = IoxReceiver::open(&IoxReceiverConfig::new(name).wait(strategy))?;
+        let announced = receiver.wal()?;
+        if announced.is_none() {
+            return Err(Error::Run(format!("feed {name} announces no WAL")));
+        }
+        let config = SubscriberConfig::default().wal_found(None, name, announced)?;
+        Ok(MdbusSubscriberSource {
+            subscriber: FeedSubscriber::new(receiver, config)?,
+            from_wal: 0,
+        })
+    }
+}
+
+impl Source for MdbusSubscriberSource {
+    fn recv<R>(&mut self, _wait: Wait, timeout: Duration, f: impl FnOnce(&MdSample) -> R) -> Result<Option<R>> {
+        loop {
+            match self.subscriber.next_event_ref(timeout)? {
+                Some(EventRef::Record { sample, source }) => {
+                    if source == RecordSource::GapFill && payload::read(sample).is_some_and(|r| r.measured) {
+                        self.from_wal += 1;
+                    }
+                    return Ok(Some(f(sample)));
+                }
+                // `ReplayDone` and `Gap` carry no record (a gap shows as
+                // lost indexes).
+                Some(_) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn filled_from_wal(&self) -> u64 {
+        self.from_wal
     }
 }

@@ -44,6 +44,13 @@ pub trait Source {
     fn finished(&self) -> bool {
         false
     }
+
+    /// Measured records handed out that did not come live but from the
+    /// WAL, filling a hole the transport left (mdbus's `Subscriber`); 0
+    /// for a transport that only delivers live.
+    fn filled_from_wal(&self) -> u64 {
+        0
+    }
 }
 
 /// Stamps `ts_publish` of one record, just before its send.
@@ -197,6 +204,8 @@ pub struct SubscriberOutcome {
     pub sequence: Sequence,
     /// Mean measured time of the slow subscriber's pause, ns (0: none).
     pub pause_ns: u64,
+    /// Measured records received from the WAL instead of live.
+    pub from_wal: u64,
 }
 
 /// Summary of a [`SubscriberOutcome`] written next to its histogram.
@@ -213,6 +222,10 @@ pub struct SubscriberSummary {
     /// Whether pinning this subscriber to its core failed.
     #[serde(default)]
     pub pin_failed: bool,
+    /// Measured records received from the WAL instead of live
+    /// ([`Source::filled_from_wal`]).
+    #[serde(default)]
+    pub from_wal: u64,
 }
 
 /// Receives until `stop` is set and nothing arrived for 10 ms (or the
@@ -267,6 +280,7 @@ pub fn subscribe(
         histogram,
         sequence,
         pause_ns,
+        from_wal: source.filled_from_wal(),
     })
 }
 
