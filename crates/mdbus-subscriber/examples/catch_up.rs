@@ -4,22 +4,91 @@
 //!
 //! `cargo run --release -p mdbus-subscriber --example catch_up [EVENTS] [MODE]`
 //! with MODE `full` (L1 + L2, the default), `state-only`
-//! ([`CatchUp::StateOnly`]), `no-l2` (L2 off) or `silent`
-//! ([`CatchUp::Silent`]: the records are applied, not delivered); EVENTS market events
+//! ([`CatchUp::StateOnly`]), `no-l2` (L2 off), `silent`
+//! ([`CatchUp::Silent`]: the records are applied, not delivered) or
+//! `gap-fill` (not a catch-up: the WAL's records come as a live stream
+//! that loses [`HOLE_LEN`] records of every [`HOLE_EVERY`], as a receiver
+//! that fell behind its transport's buffer does, and the subscriber fills
+//! each hole from the WAL); EVENTS market events
 //! (default 1 000 000) over 4 instruments, written first by a
 //! [`FeedPublisher`] into a temporary WAL (not timed). The replay's wall
 //! clock and its thread's CPU time are both printed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mdbus_publisher::{FeedConfig, FeedPublisher, SyntheticFeed};
 use mdbus_subscriber::{CatchUp, L2Config, StartFrom, Subscriber, SubscriberConfig};
-use mdbus_transport::InProcBus;
-use mdbus_types::WalLocation;
+use mdbus_transport::{InProcBus, MdReceiver};
 use mdbus_types::clock::now_ns;
-use mdbus_wal::WalOptions;
+use mdbus_types::{MdSample, WalLocation};
+use mdbus_wal::{ReadFrom, ReadOptions, WalOptions, WalReader};
 
 const FEED: &str = "catchup";
+
+/// `gap-fill`: of every `HOLE_EVERY` live records the last `HOLE_LEN` are lost.
+const HOLE_EVERY: u64 = 4096;
+/// See [`HOLE_EVERY`].
+const HOLE_LEN: u64 = 256;
+
+/// A live stream of `records` that loses `HOLE_LEN` of every `HOLE_EVERY`.
+struct Holey {
+    records: Arc<Vec<MdSample>>,
+    next: usize,
+    dropped: u64,
+}
+
+impl Holey {
+    /// The index of the next record the stream delivers.
+    fn advance(&mut self) -> Option<usize> {
+        while let Some(sample) = self.records.get(self.next) {
+            self.next += 1;
+            if sample.header().seq % HOLE_EVERY >= HOLE_EVERY - HOLE_LEN {
+                self.dropped += 1;
+                continue;
+            }
+            return Some(self.next - 1);
+        }
+        None
+    }
+}
+
+/// A record [`Holey`] lends: a handle, as iceoryx2's sample is (a
+/// reference count, no copy of the record).
+struct Held {
+    records: Arc<Vec<MdSample>>,
+    index: usize,
+}
+
+impl std::ops::Deref for Held {
+    type Target = MdSample;
+    fn deref(&self) -> &MdSample {
+        &self.records[self.index]
+    }
+}
+
+impl MdReceiver for Holey {
+    type Held = Held;
+
+    fn try_recv(&mut self) -> mdbus_transport::Result<Option<MdSample>> {
+        Ok(self.advance().map(|i| self.records[i]))
+    }
+
+    fn try_recv_held(&mut self) -> mdbus_transport::Result<Option<Held>> {
+        Ok(self.advance().map(|index| Held {
+            records: Arc::clone(&self.records),
+            index,
+        }))
+    }
+
+    fn recv_timeout(&mut self, _timeout: Duration) -> mdbus_transport::Result<Option<MdSample>> {
+        self.try_recv()
+    }
+
+    fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -33,7 +102,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "state-only" => (L2Config::default(), CatchUp::StateOnly),
         "no-l2" => (L2Config::off(), CatchUp::Full),
         "silent" => (L2Config::default(), CatchUp::Silent),
-        other => return Err(format!("MODE {other:?}: expected full, state-only, no-l2 or silent").into()),
+        "gap-fill" => (L2Config::default(), CatchUp::Full),
+        other => return Err(format!("MODE {other:?}: expected full, state-only, no-l2, silent or gap-fill").into()),
     };
 
     let dir = tempfile::tempdir()?;
@@ -53,6 +123,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         publisher.flush()?;
         publisher.next_seq() - 1
     };
+
+    if mode == "gap-fill" {
+        return gap_fill(&dir, last);
+    }
 
     let bus = InProcBus::new(16);
     let config = SubscriberConfig::default()
@@ -85,6 +159,54 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sys,
         faults,
         stats.replayed as f64 / cpu / 1e6
+    );
+    Ok(())
+}
+
+/// The `gap-fill` mode: the WAL's records (read back first, not timed) as
+/// a live stream with holes, through a subscriber that fills them from the
+/// WAL.
+fn gap_fill(dir: &tempfile::TempDir, last: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let options = ReadOptions {
+        from: ReadFrom::Seq(1),
+        skip_corrupt: false,
+    };
+    let mut reader = WalReader::open(dir.path(), FEED, options)?;
+    let mut records = Vec::new();
+    while let Some(record) = reader.next_record()? {
+        records.push(record.record.to_sample());
+    }
+    let live = Holey {
+        records: Arc::new(records),
+        next: 0,
+        dropped: 0,
+    };
+    let config = SubscriberConfig::default()
+        .wal(WalLocation::try_new(dir.path(), FEED)?)
+        .start(StartFrom::LiveOnly);
+    let started = Instant::now();
+    let cpu_started = thread_usage();
+    let mut subscriber = Subscriber::new(live, config)?;
+    let watchdog = started + Duration::from_secs(60);
+    while subscriber.stats().last_seq != Some(last) {
+        if subscriber.next_event_ref(Duration::ZERO)?.is_none() && Instant::now() > watchdog {
+            return Err(format!("the subscriber did not reach seq {last} in 60 s").into());
+        }
+    }
+    let took = started.elapsed();
+    let cpu = thread_usage().0 - cpu_started.0;
+    let stats = subscriber.stats();
+    let delivered = stats.live + stats.gap_filled;
+    println!(
+        "gap-fill: {delivered} records delivered ({} live, {} from the WAL in {} holes, {} gaps) in {:.3} s: {:.2} M records/s ({:.3} s of CPU: {:.2} M records per CPU-second)",
+        stats.live,
+        stats.gap_filled,
+        stats.gap_fills,
+        stats.gaps,
+        took.as_secs_f64(),
+        delivered as f64 / took.as_secs_f64() / 1e6,
+        cpu,
+        delivered as f64 / cpu / 1e6
     );
     Ok(())
 }
