@@ -177,6 +177,8 @@ enum Last {
     Nothing,
     Ready,
     Held,
+    /// The front of `pending`, taken off at the next call.
+    Front,
 }
 
 /// How a [`Subscriber`] runs. Start from `SubscriberConfig::default()` and
@@ -468,6 +470,9 @@ impl<R: MdReceiver> Subscriber<R> {
     pub fn next_event_ref(&mut self, timeout: Duration) -> Result<Option<EventRef<'_>>> {
         // The sample the previous event lent goes back to the transport.
         self.held = None;
+        if self.last == Last::Front {
+            self.pop_delivered_front();
+        }
         self.last = Last::Nothing;
         let mut deadline = None;
         loop {
@@ -497,6 +502,14 @@ impl<R: MdReceiver> Subscriber<R> {
             // is a duplicate by the time it is seen, or the switch point).
             if (self.pending.is_empty() && !self.replaying() && !polled) || self.drain_tick.is_multiple_of(64) {
                 self.drain_live()?;
+            }
+            // Live and behind: the next record is the buffer's front, lent
+            // where it lies (not moved out into an event first).
+            if matches!(self.state, State::Live { .. })
+                && let Some(front) = self.pending.front()
+                && Some(front.header().seq) == self.next_seq
+            {
+                return Ok(Some(self.deliver_front()));
             }
             if self.step()? {
                 return Ok(self.deliver());
@@ -540,6 +553,48 @@ impl<R: MdReceiver> Subscriber<R> {
                 sample,
                 source: Source::Live,
             }),
+            Last::Front => self.pending.front().map(|sample| EventRef::Record {
+                sample,
+                source: Source::Live,
+            }),
+        }
+    }
+
+    /// Delivers the live record at the front of `pending` (its seq is the
+    /// next one) where it lies: the caches updated from it, then lent to the
+    /// caller; it leaves the buffer at the next call.
+    fn deliver_front(&mut self) -> EventRef<'_> {
+        let sample = self.pending.front().expect("a live record is buffered");
+        let seq = sample.header().seq;
+        self.next_seq = Some(seq + 1);
+        self.state = State::Live { filling: false };
+        let stats = &mut self.stats;
+        stats.live += 1;
+        stats.last_seq = Some(seq);
+        match sample.record() {
+            Ok(record) => apply_record(&*self.l1, Some(&self.l2), stats, record),
+            Err(_) => stats.bad_records += 1,
+        }
+        self.last = Last::Front;
+        EventRef::Record {
+            sample,
+            source: Source::Live,
+        }
+    }
+
+    /// Takes the record [`Subscriber::deliver_front`] lent off the buffer.
+    fn pop_delivered_front(&mut self) {
+        self.pending.pop_front();
+        self.shrink_drained_buffer();
+    }
+
+    /// A lag filled the buffer far beyond its usual size (up to
+    /// `live_buffer` records, 376 bytes each): once it is drained, its
+    /// memory goes back instead of staying at the high-water mark.
+    #[inline]
+    fn shrink_drained_buffer(&mut self) {
+        if self.pending.is_empty() && self.pending.capacity() > KEEP_LIVE_BUFFER {
+            self.pending.shrink_to(KEEP_LIVE_BUFFER);
         }
     }
 
@@ -631,12 +686,7 @@ impl<R: MdReceiver> Subscriber<R> {
 
     fn live_event(&mut self) -> Event {
         let sample = self.pending.pop_front().expect("a live record is buffered");
-        if self.pending.is_empty() && self.pending.capacity() > KEEP_LIVE_BUFFER {
-            // A lag filled the buffer far beyond its usual size (up to
-            // `live_buffer` records, 376 bytes each): once it is drained,
-            // its memory goes back instead of staying at the high-water mark.
-            self.pending.shrink_to(KEEP_LIVE_BUFFER);
-        }
+        self.shrink_drained_buffer();
         self.next_seq = Some(sample.header().seq + 1);
         let event = Event::Record {
             sample,
@@ -1004,6 +1054,8 @@ mod tests {
             match subscriber.next_event(Duration::from_secs(10)).unwrap() {
                 Some(Event::Record { sample, .. }) => {
                     assert_eq!(sample.header().seq, next);
+                    // Lent from the buffer's front, and still there.
+                    assert_eq!(subscriber.last_event().and_then(|e| e.seq()), Some(next));
                     next += 1;
                 }
                 Some(Event::ReplayDone { .. }) => assert_eq!(next, 1),
@@ -1011,6 +1063,8 @@ mod tests {
             }
             high_water = high_water.max(subscriber.pending.capacity());
         }
+        // The last record delivered leaves the buffer at the next call.
+        assert_eq!(subscriber.next_event(Duration::ZERO).unwrap(), None);
         assert!(high_water > KEEP_LIVE_BUFFER, "the buffer held {high_water} at most");
         assert!(subscriber.pending.is_empty());
         assert!(
