@@ -267,26 +267,13 @@ impl L2Cache {
         self.instruments.values().map(InstrumentHistory::allocated_bytes).sum()
     }
 
-    /// Keeps the budget: `id` (just pushed, a tick or a book record)
-    /// within its share at once; when the universe grew (every share
-    /// shrank), one other instrument per record, round robin, until all
-    /// were visited.
+    /// The budget's other half (see [`L2Cache::push`], which keeps the
+    /// instrument it pushed to within its share): when the universe grew
+    /// (every share shrank), one other instrument per record, round robin,
+    /// until all were visited.
     #[inline]
-    fn keep_budget(&mut self, id: &InstrumentId, tick: bool, budget: usize) {
-        let n = self.instruments.len().max(1);
-        if n != self.shared_by {
-            self.shared_by = n;
-            self.share = budget / n;
-            self.sweep_left = n;
-        }
+    fn sweep_budget(&mut self) {
         let share = self.share;
-        if let Some(history) = self.instruments.get_mut(id) {
-            if tick {
-                history.trim_ticks(share);
-            } else {
-                history.trim_book(share);
-            }
-        }
         if self.sweep_left > 0 && !self.order.is_empty() {
             self.sweep_left -= 1;
             self.sweep = (self.sweep + 1) % self.order.len();
@@ -323,6 +310,18 @@ impl L2Cache {
             order.push(id);
             InstrumentHistory::new(known_from)
         });
+        // Each instrument's share of the budget (`order` lists every
+        // instrument in `instruments`); `history`, just pushed to, is kept
+        // within it at once, below, without a second lookup.
+        if let Some(budget) = config.max_bytes {
+            let n = order.len().max(1);
+            if n != self.shared_by {
+                self.shared_by = n;
+                self.share = budget / n;
+                self.sweep_left = n;
+            }
+        }
+        let share = self.share;
         match record {
             RecordRef::Tick(t) if is_trade(&t.header) && config.max_ticks > 0 => {
                 history.ticks.push_back(*t);
@@ -350,9 +349,13 @@ impl L2Cache {
             }
             _ => {}
         }
-        if let Some(budget) = config.max_bytes {
-            let tick = matches!(record, RecordRef::Tick(_));
-            self.keep_budget(&id, tick, budget);
+        if config.max_bytes.is_some() {
+            if matches!(record, RecordRef::Tick(_)) {
+                history.trim_ticks(share);
+            } else {
+                history.trim_book(share);
+            }
+            self.sweep_budget();
         }
     }
 
