@@ -565,16 +565,9 @@ impl<R: MdReceiver> Subscriber<R> {
     /// caller; it leaves the buffer at the next call.
     fn deliver_front(&mut self) -> EventRef<'_> {
         let sample = self.pending.front().expect("a live record is buffered");
-        let seq = sample.header().seq;
+        let seq = apply_live(&self.l1, &self.l2, &mut self.stats, sample);
         self.next_seq = Some(seq + 1);
         self.state = State::Live { filling: false };
-        let stats = &mut self.stats;
-        stats.live += 1;
-        stats.last_seq = Some(seq);
-        match sample.record() {
-            Ok(record) => apply_record(&*self.l1, Some(&self.l2), stats, record),
-            Err(_) => stats.bad_records += 1,
-        }
         self.last = Last::Front;
         EventRef::Record {
             sample,
@@ -601,16 +594,9 @@ impl<R: MdReceiver> Subscriber<R> {
     /// Delivers the live record `held` (its seq is the next one) in place:
     /// the caches updated from it, then lent to the caller.
     fn deliver_held(&mut self, held: R::Held) -> EventRef<'_> {
-        let seq = held.header().seq;
+        let seq = apply_live(&self.l1, &self.l2, &mut self.stats, &held);
         self.next_seq = Some(seq + 1);
         self.state = State::Live { filling: false };
-        let stats = &mut self.stats;
-        stats.live += 1;
-        stats.last_seq = Some(seq);
-        match held.record() {
-            Ok(record) => apply_record(&*self.l1, Some(&self.l2), stats, record),
-            Err(_) => stats.bad_records += 1,
-        }
         self.last = Last::Held;
         EventRef::Record {
             sample: self.held.insert(held),
@@ -990,6 +976,20 @@ impl<R: MdReceiver> Subscriber<R> {
     pub fn receiver_mut(&mut self) -> &mut R {
         &mut self.receiver
     }
+}
+
+/// A live record delivered in place (its seq is the next one): counted and
+/// applied to the caches. Returns its seq.
+#[inline]
+fn apply_live(l1: &L1Cache, l2: &Mutex<L2Cache>, stats: &mut SubscriberStats, sample: &MdSample) -> u64 {
+    let seq = sample.header().seq;
+    stats.live += 1;
+    stats.last_seq = Some(seq);
+    match sample.record() {
+        Ok(record) => apply_record(l1, Some(l2), stats, record),
+        Err(_) => stats.bad_records += 1,
+    }
+    seq
 }
 
 /// Updates L1 and L2 with a delivered record (and the statistics with what

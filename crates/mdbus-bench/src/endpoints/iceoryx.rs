@@ -268,6 +268,15 @@ impl Sink for MdbusSink {
     }
 }
 
+/// The feed `name`'s `IoxReceiver`, spinning or blocking as `wait` says.
+fn open_receiver(name: &str, wait: Wait) -> Result<IoxReceiver> {
+    let strategy = match wait {
+        Wait::Spin => WaitStrategy::BusySpin,
+        Wait::Block => WaitStrategy::Block,
+    };
+    Ok(IoxReceiver::open(&IoxReceiverConfig::new(name).wait(strategy))?)
+}
+
 /// An mdbus subscriber (`IoxReceiver` with `WaitStrategy::BusySpin` or
 /// `WaitStrategy::Block`), received through its `recv_timeout`.
 #[derive(Debug)]
@@ -278,12 +287,9 @@ pub struct MdbusSource {
 impl MdbusSource {
     /// Opens the feed `name` (the publisher created it).
     pub fn open(name: &str, wait: Wait) -> Result<MdbusSource> {
-        let strategy = match wait {
-            Wait::Spin => WaitStrategy::BusySpin,
-            Wait::Block => WaitStrategy::Block,
-        };
-        let subscriber = IoxReceiver::open(&IoxReceiverConfig::new(name).wait(strategy))?;
-        Ok(MdbusSource { subscriber })
+        Ok(MdbusSource {
+            subscriber: open_receiver(name, wait)?,
+        })
     }
 }
 
@@ -319,11 +325,7 @@ impl MdbusSubscriberSource {
     /// Opens the feed `name` (the publisher created it and announces its
     /// WAL) with the default `SubscriberConfig`.
     pub fn open(name: &str, wait: Wait) -> Result<MdbusSubscriberSource> {
-        let strategy = match wait {
-            Wait::Spin => WaitStrategy::BusySpin,
-            Wait::Block => WaitStrategy::Block,
-        };
-        let receiver = IoxReceiver::open(&IoxReceiverConfig::new(name).wait(strategy))?;
+        let receiver = open_receiver(name, wait)?;
         let announced = receiver.wal()?;
         if announced.is_none() {
             return Err(Error::Run(format!("feed {name} announces no WAL")));
