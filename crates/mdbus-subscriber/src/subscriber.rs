@@ -740,10 +740,14 @@ impl<R: MdReceiver> Subscriber<R> {
             let reader = self.reader.as_mut().expect("positioned");
             // Records before the next seq were delivered already (a gap
             // fill reads forward from where the last one ended, past what
-            // came live meanwhile): stepped over on their length and seq,
-            // not checked (`next_event_where`); the next one is checked.
-            let next = self.next_seq;
-            let record = match reader.next_event_where(|r| next.is_none_or(|n| r.header().seq >= n))? {
+            // came live meanwhile): stepped over on their length, seq and
+            // checksum (`next_event_from`); from the next seq on, every
+            // check.
+            let event = match self.next_seq {
+                Some(n) => reader.next_event_from(n)?,
+                None => reader.next_event()?,
+            };
+            let record = match event {
                 None => return Ok(false),
                 // The seq check below sees the hole a skipped range leaves.
                 Some(ReadEvent::Skipped(_)) => continue,

@@ -3,15 +3,16 @@
 
 mod common;
 
+use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use common::{WATCHDOG, assert_dense, events_until, publish, publisher, seqs};
 use mdbus_publisher::SyntheticFeed;
 use mdbus_subscriber::{Event, Source, StartFrom, Subscriber, SubscriberConfig};
-use mdbus_transport::{InProcBus, MdReceiver};
-use mdbus_types::SeqRange;
+use mdbus_transport::{InProcBus, MdReceiver, MdSender};
 use mdbus_types::WalLocation;
-use mdbus_wal::{RetentionPolicy, apply_retention, inspect};
+use mdbus_types::{Kind, MdSample, SeqRange};
+use mdbus_wal::{ReadOptions, RetentionPolicy, WalReader, apply_retention, inspect};
 
 #[test]
 fn slow_subscriber_with_overflow_gets_every_seq_once() {
@@ -178,4 +179,99 @@ fn without_a_wal_a_hole_is_a_gap_and_the_book_waits_for_a_snapshot() {
     assert!(!subscriber.l1().is_stale(&id));
     assert_eq!(subscriber.stats().mismatches, 0);
     assert_eq!(subscriber.l1().book(&id), p.book(&id).map(|b| b.to_snapshot()));
+}
+
+/// Two holes in the live stream, the second filled by reading the WAL
+/// forward from the end of the first, with the length field of the WAL
+/// frame of one seq rewritten to another record size: the events up to
+/// `last`, and that seq. The live stream carries 1..=10, 21..=`last_live`
+/// and `last_live + 11..=last_live + 20` (holes 11..=20 and
+/// `last_live + 1..=last_live + 10`); `corrupt(last_live)` picks the seq.
+fn two_holes_with_a_bad_length(corrupt: impl Fn(u64) -> u64) -> (Vec<Event>, u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_bus = InProcBus::new(1 << 16);
+    {
+        let mut p = publisher(dir.path(), "badlen", &wal_bus, 1 << 20);
+        let mut feed = SyntheticFeed::new(4, 3).unwrap();
+        publish(&mut p, &mut feed, 200);
+        p.flush().unwrap();
+    }
+    // Every record with its frame's file and offset.
+    let mut reader = WalReader::open(dir.path(), "badlen", ReadOptions::default()).unwrap();
+    let mut frames = Vec::new();
+    while let Some(record) = reader.next_record().unwrap() {
+        frames.push((record.record.to_sample(), record.path.to_path_buf(), record.offset));
+    }
+    drop(reader);
+    // The first record from seq 40 on that is smaller than a snapshot: its
+    // length can become a snapshot's, which would still pass a look at
+    // the length alone.
+    let snapshot_len = Kind::BookSnapshot.record_size();
+    let smaller = |s: &MdSample| s.record().unwrap().as_bytes().len() < snapshot_len;
+    let last_live = frames
+        .iter()
+        .map(|(s, _, _)| s)
+        .find(|s| s.header().seq >= 40 && smaller(s))
+        .unwrap()
+        .header()
+        .seq;
+    let last = last_live + 20;
+    assert!(frames.len() as u64 > last, "{} records", frames.len());
+    let bad = corrupt(last_live);
+    let (sample, path, offset) = &frames[bad as usize - 1];
+    assert_eq!(sample.header().seq, bad);
+    assert!(smaller(sample), "seq {bad} is a snapshot");
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.seek(SeekFrom::Start(*offset)).unwrap();
+    file.write_all(&(snapshot_len as u32).to_le_bytes()).unwrap();
+    drop(file);
+
+    let live = InProcBus::new(1 << 16);
+    let receiver = live.subscribe();
+    let mut sender = live.sender();
+    for (sample, _, _) in &frames {
+        let seq = sample.header().seq;
+        if (1..=10).contains(&seq) || (21..=last_live).contains(&seq) || (last_live + 11..=last).contains(&seq) {
+            sender.send(sample).unwrap();
+        }
+    }
+    let mut subscriber = Subscriber::new(
+        receiver,
+        SubscriberConfig::default()
+            .wal(WalLocation::try_new(dir.path(), "badlen").unwrap())
+            .start(StartFrom::LiveOnly),
+    )
+    .unwrap();
+    (events_until(&mut subscriber, last, |_| {}), last, bad)
+}
+
+/// A gap fill steps over the WAL frames the subscriber had live already
+/// without every check, but a frame whose length changed does not take it
+/// past the records it needs: they are filled, with no gap.
+#[test]
+fn a_bad_length_in_a_frame_a_gap_fill_steps_over_loses_nothing() {
+    let (events, last, bad) = two_holes_with_a_bad_length(|last_live| last_live);
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Gap(_))),
+        "seq {bad} corrupt: {events:?}"
+    );
+    assert_dense(&seqs(&events), 1, last);
+}
+
+/// The same frame inside the hole the fill needs: that one record is an
+/// explicit gap, every other is filled.
+#[test]
+fn a_bad_length_in_a_frame_a_gap_fill_needs_is_a_gap_of_that_record() {
+    let (events, last, bad) = two_holes_with_a_bad_length(|last_live| last_live + 1);
+    let gaps: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Gap(range) => Some(*range),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gaps, vec![SeqRange { from: bad, to: bad }], "{events:?}");
+    let seqs = seqs(&events);
+    let expected: Vec<u64> = (1..=last).filter(|&s| s != bad).collect();
+    assert_eq!(seqs, expected);
 }

@@ -675,6 +675,19 @@ impl WalReader {
         }
     }
 
+    /// [`WalReader::next_event`] for a reader that needs only the records
+    /// from `seq` on (a gap fill reading forward past records it has
+    /// already): the frames before `seq` are stepped over as
+    /// [`WalReader::next_event_where`] steps over the frames it does not
+    /// want, and from `seq` on it returns what `next_event` returns. A
+    /// record before `seq` may still be returned (where the reader checks
+    /// anyway: a segment's first frame, after a resync): the caller drops
+    /// it.
+    pub fn next_event_from(&mut self, seq: u64) -> Result<Option<ReadEvent<'_>>> {
+        self.step_over(|record| record.header().seq < seq);
+        self.next_event()
+    }
+
     /// [`WalReader::next_event`] for a scan that wants few of the records:
     /// yields only the records `keep` accepts (and skipped ranges). A frame
     /// whose record `keep` rejects is stepped over with only its length
@@ -689,10 +702,14 @@ impl WalReader {
     /// unnoticed, which loses nothing the caller wanted (a corrupt record
     /// is never yielded); where the reader checks a frame anyway (the first
     /// of a segment, right after a resync, frames before a time seek's
-    /// target) it is reported as `next_event` reports it.
+    /// target) it is reported as `next_event` reports it. A frame whose
+    /// length changed to another record's size lands the step inside the
+    /// next frame, where the look fails: the reader steps back and checks
+    /// the changed frame in full, so it resyncs from where `next_event`
+    /// would and skips no valid frame after it.
     pub fn next_event_where(&mut self, mut keep: impl FnMut(RecordRef<'_>) -> bool) -> Result<Option<ReadEvent<'_>>> {
         loop {
-            self.step_over_unwanted(&mut keep);
+            self.step_over(|record| !keep(record));
             // Segment ends, seeks, bad frames and the wanted frame itself:
             // the checked path.
             match self.advance()? {
@@ -707,17 +724,34 @@ impl WalReader {
         }
     }
 
-    /// Steps over the frames `keep` rejects, unchecked (see
-    /// [`WalReader::next_event_where`]), up to the first it accepts or the
-    /// first the quick look cannot walk (segment end, bad length or seq).
+    /// Steps over the frames `skip` passes, unchecked but for their length
+    /// and seq (see [`WalReader::next_event_where`]), up to the first it
+    /// refuses or the first the quick look cannot walk (segment end, the
+    /// live end, a bad length or seq). When the look fails right after a
+    /// step, the reader goes back to the frame it stepped over last, and
+    /// the checked path reads that one in full: a length field changed to
+    /// another record's size passes the look and steps into the middle of
+    /// the next frame, where the look fails; the checked path then finds
+    /// the bad frame itself and resyncs from it, as `next_event` does,
+    /// rather than from the middle of the frame after it (which would skip
+    /// valid records).
     #[inline]
-    fn step_over_unwanted(&mut self, keep: &mut impl FnMut(RecordRef<'_>) -> bool) {
+    fn step_over(&mut self, mut skip: impl FnMut(RecordRef<'_>) -> bool) {
+        // (off, expected, last_seq) before the last step.
+        let mut before_last: Option<(usize, u64, Option<u64>)> = None;
         while self.min_ts.is_none()
             && let Some(cursor) = self.cursor.as_mut()
             && let Some(expected) = cursor.expected
             && expected >= self.min_seq
-            && let Some((kind, len)) = peek_frame(cursor.segment.bytes(), cursor.off, expected)
         {
+            let Some((kind, len)) = peek_frame(cursor.segment.bytes(), cursor.off, expected) else {
+                if let Some((off, expected, last_seq)) = before_last {
+                    cursor.off = off;
+                    cursor.expected = Some(expected);
+                    cursor.last_seq = last_seq;
+                }
+                return;
+            };
             let payload = &cursor.segment.bytes()[cursor.off + FRAME_HEADER_LEN..][..len];
             let record = match kind {
                 Kind::Tick => RecordRef::Tick(bytemuck::from_bytes(payload)),
@@ -725,10 +759,13 @@ impl WalReader {
                 Kind::BookDelta => RecordRef::BookDelta(bytemuck::from_bytes(payload)),
                 Kind::Heartbeat => RecordRef::Heartbeat(bytemuck::from_bytes(payload)),
             };
-            if keep(record) {
+            if !skip(record) {
                 return;
             }
+            before_last = Some((cursor.off, expected, cursor.last_seq));
             cursor.off += FRAME_HEADER_LEN + len;
+            // (A step back after this may land before what it released:
+            // released bytes read back as before, see `MappedSegment::release`.)
             cursor.release_read();
             cursor.expected = Some(expected + 1);
             cursor.last_seq = Some(expected);
