@@ -740,9 +740,9 @@ impl<R: MdReceiver> Subscriber<R> {
             let reader = self.reader.as_mut().expect("positioned");
             // Records before the next seq were delivered already (a gap
             // fill reads forward from where the last one ended, past what
-            // came live meanwhile): stepped over on their length, seq and
-            // checksum (`next_event_from`); from the next seq on, every
-            // check.
+            // came live meanwhile): stepped over on their length and seq
+            // (`next_event_from`, which checks in full a frame whose step
+            // leads nowhere); from the next seq on, every check.
             let event = match self.next_seq {
                 Some(n) => reader.next_event_from(n)?,
                 None => reader.next_event()?,
