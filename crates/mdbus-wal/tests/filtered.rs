@@ -148,7 +148,11 @@ fn next_event_from_reads_what_next_event_reads_from_its_seq_on() {
     let (path, off, _) = &frames[damaged.next().unwrap()];
     flip(path, off + 8);
     let from_start = read_from(dir.path(), 1, false);
-    assert_eq!(from_start.iter().filter(|e| e.starts_with('S')).count(), 3, "{from_start:?}");
+    assert_eq!(
+        from_start.iter().filter(|e| e.starts_with('S')).count(),
+        3,
+        "{from_start:?}"
+    );
     let mut lost = 0;
     for from in (1..=400).step_by(7) {
         let expected = read_from(dir.path(), from, false);
