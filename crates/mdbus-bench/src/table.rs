@@ -572,6 +572,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn records_from_the_wal_are_summed_over_rounds_and_noted() {
+        let rounds: Vec<(Row, Histogram<u64>)> = [120, 30]
+            .into_iter()
+            .map(|from_wal| {
+                let mut r = row("unpaced-spin", Transport::MdbusSubscriber, 1000, 2000);
+                r.from_wal = from_wal;
+                (r, hist::new_histogram())
+            })
+            .collect();
+        let (row, _) = combine(&rounds, "r.hgrm".to_string()).unwrap();
+        assert_eq!(row.from_wal, 150);
+        let table = markdown(&[row]);
+        assert!(
+            table.contains("150 records came from the WAL, filling holes the transport left (not lost, late)"),
+            "{table}"
+        );
+        let quiet = markdown(&[self::row("unpaced-spin", Transport::MdbusWalInterval, 1000, 2000)]);
+        assert!(!quiet.contains("from the WAL"), "{quiet}");
+    }
+
+    #[test]
     fn duplicates_mark_the_row_invalid() {
         let mut r = row("paced-spin", Transport::Crossbeam, 1000, 2000);
         r.duplicates = 3;
