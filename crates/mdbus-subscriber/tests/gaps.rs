@@ -181,19 +181,22 @@ fn without_a_wal_a_hole_is_a_gap_and_the_book_waits_for_a_snapshot() {
     assert_eq!(subscriber.l1().book(&id), p.book(&id).map(|b| b.to_snapshot()));
 }
 
-/// Two holes in the live stream, the second filled by reading the WAL
-/// forward from the end of the first, with the length field of the WAL
-/// frame of one seq rewritten to another record size: the events up to
-/// `last`, and that seq. The live stream carries 1..=10, 21..=`last_live`
-/// and `last_live + 11..=last_live + 20` (holes 11..=20 and
-/// `last_live + 1..=last_live + 10`); `corrupt(last_live)` picks the seq.
-fn two_holes_with_a_bad_length(corrupt: impl Fn(u64) -> u64) -> (Vec<Event>, u64, u64) {
+/// A replay from seq 1 up to the live stream, which carries
+/// `FIRST_LIVE..=last_live` and `last_live + 11..=last_live + 20`, with the
+/// length field of the WAL frame of one seq rewritten to another record
+/// size: the events up to the last, the last seq, and the corrupt one
+/// (`corrupt(last_live)` picks it). The replay drains the whole live queue
+/// into its buffer at its 64th record, so the hole `last_live + 1..` is
+/// filled by reading the WAL forward from where the replay ended, past the
+/// records delivered from the buffer.
+fn a_hole_after_a_bad_length(corrupt: impl Fn(u64) -> u64) -> (Vec<Event>, u64, u64) {
+    const FIRST_LIVE: u64 = 100;
     let dir = tempfile::tempdir().unwrap();
     let wal_bus = InProcBus::new(1 << 16);
     {
         let mut p = publisher(dir.path(), "badlen", &wal_bus, 1 << 20);
         let mut feed = SyntheticFeed::new(4, 3).unwrap();
-        publish(&mut p, &mut feed, 200);
+        publish(&mut p, &mut feed, 400);
         p.flush().unwrap();
     }
     // Every record with its frame's file and offset.
@@ -203,7 +206,7 @@ fn two_holes_with_a_bad_length(corrupt: impl Fn(u64) -> u64) -> (Vec<Event>, u64
         frames.push((record.record.to_sample(), record.path.to_path_buf(), record.offset));
     }
     drop(reader);
-    // The first record from seq 40 on that is smaller than a snapshot: its
+    // The first record from seq 140 on that is smaller than a snapshot: its
     // length can become a snapshot's, which would still pass a look at
     // the length alone.
     let snapshot_len = Kind::BookSnapshot.record_size();
@@ -211,7 +214,7 @@ fn two_holes_with_a_bad_length(corrupt: impl Fn(u64) -> u64) -> (Vec<Event>, u64
     let last_live = frames
         .iter()
         .map(|(s, _, _)| s)
-        .find(|s| s.header().seq >= 40 && smaller(s))
+        .find(|s| s.header().seq >= FIRST_LIVE + 40 && smaller(s))
         .unwrap()
         .header()
         .seq;
@@ -231,7 +234,7 @@ fn two_holes_with_a_bad_length(corrupt: impl Fn(u64) -> u64) -> (Vec<Event>, u64
     let mut sender = live.sender();
     for (sample, _, _) in &frames {
         let seq = sample.header().seq;
-        if (1..=10).contains(&seq) || (21..=last_live).contains(&seq) || (last_live + 11..=last).contains(&seq) {
+        if (FIRST_LIVE..=last_live).contains(&seq) || (last_live + 11..=last).contains(&seq) {
             sender.send(sample).unwrap();
         }
     }
@@ -239,10 +242,20 @@ fn two_holes_with_a_bad_length(corrupt: impl Fn(u64) -> u64) -> (Vec<Event>, u64
         receiver,
         SubscriberConfig::default()
             .wal(WalLocation::try_new(dir.path(), "badlen").unwrap())
-            .start(StartFrom::LiveOnly),
+            .start(StartFrom::Seq(1)),
     )
     .unwrap();
-    (events_until(&mut subscriber, last, |_| {}), last, bad)
+    let events = events_until(&mut subscriber, last, |_| {});
+    let live_from_buffer = events
+        .iter()
+        .filter(|e| matches!(e, Event::Record { source: Source::Live, sample } if sample.header().seq <= last_live))
+        .count() as u64;
+    assert!(
+        live_from_buffer >= last_live - FIRST_LIVE,
+        "the records before the hole came live: {live_from_buffer}; {:?}",
+        subscriber.stats()
+    );
+    (events, last, bad)
 }
 
 /// A gap fill steps over the WAL frames the subscriber had live already
@@ -250,7 +263,7 @@ fn two_holes_with_a_bad_length(corrupt: impl Fn(u64) -> u64) -> (Vec<Event>, u64
 /// past the records it needs: they are filled, with no gap.
 #[test]
 fn a_bad_length_in_a_frame_a_gap_fill_steps_over_loses_nothing() {
-    let (events, last, bad) = two_holes_with_a_bad_length(|last_live| last_live);
+    let (events, last, bad) = a_hole_after_a_bad_length(|last_live| last_live);
     assert!(
         !events.iter().any(|e| matches!(e, Event::Gap(_))),
         "seq {bad} corrupt: {events:?}"
@@ -262,7 +275,7 @@ fn a_bad_length_in_a_frame_a_gap_fill_steps_over_loses_nothing() {
 /// explicit gap, every other is filled.
 #[test]
 fn a_bad_length_in_a_frame_a_gap_fill_needs_is_a_gap_of_that_record() {
-    let (events, last, bad) = two_holes_with_a_bad_length(|last_live| last_live + 1);
+    let (events, last, bad) = a_hole_after_a_bad_length(|last_live| last_live + 1);
     let gaps: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -274,4 +287,121 @@ fn a_bad_length_in_a_frame_a_gap_fill_needs_is_a_gap_of_that_record() {
     let seqs = seqs(&events);
     let expected: Vec<u64> = (1..=last).filter(|&s| s != bad).collect();
     assert_eq!(seqs, expected);
+}
+
+/// A subscriber whose receiver fell behind (its 16-record queue kept the
+/// newest) catches up from the WAL, past the hole, to the WAL's end,
+/// instead of through the receiver; then drops the receiver's copies of
+/// what it delivered and is live again.
+/// Returns the events, the seqs delivered live first and caught up to
+/// (the last before the 5 events published after the catch-up), and the
+/// duplicates dropped.
+fn behind_then_live(feed_name: &str, damage: impl FnOnce(&std::path::Path, u64)) -> (Vec<Event>, (u64, u64), u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(16);
+    let receiver = bus.subscribe();
+    let mut feed = SyntheticFeed::new(4, 5).unwrap();
+    let mut p = publisher(dir.path(), feed_name, &bus, 1 << 20);
+    let mut subscriber = Subscriber::new(
+        receiver,
+        SubscriberConfig::default()
+            .wal(WalLocation::try_new(dir.path(), feed_name).unwrap())
+            .start(StartFrom::LiveOnly),
+    )
+    .unwrap();
+    publish(&mut p, &mut feed, 5);
+    let first = p.next_seq() - 1;
+    let mut events = events_until(&mut subscriber, first, |_| {});
+    // Far behind: the queue keeps `caught_up - 15..=caught_up`.
+    publish(&mut p, &mut feed, 300);
+    let caught_up = p.next_seq() - 1;
+    damage(dir.path(), caught_up);
+    events.extend(events_until(&mut subscriber, caught_up, |_| {}));
+    // Nothing more was published: past the WAL's end, the receiver's
+    // copies are dropped, and the wait finds nothing.
+    assert_eq!(subscriber.next_event(Duration::from_millis(50)).unwrap(), None);
+    // Fewer records than the queue holds.
+    publish(&mut p, &mut feed, 5);
+    let last = p.next_seq() - 1;
+    events.extend(events_until(&mut subscriber, last, |_| {}));
+    assert_dense(&seqs(&events), 1, last);
+    let stats = subscriber.stats();
+    assert_eq!(
+        (stats.gaps, stats.mismatches, stats.bad_records),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(subscriber.receiver().dropped(), caught_up - first - 16, "{stats:?}");
+    for id in feed.instruments() {
+        assert_eq!(subscriber.l1().book(&id), p.book(&id).map(|b| b.to_snapshot()), "{id}");
+    }
+    (events, (first, caught_up), stats.duplicates)
+}
+
+/// The source of each record event, by seq.
+fn sources(events: &[Event]) -> std::collections::BTreeMap<u64, Source> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Record { sample, source } => Some((sample.header().seq, *source)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn behind_the_subscriber_reads_the_wal_to_its_end_then_goes_live_again() {
+    let (events, (first, caught_up), duplicates) = behind_then_live("behind", |_, _| {});
+    let sources = sources(&events);
+    // The hole up to the queue's oldest record, that record (it showed the
+    // hole), then the WAL, not the queue, up to the WAL's end.
+    let oldest_queued = caught_up - 15;
+    for (&seq, &source) in &sources {
+        let expected = match seq {
+            s if s <= first => Source::Live,
+            s if s < oldest_queued => Source::GapFill,
+            s if s == oldest_queued => Source::Live,
+            s if s <= caught_up => Source::GapFill,
+            _ => Source::Live,
+        };
+        assert_eq!(source, expected, "seq {seq}");
+    }
+    // The queue's other 15 records came again, and were dropped.
+    assert_eq!(duplicates, 15);
+}
+
+/// Behind, the WAL lost a record the receiver's queue still holds (its
+/// frame's checksum fails): the catch-up stops there and the queue
+/// supplies it, with no gap.
+#[test]
+fn behind_a_record_the_wal_lost_comes_from_the_receivers_queue() {
+    let bad = std::cell::Cell::new(0);
+    let (events, (_, caught_up), duplicates) = behind_then_live("behindbad", |dir, caught_up| {
+        let seq = caught_up - 5;
+        let mut reader = WalReader::open(dir, "behindbad", ReadOptions::default()).unwrap();
+        let (path, offset) = loop {
+            let record = reader.next_record().unwrap().expect("the seq is in the WAL");
+            if record.record.header().seq == seq {
+                break (record.path.to_path_buf(), record.offset);
+            }
+        };
+        drop(reader);
+        // A bit of the record's payload, past the frame header and the
+        // record header's seq: its checksum fails.
+        let at = offset + 8 + 24;
+        let mut file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let mut byte = [0u8];
+        file.seek(SeekFrom::Start(at)).unwrap();
+        std::io::Read::read_exact(&mut file, &mut byte).unwrap();
+        file.seek(SeekFrom::Start(at)).unwrap();
+        file.write_all(&[byte[0] ^ 0x10]).unwrap();
+        bad.set(seq);
+    });
+    let bad = bad.get();
+    let sources = sources(&events);
+    assert_eq!(sources[&bad], Source::Live, "seq {bad}");
+    assert_eq!(sources[&(bad - 1)], Source::GapFill, "seq {}", bad - 1);
+    assert!((bad..=caught_up).all(|s| sources[&s] == Source::Live));
+    // The queue's records before it came again, and were dropped.
+    assert_eq!(duplicates, bad - (caught_up - 15) - 1);
 }
