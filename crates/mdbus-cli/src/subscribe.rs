@@ -316,15 +316,18 @@ mod imp {
                 EventRef::Record { sample, source } => {
                     records += 1;
                     let Ok(record) = sample.record() else { continue };
+                    // After the switch to live, a record read from the WAL
+                    // (a hole, or the catch-up of a subscriber that fell
+                    // behind) is a late live record: its latency counts.
                     let (source, lat) = match source {
                         Source::Replay => ("replay", None),
-                        Source::GapFill => ("gap_fill", None),
-                        Source::Live => {
+                        Source::GapFill | Source::Live => {
                             let now = clock::now_ns();
                             live_over = end_ns.is_some_and(|end| now >= end);
                             let lat = now.saturating_sub(sample.header().ts_publish).max(0) as u64;
                             let _ = latency.record(lat);
-                            ("live", Some(lat))
+                            let name = if source == Source::Live { "live" } else { "gap_fill" };
+                            (name, Some(lat))
                         }
                         _ => ("other", None),
                     };
@@ -373,7 +376,7 @@ mod imp {
         let _ = out.flush();
         let stats = subscriber.stats();
         eprintln!(
-            "subscribed {records} records of feed {} with replay-merge in {:.2} s: {stats:?}, live latency ns p50 {} p99 {}",
+            "subscribed {records} records of feed {} with replay-merge in {:.2} s: {stats:?}, latency ns (live and gap-filled records) p50 {} p99 {}",
             args.feed,
             start.elapsed().as_secs_f64(),
             latency.value_at_quantile(0.5),
