@@ -13,13 +13,19 @@
 //!    restarted) is filled from the WAL ([`Source::GapFill`]) before any
 //!    later record; what the WAL no longer has is an explicit
 //!    [`Event::Gap`], never silence.
-//! 5. Such a hole means the receiver fell behind (its queue dropped the
-//!    oldest): the subscriber then reads the WAL on, past the hole, to its
-//!    end, and only then takes records from the receiver again (its copies
-//!    up to there are duplicates, dropped where they lie). Through the
-//!    receiver, each record behind would cost a receive and a copy into
-//!    the live buffer, and the WAL has them all (the README's Performance
-//!    section has the harness runs: the unpaced p90 and p99 fell 4-6x).
+//! 5. After such a hole (most often the receiver fell behind and its queue
+//!    dropped the oldest) the subscriber reads the WAL on, past the hole,
+//!    to its end, and only then takes records from the receiver again (its
+//!    copies up to there are duplicates, dropped where they lie). Through
+//!    the receiver, each record behind would cost a receive and a copy into
+//!    the live buffer, and the WAL holds every published record (the
+//!    README's Performance section has the harness runs: the unpaced p90
+//!    and p99 fell 4-6x). Where the WAL lacks one during that catch-up (a
+//!    corrupt frame, retention), the catch-up stops there and the receiver
+//!    is looked at: a record its queue still holds is delivered live; one
+//!    the queue dropped meanwhile is a [`Event::Gap`] (draining the queue
+//!    all along, as before, might have kept it: the price of not taking
+//!    every record through the receiver).
 //!
 //! With no publisher running, the subscriber replays the WAL, follows its
 //! tail, and switches to live when a publisher appears.
@@ -314,7 +320,9 @@ pub struct SubscriberStats {
     /// ([`Source::GapFill`]: holes in the live stream, and the catch-up
     /// after one).
     pub gap_filled: u64,
-    /// Holes in the live stream that were filled from the WAL.
+    /// Holes in the live stream that were filled from the WAL (a catch-up
+    /// that stopped at a hole in the WAL counts again when the receiver
+    /// shows the hole).
     pub gap_fills: u64,
     /// [`Event::Gap`]s delivered.
     pub gaps: u64,
@@ -355,7 +363,7 @@ enum State {
         /// The receiver fell behind (its queue dropped records, a hole
         /// showed it): the buffered records and the WAL supply the stream,
         /// up to the WAL's end, and the receiver is not drained meanwhile
-        /// (what its queue drops, the WAL has; see the module's point 5).
+        /// (what its queue drops is in the WAL; see the module's point 5).
         behind: bool,
     },
 }
@@ -537,7 +545,7 @@ impl<R: MdReceiver> Subscriber<R> {
             // While replaying, the receiver is drained every 64 records (the
             // WAL supplies the records meanwhile; a live record that came
             // is a duplicate by the time it is seen, or the switch point).
-            // Behind, it waits: what its queue drops, the WAL has.
+            // Behind, it waits: what its queue drops is in the WAL.
             if ((self.pending.is_empty() && !self.replaying() && !polled) || self.drain_tick.is_multiple_of(64))
                 && !self.behind()
             {
@@ -551,8 +559,15 @@ impl<R: MdReceiver> Subscriber<R> {
             {
                 return Ok(Some(self.deliver_front()));
             }
+            let was_behind = self.behind();
             if self.step()? {
                 return Ok(self.deliver());
+            }
+            if was_behind && !self.behind() {
+                // The catch-up just ended (the WAL's end, or a hole in it
+                // that the receiver's queue may fill): the receiver next,
+                // before any wait.
+                continue;
             }
             let now = Instant::now();
             let deadline = *deadline.get_or_insert(now + timeout);

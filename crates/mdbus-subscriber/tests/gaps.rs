@@ -377,25 +377,8 @@ fn behind_the_subscriber_reads_the_wal_to_its_end_then_goes_live_again() {
 fn behind_a_record_the_wal_lost_comes_from_the_receivers_queue() {
     let bad = std::cell::Cell::new(0);
     let (events, (_, caught_up), duplicates) = behind_then_live("behindbad", |dir, caught_up| {
-        let seq = caught_up - 5;
-        let mut reader = WalReader::open(dir, "behindbad", ReadOptions::default()).unwrap();
-        let (path, offset) = loop {
-            let record = reader.next_record().unwrap().expect("the seq is in the WAL");
-            if record.record.header().seq == seq {
-                break (record.path.to_path_buf(), record.offset);
-            }
-        };
-        drop(reader);
-        // A bit of the record's payload, past the frame header and the
-        // record header's seq: its checksum fails.
-        let at = offset + 8 + 24;
-        let mut file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
-        let mut byte = [0u8];
-        file.seek(SeekFrom::Start(at)).unwrap();
-        std::io::Read::read_exact(&mut file, &mut byte).unwrap();
-        file.seek(SeekFrom::Start(at)).unwrap();
-        file.write_all(&[byte[0] ^ 0x10]).unwrap();
-        bad.set(seq);
+        flip_a_payload_bit(dir, "behindbad", caught_up - 5);
+        bad.set(caught_up - 5);
     });
     let bad = bad.get();
     let sources = sources(&events);
@@ -404,4 +387,59 @@ fn behind_a_record_the_wal_lost_comes_from_the_receivers_queue() {
     assert!((bad..=caught_up).all(|s| sources[&s] == Source::Live));
     // The queue's records before it came again, and were dropped.
     assert_eq!(duplicates, bad - (caught_up - 15) - 1);
+}
+
+/// Flips a bit of the payload of the WAL frame of `seq` (past the frame
+/// header and the record header's seq): its checksum fails.
+fn flip_a_payload_bit(dir: &std::path::Path, feed: &str, seq: u64) {
+    let mut reader = WalReader::open(dir, feed, ReadOptions::default()).unwrap();
+    let (path, offset) = loop {
+        let record = reader.next_record().unwrap().expect("the seq is in the WAL");
+        if record.record.header().seq == seq {
+            break (record.path.to_path_buf(), record.offset);
+        }
+    };
+    drop(reader);
+    let at = offset + 8 + 24;
+    let mut file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let mut byte = [0u8];
+    file.seek(SeekFrom::Start(at)).unwrap();
+    std::io::Read::read_exact(&mut file, &mut byte).unwrap();
+    file.seek(SeekFrom::Start(at)).unwrap();
+    file.write_all(&[byte[0] ^ 0x10]).unwrap();
+}
+
+/// A caller that polls with a zero timeout until `None` (a burst drain)
+/// gets everything: when the catch-up stops at a record the WAL lost, the
+/// receiver's queue, which holds it and the rest, is looked at before the
+/// call gives up (found in review: it returned `None` there).
+#[test]
+fn behind_a_zero_timeout_poll_gets_what_the_queue_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = InProcBus::new(16);
+    let receiver = bus.subscribe();
+    let mut feed = SyntheticFeed::new(4, 5).unwrap();
+    let mut p = publisher(dir.path(), "behindpoll", &bus, 1 << 20);
+    let mut subscriber = Subscriber::new(
+        receiver,
+        SubscriberConfig::default()
+            .wal(WalLocation::try_new(dir.path(), "behindpoll").unwrap())
+            .start(StartFrom::LiveOnly),
+    )
+    .unwrap();
+    publish(&mut p, &mut feed, 5);
+    let mut events = events_until(&mut subscriber, p.next_seq() - 1, |_| {});
+    publish(&mut p, &mut feed, 300);
+    let last = p.next_seq() - 1;
+    flip_a_payload_bit(dir.path(), "behindpoll", last - 5);
+    // Everything is published and in the queue or the WAL: a poll that
+    // finds nothing before `last` is a failure, not a wait.
+    let deadline = Instant::now() + WATCHDOG;
+    while let Some(event) = subscriber.next_event(Duration::ZERO).unwrap() {
+        assert!(Instant::now() < deadline, "watchdog");
+        events.push(event);
+    }
+    assert_eq!(subscriber.stats().last_seq, Some(last), "{:?}", subscriber.stats());
+    assert_dense(&seqs(&events), 1, last);
+    assert_eq!(subscriber.stats().gaps, 0);
 }
