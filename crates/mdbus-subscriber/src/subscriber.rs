@@ -369,15 +369,18 @@ enum State {
 }
 
 impl State {
+    /// Live, no hole open, not behind.
+    const KEEPING_UP: State = State::Live {
+        filling: false,
+        behind: false,
+    };
+
     /// Live, no hole open, keeping whether the subscriber is behind.
     #[inline]
     fn hole_closed(self) -> State {
         match self {
             State::Live { behind, .. } => State::Live { filling: false, behind },
-            State::Replay { .. } => State::Live {
-                filling: false,
-                behind: false,
-            },
+            State::Replay { .. } => State::KEEPING_UP,
         }
     }
 }
@@ -534,8 +537,8 @@ impl<R: MdReceiver> Subscriber<R> {
                         self.stats.duplicates += 1;
                         continue;
                     }
-                    // A duplicate, or the first after a hole: the merge
-                    // below sorts it out, from the buffer.
+                    // The first after a hole: the merge below sorts it
+                    // out, from the buffer.
                     Ok(Some(held)) => self.pending.push_back(*held),
                     Ok(None) | Err(mdbus_transport::Error::Disconnected) => {}
                     Err(e) => return Err(e.into()),
@@ -658,10 +661,7 @@ impl<R: MdReceiver> Subscriber<R> {
     fn deliver_held(&mut self, held: R::Held) -> EventRef<'_> {
         let seq = apply_live(&self.l1, &self.l2, &mut self.stats, &held);
         self.next_seq = Some(seq + 1);
-        self.state = State::Live {
-            filling: false,
-            behind: false,
-        };
+        self.state = State::KEEPING_UP;
         self.last = Last::Held;
         EventRef::Record {
             sample: self.held.insert(held),
@@ -694,10 +694,7 @@ impl<R: MdReceiver> Subscriber<R> {
                     }
                     // At the WAL's end (or a hole in it): caught up, the
                     // receiver next.
-                    self.state = State::Live {
-                        filling: false,
-                        behind: false,
-                    };
+                    self.state = State::KEEPING_UP;
                 }
                 return Ok(false);
             };
@@ -716,7 +713,7 @@ impl<R: MdReceiver> Subscriber<R> {
                     } = &mut self.state
                     {
                         *filling = true;
-                        // A hole means the receiver's queue overflowed:
+                        // Most often the receiver's queue overflowed:
                         // with a WAL, catch up from it.
                         *behind = self.wal.is_some();
                         self.stats.gap_fills += 1;

@@ -289,14 +289,23 @@ fn a_bad_length_in_a_frame_a_gap_fill_needs_is_a_gap_of_that_record() {
     assert_eq!(seqs, expected);
 }
 
-/// A subscriber whose receiver fell behind (its 16-record queue kept the
-/// newest) catches up from the WAL, past the hole, to the WAL's end,
-/// instead of through the receiver; then drops the receiver's copies of
-/// what it delivered and is live again.
-/// Returns the events, the seqs delivered live first and caught up to
-/// (the last before the 5 events published after the catch-up), and the
-/// duplicates dropped.
-fn behind_then_live(feed_name: &str, damage: impl FnOnce(&std::path::Path, u64)) -> (Vec<Event>, (u64, u64), u64) {
+/// A subscriber that took its first records live, then fell far behind:
+/// 300 more events were published into its 16-record queue, which keeps
+/// `caught_up - 15..=caught_up`.
+struct FallenBehind {
+    dir: tempfile::TempDir,
+    feed: SyntheticFeed,
+    p: common::Pub,
+    subscriber: Subscriber<mdbus_transport::InProcReceiver>,
+    /// The events delivered before it fell behind.
+    events: Vec<Event>,
+    /// The last seq delivered before it fell behind.
+    first: u64,
+    /// The last seq published.
+    caught_up: u64,
+}
+
+fn fall_behind(feed_name: &str) -> FallenBehind {
     let dir = tempfile::tempdir().unwrap();
     let bus = InProcBus::new(16);
     let receiver = bus.subscribe();
@@ -311,10 +320,37 @@ fn behind_then_live(feed_name: &str, damage: impl FnOnce(&std::path::Path, u64))
     .unwrap();
     publish(&mut p, &mut feed, 5);
     let first = p.next_seq() - 1;
-    let mut events = events_until(&mut subscriber, first, |_| {});
-    // Far behind: the queue keeps `caught_up - 15..=caught_up`.
+    let events = events_until(&mut subscriber, first, |_| {});
     publish(&mut p, &mut feed, 300);
     let caught_up = p.next_seq() - 1;
+    FallenBehind {
+        dir,
+        feed,
+        p,
+        subscriber,
+        events,
+        first,
+        caught_up,
+    }
+}
+
+/// A subscriber whose receiver fell behind ([`fall_behind`]) catches up
+/// from the WAL, past the hole, to the WAL's end, instead of through the
+/// receiver; then drops the receiver's copies of what it delivered and is
+/// live again.
+/// Returns the events, the seqs delivered live first and caught up to
+/// (the last before the 5 events published after the catch-up), and the
+/// duplicates dropped.
+fn behind_then_live(feed_name: &str, damage: impl FnOnce(&std::path::Path, u64)) -> (Vec<Event>, (u64, u64), u64) {
+    let FallenBehind {
+        dir,
+        mut feed,
+        mut p,
+        mut subscriber,
+        mut events,
+        first,
+        caught_up,
+    } = fall_behind(feed_name);
     damage(dir.path(), caught_up);
     events.extend(events_until(&mut subscriber, caught_up, |_| {}));
     // Nothing more was published: past the WAL's end, the receiver's
@@ -415,22 +451,13 @@ fn flip_a_payload_bit(dir: &std::path::Path, feed: &str, seq: u64) {
 /// call gives up (found in review: it returned `None` there).
 #[test]
 fn behind_a_zero_timeout_poll_gets_what_the_queue_holds() {
-    let dir = tempfile::tempdir().unwrap();
-    let bus = InProcBus::new(16);
-    let receiver = bus.subscribe();
-    let mut feed = SyntheticFeed::new(4, 5).unwrap();
-    let mut p = publisher(dir.path(), "behindpoll", &bus, 1 << 20);
-    let mut subscriber = Subscriber::new(
-        receiver,
-        SubscriberConfig::default()
-            .wal(WalLocation::try_new(dir.path(), "behindpoll").unwrap())
-            .start(StartFrom::LiveOnly),
-    )
-    .unwrap();
-    publish(&mut p, &mut feed, 5);
-    let mut events = events_until(&mut subscriber, p.next_seq() - 1, |_| {});
-    publish(&mut p, &mut feed, 300);
-    let last = p.next_seq() - 1;
+    let FallenBehind {
+        dir,
+        mut subscriber,
+        mut events,
+        caught_up: last,
+        ..
+    } = fall_behind("behindpoll");
     flip_a_payload_bit(dir.path(), "behindpoll", last - 5);
     // Everything is published and in the queue or the WAL: a poll that
     // finds nothing before `last` is a failure, not a wait.
