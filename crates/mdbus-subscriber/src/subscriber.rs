@@ -815,6 +815,29 @@ impl<R: MdReceiver> Subscriber<R> {
                 }
             }
             let reader = self.reader.as_mut().expect("positioned");
+            if !silent
+                && let Some(n) = self.next_seq
+                && n < limit
+                && reader.next_seq() == Some(n)
+            {
+                // The common case of a delivering read: the next record
+                // follows densely. Read as a run of one (checked as
+                // `next_event` checks it, each kind's checks and copy
+                // monomorphised), applied to the caches and copied into
+                // `ready` from the map; 0 read sends it the long way.
+                let l2 = (source != Source::Replay || self.l2_in_replay).then_some(&*self.l2);
+                let (l1, stats, ready) = (&*self.l1, &mut self.stats, &mut self.ready);
+                let read = reader.read_run(1, |record| {
+                    apply_record(l1, l2, stats, record);
+                    record.copy_into(record_slot(ready, source));
+                });
+                if read == 1 {
+                    self.reader_last = Some(n);
+                    self.delivered_from_wal(n);
+                    return Ok(true);
+                }
+            }
+            let reader = self.reader.as_mut().expect("positioned");
             // Records before the next seq were delivered already (a gap
             // fill reads forward from where the last one ended, past what
             // came live meanwhile): stepped over on their length and seq
@@ -880,41 +903,27 @@ impl<R: MdReceiver> Subscriber<R> {
                         }
                         continue;
                     }
-                    self.next_seq = Some(seq + 1);
-                    if let State::Replay { last_replayed } = &mut self.state {
-                        *last_replayed = Some(seq);
-                    }
                     // Delivered now: update the caches from the map, and
                     // copy the record straight into `ready`.
                     let l2 = (source != Source::Replay || self.l2_in_replay).then_some(&*self.l2);
                     apply_record(&*self.l1, l2, &mut self.stats, record);
-                    self.applied = true;
-                    // Into the record slot `ready` already has (no new
-                    // zeroed sample): as `RecordRef::to_sample`, the
-                    // record's bytes, the tail zero.
-                    let slot = match &mut self.ready {
-                        Some(Event::Record { sample, source: s }) => {
-                            *s = source;
-                            sample
-                        }
-                        ready => match ready.insert(Event::Record {
-                            sample: MdSample::default(),
-                            source,
-                        }) {
-                            Event::Record { sample, .. } => sample,
-                            _ => unreachable!("a record was just inserted"),
-                        },
-                    };
-                    let bytes = record.as_bytes();
-                    let (head, tail) = slot.words.split_at_mut(bytes.len() / 8);
-                    for (word, chunk) in head.iter_mut().zip(bytes.chunks_exact(8)) {
-                        *word = u64::from_ne_bytes(chunk.try_into().expect("8 bytes"));
-                    }
-                    tail.fill(0);
+                    record.copy_into(record_slot(&mut self.ready, source));
+                    self.delivered_from_wal(seq);
                     return Ok(true);
                 }
             }
         }
+    }
+
+    /// The bookkeeping after the WAL's record `seq` went into `ready`,
+    /// applied to the caches already.
+    #[inline]
+    fn delivered_from_wal(&mut self, seq: u64) {
+        self.next_seq = Some(seq + 1);
+        if let State::Replay { last_replayed } = &mut self.state {
+            *last_replayed = Some(seq);
+        }
+        self.applied = true;
     }
 
     /// The bookkeeping after a silent replay applied the records from
@@ -1065,6 +1074,25 @@ impl<R: MdReceiver> Subscriber<R> {
     /// The live receiver, mutable.
     pub fn receiver_mut(&mut self) -> &mut R {
         &mut self.receiver
+    }
+}
+
+/// The record slot of `ready` for a record from `source`: the one it
+/// holds (no new zeroed sample), or a new one.
+#[inline]
+fn record_slot(ready: &mut Option<Event>, source: Source) -> &mut MdSample {
+    match ready {
+        Some(Event::Record { sample, source: s }) => {
+            *s = source;
+            sample
+        }
+        ready => match ready.insert(Event::Record {
+            sample: MdSample::default(),
+            source,
+        }) {
+            Event::Record { sample, .. } => sample,
+            _ => unreachable!("a record was just inserted"),
+        },
     }
 }
 

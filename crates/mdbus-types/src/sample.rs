@@ -156,6 +156,26 @@ impl<'a> RecordRef<'a> {
     pub fn to_sample(&self) -> MdSample {
         MdSample::from_bytes_unchecked_kind(self.as_bytes())
     }
+
+    /// The record copied into `sample` in place, its tail zeroed: what
+    /// [`RecordRef::to_sample`] makes, without a new sample. Each kind's
+    /// copy has its size known at compile time.
+    #[inline]
+    pub fn copy_into(&self, sample: &mut MdSample) {
+        #[inline(always)]
+        fn copy<T: Pod>(record: &T, sample: &mut MdSample) {
+            crate::copies::note();
+            let bytes = bytemuck::bytes_of_mut(sample);
+            bytes[..size_of::<T>()].copy_from_slice(bytemuck::bytes_of(record));
+            bytes[size_of::<T>()..].fill(0);
+        }
+        match *self {
+            RecordRef::Tick(r) => copy(r, sample),
+            RecordRef::BookSnapshot(r) => copy(r, sample),
+            RecordRef::BookDelta(r) => copy(r, sample),
+            RecordRef::Heartbeat(r) => copy(r, sample),
+        }
+    }
 }
 
 impl MdSample {
@@ -257,5 +277,35 @@ mod tests {
             })
         ));
         assert!(RecordRef::from_bytes(&bytes[..16]).is_err());
+    }
+
+    /// In place over a sample whose every byte is set, each kind leaves
+    /// what `to_sample` makes: its bytes, then zeros to the end.
+    #[test]
+    fn copy_into_leaves_what_to_sample_makes() {
+        let id = InstrumentId::new("IF2501").unwrap();
+        let mut tick = Tick::zeroed();
+        tick.header = RecordHeader::new(Kind::Tick, 3);
+        tick.instrument = id;
+        let snapshot = BookSnapshot::empty(id, 4);
+        let delta = BookDelta::new(id, crate::Side::Bid, crate::Price::from_raw(7), 2, 5);
+        let heartbeat = Heartbeat {
+            header: RecordHeader::new(Kind::Heartbeat, 6),
+        };
+        let records = [
+            RecordRef::Tick(&tick),
+            RecordRef::BookSnapshot(&snapshot),
+            RecordRef::BookDelta(&delta),
+            RecordRef::Heartbeat(&heartbeat),
+        ];
+        for record in records {
+            let mut sample = MdSample {
+                words: [u64::MAX; SAMPLE_WORDS],
+            };
+            record.copy_into(&mut sample);
+            assert_eq!(sample, record.to_sample(), "{record:?}");
+            assert_eq!(sample.record().unwrap(), record);
+            assert!(sample.as_bytes()[record.as_bytes().len()..].iter().all(|&b| b == 0));
+        }
     }
 }
