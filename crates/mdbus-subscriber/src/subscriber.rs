@@ -792,6 +792,8 @@ impl<R: MdReceiver> Subscriber<R> {
             State::Live { .. } => Source::GapFill,
         };
         let silent = source == Source::Replay && self.silent_replay;
+        // Whether a record delivered from here goes into L2 too.
+        let keeps_l2 = source != Source::Replay || self.l2_in_replay;
         loop {
             let reader = self.reader.as_mut().expect("positioned");
             if silent
@@ -825,7 +827,7 @@ impl<R: MdReceiver> Subscriber<R> {
                 // `next_event` checks it, each kind's checks and copy
                 // monomorphised), applied to the caches and copied into
                 // `ready` from the map; 0 read sends it the long way.
-                let l2 = (source != Source::Replay || self.l2_in_replay).then_some(&*self.l2);
+                let l2 = keeps_l2.then_some(&*self.l2);
                 let (l1, stats, ready) = (&*self.l1, &mut self.stats, &mut self.ready);
                 let read = reader.read_run(1, |record| {
                     apply_record(l1, l2, stats, record);
@@ -837,7 +839,6 @@ impl<R: MdReceiver> Subscriber<R> {
                     return Ok(true);
                 }
             }
-            let reader = self.reader.as_mut().expect("positioned");
             // Records before the next seq were delivered already (a gap
             // fill reads forward from where the last one ended, past what
             // came live meanwhile): stepped over on their length and seq
@@ -905,8 +906,7 @@ impl<R: MdReceiver> Subscriber<R> {
                     }
                     // Delivered now: update the caches from the map, and
                     // copy the record straight into `ready`.
-                    let l2 = (source != Source::Replay || self.l2_in_replay).then_some(&*self.l2);
-                    apply_record(&*self.l1, l2, &mut self.stats, record);
+                    apply_record(&*self.l1, keeps_l2.then_some(&*self.l2), &mut self.stats, record);
                     record.copy_into(record_slot(&mut self.ready, source));
                     self.delivered_from_wal(seq);
                     return Ok(true);
