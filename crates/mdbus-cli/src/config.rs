@@ -261,6 +261,7 @@ mod tests {
                     "allow-origin",
                     "no-board",
                     "no-write-zeros",
+                    "no-large-folios",
                 ]
                 .contains(&long);
                 assert_eq!(given.contains(&long), !absent, "{command} --{long}");

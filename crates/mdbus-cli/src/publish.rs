@@ -70,6 +70,12 @@ pub struct PublishArgs {
     /// twice; see the README's WAL section).
     #[arg(long)]
     no_write_zeros: bool,
+    /// Keep every WAL segment in single pages of the page cache (by
+    /// default, once the feed fills 16 KiB or more per sync interval, the
+    /// next segments are cached in folios of up to 64 KiB, which halves the
+    /// WAL sync thread's CPU time per record; see the README's WAL section).
+    #[arg(long)]
+    no_large_folios: bool,
     /// Pin the publisher, and the WAL threads it starts, to this CPU (give
     /// each spinning subscriber another one with `mdbus subscribe --cpu`).
     #[arg(long)]
@@ -135,7 +141,8 @@ pub(crate) fn run(args: &PublishArgs) -> ExitCode {
             Sync::Interval => SyncPolicy::default(),
             Sync::Always => SyncPolicy::Always,
         })
-        .write_zeros(!args.no_write_zeros);
+        .write_zeros(!args.no_write_zeros)
+        .large_folios(!args.no_large_folios);
     config.wal.retention = args.retain.policy();
     config.board_dir = (!args.no_board).then(|| args.board_dir.clone());
     // The WAL's writer lock is taken before the transport is created: a

@@ -24,7 +24,9 @@
 //! publisher that keeps its core busy, as with `--wait spin` pacing).
 //! Old segments are deleted between batches (untimed). Never asserts a
 //! time. `MDBUS_WAL_BENCH_DIR` chooses where the WALs go.
-//! `MDBUS_TAIL_ZEROS=0` turns `WalOptions::write_zeros` off.
+//! `MDBUS_TAIL_ZEROS=0` turns `WalOptions::write_zeros` off,
+//! `MDBUS_TAIL_FOLIOS=0` `WalOptions::large_folios` (which applies only
+//! after the first roll: use segments a few seconds long).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -102,7 +104,8 @@ fn run(name: &str, sync: SyncPolicy, rate: u64, secs: u64, segment: u64, spin: b
     let options = WalOptions::default()
         .segment_bytes(segment)
         .sync(sync)
-        .write_zeros(env_u64("MDBUS_TAIL_ZEROS", 1) != 0);
+        .write_zeros(env_u64("MDBUS_TAIL_ZEROS", 1) != 0)
+        .large_folios(env_u64("MDBUS_TAIL_FOLIOS", 1) != 0);
     let mut wal = Wal::open(dir.path(), "tail", options).unwrap();
     wal.wait_prepared();
     let mut sample = tick();

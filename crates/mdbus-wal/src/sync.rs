@@ -3,8 +3,9 @@
 //!
 //! The writer publishes the end of what it wrote in `written` (one Release
 //! store per append, nothing else); the thread flushes `[synced, written)`
-//! of the current map (but the page the writer is filling only when the
-//! writer stayed in it for a whole interval, see `flush_all`), and
+//! of the current map (but the page the writer is filling, or the folio of
+//! a segment cached in larger ones, only when the writer stayed in it for
+//! a whole interval, see `Round::take`), and
 //! whatever a roll left unsynced in retired maps. It never touches the
 //! bytes. So a frame is on disk at most two intervals (plus the I/O) after
 //! it was written.
@@ -269,15 +270,22 @@ pub enum SyncPolicy {
     Never,
     /// Group commit: a background thread syncs what was written every
     /// interval (default 2 ms); a frame is on disk within two intervals plus
-    /// the I/O time (the page the writer is filling waits one round).
+    /// the I/O time (the page the writer is filling waits one round; in a
+    /// segment cached in larger folios, the folio, see
+    /// [`WalOptions::large_folios`](crate::WalOptions::large_folios)).
     Interval(Duration),
     /// Sync every frame before `append` returns (one `msync` per record).
     Always,
 }
 
+impl SyncPolicy {
+    /// The interval of the default group commit.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(2);
+}
+
 impl Default for SyncPolicy {
     fn default() -> SyncPolicy {
-        SyncPolicy::Interval(Duration::from_millis(2))
+        SyncPolicy::Interval(SyncPolicy::DEFAULT_INTERVAL)
     }
 }
 
@@ -379,6 +387,11 @@ pub(crate) struct SegmentMap {
     pub(crate) end: usize,
     /// See [`write_zeros_ahead`]; 0 for none.
     pub(crate) zeroed: usize,
+    /// The unit the page cache writes back (a power of two, at least a
+    /// page): the piece size of a segment whose zeros the preparation
+    /// wrote in pieces ([`WalOptions::large_folios`](crate::WalOptions::large_folios)), else the page size. A round leaves the
+    /// block the writer is filling for the next round.
+    pub(crate) block: usize,
 }
 
 /// A map region still to sync.
@@ -390,8 +403,8 @@ struct Dirty {
     synced: usize,
     /// Pages below this are unmapped in the writer's map.
     released: usize,
-    /// The page (its offset) the writer was filling at the last round,
-    /// which that round left unsynced.
+    /// The block (its offset, see [`SegmentMap::block`]) the writer was
+    /// filling at the last round, which that round left unsynced.
     deferred: Option<usize>,
     /// The rounds have faulted this map in for writing up to here (see
     /// [`populate_ahead`]).
@@ -401,6 +414,8 @@ struct Dirty {
     /// Zeros were written up to here ahead of the writer, by the
     /// preparation of the segment or the rounds ([`write_zeros_ahead`]).
     zeroed: usize,
+    /// See [`SegmentMap::block`].
+    block: usize,
 }
 
 impl Dirty {
@@ -411,6 +426,7 @@ impl Dirty {
             map,
             end,
             zeroed,
+            block,
         } = segment;
         Dirty {
             path,
@@ -424,6 +440,7 @@ impl Dirty {
             populated: 0,
             seen: end,
             zeroed,
+            block,
         }
     }
 }
@@ -508,7 +525,9 @@ struct Round {
     released: usize,
     /// This round syncs the current map up to here.
     to: usize,
-    /// The writer's page, when this round leaves it unsynced.
+    /// The start of the block the writer is filling.
+    block_start: usize,
+    /// `block_start`, when this round leaves that block unsynced.
     deferred: Option<usize>,
     /// The writer's offset when the round was taken.
     written: usize,
@@ -530,23 +549,25 @@ struct Round {
 
 impl Round {
     /// The round for a writer at `written`: everything when `everything`
-    /// (a writer's `Wal::sync`, the last round), else all but the page the
-    /// writer is filling (see below). Takes the retired maps and the
-    /// directory to sync out of `state`.
-    fn take(state: &mut State, written: usize, page: usize, everything: bool) -> Round {
+    /// (a writer's `Wal::sync`, the last round), else all but the block
+    /// (the page, or the folio of [`SegmentMap::block`]) the writer is
+    /// filling (see below). Takes the retired maps and the directory to
+    /// sync out of `state`.
+    fn take(state: &mut State, written: usize, everything: bool) -> Round {
         let c = &state.current;
-        // Not the page the writer is filling: writeback write-protects it,
-        // and the writer's next store there faults and waits for the page
-        // lock (measured: most of the appending thread's faults). It is
-        // synced once the writer has left it, or at the next round if the
-        // writer is still in it then (a slow writer: one fault costs it
-        // little), so a frame is on disk within two intervals. The first
-        // round of a map syncs all (the header, which the next roll needs).
-        let page_start = written & !(page - 1);
-        let to = if everything || c.synced < HEADER_LEN || c.deferred == Some(page_start) {
+        // Not the block the writer is filling: writeback writes a folio
+        // whole and write-protects it, and the writer's next store there
+        // faults and waits for the folio lock (measured: most of the
+        // appending thread's faults). It is synced once the writer has
+        // left it, or at the next round if the writer is still in it then
+        // (a slow writer: one fault costs it little), so a frame is on disk
+        // within two intervals. The first round of a map syncs all (the
+        // header, which the next roll needs).
+        let block_start = written & !(c.block - 1);
+        let to = if everything || c.synced < HEADER_LEN || c.deferred == Some(block_start) {
             written
         } else {
-            page_start
+            block_start
         };
         let near = refault_len(written, c.seen);
         Round {
@@ -556,7 +577,8 @@ impl Round {
             synced: c.synced,
             released: c.released,
             to,
-            deferred: (to < written).then_some(page_start),
+            block_start,
+            deferred: (to < written).then_some(block_start),
             written,
             populated: c.populated,
             near,
@@ -588,6 +610,7 @@ fn flush_all(shared: &Shared, everything: bool) -> Option<ZeroJob> {
         synced,
         mut released,
         to,
+        block_start,
         deferred,
         written,
         populated,
@@ -602,7 +625,7 @@ fn flush_all(shared: &Shared, everything: bool) -> Option<ZeroJob> {
         // `switch`, made under this lock): the frames below the loaded
         // offset are complete in the current map.
         let written = shared.hot.written.load(Ordering::Acquire);
-        Round::take(&mut state, written, shared.page, everything)
+        Round::take(&mut state, written, everything)
     };
     // Before the I/O, which may take long (a roll's round the longest).
     let mut populated = populate_ahead(&map, written, shared.page, populated, near);
@@ -632,8 +655,9 @@ fn flush_all(shared: &Shared, everything: bool) -> Option<ZeroJob> {
     if let Some(started) = started {
         shared.stats.record(started.elapsed());
     }
-    if to > written & !(shared.page - 1) {
-        // This round synced the page the writer is filling (write-protected).
+    if to > block_start {
+        // This round synced the block the writer is filling
+        // (write-protected).
         populated = populate_ahead(&map, written, shared.page, populated, near);
     }
     let job = (shared.zero_ahead && result.is_ok() && !everything).then(|| ZeroJob {
@@ -929,6 +953,7 @@ mod tests {
             map,
             end: 128,
             zeroed: 0,
+            block: page_size(),
         }
     }
 
@@ -974,39 +999,54 @@ mod tests {
         assert!(worker.header_durable());
     }
 
-    /// A round leaves the page the writer is filling for the next round,
-    /// which syncs it if the writer is still there; `sync_now` syncs all.
+    /// A round leaves the block the writer is filling (the page, or the
+    /// folio of a filled segment) for the next round, which syncs it if the
+    /// writer is still there; `sync_now` syncs all.
     #[test]
-    fn the_page_being_filled_waits_one_round() {
-        let dir = tempfile::tempdir().unwrap();
-        let (path, map) = map(dir.path(), "a");
-        // No thread: the rounds are these calls.
-        let shared = &Shared::new(segment(path, map), false);
-        let page = shared.page;
-        let synced = || lock(&shared.state).current.synced;
-        let written = |end| shared.hot.written.store(end, Ordering::Relaxed);
-        written(page + 40);
-        flush_all(shared, false);
-        assert_eq!(synced(), page + 40, "the first round of a map syncs all (its header)");
-        written(2 * page + 40);
-        flush_all(shared, false);
-        assert_eq!(synced(), 2 * page, "the page being filled is left");
-        written(2 * page + 80);
-        flush_all(shared, false);
-        assert_eq!(synced(), 2 * page + 80, "still in it a round later: synced");
-        written(3 * page + 8);
-        flush_all(shared, false);
-        assert_eq!(synced(), 3 * page);
-        flush_all(shared, true);
-        assert_eq!(synced(), 3 * page + 8);
-        let times = shared.stats.snapshot();
-        assert_eq!(times.rounds, 5, "every round above had something to sync");
-        flush_all(shared, false);
-        assert_eq!(
-            shared.stats.snapshot().rounds,
-            5,
-            "a round with nothing to sync is not counted"
-        );
+    fn the_block_being_filled_waits_one_round() {
+        for block in [page_size(), 64 << 10] {
+            let dir = tempfile::tempdir().unwrap();
+            let (path, map) = map_of(dir.path(), "a", 4 * block as u64);
+            // No thread: the rounds are these calls.
+            let shared = &Shared::new(
+                SegmentMap {
+                    block,
+                    ..segment(path, map)
+                },
+                false,
+            );
+            let synced = || lock(&shared.state).current.synced;
+            let written = |end| shared.hot.written.store(end, Ordering::Relaxed);
+            written(block + 40);
+            flush_all(shared, false);
+            assert_eq!(synced(), block + 40, "the first round of a map syncs all (its header)");
+            // Pages into a folio: a page-sized round would sync up to the
+            // writer's page, which writeback would write with the folio.
+            let into = if block > page_size() { 2 * page_size() } else { 0 };
+            written(2 * block + into + 40);
+            flush_all(shared, false);
+            assert_eq!(synced(), 2 * block, "block {block}: the block being filled is left");
+            written(2 * block + into + 80);
+            flush_all(shared, false);
+            assert_eq!(
+                synced(),
+                2 * block + into + 80,
+                "block {block}: still in it a round later: synced"
+            );
+            written(3 * block + 8);
+            flush_all(shared, false);
+            assert_eq!(synced(), 3 * block, "block {block}");
+            flush_all(shared, true);
+            assert_eq!(synced(), 3 * block + 8, "block {block}");
+            let times = shared.stats.snapshot();
+            assert_eq!(times.rounds, 5, "every round above had something to sync");
+            flush_all(shared, false);
+            assert_eq!(
+                shared.stats.snapshot().rounds,
+                5,
+                "a round with nothing to sync is not counted"
+            );
+        }
     }
 
     /// The zeros ahead of the writer: written to the disk from past the
