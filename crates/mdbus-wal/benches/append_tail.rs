@@ -25,8 +25,8 @@
 //! Old segments are deleted between batches (untimed). Never asserts a
 //! time. `MDBUS_WAL_BENCH_DIR` chooses where the WALs go.
 //! `MDBUS_TAIL_ZEROS=0` turns `WalOptions::write_zeros` off,
-//! `MDBUS_TAIL_FOLIOS=0` `WalOptions::large_folios` (which applies only
-//! after the first roll: use segments a few seconds long).
+//! `MDBUS_TAIL_FOLIOS=0` `WalOptions::large_folios` (which applies from
+//! the second roll on: use segments a few seconds long).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

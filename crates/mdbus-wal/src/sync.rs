@@ -66,7 +66,7 @@ pub(crate) fn release_pages(map: &MmapRaw, released: &mut usize, end: usize, pag
 const REFAULT_NEAR: usize = 1 << 20;
 
 /// The least a round faults in again from the writer's page on.
-const REFAULT_MIN: usize = 64 << 10;
+pub(crate) const REFAULT_MIN: usize = 64 << 10;
 
 /// How far from the writer's page a round faults pages in again: twice
 /// what the writer wrote since the last round (`written` against `before`,
@@ -101,8 +101,9 @@ pub(crate) const POPULATE_AHEAD: usize = 4 << 20;
 ///
 /// The page holding `written` and the `near` bytes after it
 /// ([`refault_len`]) are faulted in every time: a round that synced the
-/// page the writer is filling (a slow writer stays in it for more than a
-/// round) left it write-protected, and the kernel's flusher may have
+/// block the writer is filling (a slow writer stays in it for more than a
+/// round; the rest of a block is at most [`REFAULT_MIN`]) left it
+/// write-protected, and the kernel's flusher may have
 /// written back (write-protected) zero pages faulted in ahead of a slow
 /// writer; either way the writer would take the write fault (measured at
 /// 10 k records/s: about one per page). Pages already mapped writable cost a page-table
@@ -184,12 +185,15 @@ fn write_zeros_ahead(zero: ZeroAhead, map: &MmapRaw, file: &File, page: usize) -
         populated,
         zeroed,
         progress,
+        block,
     } = zero;
     if progress > ZERO_MAX_PROGRESS {
         return zeroed;
     }
-    let from = zeroed.max((written & !(page - 1)) + near);
-    let to = populated.min(map.len()) & !(page - 1);
+    // Whole blocks: writeback of a folio that reached into the pages the
+    // rounds walk would write-protect some of them.
+    let from = zeroed.max((written & !(page - 1)) + near).next_multiple_of(block);
+    let to = populated.min(map.len()) & !(block - 1);
     if to < from.saturating_add(ZERO_PIECE) {
         return zeroed;
     }
@@ -260,6 +264,8 @@ struct ZeroAhead {
     zeroed: usize,
     /// Bytes written since the last round.
     progress: usize,
+    /// See [`SegmentMap::block`].
+    block: usize,
 }
 
 /// When appended records reach the disk.
@@ -588,6 +594,7 @@ impl Round {
                 populated: 0,
                 zeroed: c.zeroed,
                 progress: written.saturating_sub(c.seen),
+                block: c.block,
             },
             retired: std::mem::take(&mut state.retired),
             dir: state.dir.take(),
@@ -1093,6 +1100,7 @@ mod tests {
                 populated,
                 zeroed,
                 progress,
+                block: page,
             };
             write_zeros_ahead(zero, &map, &file, page)
         };
@@ -1137,6 +1145,35 @@ mod tests {
         let extents_now = extents();
         assert!(covers(&extents_now, from as u64..further as u64), "{extents_now:?}");
         assert!(extents_now.iter().all(|e| e.start >= from as u64), "{extents_now:?}");
+        // In a segment cached in 64 KiB folios, whole blocks only: from the
+        // next block boundary on, up to the last one below `populated`.
+        let block = 64 << 10;
+        let start = (further + page).next_multiple_of(block);
+        assert!(start > further + page, "the test needs an unaligned start");
+        // Dirty zero pages from `further` on, as rounds would fault them in.
+        let end = start + ZERO_PIECE + 3 * page;
+        map.advise_range(memmap2::Advice::PopulateWrite, further, end - further)
+            .unwrap();
+        let zero = ZeroAhead {
+            written,
+            near,
+            populated: end,
+            zeroed: further + page,
+            progress: 0,
+            block,
+        };
+        assert_eq!(write_zeros_ahead(zero, &map, &file, page), start + ZERO_PIECE);
+        let extents_now = extents();
+        assert!(
+            covers(&extents_now, start as u64..(start + ZERO_PIECE) as u64),
+            "{extents_now:?}"
+        );
+        assert!(
+            extents_now
+                .iter()
+                .all(|e| e.end <= further as u64 || e.start >= start as u64),
+            "nothing between the last piece and the block boundary: {extents_now:?}"
+        );
     }
 
     /// Each round faults in the page the writer is filling and the

@@ -90,9 +90,10 @@ pub struct WalOptions {
     /// and the sync rounds leave the piece the writer is filling, not just
     /// its page, for the next round. Linux 6.x then caches the segment in
     /// folios of that size, and faulting a page in finds it cached: on this
-    /// project's machine a fresh page cost the sync thread ~3.6 us to fault
-    /// in and ~2.8 us to sync, a page of a 64 KiB folio ~0.65 us to write,
-    /// ~0.4 us to fault in, ~1.5 us to sync (README, WAL). What it costs: a
+    /// project's machine a fresh page took ~3.5 us to fault in and ~2.4 us
+    /// to sync, a page of a 64 KiB folio ~0.7 us to write, ~0.3 us to fault
+    /// in, ~1.3 us to sync (`examples/page_cost.rs`, README, WAL). Not on a
+    /// system whose pages are larger than half of 64 KiB. What it costs: a
     /// folio is written back whole, so a writer that slows down inside such
     /// a segment has up to 64 KiB written every other round instead of a
     /// page (its rate decides the next segments again); and the zeros are
@@ -200,9 +201,9 @@ impl WalOptions {
     /// its zeros ([`WalOptions::large_folios`]), for a writer that wrote
     /// `bytes` to its last segment in `took`: the largest power of two up
     /// to [`FILL_MAX`] that it wrote per sync interval on average, or 0
-    /// (single pages, no zeros written) below [`FILL_MIN`], or when the
-    /// options rule it out. A segment that was quiet for a while averages
-    /// low, which errs towards single pages.
+    /// (single pages, no zeros written) below [`FILL_MIN`] or two pages, or
+    /// when the options rule it out. A segment that was quiet for a while
+    /// averages low, which errs towards single pages.
     fn fill_for(&self, bytes: u64, took: std::time::Duration) -> usize {
         let interval = match self.sync {
             _ if !(self.large_folios && self.prefault && self.write_zeros) => return 0,
@@ -211,11 +212,28 @@ impl WalOptions {
             SyncPolicy::Never => SyncPolicy::DEFAULT_INTERVAL,
         };
         let per_interval = bytes as f64 * interval.as_secs_f64() / took.as_secs_f64().max(1e-9);
-        if per_interval < FILL_MIN.max(crate::sync::page_size() * 2) as f64 {
+        let piece = (per_interval as usize).min(FILL_MAX);
+        let least = FILL_MIN.max(2 * crate::sync::page_size());
+        if piece < least {
             return 0;
         }
-        let piece = (per_interval as usize).min(FILL_MAX);
         1 << piece.ilog2()
+    }
+
+    /// The block the sync rounds leave for the next round in a segment
+    /// recovered at open ([`SegmentMap::block`](crate::sync::SegmentMap)):
+    /// [`FILL_MAX`] where this writer's segments may be filled (a fast
+    /// writer's last run may have left it cached in such folios, which a
+    /// page-sized deferral would write whole every round; in single pages
+    /// the larger deferral only syncs some frames a round later, still
+    /// within two), else 0 (the page).
+    fn recovered_fill(&self) -> usize {
+        match self.sync {
+            _ if !(self.large_folios && self.prefault && self.write_zeros) => 0,
+            SyncPolicy::Always => 0,
+            SyncPolicy::Interval(_) | SyncPolicy::Never if FILL_MAX >= 2 * crate::sync::page_size() => FILL_MAX,
+            SyncPolicy::Interval(_) | SyncPolicy::Never => 0,
+        }
     }
 
     /// How much of a new segment its preparation writes with zeros and
@@ -419,9 +437,14 @@ const FILL_MIN: usize = 16 << 10;
 
 /// The largest piece [`WalOptions::fill_for`] writes zeros in: what a
 /// writer that slows down inside the segment has written back every other
-/// round. 64 KiB took the sync thread's time per record from ~100 to ~31-40
-/// ns in `publish_path` (README, WAL), 256 KiB little more.
+/// round. With it the sync thread's time per tick in `publish_path` went
+/// from 97-104 to 47-50 ns (README, WAL); 256 KiB pieces cost a page
+/// little less again in `examples/page_cost.rs`. The sync rounds fault in
+/// again at least [`crate::sync::REFAULT_MIN`] from the writer's page on,
+/// which must cover the rest of the writer's block after a round that
+/// synced it.
 const FILL_MAX: usize = 64 << 10;
+const _: () = assert!(FILL_MAX <= crate::sync::REFAULT_MIN);
 
 /// [`prepare_segment`] as `options` ask (its size, what to fault in, what
 /// to write with zeros), its zeros written in pieces of `fill` bytes (0:
@@ -483,11 +506,12 @@ fn prepare_segment(feed_dir: &Path, bytes: u64, prefault: usize, zero: usize, fi
     // Write the first page and commit the allocation now, in the background,
     // so that the header's flush at the roll writes one data block and
     // needs no journal commit (fallocated blocks are "unwritten" extents
-    // until written). The same for the first `zero` bytes, through the map
-    // (its pages stay single, see `small_folios`): faulted in and synced;
-    // then those below `prefault` are faulted in again (the sync
-    // write-protected them), and the others dropped from this map's page
-    // table, so that they stay clean in the page cache.
+    // until written). The same for the first `zero` bytes: without `fill`
+    // through the map (its pages stay single, see `small_folios`), faulted
+    // in and synced, then those below `prefault` faulted in again (the sync
+    // write-protected them) and the others dropped from this map's page
+    // table, so that they stay clean in the page cache; with `fill` by the
+    // `pwrite`s of the whole segment, of which only they are synced.
     let first_page = page.min(bytes as usize);
     let zero = zero.min(bytes as usize).max(first_page);
     if zero == first_page {
@@ -756,8 +780,8 @@ impl Wal {
             limit,
             // Unknown: the rounds write zeros from the writer on.
             zeroed: 0,
-            // Faulted in by the scan, in folios `small_folios_after` left.
-            fill: 0,
+            // Unknown: the folios a fast writer's last run left, maybe.
+            fill: options.recovered_fill(),
             since: std::time::Instant::now(),
             index: result.index,
             released: result.end,
@@ -1099,7 +1123,9 @@ impl Wal {
             Some(p) => p,
             // No prepared file (disabled, or its preallocation failed):
             // try again here; an error leaves the live segment as it is.
-            None => prepare_with(&self.feed_dir, &self.options, self.fill)?,
+            // In single pages: the zeros of a whole segment are not
+            // written on the appending thread.
+            None => prepare_with(&self.feed_dir, &self.options, 0)?,
         };
         if let Some(sync) = &self.sync
             && !sync.header_durable()
@@ -1455,6 +1481,16 @@ mod tests {
         use std::time::Duration;
         let interval = WalOptions::default();
         let ms = Duration::from_millis;
+        if 2 * page_size() > FILL_MAX {
+            assert_eq!(interval.fill_for(1 << 30, ms(1)), 0, "pages too large to gain");
+            assert_eq!(interval.recovered_fill(), 0);
+            return;
+        }
+        if page_size() != 4096 {
+            eprintln!("SKIP: the values below are for 4 KiB pages, not {}", page_size());
+            return;
+        }
+        assert_eq!(interval.recovered_fill(), FILL_MAX);
         // 1 MiB in 16 ms: 128 KiB per 2 ms interval, capped.
         assert_eq!(interval.fill_for(1 << 20, ms(16)), FILL_MAX);
         // 40 KB per interval: 32 KiB.
@@ -1483,19 +1519,54 @@ mod tests {
             },
         ] {
             assert_eq!(options.fill_for(1 << 30, ms(1)), 0, "{options:?}");
+            assert_eq!(options.recovered_fill(), 0, "{options:?}");
         }
     }
 
-    /// A segment prepared with a fill holds zeros everywhere, has on disk
-    /// only the zeros its policy syncs (the rest waits in the page cache
-    /// for the frames), and has only what the policy faults in mapped.
+    /// The pages of `map` in the page cache (`mincore`), mapped or not.
+    fn resident_pages(map: &MmapRaw) -> usize {
+        let mut pages = vec![0u8; map.len().div_ceil(page_size())];
+        // SAFETY: mincore of the live mapping `map` (page-aligned, its own
+        // length), writing one byte per page into `pages`, which has that
+        // many.
+        let rc = unsafe { libc::mincore(map.as_mut_ptr().cast(), map.len(), pages.as_mut_ptr()) };
+        assert_eq!(rc, 0, "mincore: {}", std::io::Error::last_os_error());
+        pages.iter().filter(|&&p| p & 1 == 1).count()
+    }
+
+    /// A segment prepared with a fill is in the page cache whole (where
+    /// the zeros were written, not faulted in: only what its policy faults
+    /// in is mapped), reads as zeros, and has on disk only the zeros its
+    /// policy syncs; without a fill, under `Interval` on one CPU, nothing
+    /// past what the preparation faulted in is cached.
     #[test]
-    fn a_filled_segment_is_all_zeros_and_syncs_only_its_policys_zeros() {
+    fn a_filled_segment_is_cached_whole_and_syncs_only_its_policys_zeros() {
         let cpu = mdbus_types::affinity::available_cpus()[0];
         mdbus_types::affinity::pin_current_thread(cpu).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let bytes = 4 * POPULATE_AHEAD as u64 + 4096;
         let page = page_size();
+        let pages = (bytes as usize).div_ceil(page);
+        // What this kernel and filesystem can show.
+        let probe = prepare_segment(dir.path(), bytes, 0, 0, 0).unwrap();
+        let advice_works = probe.map.advise_range(memmap2::Advice::PopulateWrite, 0, page).is_ok();
+        let unwritten_extents = match crate::sync::written_extents(&probe.file) {
+            None => false,
+            Some(extents) => !crate::sync::covers(&extents, page as u64..bytes),
+        };
+        if !unwritten_extents {
+            eprintln!(
+                "SKIP extents: the temporary directory's filesystem keeps no unwritten extents, or does not map them"
+            );
+        }
+        drop(probe);
+        let unfilled = prepare_with(dir.path(), &WalOptions::default().segment_bytes(bytes), 0).unwrap();
+        assert!(
+            !advice_works || resident_pages(&unfilled.map) < pages,
+            "without a fill the rounds fault in past the first {POPULATE_AHEAD} bytes: {} of {pages} pages cached",
+            resident_pages(&unfilled.map)
+        );
+        drop(unfilled);
         for (options, what) in [
             (WalOptions::default(), "Interval"),
             (WalOptions::default().sync(SyncPolicy::Never), "Never"),
@@ -1503,31 +1574,36 @@ mod tests {
             let prepared = prepare_with(dir.path(), &options.clone().segment_bytes(bytes), FILL_MAX).unwrap();
             assert_eq!(prepared.fill, FILL_MAX);
             assert_eq!(prepared.file.metadata().unwrap().len(), bytes, "{what}: size");
+            assert_eq!(resident_pages(&prepared.map), pages, "{what}: the whole segment cached");
             let content = std::fs::read(&prepared.tmp_path).unwrap();
             assert_eq!(content.len() as u64, bytes, "{what}");
             assert!(content.iter().all(|&b| b == 0), "{what}: not all zeros");
             let mapped = mapped_pages(&prepared.map).iter().filter(|&&m| m).count();
-            let want = options.prefault_len().min(bytes as usize).div_ceil(page);
+            let want = if advice_works {
+                options.prefault_len().min(bytes as usize).div_ceil(page)
+            } else {
+                pages
+            };
             assert_eq!(mapped, want, "{what}: pages mapped");
-            match crate::sync::written_extents(&prepared.file) {
-                None => eprintln!("SKIP extents: the temporary directory's filesystem does not map them (FIEMAP)"),
-                Some(extents) if crate::sync::covers(&extents, bytes / 2..bytes) => {
-                    eprintln!("SKIP extents: the filesystem keeps no unwritten extents, or wrote the zeros back")
-                }
-                Some(extents) => {
-                    let synced = options.zero_len().max(page) as u64;
-                    assert!(crate::sync::covers(&extents, 0..synced), "{what}: {extents:?}");
-                }
+            if unwritten_extents {
+                let extents = crate::sync::written_extents(&prepared.file).unwrap();
+                let synced = options.zero_len().max(page) as u64;
+                assert!(crate::sync::covers(&extents, 0..synced), "{what}: {extents:?}");
+                assert!(
+                    extents.iter().all(|e| e.end <= synced),
+                    "{what}: zeros past the first {synced} bytes on disk: {extents:?}"
+                );
             }
             std::fs::remove_file(&prepared.tmp_path).unwrap();
         }
     }
 
     /// Records written into filled segments read back in order, after a
-    /// reopen too, under each policy that fills. The next segment is
-    /// prepared filled whatever this machine's speed (the rate rule is
-    /// `the_fill_follows_the_writers_rate`); the segments after it follow
-    /// the rate of the appends below.
+    /// reopen too, under each policy that fills. Every segment after the
+    /// one live at open is filled whatever this machine's speed: the
+    /// segment prepared at open is prepared again with a fill, and each
+    /// segment's clock is restarted just before the append that rolls
+    /// (the rate rule is `the_fill_follows_the_writers_rate`).
     #[test]
     fn records_written_into_filled_segments_read_back() {
         use mdbus_types::{Kind, RecordHeader, Tick};
@@ -1554,15 +1630,19 @@ mod tests {
                 sample.header_mut().seq = seq;
                 sample
             };
-            // About 5.5 segments of 112-byte frames.
+            // About 5.3 segments of 112-byte frames.
             while seq <= 50_000 {
-                if let AppendOutcome::NewSegment { .. } = wal.append(&tick(seq)).unwrap() {
+                let sample = tick(seq);
+                if wal.needs_roll(sample.record_bytes().unwrap().len()) {
+                    wal.live.since = std::time::Instant::now();
+                }
+                if let AppendOutcome::NewSegment { .. } = wal.append(&sample).unwrap() {
                     fills.push(wal.live.fill);
                 }
                 seq += 1;
             }
             assert!(fills.len() >= 4, "{sync:?}: rolls {fills:?}");
-            assert_eq!(fills[0], FILL_MAX, "{sync:?}: {fills:?}");
+            assert!(fills.iter().all(|&f| f == FILL_MAX), "{sync:?}: {fills:?}");
             wal.sync().unwrap();
             drop(wal);
             let read_all = || {
