@@ -395,8 +395,11 @@ pub(crate) struct SegmentMap {
     pub(crate) zeroed: usize,
     /// The unit the page cache writes back (a power of two, at least a
     /// page): the piece size of a segment whose zeros the preparation
-    /// wrote in pieces ([`WalOptions::large_folios`](crate::WalOptions::large_folios)), else the page size. A round leaves the
-    /// block the writer is filling for the next round.
+    /// wrote in pieces (see
+    /// [`WalOptions::large_folios`](crate::WalOptions::large_folios)), the
+    /// largest piece for a segment recovered at open (a fast writer may
+    /// have left it in such folios), else the page size. A round leaves
+    /// the block the writer is filling for the next round.
     pub(crate) block: usize,
 }
 

@@ -301,7 +301,9 @@ struct LiveSegment {
     limit: usize,
     /// Zeros were on disk up to here when the segment went live.
     zeroed: usize,
-    /// See [`PreparedSegment::fill`].
+    /// The piece its zeros were written in ([`PreparedSegment::fill`]), or
+    /// for a segment recovered at open [`WalOptions::recovered_fill`]: the
+    /// block the sync rounds leave for the next round (the page for 0).
     fill: usize,
     /// When this writer started appending to it (the rate of a segment
     /// decides the next one's `fill`).
