@@ -197,19 +197,33 @@ impl WalOptions {
         self
     }
 
+    /// The sync interval a writer's rate is measured against for
+    /// [`WalOptions::large_folios`] (the default one under `Never`), or
+    /// `None` where its segments are never filled: the option off, or the
+    /// `prefault` or `write_zeros` it builds on; under `Always` (a sync per
+    /// append writes a folio whole); pages larger than half of [`FILL_MAX`].
+    fn fill_interval(&self) -> Option<std::time::Duration> {
+        if !(self.large_folios && self.prefault && self.write_zeros) || 2 * crate::sync::page_size() > FILL_MAX {
+            return None;
+        }
+        match self.sync {
+            SyncPolicy::Interval(every) => Some(every),
+            SyncPolicy::Never => Some(SyncPolicy::DEFAULT_INTERVAL),
+            SyncPolicy::Always => None,
+        }
+    }
+
     /// The piece size in which the preparation of the next segment writes
     /// its zeros ([`WalOptions::large_folios`]), for a writer that wrote
     /// `bytes` to its last segment in `took`: the largest power of two up
     /// to [`FILL_MAX`] that it wrote per sync interval on average, or 0
     /// (single pages, no zeros written) below [`FILL_MIN`] or two pages, or
-    /// when the options rule it out. A segment that was quiet for a while
-    /// averages low, which errs towards single pages.
+    /// when the options rule it out ([`WalOptions::fill_interval`]). A
+    /// segment that was quiet for a while averages low, which errs towards
+    /// single pages.
     fn fill_for(&self, bytes: u64, took: std::time::Duration) -> usize {
-        let interval = match self.sync {
-            _ if !(self.large_folios && self.prefault && self.write_zeros) => return 0,
-            SyncPolicy::Always => return 0,
-            SyncPolicy::Interval(every) => every,
-            SyncPolicy::Never => SyncPolicy::DEFAULT_INTERVAL,
+        let Some(interval) = self.fill_interval() else {
+            return 0;
         };
         let per_interval = bytes as f64 * interval.as_secs_f64() / took.as_secs_f64().max(1e-9);
         let piece = (per_interval as usize).min(FILL_MAX);
@@ -228,12 +242,7 @@ impl WalOptions {
     /// the larger deferral only syncs some frames a round later, still
     /// within two), else 0 (the page).
     fn recovered_fill(&self) -> usize {
-        match self.sync {
-            _ if !(self.large_folios && self.prefault && self.write_zeros) => 0,
-            SyncPolicy::Always => 0,
-            SyncPolicy::Interval(_) | SyncPolicy::Never if FILL_MAX >= 2 * crate::sync::page_size() => FILL_MAX,
-            SyncPolicy::Interval(_) | SyncPolicy::Never => 0,
-        }
+        if self.fill_interval().is_some() { FILL_MAX } else { 0 }
     }
 
     /// How much of a new segment its preparation writes with zeros and
