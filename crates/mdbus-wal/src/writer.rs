@@ -41,9 +41,10 @@ pub struct WalOptions {
     /// When appended records are synced to disk.
     pub sync: SyncPolicy,
     /// Preallocate (and pre-fault) the next segment in a background thread
-    /// as soon as a segment becomes live, so the roll only writes a header
-    /// and renames a file (default true). When false, the roll
-    /// preallocates in the appending thread.
+    /// as soon as a segment becomes live (the one live at open: once the
+    /// writer has shown its rate, with [`WalOptions::large_folios`]), so
+    /// the roll only writes a header and renames a file (default true).
+    /// When false, the roll preallocates in the appending thread.
     pub preallocate_next: bool,
     /// Pre-fault the pages of a new segment for writing before the writer
     /// reaches them (default true): `MADV_POPULATE_WRITE` (Linux 5.14+; a
@@ -99,6 +100,14 @@ pub struct WalOptions {
     /// page (its rate decides the next segments again); and the zeros are
     /// dirty in the page cache from the preparation on, where the kernel
     /// may write them out once, as it may the pages `prefault` dirties.
+    ///
+    /// The segment live at open (no rate known) is in single pages; the
+    /// next one is prepared only once the writer has shown its rate, over
+    /// its first MiB after a few sync intervals, and when that rate asks
+    /// for a fill the live segment ends early, as soon as the filled one
+    /// is ready (a fast writer's first segment holds a few MiB). With the
+    /// option off, or where it does not apply, the next segment is
+    /// prepared at open, in single pages.
     pub large_folios: bool,
     /// Also scan every older segment on open and report corruption there
     /// (never cut). Default false: open reads only the newest segment, so
@@ -245,6 +254,20 @@ impl WalOptions {
         if self.fill_interval().is_some() { FILL_MAX } else { 0 }
     }
 
+    /// Whether the segment live at open has a rate [`Probe`]: where
+    /// segments may be filled and are prepared in the background.
+    fn probes_at_open(&self) -> bool {
+        self.preallocate_next && self.fill_interval().is_some()
+    }
+
+    /// The bytes the [`Probe`] measures the writer's rate over: 1 MiB, or a
+    /// sixteenth of a smaller segment.
+    fn probe_bytes(&self) -> usize {
+        usize::try_from(self.segment_bytes / 16)
+            .unwrap_or(usize::MAX)
+            .min(1 << 20)
+    }
+
     /// How much of a new segment its preparation writes with zeros and
     /// syncs (see [`WalOptions::write_zeros`]).
     fn zero_len(&self) -> usize {
@@ -323,6 +346,12 @@ struct LiveSegment {
     /// [`SyncPolicy::Never`]: the write offset at which to release the
     /// pages passed (every [`RELEASE_STRIDE`] bytes).
     release_at: usize,
+    /// The write offset at which the appending thread next looks at the
+    /// rate probe of the segment live at open ([`Probe`]); `usize::MAX`
+    /// when there is none.
+    probe_at: usize,
+    /// The probe ended this segment early: [`Wal::needs_roll`] says so.
+    ends_early: bool,
 }
 
 impl LiveSegment {
@@ -456,6 +485,41 @@ const FILL_MIN: usize = 16 << 10;
 /// synced it.
 const FILL_MAX: usize = 64 << 10;
 const _: () = assert!(FILL_MAX <= crate::sync::REFAULT_MIN);
+
+/// The rate probe of the segment live at open, where the writer's rate is
+/// not known yet ([`WalOptions::large_folios`]). Without it that segment
+/// and the one prepared at open were in single pages: the first 128 MiB of
+/// a fast writer, the whole of a short run. Instead, the next segment is
+/// prepared once the writer has shown its rate: from its first append,
+/// [`PROBE_SETTLE_INTERVALS`] sync intervals pass (a burst at open, such as
+/// a large snapshot set, does not count), then the probe measures
+/// [`WalOptions::probe_bytes`] over as many intervals at least (or
+/// whatever it has when the writer passes half the segment). A rate that
+/// asks for a fill ends the live segment early once the filled one is
+/// ready ([`Wal::needs_roll`] says so; a publisher asks before each batch):
+/// the rest of a fast writer's first segment is not written in single
+/// pages. The appending thread looks at it every [`PROBE_STRIDE`] bytes
+/// (one clock read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// Before the first append.
+    First,
+    /// Since the first append, at `off`.
+    Settling { at: std::time::Instant, off: usize },
+    /// The rate from `off` at `at` on.
+    Measuring { at: std::time::Instant, off: usize },
+    /// The next segment is being prepared with a fill: the live one ends
+    /// once it is ready.
+    Ending,
+}
+
+/// How often (in bytes written) the appending thread looks at the
+/// [`Probe`].
+const PROBE_STRIDE: usize = 64 << 10;
+
+/// The sync intervals the [`Probe`] lets pass after the first append, and
+/// the least it measures over.
+const PROBE_SETTLE_INTERVALS: u32 = 4;
 
 /// [`prepare_segment`] as `options` ask (its size, what to fault in, what
 /// to write with zeros), its zeros written in pieces of `fill` bytes (0:
@@ -594,6 +658,12 @@ pub struct Wal {
     /// The piece size the next segment's preparation writes its zeros in
     /// ([`WalOptions::fill_for`] of the last segment this writer filled).
     fill: usize,
+    /// Where the rate probe of the segment live at open stands (`None`:
+    /// no probe, or it ended).
+    probe: Option<Probe>,
+    /// The probe's clock in tests (`None`: the real one).
+    #[cfg(test)]
+    clock: Option<std::time::Instant>,
 }
 
 impl Wal {
@@ -658,8 +728,18 @@ impl Wal {
             bytes_before_live: 0,
             live_start,
             fill: 0,
+            probe: None,
+            #[cfg(test)]
+            clock: None,
         };
-        wal.spawn_prepare();
+        if wal.options.probes_at_open() && wal.live.write_off < wal.live.limit / 4 {
+            // The next segment is prepared once the writer has shown its
+            // rate (see `Probe`).
+            wal.probe = Some(Probe::First);
+            wal.live.probe_at = wal.live.write_off;
+        } else {
+            wal.spawn_prepare();
+        }
         wal.start_retention();
         Ok(wal)
     }
@@ -797,6 +877,8 @@ impl Wal {
             index: result.index,
             released: result.end,
             release_at: result.end + RELEASE_STRIDE,
+            probe_at: usize::MAX,
+            ends_early: false,
         };
         Ok((live, next_seq))
     }
@@ -961,6 +1043,8 @@ impl Wal {
             index: SparseIndex::default(),
             released: 0,
             release_at: RELEASE_STRIDE,
+            probe_at: usize::MAX,
+            ends_early: false,
         })
     }
 
@@ -1009,7 +1093,7 @@ impl Wal {
             return Err(e);
         }
         let mut outcome = AppendOutcome::Appended;
-        if self.needs_roll(bytes.len()) {
+        if self.is_full(bytes.len()) {
             self.start_segment()?;
             outcome = AppendOutcome::NewSegment { first_seq: seq };
         }
@@ -1037,7 +1121,7 @@ impl Wal {
         let crc = crc32c_words(bytes);
         let base = live.map.as_mut_ptr();
         // SAFETY: `off + frame_len <= limit <= map.len()` (checked by
-        // `needs_roll`), `off` is 8-aligned in a page-aligned map, and we are
+        // `is_full`), `off` is 8-aligned in a page-aligned map, and we are
         // the only writer (feed lock). The bytes are beyond the live end, so
         // no reader dereferences them until it sees the non-zero `len`
         // stored below. Padding is already zero (preallocated zeroes, and
@@ -1074,12 +1158,99 @@ impl Wal {
                 })?;
             }
         }
+        if live.write_off >= live.probe_at {
+            self.advance_probe();
+        }
         Ok(())
     }
 
-    /// Whether a record of `len` bytes would start a new segment.
+    /// The probe's clock.
+    fn probe_now(&self) -> std::time::Instant {
+        #[cfg(test)]
+        if let Some(now) = self.clock {
+            return now;
+        }
+        std::time::Instant::now()
+    }
+
+    /// One step of the rate probe of the segment live at open, at
+    /// [`LiveSegment::probe_at`] (see [`Probe`]).
+    #[cold]
+    fn advance_probe(&mut self) {
+        let now = self.probe_now();
+        let off = self.live.write_off;
+        let interval = self.options.fill_interval().unwrap_or(SyncPolicy::DEFAULT_INTERVAL);
+        let settle = PROBE_SETTLE_INTERVALS * interval;
+        let window = self.options.probe_bytes();
+        // Past half the segment the preparation must start, whatever was
+        // measured (a writer at GB/s), so that the roll does not wait.
+        let half = self.live.limit / 2;
+        let next = match self.probe {
+            None => None,
+            Some(Probe::First) => {
+                self.live.since = now;
+                Some(Probe::Settling { at: now, off })
+            }
+            Some(Probe::Settling { at, off: first }) => {
+                let took = now.saturating_duration_since(at);
+                if off >= half {
+                    self.probe_verdict(off - first, took)
+                } else if took >= settle {
+                    Some(Probe::Measuring { at: now, off })
+                } else {
+                    self.probe
+                }
+            }
+            Some(Probe::Measuring { at, off: from }) => {
+                let took = now.saturating_duration_since(at);
+                if (off - from >= window && took >= settle) || off >= half {
+                    self.probe_verdict(off - from, took)
+                } else {
+                    self.probe
+                }
+            }
+            Some(Probe::Ending) => match &self.prepared {
+                Some(handle) if handle.is_finished() => {
+                    // A writer that rolls by `needs_roll` starts the
+                    // segment prepared for its rate at its next check.
+                    self.live.ends_early = true;
+                    None
+                }
+                Some(_) => self.probe,
+                None => None,
+            },
+        };
+        self.probe = next;
+        self.live.probe_at = match next {
+            Some(_) => off.saturating_add(PROBE_STRIDE),
+            None => usize::MAX,
+        };
+    }
+
+    /// The probe measured `bytes` in `took`: the next segment is prepared
+    /// for that rate now; the live one ends early once it is ready if the
+    /// rate asks for a fill.
+    fn probe_verdict(&mut self, bytes: usize, took: std::time::Duration) -> Option<Probe> {
+        self.fill = self.options.fill_for(bytes as u64, took);
+        self.spawn_prepare();
+        (self.fill > 0 && self.prepared.is_some()).then_some(Probe::Ending)
+    }
+
+    /// Whether the writer should start a new segment before it appends a
+    /// record of `len` bytes ([`Wal::roll`]): the record would not fit in
+    /// the live segment, whose append would start one anyway, or the rate
+    /// probe ended the segment live at open early for a fast writer (see
+    /// [`WalOptions::large_folios`]), which appends alone never do. A
+    /// publisher asks before each batch, so that a batch, a snapshot set
+    /// above all, is never split by an early end.
     #[inline]
     pub fn needs_roll(&self, len: usize) -> bool {
+        self.live.ends_early || self.is_full(len)
+    }
+
+    /// Whether a record of `len` bytes does not fit in the live segment.
+    #[inline]
+    fn is_full(&self, len: usize) -> bool {
         self.live.write_off + FRAME_HEADER_LEN + padded(len) > self.live.limit
     }
 
@@ -1166,6 +1337,10 @@ impl Wal {
         self.fill = self.options.fill_for(filled, self.live.since.elapsed());
         self.live_start = 0;
         self.live = live;
+        // A roll before the probe's verdict (an explicit one, or a segment
+        // filled within the probe) ends it: the next segments follow the
+        // rule of the segment before.
+        self.probe = None;
         self.spawn_prepare();
         self.start_retention();
         Ok(())
@@ -1190,8 +1365,9 @@ impl Wal {
     /// Waits until the background preparation of the next segment (see
     /// [`WalOptions::preallocate_next`]) has finished, so that nothing
     /// competes with the appending thread for a CPU and the next roll does
-    /// not wait. Returns at once when there is none. A failed preparation
-    /// is retried by the roll itself.
+    /// not wait. Returns at once when there is none: with
+    /// [`WalOptions::large_folios`] none starts at open, it waits for the
+    /// writer's rate. A failed preparation is retried by the roll itself.
     pub fn wait_prepared(&mut self) {
         if let Some(handle) = self.prepared.take()
             && let Ok(Ok(p)) = handle.join()
@@ -1611,10 +1787,11 @@ mod tests {
 
     /// Records written into filled segments read back in order, after a
     /// reopen too, under each policy that fills. Every segment after the
-    /// one live at open is filled whatever this machine's speed: the
-    /// segment prepared at open is prepared again with a fill, and each
+    /// one live at open is filled whatever this machine's speed: the probe
+    /// at open is replaced by a preparation with a fill, and each
     /// segment's clock is restarted just before the append that rolls
-    /// (the rate rule is `the_fill_follows_the_writers_rate`).
+    /// (the rate rule is `the_fill_follows_the_writers_rate`, the probe
+    /// `a_fast_writer_leaves_the_segment_live_at_open_early`).
     #[test]
     fn records_written_into_filled_segments_read_back() {
         use mdbus_types::{Kind, RecordHeader, Tick};
@@ -1626,9 +1803,12 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let options = WalOptions::default().segment_bytes(1 << 20).sync(sync);
             let mut wal = Wal::open(dir.path(), "f", options.clone()).unwrap();
-            // The preparation started at open had no rate: single pages.
+            // Nothing is prepared at open: the probe waits for the rate.
             wal.wait_prepared();
-            assert_eq!(wal.ready.take().map(|p| p.fill), Some(0), "{sync:?}");
+            assert!(wal.ready.is_none(), "{sync:?}");
+            assert_eq!(wal.probe, Some(Probe::First), "{sync:?}");
+            wal.probe = None;
+            wal.live.probe_at = usize::MAX;
             wal.fill = FILL_MAX;
             wal.spawn_prepare();
             let mut fills = Vec::new();
@@ -1677,5 +1857,207 @@ mod tests {
             drop(wal);
             assert_eq!(read_all(), seq, "{sync:?}: after the reopen");
         }
+    }
+
+    /// A tick with `seq`, as the probe tests append them.
+    fn probe_tick(seq: u64) -> MdSample {
+        use mdbus_types::{Kind, RecordHeader, Tick};
+        let mut sample = MdSample::from(Tick {
+            header: RecordHeader::new(Kind::Tick, seq as i64),
+            ..Tick::default()
+        });
+        sample.header_mut().seq = seq;
+        sample
+    }
+
+    /// Appends ticks until `done` holds (at most `most`, a test failure
+    /// beyond), rolling first when [`Wal::needs_roll`] says so, as a
+    /// publisher does; the seqs that went first into a new segment.
+    fn append_until(wal: &mut Wal, most: usize, mut done: impl FnMut(&Wal) -> bool) -> Vec<u64> {
+        let mut firsts = Vec::new();
+        for _ in 0..most {
+            if done(wal) {
+                return firsts;
+            }
+            let sample = probe_tick(wal.next_seq());
+            if wal.needs_roll(sample.record_bytes().unwrap().len()) {
+                wal.roll().unwrap();
+                firsts.push(wal.next_seq());
+            }
+            if let AppendOutcome::NewSegment { first_seq } = wal.append(&sample).unwrap() {
+                firsts.push(first_seq);
+            }
+        }
+        assert!(done(wal), "not done after {most} appends: {:?}", wal.probe);
+        firsts
+    }
+
+    /// Where segments may be filled, the segment live at open has a rate
+    /// probe and nothing is prepared before the writer's first appends;
+    /// elsewhere the next segment is prepared at open, as before. A
+    /// segment recovered at open with less than three quarters of its room
+    /// left gets no probe either.
+    #[test]
+    fn the_next_segment_waits_for_the_writers_rate_at_open() {
+        let base = WalOptions::default().segment_bytes(4 << 20);
+        for options in [base.clone(), base.clone().sync(SyncPolicy::Never)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut wal = Wal::open(dir.path(), "f", options.clone()).unwrap();
+            assert!(wal.prepared.is_none() && wal.ready.is_none(), "{options:?}");
+            assert_eq!(wal.probe, Some(Probe::First));
+            assert_eq!(wal.live.probe_at, wal.live.write_off);
+            wal.append(&probe_tick(1)).unwrap();
+            assert!(matches!(wal.probe, Some(Probe::Settling { .. })), "{:?}", wal.probe);
+            assert_eq!(wal.live.probe_at, wal.live.write_off + PROBE_STRIDE);
+        }
+        for options in [
+            base.clone().sync(SyncPolicy::Always),
+            base.clone().large_folios(false),
+            base.clone().write_zeros(false),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut wal = Wal::open(dir.path(), "f", options.clone()).unwrap();
+            assert_eq!(wal.probe, None, "{options:?}");
+            assert_eq!(wal.live.probe_at, usize::MAX);
+            wal.wait_prepared();
+            assert_eq!(wal.ready.as_ref().map(|p| p.fill), Some(0), "{options:?}");
+        }
+        // Reopened three quarters full: prepared at open.
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), "f", base.clone()).unwrap();
+        append_until(&mut wal, 1 << 20, |w| w.live.write_off >= 3 << 20);
+        drop(wal);
+        let mut wal = Wal::open(dir.path(), "f", base).unwrap();
+        assert_eq!(wal.probe, None);
+        wal.wait_prepared();
+        assert_eq!(wal.ready.as_ref().map(|p| p.fill), Some(0));
+    }
+
+    /// The probe on its own clock: after the settling intervals it
+    /// measures the probe's bytes; a writer fast enough for a fill has the
+    /// next segment prepared with it, and its segment ends at the first
+    /// checkpoint after that preparation is done, well before it is full.
+    /// The records read back across the early roll, after a reopen too. A
+    /// writer that passes half the segment while settling gets its verdict
+    /// there.
+    #[test]
+    fn a_fast_writer_leaves_the_segment_live_at_open_early() {
+        for sync in [SyncPolicy::default(), SyncPolicy::Never] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = WalOptions::default().segment_bytes(4 << 20).sync(sync);
+            let window = options.probe_bytes();
+            let settle = PROBE_SETTLE_INTERVALS * options.fill_interval().unwrap();
+            let mut wal = Wal::open(dir.path(), "f", options.clone()).unwrap();
+            let t0 = std::time::Instant::now();
+            wal.clock = Some(t0);
+            wal.append(&probe_tick(1)).unwrap();
+            let first = wal.live.write_off;
+            assert_eq!(wal.probe, Some(Probe::Settling { at: t0, off: first }));
+            // Still settling while the clock stands.
+            append_until(&mut wal, 1 << 20, |w| w.live.write_off >= HEADER_LEN + 2 * PROBE_STRIDE);
+            assert!(matches!(wal.probe, Some(Probe::Settling { .. })), "{:?}", wal.probe);
+            wal.clock = Some(t0 + settle);
+            append_until(&mut wal, 1 << 20, |w| matches!(w.probe, Some(Probe::Measuring { .. })));
+            let Some(Probe::Measuring { off: from, .. }) = wal.probe else {
+                unreachable!()
+            };
+            // The window's bytes in the least time it takes: 64 KiB or more
+            // per 2 ms.
+            wal.clock = Some(t0 + 2 * settle);
+            append_until(&mut wal, 1 << 20, |w| w.probe != wal_probe_measuring(w));
+            assert_eq!(wal.probe, Some(Probe::Ending), "{sync:?}");
+            assert!(wal.live.write_off - from >= window);
+            assert_eq!(wal.fill, FILL_MAX, "{sync:?}");
+            let full = wal.live.limit;
+            // The end waits for the preparation (a watchdog, not a sleep).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !wal.prepared.as_ref().unwrap().is_finished() {
+                assert!(std::time::Instant::now() < deadline, "the preparation did not finish");
+                std::thread::yield_now();
+            }
+            // At the next checkpoint `needs_roll` says to roll; appends
+            // alone keep filling the segment.
+            let mut appends = 0;
+            while !wal.live.ends_early {
+                assert!(appends <= PROBE_STRIDE, "no end after {appends} appends");
+                let seq = wal.next_seq();
+                assert_eq!(wal.append(&probe_tick(seq)).unwrap(), AppendOutcome::Appended);
+                appends += 1;
+            }
+            assert!(wal.needs_roll(0));
+            let seq = wal.next_seq();
+            assert_eq!(wal.append(&probe_tick(seq)).unwrap(), AppendOutcome::Appended);
+            assert_eq!(wal.live.first_seq, 1);
+            let ended_at = wal.live.write_off;
+            let firsts = append_until(&mut wal, 10, |w| w.live.first_seq > 1);
+            assert_eq!(firsts, [seq + 1], "{sync:?}");
+            assert_eq!(wal.live.fill, FILL_MAX, "{sync:?}");
+            assert_eq!(wal.probe, None);
+            assert_eq!(wal.live.probe_at, usize::MAX);
+            assert!(!wal.live.ends_early);
+            assert!(
+                ended_at < full / 2,
+                "{sync:?}: the first segment ended at {ended_at} of {full}"
+            );
+            let last = wal.next_seq() - 1;
+            drop(wal);
+            let read_all = || {
+                let mut reader = crate::WalReader::open(dir.path(), "f", crate::ReadOptions::default()).unwrap();
+                let mut count = 0u64;
+                while let Some(record) = reader.next_record().unwrap() {
+                    count += 1;
+                    assert_eq!(record.seq(), count, "{sync:?}");
+                    assert_eq!(record.record.as_bytes(), probe_tick(count).record_bytes().unwrap());
+                }
+                count
+            };
+            assert_eq!(read_all(), last, "{sync:?}");
+            let mut wal = Wal::open(dir.path(), "f", options.clone()).unwrap();
+            assert_eq!(wal.next_seq(), last + 1);
+            wal.append(&probe_tick(last + 1)).unwrap();
+            drop(wal);
+            assert_eq!(read_all(), last + 1, "{sync:?}: after the reopen");
+        }
+        // Half the segment while the clock stands still in settling: the
+        // verdict comes there (0 s: as fast as can be).
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), "f", WalOptions::default().segment_bytes(4 << 20)).unwrap();
+        wal.clock = Some(std::time::Instant::now());
+        append_until(&mut wal, 1 << 20, |w| w.probe == Some(Probe::Ending));
+        assert!(wal.live.write_off >= wal.live.limit / 2);
+        assert_eq!(wal.fill, FILL_MAX);
+    }
+
+    /// The probe's state while measuring (the same one, whatever it holds).
+    fn wal_probe_measuring(wal: &Wal) -> Option<Probe> {
+        match wal.probe {
+            p @ Some(Probe::Measuring { .. }) => p,
+            _ => None,
+        }
+    }
+
+    /// A writer too slow for a fill keeps the segment live at open to its
+    /// end, and the next segment is prepared in single pages once the probe
+    /// has measured it.
+    #[test]
+    fn a_slow_writer_keeps_the_segment_live_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions::default().segment_bytes(4 << 20);
+        let settle = PROBE_SETTLE_INTERVALS * options.fill_interval().unwrap();
+        let mut wal = Wal::open(dir.path(), "f", options).unwrap();
+        let t0 = std::time::Instant::now();
+        wal.clock = Some(t0);
+        wal.append(&probe_tick(1)).unwrap();
+        wal.clock = Some(t0 + settle);
+        append_until(&mut wal, 1 << 20, |w| matches!(w.probe, Some(Probe::Measuring { .. })));
+        // The window's bytes in 10 s: ~26 KB/s.
+        wal.clock = Some(t0 + settle + std::time::Duration::from_secs(10));
+        append_until(&mut wal, 1 << 20, |w| !matches!(w.probe, Some(Probe::Measuring { .. })));
+        assert_eq!(wal.probe, None);
+        assert_eq!(wal.fill, 0);
+        assert_eq!(wal.live.probe_at, usize::MAX);
+        assert!(!wal.live.ends_early && !wal.needs_roll(0), "the segment keeps its room");
+        wal.wait_prepared();
+        assert_eq!(wal.ready.as_ref().map(|p| p.fill), Some(0));
     }
 }

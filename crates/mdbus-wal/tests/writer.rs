@@ -695,12 +695,15 @@ fn the_writers_segment_maps_fault_single_pages() {
     // write-protect) the 2 MiB around the writer's position: the writer's
     // maps ask for no readahead (MADV_RANDOM, "rr" in VmFlags), both for a
     // segment it creates (and the one it prepares next) and for the newest
-    // segment it recovers.
+    // segment it recovers. Without large folios the next segment is
+    // prepared at open, not after the rate probe of the writer's first
+    // appends.
     let dir = tempfile::tempdir().unwrap();
     let options = WalOptions::default()
         .segment_bytes(1 << 20)
         .sync(SyncPolicy::Never)
-        .preallocate_next(true);
+        .preallocate_next(true)
+        .large_folios(false);
     let check = |wal: &mut Wal, when: &str| {
         wal.wait_prepared();
         let maps = mappings_under(dir.path());

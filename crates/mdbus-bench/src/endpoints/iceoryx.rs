@@ -249,8 +249,10 @@ impl MdbusSink {
         let mut publisher = FeedPublisher::open_with(config, || {
             IoxSender::create(&IoxSenderConfig::new(wal.feed().as_str()).wal(wal.clone()))
         })?;
-        // The next segment's preparation (64 MiB of pages faulted in) is a
-        // one-off of the open: not in the warm-up, on the publisher's core.
+        // Where the WAL prepares its next segment at open (64 MiB of pages
+        // faulted in), that is a one-off of the open: not in the warm-up, on
+        // the publisher's core. With large folios (the default) there is
+        // none: the preparation waits for the writer's rate, in the run.
         publisher.wait_wal_prepared();
         Ok(MdbusSink { publisher })
     }
