@@ -530,9 +530,10 @@ impl<S: MdSender> FeedPublisher<S> {
     }
 
     /// Waits until the WAL's background preparation of its next segment
-    /// (started after every roll, and at open unless it waits for the
-    /// writer's rate, as it does with large folios: allocation and, by
-    /// default, the pages faulted in) has finished ([`Wal::wait_prepared`]).
+    /// (started at open and after every roll: allocation and, by default,
+    /// the pages faulted in) has finished ([`Wal::wait_prepared`]). With
+    /// large folios, a fast writer's rate has that first one prepared
+    /// again, in the run (see `WalOptions::large_folios`).
     /// For a publisher that wants nothing beside it on its core from the
     /// first record on; returns at once without a WAL or a preparation.
     pub fn wait_wal_prepared(&mut self) {

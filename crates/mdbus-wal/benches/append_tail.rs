@@ -26,7 +26,9 @@
 //! time. `MDBUS_WAL_BENCH_DIR` chooses where the WALs go.
 //! `MDBUS_TAIL_ZEROS=0` turns `WalOptions::write_zeros` off,
 //! `MDBUS_TAIL_FOLIOS=0` `WalOptions::large_folios` (which applies from
-//! the second roll on: use segments a few seconds long).
+//! the first roll on: this bench never asks `Wal::needs_roll`, so the
+//! segment live at open runs to its end in single pages; use segments a
+//! few seconds long).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

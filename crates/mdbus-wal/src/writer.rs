@@ -1,6 +1,7 @@
 //! The one writer of a feed: appends frames into the memory-mapped live
-//! segment, rolls to a new segment when a frame does not fit, and
-//! recovers the newest segment on open.
+//! segment, rolls to a new segment when a frame does not fit (or, by
+//! [`Wal::needs_roll`], when the rate probe at open ends the first segment
+//! early), and recovers the newest segment on open.
 //!
 //! Length (~830 lines): append, roll, preallocation and open-time recovery of
 //! the newest segment all move the same live-segment state.
@@ -41,9 +42,10 @@ pub struct WalOptions {
     /// When appended records are synced to disk.
     pub sync: SyncPolicy,
     /// Preallocate (and pre-fault) the next segment in a background thread
-    /// as soon as a segment becomes live (the one live at open: once the
-    /// writer has shown its rate, with [`WalOptions::large_folios`]), so
-    /// the roll only writes a header and renames a file (default true).
+    /// as soon as a segment becomes live (at open too; with
+    /// [`WalOptions::large_folios`], once a fast writer has shown its rate,
+    /// that one is prepared again for it), so the roll only writes a
+    /// header and renames a file (default true).
     /// When false, the roll preallocates in the appending thread.
     pub preallocate_next: bool,
     /// Pre-fault the pages of a new segment for writing before the writer
@@ -101,13 +103,17 @@ pub struct WalOptions {
     /// dirty in the page cache from the preparation on, where the kernel
     /// may write them out once, as it may the pages `prefault` dirties.
     ///
-    /// The segment live at open (no rate known) is in single pages; the
-    /// next one is prepared only once the writer has shown its rate, over
-    /// its first MiB after a few sync intervals, and when that rate asks
-    /// for a fill the live segment ends early, as soon as the filled one
-    /// is ready (a fast writer's first segment holds a few MiB). With the
-    /// option off, or where it does not apply, the next segment is
-    /// prepared at open, in single pages.
+    /// The segment live at open (no rate known) and the one prepared at
+    /// open are in single pages; the writer's rate is measured over its
+    /// first MiB after a few sync intervals, and when that rate asks for a
+    /// fill the next segment is prepared again with it and the live one
+    /// ends early, as soon as the filled one is ready (a fast writer's
+    /// first segment then holds a few MiB). The end comes through
+    /// [`Wal::needs_roll`], which a publisher asks before each batch (a
+    /// `Wal` used alone that never asks keeps the segment to its end). Not
+    /// for a segment recovered at open more than a quarter full, nor for
+    /// segments under 2 MiB. With the option off, or where it does not
+    /// apply, every segment is prepared in single pages.
     pub large_folios: bool,
     /// Also scan every older segment on open and report corruption there
     /// (never cut). Default false: open reads only the newest segment, so
@@ -255,9 +261,10 @@ impl WalOptions {
     }
 
     /// Whether the segment live at open has a rate [`Probe`]: where
-    /// segments may be filled and are prepared in the background.
+    /// segments may be filled and are prepared in the background, and are
+    /// large enough for the probe's checkpoints ([`PROBE_MIN_SEGMENT`]).
     fn probes_at_open(&self) -> bool {
-        self.preallocate_next && self.fill_interval().is_some()
+        self.preallocate_next && self.fill_interval().is_some() && self.segment_bytes >= PROBE_MIN_SEGMENT as u64
     }
 
     /// The bytes the [`Probe`] measures the writer's rate over: 1 MiB, or a
@@ -489,16 +496,19 @@ const _: () = assert!(FILL_MAX <= crate::sync::REFAULT_MIN);
 /// The rate probe of the segment live at open, where the writer's rate is
 /// not known yet ([`WalOptions::large_folios`]). Without it that segment
 /// and the one prepared at open were in single pages: the first 128 MiB of
-/// a fast writer, the whole of a short run. Instead, the next segment is
-/// prepared once the writer has shown its rate: from its first append,
-/// [`PROBE_SETTLE_INTERVALS`] sync intervals pass (a burst at open, such as
-/// a large snapshot set, does not count), then the probe measures
-/// [`WalOptions::probe_bytes`] over as many intervals at least (or
-/// whatever it has when the writer passes half the segment). A rate that
-/// asks for a fill ends the live segment early once the filled one is
+/// a fast writer, the whole of a short run. The next segment is still
+/// prepared at open in single pages (a roll soon after open, a snapshot
+/// set's, finds it ready), and the probe measures the writer's rate: from
+/// its first append, [`PROBE_SETTLE_INTERVALS`] sync intervals pass (a
+/// burst at open, such as a large snapshot set, does not count), then it
+/// measures [`WalOptions::probe_bytes`] over as many intervals at least
+/// (or whatever it has when the writer passes half the segment). A rate
+/// that asks for a fill replaces the segment prepared at open with one
+/// prepared for it, and ends the live segment early once that one is
 /// ready ([`Wal::needs_roll`] says so; a publisher asks before each batch):
 /// the rest of a fast writer's first segment is not written in single
-/// pages. The appending thread looks at it every [`PROBE_STRIDE`] bytes
+/// pages. A roll before the verdict starts the probe over in the new
+/// segment. The appending thread looks at it every [`PROBE_STRIDE`] bytes
 /// (one clock read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Probe {
@@ -508,6 +518,9 @@ enum Probe {
     Settling { at: std::time::Instant, off: usize },
     /// The rate from `off` at `at` on.
     Measuring { at: std::time::Instant, off: usize },
+    /// The rate asks for a fill: the segment prepared at open is dropped
+    /// once its preparation is done, and the next one prepared with it.
+    Replacing,
     /// The next segment is being prepared with a fill: the live one ends
     /// once it is ready.
     Ending,
@@ -516,6 +529,10 @@ enum Probe {
 /// How often (in bytes written) the appending thread looks at the
 /// [`Probe`].
 const PROBE_STRIDE: usize = 64 << 10;
+
+/// The least segment the [`Probe`] runs in: room for 16 checkpoints before
+/// its verdict at half the segment, at the latest.
+const PROBE_MIN_SEGMENT: usize = 32 * PROBE_STRIDE;
 
 /// The sync intervals the [`Probe`] lets pass after the first append, and
 /// the least it measures over.
@@ -733,13 +750,10 @@ impl Wal {
             clock: None,
         };
         if wal.options.probes_at_open() && wal.live.write_off < wal.live.limit / 4 {
-            // The next segment is prepared once the writer has shown its
-            // rate (see `Probe`).
-            wal.probe = Some(Probe::First);
-            wal.live.probe_at = wal.live.write_off;
-        } else {
-            wal.spawn_prepare();
+            // The writer's rate decides what follows (see `Probe`).
+            wal.start_probe();
         }
+        wal.spawn_prepare();
         wal.start_retention();
         Ok(wal)
     }
@@ -1209,16 +1223,16 @@ impl Wal {
                     self.probe
                 }
             }
-            Some(Probe::Ending) => match &self.prepared {
-                Some(handle) if handle.is_finished() => {
-                    // A writer that rolls by `needs_roll` starts the
-                    // segment prepared for its rate at its next check.
-                    self.live.ends_early = true;
-                    None
-                }
-                Some(_) => self.probe,
-                None => None,
-            },
+            Some(Probe::Replacing) => self.replace_prepared(),
+            Some(Probe::Ending) if self.preparing() => self.probe,
+            Some(Probe::Ending) => {
+                self.wait_prepared();
+                // A writer that rolls by `needs_roll` starts the segment
+                // prepared for its rate at its next check (not if that
+                // preparation failed: the roll retries it).
+                self.live.ends_early = self.ready.is_some();
+                None
+            }
         };
         self.probe = next;
         self.live.probe_at = match next {
@@ -1227,13 +1241,41 @@ impl Wal {
         };
     }
 
-    /// The probe measured `bytes` in `took`: the next segment is prepared
-    /// for that rate now; the live one ends early once it is ready if the
-    /// rate asks for a fill.
+    /// The probe measured `bytes` in `took`: a rate that asks for a fill
+    /// has the segment prepared at open replaced by one prepared with it;
+    /// otherwise that one stands.
     fn probe_verdict(&mut self, bytes: usize, took: std::time::Duration) -> Option<Probe> {
         self.fill = self.options.fill_for(bytes as u64, took);
+        if self.fill == 0 {
+            return None;
+        }
+        self.replace_prepared()
+    }
+
+    /// Drops the segment prepared at open, once its preparation is done
+    /// (they share the temporary file), and prepares the next one with
+    /// [`Wal::fill`] instead: [`Probe::Ending`].
+    fn replace_prepared(&mut self) -> Option<Probe> {
+        if self.preparing() {
+            return Some(Probe::Replacing);
+        }
+        self.wait_prepared();
+        if let Some(p) = self.ready.take() {
+            let _ = std::fs::remove_file(&p.tmp_path);
+        }
         self.spawn_prepare();
-        (self.fill > 0 && self.prepared.is_some()).then_some(Probe::Ending)
+        self.prepared.is_some().then_some(Probe::Ending)
+    }
+
+    /// Whether a preparation of the next segment is running.
+    fn preparing(&self) -> bool {
+        self.prepared.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
+    /// Starts the [`Probe`] in the live segment, at its next append.
+    fn start_probe(&mut self) {
+        self.probe = Some(Probe::First);
+        self.live.probe_at = self.live.write_off;
     }
 
     /// Whether the writer should start a new segment before it appends a
@@ -1334,13 +1376,25 @@ impl Wal {
         }
         let filled = self.live.write_off as u64 - self.live_start;
         self.bytes_before_live += filled;
-        self.fill = self.options.fill_for(filled, self.live.since.elapsed());
+        // A roll before the probe's verdict (an explicit one, such as a
+        // snapshot set's soon after open) starts it over in the new
+        // segment; after it, the next segments follow the rule of the
+        // segment before.
+        let measured = !matches!(
+            self.probe,
+            Some(Probe::First | Probe::Settling { .. } | Probe::Measuring { .. })
+        );
+        self.fill = if measured {
+            self.options.fill_for(filled, self.live.since.elapsed())
+        } else {
+            0
+        };
         self.live_start = 0;
         self.live = live;
-        // A roll before the probe's verdict (an explicit one, or a segment
-        // filled within the probe) ends it: the next segments follow the
-        // rule of the segment before.
         self.probe = None;
+        if !measured {
+            self.start_probe();
+        }
         self.spawn_prepare();
         self.start_retention();
         Ok(())
@@ -1365,9 +1419,10 @@ impl Wal {
     /// Waits until the background preparation of the next segment (see
     /// [`WalOptions::preallocate_next`]) has finished, so that nothing
     /// competes with the appending thread for a CPU and the next roll does
-    /// not wait. Returns at once when there is none: with
-    /// [`WalOptions::large_folios`] none starts at open, it waits for the
-    /// writer's rate. A failed preparation is retried by the roll itself.
+    /// not wait. Returns at once when there is none. With
+    /// [`WalOptions::large_folios`], the rate probe at open may start a
+    /// second one later, for a fast writer (see `large_folios`). A failed
+    /// preparation is retried by the roll itself.
     pub fn wait_prepared(&mut self) {
         if let Some(handle) = self.prepared.take()
             && let Ok(Ok(p)) = handle.join()
@@ -1787,8 +1842,9 @@ mod tests {
 
     /// Records written into filled segments read back in order, after a
     /// reopen too, under each policy that fills. Every segment after the
-    /// one live at open is filled whatever this machine's speed: the probe
-    /// at open is replaced by a preparation with a fill, and each
+    /// one live at open is filled whatever this machine's speed: the
+    /// preparation at open is replaced as the probe's verdict for a fill
+    /// replaces it, and each
     /// segment's clock is restarted just before the append that rolls
     /// (the rate rule is `the_fill_follows_the_writers_rate`, the probe
     /// `a_fast_writer_leaves_the_segment_live_at_open_early`).
@@ -1803,14 +1859,13 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let options = WalOptions::default().segment_bytes(1 << 20).sync(sync);
             let mut wal = Wal::open(dir.path(), "f", options.clone()).unwrap();
-            // Nothing is prepared at open: the probe waits for the rate.
+            // Prepared at open in single pages (no probe in 1 MiB
+            // segments): replaced as a probe's verdict for a fill does.
             wal.wait_prepared();
-            assert!(wal.ready.is_none(), "{sync:?}");
-            assert_eq!(wal.probe, Some(Probe::First), "{sync:?}");
-            wal.probe = None;
-            wal.live.probe_at = usize::MAX;
+            assert_eq!(wal.ready.as_ref().map(|p| p.fill), Some(0), "{sync:?}");
+            assert_eq!(wal.probe, None, "{sync:?}");
             wal.fill = FILL_MAX;
-            wal.spawn_prepare();
+            assert_eq!(wal.replace_prepared(), Some(Probe::Ending), "{sync:?}");
             let mut fills = Vec::new();
             let mut seq = wal.next_seq();
             let tick = |seq: u64| {
@@ -1893,19 +1948,20 @@ mod tests {
     }
 
     /// Where segments may be filled, the segment live at open has a rate
-    /// probe and nothing is prepared before the writer's first appends;
-    /// elsewhere the next segment is prepared at open, as before. A
-    /// segment recovered at open with less than three quarters of its room
-    /// left gets no probe either.
+    /// probe; elsewhere it has none. Either way the next segment is
+    /// prepared at open in single pages. A segment recovered at open with
+    /// less than three quarters of its room left gets no probe, nor does a
+    /// segment too small for the probe's checkpoints.
     #[test]
-    fn the_next_segment_waits_for_the_writers_rate_at_open() {
+    fn the_segment_live_at_open_probes_the_writers_rate() {
         let base = WalOptions::default().segment_bytes(4 << 20);
         for options in [base.clone(), base.clone().sync(SyncPolicy::Never)] {
             let dir = tempfile::tempdir().unwrap();
             let mut wal = Wal::open(dir.path(), "f", options.clone()).unwrap();
-            assert!(wal.prepared.is_none() && wal.ready.is_none(), "{options:?}");
             assert_eq!(wal.probe, Some(Probe::First));
             assert_eq!(wal.live.probe_at, wal.live.write_off);
+            wal.wait_prepared();
+            assert_eq!(wal.ready.as_ref().map(|p| p.fill), Some(0), "{options:?}");
             wal.append(&probe_tick(1)).unwrap();
             assert!(matches!(wal.probe, Some(Probe::Settling { .. })), "{:?}", wal.probe);
             assert_eq!(wal.live.probe_at, wal.live.write_off + PROBE_STRIDE);
@@ -1914,6 +1970,7 @@ mod tests {
             base.clone().sync(SyncPolicy::Always),
             base.clone().large_folios(false),
             base.clone().write_zeros(false),
+            base.clone().segment_bytes(PROBE_MIN_SEGMENT as u64 - 8),
         ] {
             let dir = tempfile::tempdir().unwrap();
             let mut wal = Wal::open(dir.path(), "f", options.clone()).unwrap();
@@ -1922,10 +1979,14 @@ mod tests {
             wal.wait_prepared();
             assert_eq!(wal.ready.as_ref().map(|p| p.fill), Some(0), "{options:?}");
         }
-        // Reopened three quarters full: prepared at open.
+        // Reopened three quarters full: no probe (none in the first run
+        // either, whose rate this machine decides).
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), "f", base.clone()).unwrap();
+        wal.probe = None;
+        wal.live.probe_at = usize::MAX;
         append_until(&mut wal, 1 << 20, |w| w.live.write_off >= 3 << 20);
+        assert_eq!(wal.live.first_seq, 1);
         drop(wal);
         let mut wal = Wal::open(dir.path(), "f", base).unwrap();
         assert_eq!(wal.probe, None);
@@ -1948,6 +2009,9 @@ mod tests {
             let window = options.probe_bytes();
             let settle = PROBE_SETTLE_INTERVALS * options.fill_interval().unwrap();
             let mut wal = Wal::open(dir.path(), "f", options.clone()).unwrap();
+            // The preparation at open is done before the verdict, which
+            // drops it at once (`the_preparation_at_open_is_replaced_once_done`).
+            wal.wait_prepared();
             let t0 = std::time::Instant::now();
             wal.clock = Some(t0);
             wal.append(&probe_tick(1)).unwrap();
@@ -2022,6 +2086,7 @@ mod tests {
         // verdict comes there (0 s: as fast as can be).
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), "f", WalOptions::default().segment_bytes(4 << 20)).unwrap();
+        wal.wait_prepared();
         wal.clock = Some(std::time::Instant::now());
         append_until(&mut wal, 1 << 20, |w| w.probe == Some(Probe::Ending));
         assert!(wal.live.write_off >= wal.live.limit / 2);
@@ -2059,5 +2124,113 @@ mod tests {
         assert!(!wal.live.ends_early && !wal.needs_roll(0), "the segment keeps its room");
         wal.wait_prepared();
         assert_eq!(wal.ready.as_ref().map(|p| p.fill), Some(0));
+    }
+
+    /// Takes the finished preparation of the next segment and hands it
+    /// back through a preparation that runs until the sender is used or
+    /// dropped: a preparation as slow as a test needs.
+    fn hold_preparation(wal: &mut Wal) -> std::sync::mpsc::Sender<()> {
+        wal.wait_prepared();
+        let prepared = wal.ready.take().expect("a prepared segment");
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        wal.prepared = Some(std::thread::spawn(move || {
+            let _ = held.recv();
+            Ok(prepared)
+        }));
+        release
+    }
+
+    /// Appends until the probe has its verdict: a fast writer's, on the
+    /// probe's clock.
+    fn fast_verdict(wal: &mut Wal) {
+        let settle = PROBE_SETTLE_INTERVALS * wal.options.fill_interval().unwrap();
+        let t0 = std::time::Instant::now();
+        wal.clock = Some(t0);
+        let seq = wal.next_seq();
+        wal.append(&probe_tick(seq)).unwrap();
+        wal.clock = Some(t0 + settle);
+        append_until(wal, 1 << 20, |w| matches!(w.probe, Some(Probe::Measuring { .. })));
+        wal.clock = Some(t0 + 2 * settle);
+        append_until(wal, 1 << 20, |w| w.probe != wal_probe_measuring(w));
+        assert_eq!(wal.fill, FILL_MAX);
+    }
+
+    /// A verdict for a fill while the preparation at open still runs waits
+    /// for it (they share the temporary file): the probe checks again at
+    /// each checkpoint, and once it is done, drops it and prepares the next
+    /// segment with the fill, which the live segment then ends early for.
+    #[test]
+    fn the_preparation_at_open_is_replaced_once_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), "f", WalOptions::default().segment_bytes(4 << 20)).unwrap();
+        let release = hold_preparation(&mut wal);
+        fast_verdict(&mut wal);
+        assert_eq!(wal.probe, Some(Probe::Replacing));
+        let at = wal.live.write_off;
+        append_until(&mut wal, 1 << 20, |w| w.live.write_off >= at + 2 * PROBE_STRIDE);
+        assert_eq!(wal.probe, Some(Probe::Replacing), "still running");
+        release.send(()).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while wal.preparing() {
+            assert!(std::time::Instant::now() < deadline, "the held preparation did not end");
+            std::thread::yield_now();
+        }
+        append_until(&mut wal, 1 << 20, |w| w.probe == Some(Probe::Ending));
+        assert!(wal.prepared.is_some(), "the filled preparation runs");
+        // `wait_prepared` meanwhile (a publisher's) collects it: the end
+        // early still comes, into the filled segment.
+        wal.wait_prepared();
+        assert_eq!(wal.ready.as_ref().map(|p| p.fill), Some(FILL_MAX));
+        let firsts = append_until(&mut wal, 1 << 20, |w| w.live.first_seq > 1);
+        assert_eq!(firsts.len(), 1);
+        assert_eq!(wal.live.fill, FILL_MAX);
+        assert!(wal.live.write_off < 4 << 20, "the first segment ended early");
+        let segments = list_segments(&dir.path().join("f")).unwrap();
+        assert_eq!(segments.len(), 2, "{segments:?}");
+    }
+
+    /// A filled preparation that fails leaves the live segment to its end
+    /// (the roll then retries the preparation on the appending thread).
+    #[test]
+    fn a_failed_preparation_does_not_end_the_segment_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), "f", WalOptions::default().segment_bytes(4 << 20)).unwrap();
+        wal.wait_prepared();
+        fast_verdict(&mut wal);
+        assert_eq!(wal.probe, Some(Probe::Ending));
+        let _ = wal.prepared.take().unwrap().join();
+        wal.prepared = Some(std::thread::spawn(|| {
+            Err(Error::Options("a failed preparation".into()))
+        }));
+        append_until(&mut wal, 1 << 20, |w| w.probe.is_none());
+        assert!(!wal.live.ends_early && !wal.needs_roll(0));
+        assert!(wal.ready.is_none());
+        // Full, the roll prepares the next segment itself.
+        let firsts = append_until(&mut wal, 1 << 20, |w| w.live.first_seq > 1);
+        assert_eq!(firsts.len(), 1);
+    }
+
+    /// An explicit roll before the verdict (a snapshot set's soon after
+    /// open) finds the segment prepared at open ready, and the probe starts
+    /// over in the new segment, whose verdict then decides as at open.
+    #[test]
+    fn a_roll_before_the_verdict_starts_the_probe_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), "f", WalOptions::default().segment_bytes(4 << 20)).unwrap();
+        wal.wait_prepared();
+        wal.append(&probe_tick(1)).unwrap();
+        assert!(matches!(wal.probe, Some(Probe::Settling { .. })));
+        wal.roll().unwrap();
+        assert_eq!(wal.live.first_seq, 2);
+        assert_eq!(wal.live.fill, 0, "the segment prepared at open");
+        assert_eq!(wal.fill, 0);
+        assert_eq!(wal.probe, Some(Probe::First));
+        assert_eq!(wal.live.probe_at, wal.live.write_off);
+        wal.wait_prepared();
+        fast_verdict(&mut wal);
+        assert_eq!(wal.probe, Some(Probe::Ending));
+        let firsts = append_until(&mut wal, 1 << 20, |w| w.live.first_seq > 2);
+        assert_eq!(firsts.len(), 1);
+        assert_eq!(wal.live.fill, FILL_MAX);
     }
 }

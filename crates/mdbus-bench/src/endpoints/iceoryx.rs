@@ -249,10 +249,11 @@ impl MdbusSink {
         let mut publisher = FeedPublisher::open_with(config, || {
             IoxSender::create(&IoxSenderConfig::new(wal.feed().as_str()).wal(wal.clone()))
         })?;
-        // Where the WAL prepares its next segment at open (64 MiB of pages
-        // faulted in), that is a one-off of the open: not in the warm-up, on
-        // the publisher's core. With large folios (the default) there is
-        // none: the preparation waits for the writer's rate, in the run.
+        // The WAL prepares its next segment at open (64 MiB, 4 MiB of pages
+        // faulted in): a one-off of the open, not in the warm-up, on the
+        // publisher's core. With large folios (the default) a fast writer's
+        // rate has it prepared again with a fill, in the run, and the
+        // segment live at open ends early (the writer's probe).
         publisher.wait_wal_prepared();
         Ok(MdbusSink { publisher })
     }
