@@ -533,7 +533,8 @@ impl<S: MdSender> FeedPublisher<S> {
     /// (started at open and after every roll: allocation and, by default,
     /// the pages faulted in) has finished ([`Wal::wait_prepared`]). With
     /// large folios, a fast writer's rate has that first one prepared
-    /// again, in the run (see `WalOptions::large_folios`).
+    /// again, in the run (see `WalOptions::large_folios`): one more
+    /// preparation beside the publisher, its first few MiB in.
     /// For a publisher that wants nothing beside it on its core from the
     /// first record on; returns at once without a WAL or a preparation.
     pub fn wait_wal_prepared(&mut self) {
@@ -860,8 +861,10 @@ impl<S: MdSender> FeedPublisher<S> {
     }
 
     /// Starts a new WAL segment now and writes the snapshot set first (on
-    /// request; rolls happen by themselves when a segment is full). Without
-    /// a WAL, publishes the snapshot set alone.
+    /// request; rolls happen by themselves when a segment is full, or when
+    /// the WAL's rate probe ends a fast writer's first segment early: see
+    /// `WalOptions::large_folios`). Without a WAL, publishes the snapshot
+    /// set alone.
     pub fn publish_snapshot_set(&mut self) -> Result<()> {
         self.roll_with_snapshot_set()
     }

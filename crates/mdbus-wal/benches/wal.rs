@@ -5,9 +5,10 @@
 //!   `never` or `interval` (the default group commit, 2 ms):
 //!   - `warm`: every timed batch runs in a segment that is live and whose
 //!     successor is already prepared (nothing else runs); no roll is timed.
-//!     Once per WAL, under `interval`, the rate probe of the segment live
-//!     at open prepares its successor again in one timed batch, in
-//!     criterion's warm-up (see `WalOptions::large_folios`).
+//!     Once per WAL (both policies fill), the rate probe of the segment
+//!     live at open prepares its successor again in one timed batch, in
+//!     criterion's warm-up, beside the appends (see
+//!     `WalOptions::large_folios`).
 //!   - `fresh`: every timed batch starts on a just-rolled segment, while the
 //!     background thread prepares (allocates, pre-faults) the next one; the
 //!     roll itself is not timed.

@@ -3,8 +3,9 @@
 //! [`Wal::needs_roll`], when the rate probe at open ends the first segment
 //! early), and recovers the newest segment on open.
 //!
-//! Length (~830 lines): append, roll, preallocation and open-time recovery of
-//! the newest segment all move the same live-segment state.
+//! Length (~1600 lines before the tests): append, roll, preallocation, the
+//! rate probe and open-time recovery of the newest segment all move the
+//! same live-segment state.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -105,7 +106,8 @@ pub struct WalOptions {
     ///
     /// The segment live at open (no rate known) and the one prepared at
     /// open are in single pages; the writer's rate is measured over its
-    /// first MiB after a few sync intervals, and when that rate asks for a
+    /// first MiB (a sixteenth of a smaller segment) after a few sync
+    /// intervals, and when that rate asks for a
     /// fill the next segment is prepared again with it and the live one
     /// ends early, as soon as the filled one is ready (a fast writer's
     /// first segment then holds a few MiB). The end comes through
@@ -502,14 +504,15 @@ const _: () = assert!(FILL_MAX <= crate::sync::REFAULT_MIN);
 /// its first append, [`PROBE_SETTLE_INTERVALS`] sync intervals pass (a
 /// burst at open, such as a large snapshot set, does not count), then it
 /// measures [`WalOptions::probe_bytes`] over as many intervals at least
-/// (or whatever it has when the writer passes half the segment). A rate
-/// that asks for a fill replaces the segment prepared at open with one
-/// prepared for it, and ends the live segment early once that one is
-/// ready ([`Wal::needs_roll`] says so; a publisher asks before each batch):
-/// the rest of a fast writer's first segment is not written in single
-/// pages. A roll before the verdict starts the probe over in the new
-/// segment. The appending thread looks at it every [`PROBE_STRIDE`] bytes
-/// (one clock read).
+/// (a writer that passes half the segment first keeps the one prepared at
+/// open). A rate that asks for a fill replaces the segment prepared at
+/// open with one prepared for it (the preparation thread deletes the old
+/// one first), and ends the live segment early once that one is ready
+/// ([`Wal::needs_roll`] says so; a publisher asks before each batch): the
+/// rest of a fast writer's first segment is not written in single pages.
+/// A roll before the verdict starts the probe over in the new segment. The
+/// appending thread looks at it every [`PROBE_STRIDE`] bytes (one clock
+/// read; a thread joined and one spawned at the replacement).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Probe {
     /// Before the first append.
@@ -1063,16 +1066,30 @@ impl Wal {
     }
 
     fn spawn_prepare(&mut self) {
+        self.spawn_prepare_after(None);
+    }
+
+    /// [`Wal::spawn_prepare`], the thread first deleting `old`, a prepared
+    /// segment under the same temporary name (its unmap and the release of
+    /// its page cache are milliseconds, not for the appending thread).
+    fn spawn_prepare_after(&mut self, old: Option<PreparedSegment>) {
         if !self.options.preallocate_next || self.prepared.is_some() || self.ready.is_some() {
             return;
         }
         let dir = self.feed_dir.clone();
         let options = self.options.clone();
         let fill = self.fill;
-        // A failed spawn only means the roll preallocates synchronously.
+        // A failed spawn only means the roll preallocates synchronously
+        // (over `old`'s file, which `create` truncates).
         self.prepared = std::thread::Builder::new()
             .name("mdbus-wal-prealloc".into())
-            .spawn(move || prepare_with(&dir, &options, fill))
+            .spawn(move || {
+                if let Some(old) = old {
+                    let _ = std::fs::remove_file(&old.tmp_path);
+                    drop(old);
+                }
+                prepare_with(&dir, &options, fill)
+            })
             .ok();
     }
 
@@ -1196,8 +1213,10 @@ impl Wal {
         let interval = self.options.fill_interval().unwrap_or(SyncPolicy::DEFAULT_INTERVAL);
         let settle = PROBE_SETTLE_INTERVALS * interval;
         let window = self.options.probe_bytes();
-        // Past half the segment the preparation must start, whatever was
-        // measured (a writer at GB/s), so that the roll does not wait.
+        // Past half the segment before a verdict (a writer at GB/s, or a
+        // burst at open), the one prepared at open stands: a replacement
+        // might not be ready by the roll. The rule of this segment decides
+        // the next.
         let half = self.live.limit / 2;
         let next = match self.probe {
             None => None,
@@ -1205,10 +1224,10 @@ impl Wal {
                 self.live.since = now;
                 Some(Probe::Settling { at: now, off })
             }
-            Some(Probe::Settling { at, off: first }) => {
+            Some(Probe::Settling { at, .. }) => {
                 let took = now.saturating_duration_since(at);
                 if off >= half {
-                    self.probe_verdict(off - first, took)
+                    None
                 } else if took >= settle {
                     Some(Probe::Measuring { at: now, off })
                 } else {
@@ -1217,7 +1236,9 @@ impl Wal {
             }
             Some(Probe::Measuring { at, off: from }) => {
                 let took = now.saturating_duration_since(at);
-                if (off - from >= window && took >= settle) || off >= half {
+                if off >= half {
+                    None
+                } else if off - from >= window && took >= settle {
                     self.probe_verdict(off - from, took)
                 } else {
                     self.probe
@@ -1260,10 +1281,8 @@ impl Wal {
             return Some(Probe::Replacing);
         }
         self.wait_prepared();
-        if let Some(p) = self.ready.take() {
-            let _ = std::fs::remove_file(&p.tmp_path);
-        }
-        self.spawn_prepare();
+        let old = self.ready.take();
+        self.spawn_prepare_after(old);
         self.prepared.is_some().then_some(Probe::Ending)
     }
 
@@ -2083,14 +2102,19 @@ mod tests {
             assert_eq!(read_all(), last + 1, "{sync:?}: after the reopen");
         }
         // Half the segment while the clock stands still in settling: the
-        // verdict comes there (0 s: as fast as can be).
+        // probe ends there and the segment prepared at open stands (a
+        // replacement might not be ready by the roll).
         let dir = tempfile::tempdir().unwrap();
         let mut wal = Wal::open(dir.path(), "f", WalOptions::default().segment_bytes(4 << 20)).unwrap();
         wal.wait_prepared();
         wal.clock = Some(std::time::Instant::now());
-        append_until(&mut wal, 1 << 20, |w| w.probe == Some(Probe::Ending));
+        append_until(&mut wal, 1 << 20, |w| w.probe.is_none());
         assert!(wal.live.write_off >= wal.live.limit / 2);
-        assert_eq!(wal.fill, FILL_MAX);
+        assert!(!wal.live.ends_early);
+        assert_eq!(wal.ready.as_ref().map(|p| p.fill), Some(0));
+        let firsts = append_until(&mut wal, 1 << 20, |w| w.live.first_seq > 1);
+        assert_eq!(firsts.len(), 1);
+        assert_eq!(wal.live.fill, 0, "the segment prepared at open");
     }
 
     /// The probe's state while measuring (the same one, whatever it holds).
@@ -2181,10 +2205,7 @@ mod tests {
         // early still comes, into the filled segment.
         wal.wait_prepared();
         assert_eq!(wal.ready.as_ref().map(|p| p.fill), Some(FILL_MAX));
-        let firsts = append_until(&mut wal, 1 << 20, |w| w.live.first_seq > 1);
-        assert_eq!(firsts.len(), 1);
-        assert_eq!(wal.live.fill, FILL_MAX);
-        assert!(wal.live.write_off < 4 << 20, "the first segment ended early");
+        assert_early_end(&mut wal);
         let segments = list_segments(&dir.path().join("f")).unwrap();
         assert_eq!(segments.len(), 2, "{segments:?}");
     }
@@ -2198,11 +2219,24 @@ mod tests {
         wal.wait_prepared();
         fast_verdict(&mut wal);
         assert_eq!(wal.probe, Some(Probe::Ending));
-        let _ = wal.prepared.take().unwrap().join();
+        if let Ok(Ok(p)) = wal.prepared.take().unwrap().join() {
+            std::fs::remove_file(&p.tmp_path).unwrap();
+        }
         wal.prepared = Some(std::thread::spawn(|| {
             Err(Error::Options("a failed preparation".into()))
         }));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while wal.preparing() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the failing preparation did not end"
+            );
+            std::thread::yield_now();
+        }
+        let at = wal.live.write_off;
         append_until(&mut wal, 1 << 20, |w| w.probe.is_none());
+        assert!(wal.live.write_off <= at + PROBE_STRIDE + 512, "at the next checkpoint");
+        assert_eq!(wal.live.first_seq, 1);
         assert!(!wal.live.ends_early && !wal.needs_roll(0));
         assert!(wal.ready.is_none());
         // Full, the roll prepares the next segment itself.
@@ -2229,8 +2263,23 @@ mod tests {
         wal.wait_prepared();
         fast_verdict(&mut wal);
         assert_eq!(wal.probe, Some(Probe::Ending));
-        let firsts = append_until(&mut wal, 1 << 20, |w| w.live.first_seq > 2);
+        wal.wait_prepared();
+        assert_early_end(&mut wal);
+    }
+
+    /// Appends until the live segment ends early (a watchdog on the
+    /// appends; its preparation is done), well before its half, and rolls
+    /// into the filled segment as a publisher does.
+    fn assert_early_end(wal: &mut Wal) {
+        let first = wal.live.first_seq;
+        append_until(wal, 1 << 20, |w| w.live.ends_early || w.live.first_seq != first);
+        assert!(wal.live.ends_early, "the segment filled instead");
+        assert_eq!(wal.live.first_seq, first);
+        let ended_at = wal.live.write_off;
+        assert!(ended_at < wal.live.limit / 2, "ended at {ended_at}");
+        let firsts = append_until(wal, 10, |w| w.live.first_seq != first);
         assert_eq!(firsts.len(), 1);
         assert_eq!(wal.live.fill, FILL_MAX);
+        assert!(!wal.live.ends_early);
     }
 }

@@ -84,6 +84,8 @@ fn segments_roll_and_report_the_new_segment() {
         for seq in 1..=300 {
             let sample = record(seq, (seq % 4) as u8);
             let len = sample.record_bytes().unwrap().len();
+            // No rate probe in segments this small: `needs_roll` is
+            // exactly whether the append rolls.
             let will_roll = wal.needs_roll(len);
             match wal.append(&sample).unwrap() {
                 AppendOutcome::Appended => assert!(!will_roll),
@@ -695,15 +697,12 @@ fn the_writers_segment_maps_fault_single_pages() {
     // write-protect) the 2 MiB around the writer's position: the writer's
     // maps ask for no readahead (MADV_RANDOM, "rr" in VmFlags), both for a
     // segment it creates (and the one it prepares next) and for the newest
-    // segment it recovers. Without large folios the next segment is
-    // prepared at open, not after the rate probe of the writer's first
-    // appends.
+    // segment it recovers.
     let dir = tempfile::tempdir().unwrap();
     let options = WalOptions::default()
         .segment_bytes(1 << 20)
         .sync(SyncPolicy::Never)
-        .preallocate_next(true)
-        .large_folios(false);
+        .preallocate_next(true);
     let check = |wal: &mut Wal, when: &str| {
         wal.wait_prepared();
         let maps = mappings_under(dir.path());

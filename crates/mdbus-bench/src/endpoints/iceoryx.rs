@@ -249,7 +249,7 @@ impl MdbusSink {
         let mut publisher = FeedPublisher::open_with(config, || {
             IoxSender::create(&IoxSenderConfig::new(wal.feed().as_str()).wal(wal.clone()))
         })?;
-        // The WAL prepares its next segment at open (64 MiB, 4 MiB of pages
+        // The WAL prepares its next segment at open (64 MiB allocated, pages
         // faulted in): a one-off of the open, not in the warm-up, on the
         // publisher's core. With large folios (the default) a fast writer's
         // rate has it prepared again with a fill, in the run, and the
