@@ -1869,7 +1869,6 @@ mod tests {
     /// `a_fast_writer_leaves_the_segment_live_at_open_early`).
     #[test]
     fn records_written_into_filled_segments_read_back() {
-        use mdbus_types::{Kind, RecordHeader, Tick};
         for sync in [
             SyncPolicy::default(),
             SyncPolicy::Never,
@@ -1887,14 +1886,7 @@ mod tests {
             assert_eq!(wal.replace_prepared(), Some(Probe::Ending), "{sync:?}");
             let mut fills = Vec::new();
             let mut seq = wal.next_seq();
-            let tick = |seq: u64| {
-                let mut sample = MdSample::from(Tick {
-                    header: RecordHeader::new(Kind::Tick, seq as i64),
-                    ..Tick::default()
-                });
-                sample.header_mut().seq = seq;
-                sample
-            };
+            let tick = probe_tick;
             // About 5.3 segments of 112-byte frames.
             while seq <= 50_000 {
                 let sample = tick(seq);
@@ -1910,20 +1902,7 @@ mod tests {
             assert!(fills.iter().all(|&f| f == FILL_MAX), "{sync:?}: {fills:?}");
             wal.sync().unwrap();
             drop(wal);
-            let read_all = || {
-                let mut reader = crate::WalReader::open(dir.path(), "f", crate::ReadOptions::default()).unwrap();
-                let mut count = 0u64;
-                while let Some(record) = reader.next_record().unwrap() {
-                    count += 1;
-                    assert_eq!(record.seq(), count, "{sync:?}");
-                    assert_eq!(
-                        record.record.as_bytes(),
-                        tick(count).record_bytes().unwrap(),
-                        "{sync:?}: seq {count}"
-                    );
-                }
-                count
-            };
+            let read_all = || read_ticks(dir.path(), &format!("{sync:?}"));
             assert_eq!(read_all(), seq - 1, "{sync:?}");
             let mut wal = Wal::open(dir.path(), "f", options).unwrap();
             assert_eq!(wal.next_seq(), seq, "{sync:?}: reopened");
@@ -1942,6 +1921,23 @@ mod tests {
         });
         sample.header_mut().seq = seq;
         sample
+    }
+
+    /// Reads feed `f` under `dir` back: every record the [`probe_tick`] of
+    /// the next seq from 1. How many there were.
+    fn read_ticks(dir: &Path, what: &str) -> u64 {
+        let mut reader = crate::WalReader::open(dir, "f", crate::ReadOptions::default()).unwrap();
+        let mut count = 0u64;
+        while let Some(record) = reader.next_record().unwrap() {
+            count += 1;
+            assert_eq!(record.seq(), count, "{what}");
+            assert_eq!(
+                record.record.as_bytes(),
+                probe_tick(count).record_bytes().unwrap(),
+                "{what}: seq {count}"
+            );
+        }
+        count
     }
 
     /// Appends ticks until `done` holds (at most `most`, a test failure
@@ -2084,16 +2080,7 @@ mod tests {
             );
             let last = wal.next_seq() - 1;
             drop(wal);
-            let read_all = || {
-                let mut reader = crate::WalReader::open(dir.path(), "f", crate::ReadOptions::default()).unwrap();
-                let mut count = 0u64;
-                while let Some(record) = reader.next_record().unwrap() {
-                    count += 1;
-                    assert_eq!(record.seq(), count, "{sync:?}");
-                    assert_eq!(record.record.as_bytes(), probe_tick(count).record_bytes().unwrap());
-                }
-                count
-            };
+            let read_all = || read_ticks(dir.path(), &format!("{sync:?}"));
             assert_eq!(read_all(), last, "{sync:?}");
             let mut wal = Wal::open(dir.path(), "f", options.clone()).unwrap();
             assert_eq!(wal.next_seq(), last + 1);
