@@ -517,8 +517,8 @@ const _: () = assert!(FILL_MAX <= crate::sync::REFAULT_MIN);
 enum Probe {
     /// Before the first append.
     First,
-    /// Since the first append, at `off`.
-    Settling { at: std::time::Instant, off: usize },
+    /// Since the first append, at `at`.
+    Settling { at: std::time::Instant },
     /// The rate from `off` at `at` on.
     Measuring { at: std::time::Instant, off: usize },
     /// The rate asks for a fill: the segment prepared at open is dropped
@@ -1222,9 +1222,9 @@ impl Wal {
             None => None,
             Some(Probe::First) => {
                 self.live.since = now;
-                Some(Probe::Settling { at: now, off })
+                Some(Probe::Settling { at: now })
             }
-            Some(Probe::Settling { at, .. }) => {
+            Some(Probe::Settling { at }) => {
                 let took = now.saturating_duration_since(at);
                 if off >= half {
                     None
@@ -2030,8 +2030,7 @@ mod tests {
             let t0 = std::time::Instant::now();
             wal.clock = Some(t0);
             wal.append(&probe_tick(1)).unwrap();
-            let first = wal.live.write_off;
-            assert_eq!(wal.probe, Some(Probe::Settling { at: t0, off: first }));
+            assert_eq!(wal.probe, Some(Probe::Settling { at: t0 }));
             // Still settling while the clock stands.
             append_until(&mut wal, 1 << 20, |w| w.live.write_off >= HEADER_LEN + 2 * PROBE_STRIDE);
             assert!(matches!(wal.probe, Some(Probe::Settling { .. })), "{:?}", wal.probe);
@@ -2048,12 +2047,9 @@ mod tests {
             assert!(wal.live.write_off - from >= window);
             assert_eq!(wal.fill, FILL_MAX, "{sync:?}");
             let full = wal.live.limit;
-            // The end waits for the preparation (a watchdog, not a sleep).
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while !wal.prepared.as_ref().unwrap().is_finished() {
-                assert!(std::time::Instant::now() < deadline, "the preparation did not finish");
-                std::thread::yield_now();
-            }
+            // The end waits for the preparation.
+            assert!(wal.prepared.is_some());
+            wait_preparation_done(&wal, "the preparation");
             // At the next checkpoint `needs_roll` says to roll; appends
             // alone keep filling the segment.
             let mut appends = 0;
@@ -2151,6 +2147,19 @@ mod tests {
         release
     }
 
+    /// Waits until the running preparation of the next segment (`what`)
+    /// has ended, under a 60 s watchdog (not a sleep).
+    fn wait_preparation_done(wal: &Wal, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while wal.preparing() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watchdog: {what} did not end in 60 s"
+            );
+            std::thread::yield_now();
+        }
+    }
+
     /// Appends until the probe has its verdict: a fast writer's, on the
     /// probe's clock.
     fn fast_verdict(wal: &mut Wal) {
@@ -2181,11 +2190,7 @@ mod tests {
         append_until(&mut wal, 1 << 20, |w| w.live.write_off >= at + 2 * PROBE_STRIDE);
         assert_eq!(wal.probe, Some(Probe::Replacing), "still running");
         release.send(()).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while wal.preparing() {
-            assert!(std::time::Instant::now() < deadline, "the held preparation did not end");
-            std::thread::yield_now();
-        }
+        wait_preparation_done(&wal, "the held preparation");
         append_until(&mut wal, 1 << 20, |w| w.probe == Some(Probe::Ending));
         assert!(wal.prepared.is_some(), "the filled preparation runs");
         // `wait_prepared` meanwhile (a publisher's) collects it: the end
@@ -2212,14 +2217,7 @@ mod tests {
         wal.prepared = Some(std::thread::spawn(|| {
             Err(Error::Options("a failed preparation".into()))
         }));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while wal.preparing() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the failing preparation did not end"
-            );
-            std::thread::yield_now();
-        }
+        wait_preparation_done(&wal, "the failing preparation");
         let at = wal.live.write_off;
         append_until(&mut wal, 1 << 20, |w| w.probe.is_none());
         assert!(wal.live.write_off <= at + PROBE_STRIDE + 512, "at the next checkpoint");
